@@ -1,0 +1,266 @@
+"""Source of notebooks/00_welcome_and_tour.ipynb (run this file to regenerate it)."""
+import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+import nbbuild  # noqa: E402
+
+CELLS = [
+    ("md", r"""
+# 00 · Welcome: a tour of the course and of its model
+
+Large language models are big: a 7-billion-parameter model stored in 16-bit floats needs 14 GB just
+for its weights. **Quantization** stores those weights (and sometimes the activations) with fewer
+bits (8, 4, even 2) while keeping the model's answers almost unchanged. This course shows how,
+with every method written from scratch in the small package `qcourse` and checked against the
+libraries people deploy with.
+
+**Learning goals.** After this notebook you can
+1. load the course's own language model, `qcourse-tiny`, and make it write text;
+2. compute how much memory a model needs at FP32, FP16/BF16, INT8 and INT4, for this model and for a 7B model;
+3. explain perplexity, the quality measure used in every notebook, and compute it from token log-likelihoods;
+4. see, in one experiment, what rounding weights to fewer bits does to quality.
+"""),
+    ("md", r"""
+## The course map
+
+| # | notebook | the question it answers |
+|---|---|---|
+| 00 | welcome and tour | what are we compressing, and how do we measure the damage? |
+| 01 | number formats and formulas | what are FP16, BF16, FP8, INT4, NF4; what are a scale and a zero point? |
+| 02 | post-training quantization | how far does plain rounding go; what do outliers, LLM.int8() and SmoothQuant do? |
+| 03 | quantization-aware training | can training make a model robust to rounding? |
+| 04 | GPTQ | how can second-order information fix rounding errors? |
+| 05 | AWQ | why do a few weight channels matter more, and how does scaling protect them? |
+| 06 | GGUF and llama.cpp | how do K-quants pack weights, bit for bit as llama.cpp does? |
+| 07 | kernels | why is a 4-bit matmul faster, and what does the kernel look like? |
+| 08 | deployment | how do people serve quantized models? |
+| 09 | benchmarks and cost | which method to choose, and what it saves |
+| 10 | failure modes | what goes wrong and how to recover |
+
+Everything runs offline on a laptop CPU. Let's start with the model.
+"""),
+    ("code", r"""
+import inspect
+import math
+
+import matplotlib.pyplot as plt
+import torch
+
+from qcourse import data, eval as qeval, formats, models
+
+torch.manual_seed(0)
+torch.set_num_threads(2)
+"""),
+    ("md", r"""
+## 1. The model: `qcourse-tiny`
+
+Real LLMs are too big for a free notebook, so the course trains its own: `qcourse-tiny` is a
+miniature **Llama**, the same architecture as Llama 3, Mistral or SmolLM, just narrow and shallow.
+It was trained from scratch on a CPU (`qcourse train-tiny`) on text that every Python installation
+carries: the standard library's documentation and its source code. Everything you learn on it
+transfers to large models: the layers have the same names and the same shapes, only smaller.
+"""),
+    ("code", r"""
+model, tokenizer = models.load()          # the default is "qcourse-tiny", loaded from data/
+config = model.config
+n_params = models.parameter_count(model)
+print(f"{type(model).__name__}: {config.num_hidden_layers} layers, hidden size {config.hidden_size}, "
+      f"{config.num_attention_heads} query heads / {config.num_key_value_heads} key-value heads, "
+      f"MLP {config.intermediate_size}, vocabulary {config.vocab_size}")
+print(f"{n_params:,} parameters")
+"""),
+    ("md", r"""
+Where do the parameters live? Almost all of them sit in the **linear layers** of the transformer
+blocks (the attention projections `q/k/v/o_proj` and the MLP's `gate/up/down_proj`) and in the
+token embedding. The linear layers are what quantization methods compress.
+"""),
+    ("code", r"""
+linears = models.linear_layers(model)
+print(f"{len(linears)} linear layers; those of the first block:")
+for name, layer in list(linears.items())[:7]:
+    print(f"  {name:<36} weight {layer.out_features:>4} x {layer.in_features:<4} = {layer.weight.numel():>7,}")
+in_linears = sum(l.weight.numel() for l in linears.values())
+embedding = model.model.embed_tokens.weight.numel()
+print(f"linear layers: {in_linears / n_params:.0%} of the parameters, token embedding "
+      f"(shared with the output head): {embedding / n_params:.0%}, norms: the rest")
+"""),
+    ("md", r"""
+### Let it write
+
+Greedy decoding picks the most likely next token again and again. Give it the start of a docstring
+or of a function and it continues in the style of the standard library it was trained on.
+"""),
+    ("code", r"""
+for prompt in ["Return the number of", "def read_config(path):\n", "class Stack:\n    \"\"\""]:
+    print("-" * 60)
+    print(prompt + qeval.generate(model, tokenizer, prompt, max_new_tokens=40))
+"""),
+    ("md", r"""
+A 6-million-parameter model will not write correct programs, but it has learned the shape of Python
+and of English documentation. That is all we need: a real language model whose quality we can measure
+and watch degrade as we quantize it.
+
+## 2. Memory math
+
+A weight stored with $b$ bits takes $b/8$ bytes, so the weights of a model with $N$ parameters take
+
+$$\text{bytes} = N \cdot \frac{b}{8}.$$
+
+Quantized formats also store, for every **group** of $g$ weights, a scale (and often a zero point),
+typically in 16 bits each. That adds $(16+16)/g$ bits per weight: 4-bit weights in groups of 128
+really cost $4 + 32/128 = 4.25$ bits. The package computes this in `qcourse.formats`:
+"""),
+    ("code", r"""
+print(inspect.getsource(formats.bits_per_weight))
+print(inspect.getsource(formats.memory_bytes))
+"""),
+    ("code", r"""
+precisions = [("FP32", 32, None), ("FP16 / BF16", 16, None), ("INT8", 8, None),
+              ("INT4 (g128, fp16 scale+zero)", 4, 128)]
+seven_b = 7_000_000_000
+print(f"{'precision':<30}{'bits/weight':>12}{'qcourse-tiny':>15}{'a 7B model':>14}")
+sizes = {}
+for name, bits, group in precisions:
+    zero_bits = 16 if group else 0
+    bpw = formats.bits_per_weight(bits, group, 16, zero_bits)
+    tiny_size = formats.memory_bytes(n_params, bits, group, 16, zero_bits)
+    big_size = formats.memory_bytes(seven_b, bits, group, 16, zero_bits)
+    sizes[name] = big_size
+    print(f"{name:<30}{bpw:>12.2f}{formats.human_bytes(tiny_size):>15}{formats.human_bytes(big_size):>14}")
+"""),
+    ("code", r"""
+fig, ax = plt.subplots(figsize=(7, 2.6))
+ax.barh(list(sizes), [s / 1e9 for s in sizes.values()], color=["#888", "#4c72b0", "#55a868", "#c44e52"])
+for y, s in enumerate(sizes.values()):
+    ax.text(s / 1e9 + 0.3, y, formats.human_bytes(s), va="center")
+ax.axvline(16, ls="--", c="k", lw=1)
+ax.text(16.3, 3.3, "a 16 GB GPU", fontsize=8)
+ax.set_xlabel("GB for the weights of a 7B model")
+ax.invert_yaxis()
+ax.set_xlim(0, 34)
+plt.tight_layout()
+plt.show()
+"""),
+    ("md", r"""
+Two things to notice:
+
+* Going from FP16 to 4 bits shrinks the weights about 3.8×: a 7B model fits in about 3.7 GB, on a
+  laptop or a small GPU. That is the whole appeal.
+* These are the **weights** only. At run time you also need the KV cache and activations, and real
+  4-bit files keep some tensors at higher precision: a 7B model in llama.cpp's popular `Q4_K_M` mix
+  is about 4.1 GB, not the 1.8 GB some blog posts quote (notebook 06 measures such mixes for real).
+
+Memory is not just about fitting: during token-by-token generation the processor must read every
+weight once per token, so fewer bytes also means faster generation (notebook 07).
+
+## 3. Measuring quality: perplexity
+
+A language model assigns a probability $p(x_t \mid x_{<t})$ to each next token. On a text of $N$
+predicted tokens, its **perplexity** is
+
+$$\mathrm{PPL} = \exp\Big(\frac{1}{N}\sum_{t} -\log p(x_t \mid x_{<t})\Big),$$
+
+the exponential of the average negative log-likelihood (the cross-entropy loss). It reads as "the
+model is, on average, as unsure as if it picked uniformly among PPL tokens": a model guessing
+uniformly over our 4,096-token vocabulary scores 4,096; lower is better.
+
+Why perplexity for quantization? It is cheap, deterministic, uses the whole output distribution
+(not one sampled answer), and small quantization damage shows up in it long before it shows in a
+benchmark score. Every notebook compares methods by the perplexity on the same held-out **test
+split** of the corpus: modules whose names were never seen in training.
+"""),
+    ("code", r"""
+print(inspect.getsource(qeval.perplexity))
+"""),
+    ("code", r"""
+test_ppl = qeval.perplexity(model, tokenizer, "test")
+prose_ppl = qeval.perplexity(model, tokenizer, "test", domain="prose")
+code_ppl = qeval.perplexity(model, tokenizer, "test", domain="code")
+unigram = qeval.unigram_perplexity(tokenizer)
+print(f"test split: {len(data.token_ids(tokenizer, 'test')):,} tokens")
+print(f"qcourse-tiny            perplexity {test_ppl:8.2f}")
+print(f"  on documentation only            {prose_ppl:8.2f}")
+print(f"  on source code only              {code_ppl:8.2f}")
+print(f"unigram baseline (token counts)    {unigram:8.2f}")
+print(f"uniform guess over the vocabulary  {len(tokenizer):8d}")
+"""),
+    ("md", r"""
+The model is far better than counting token frequencies (the unigram baseline): it uses context.
+Code is easier to predict than prose: it is repetitive (indentation, `self.`, keywords).
+
+## 4. A first taste of quantization
+
+Let us do the crudest thing possible: round every weight of every linear layer to a grid of
+$2^b$ levels per output row (**round-to-nearest**, per-channel), and measure perplexity again.
+Notebook 01 derives the formula; here we just call it.
+"""),
+    ("code", r"""
+from qcourse import quant
+
+def rounded_copy(bits):
+    copy, _ = models.load()
+    with torch.no_grad():
+        for layer in models.linear_layers(copy).values():
+            layer.weight.copy_(quant.fake_quantize(layer.weight, bits, symmetric=True, granularity="channel"))
+    return copy
+
+results = {"fp32": test_ppl}
+for bits in (8, 4, 3, 2):
+    results[f"{bits}-bit"] = qeval.perplexity(rounded_copy(bits), tokenizer, "test")
+for name, ppl in results.items():
+    print(f"{name:>6}: perplexity {ppl:10.2f}  ({ppl / test_ppl - 1:+.1%})")
+"""),
+    ("md", r"""
+8 bits costs almost nothing; 4 bits hurts a little; at 3 and 2 bits plain rounding falls apart.
+The rest of the course is about closing that gap: better grids (01), calibration and outlier
+handling (02), training with quantization (03), smarter rounding (GPTQ, 04), protecting important
+channels (AWQ, 05), and the formats and kernels that make it fast in practice (06, 07).
+
+## 5. Exercises
+
+Each exercise has a `check()` that runs hidden test cases and tells you *correct*, *wrong* (with the
+first failing case) or *not attempted*. Replace the `...` and run the cell. Stuck? Call `.hint()`;
+really stuck, `.solution()`.
+"""),
+    ("code", r"""
+from qcourse.exercises import ex00
+
+# Exercise 1: bytes needed to store n_params weights at `bits` bits each (round up to whole bytes).
+def weight_bytes(n_params, bits):
+    return ...  # your code here
+
+ex00.weight_bytes.check(weight_bytes)
+"""),
+    ("code", r"""
+# Exercise 2: turn per-token negative log-likelihoods (a 1-D tensor, natural log) into a perplexity.
+def perplexity_from_nll(nll):
+    return ...  # your code here
+
+ex00.perplexity_from_nll.check(perplexity_from_nll)
+"""),
+    ("code", r"""
+# ex00.weight_bytes.hint()
+# ex00.perplexity_from_nll.solution()
+"""),
+    ("md", r"""
+## Summary
+
+* `qcourse-tiny` is a real (if small) Llama-architecture language model, trained by this project
+  offline, with the layer names and shapes of the big ones.
+* Weight memory is $N \cdot b / 8$ bytes, plus the scales and zeros of each group
+  (4-bit, group 128 ≈ 4.25 bits per weight). A 7B model: 28 GB in FP32, 14 GB in FP16, ≈ 3.7 GB at 4.25 bits.
+* Perplexity, $\exp$ of the mean negative log-likelihood on held-out text, is our quality measure.
+* Naive rounding is nearly free at 8 bits, costly at 4, and breaks at 3 and 2 bits. The next notebooks
+  explain why and what to do about it.
+
+**Next:** [01 · number formats and the quantization formulas](01_number_formats_and_formulas.ipynb).
+
+**Sources.** Llama architecture: Touvron et al., *LLaMA* (2023). Perplexity as the standard
+quantization metric: Frantar et al., *GPTQ* (2022), Dettmers et al., *LLM.int8()* (2022). Group-wise
+4-bit storage cost: the GPTQ and AWQ checkpoint formats (one fp16 scale and one zero per group of 128).
+"""),
+]
+
+if __name__ == "__main__":
+    nbbuild.main(__file__, CELLS)

@@ -1,0 +1,58 @@
+"""The ``qcourse`` command line: ``qcourse tour``, ``qcourse train-tiny``, ``qcourse grade``."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+
+def tour(args: argparse.Namespace) -> None:
+    """Load the embedded model, print its size at each precision, its test perplexity and a sample."""
+    from qcourse import data, eval as qeval, formats, models
+
+    start = time.time()
+    model, tokenizer = models.load(args.model)
+    n = models.parameter_count(model)
+    print(f"model: {args.model}, {n:,} parameters")
+    print(f"corpus test split: {len(data.corpus('test')):,} characters")
+    print("size of the weights at each precision:")
+    for name, bits, group in [("FP32", 32, None), ("FP16/BF16", 16, None), ("INT8", 8, None),
+                              ("INT4, group 128 (+fp16 scale, zero)", 4, 128)]:
+        size = formats.memory_bytes(n, bits, group, 16, 16 if group else 0)
+        print(f"  {name:<38} {formats.human_bytes(size):>10}")
+    ppl = qeval.perplexity(model, tokenizer, "test")
+    print(f"test perplexity (seq_len 512): {ppl:.2f}")
+    prompt = "def read_file(path):\n"
+    print(f"greedy sample:\n{prompt}{qeval.generate(model, tokenizer, prompt, 48)}")
+    print(f"done in {time.time() - start:.0f}s")
+
+
+def train_tiny(args: argparse.Namespace) -> None:
+    from qcourse.zoo import train
+    train.main(args.rest)
+
+
+def grade(args: argparse.Namespace) -> None:
+    from qcourse import grading
+    grading.main(args.folder, args.timeout)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="qcourse", description="qcourse: an open course on LLM quantization.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("tour", help="load the embedded model; print its sizes, perplexity and a sample")
+    p.add_argument("--model", default="qcourse-tiny")
+    p.set_defaults(func=tour)
+    p = sub.add_parser("train-tiny", help="train qcourse-tiny from scratch (options: --help)", add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=train_tiny)
+    p = sub.add_parser("grade", help="run a folder of submitted notebooks and tabulate their exercises")
+    p.add_argument("folder")
+    p.add_argument("--timeout", type=int, default=600, help="seconds per notebook")
+    p.set_defaults(func=grade)
+    args = parser.parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""How the embedded model ``qcourse-tiny`` is made: its tokenizer and its training run."""
