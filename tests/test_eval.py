@@ -56,7 +56,8 @@ def test_bad_split_and_short_text_are_rejected(tiny):
 def test_model_size_counts_tied_weights_once_and_buffers(tiny):
     model, _ = tiny
     n = models.parameter_count(model)
-    assert qeval.model_size_bytes(model) == 4 * n
+    buffers = sum(b.numel() * b.element_size() for b in model.buffers())  # RoPE frequencies
+    assert qeval.model_size_bytes(model) == 4 * n + buffers
     layer = nn.Linear(8, 4, bias=False)
     layer.register_buffer("packed", torch.zeros(16, dtype=torch.uint8))
     assert qeval.model_size_bytes(layer) == 8 * 4 * 4 + 16

@@ -105,7 +105,8 @@ checkpoint (step {log['best']['step']:,}, {seen:,} tokens seen, validation loss
 
 ## Limits
 A teaching model: 6 M parameters trained on 13 MB of text. It writes plausible-looking Python and
-documentation but not correct programs. It is not meant for any use beyond the course.
+documentation but not correct programs, and greedy decoding soon falls into loops, as the
+samples above show. It is not meant for any use beyond the course.
 """
     (folder / "MODEL_CARD.md").write_text(card)
     return card
