@@ -1,0 +1,307 @@
+"""Source of notebooks/01_number_formats_and_formulas.ipynb (run this file to regenerate it)."""
+import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+import nbbuild  # noqa: E402
+
+CELLS = [
+    ("md", r"""
+# 01 · Number formats and the quantization formulas
+
+Notebook 00 showed that rounding weights to fewer bits shrinks a model. This notebook opens the
+box: which number formats exist, what grid of values each can hold, and the two formulas that
+every method in the rest of the course (RTN, GPTQ, AWQ, GGUF K-quants) is built on.
+
+**Learning goals.** After this notebook you can
+1. say how FP32, FP16, BF16, FP8 (E4M3, E5M2), INT8, INT4 and NF4 differ, and draw their grids;
+2. derive a scale and a zero point from a tensor's range, and quantize/dequantize by hand;
+3. choose between symmetric and asymmetric quantization, and between per-tensor, per-channel and
+   per-group scales, from measured errors on a real weight matrix of `qcourse-tiny`;
+4. pack 4-bit (and 3-bit) integers into int32 words the way GPTQ stores them;
+5. implement asymmetric quantization, per-group scales and 4-bit packing yourself (exercises).
+"""),
+    ("code", r"""
+%matplotlib inline
+import inspect
+
+import matplotlib.pyplot as plt
+import torch
+from IPython.display import display
+
+from qcourse import data, formats, models, pack, quant, viz
+from qcourse.exercises import ex01
+
+torch.manual_seed(0)
+torch.set_num_threads(2)
+model, tokenizer = models.load()
+"""),
+    ("md", r"""
+## 1. Number formats and their grids
+
+A floating-point number is `sign · 2^exponent · 1.mantissa`: its grid is dense near zero and
+coarse far from it (the gap between neighbours grows with the value: *relative* precision). An
+integer format is a uniform grid `k · scale`: the same gap everywhere (*absolute* precision), and
+the scale has to be chosen for the data. NF4 is a lookup table of 16 values placed where normally
+distributed weights are dense, times a per-block absmax.
+"""),
+    ("code", r"""
+print(f"{'format':9} {'bits':>4} {'largest':>10} {'smallest normal step':>21}  note")
+for f in formats.format_table():
+    print(f"{f.name:9} {f.bits:4d} {f.max_value:10.3g} {f.smallest_step:21.3g}  {f.note}")
+"""),
+    ("md", r"""
+`formats.representable_values(name)` lists every value a format can hold, read from the bit
+patterns themselves (all 256 patterns of an FP8 byte, all 65,536 of FP16). Here are the values in
+[-4, 4]; INT and NF4 are drawn for a tensor whose largest magnitude (absmax) is 4.
+"""),
+    ("code", r"""
+fig = viz.format_grid_figure(["FP8 E5M2", "FP8 E4M3", "INT8", "INT4", "NF4"], lo=-4, hi=4, absmax=4)
+display(fig)
+for name in ["FP16", "BF16", "FP8 E4M3", "FP8 E5M2"]:
+    print(f"{name:9} has {len(formats.representable_values(name)):6d} distinct finite values")
+"""),
+    ("md", r"""
+What does a value *become* in each format? `formats.cast(x, name)` stores `x` in the format and
+reads it back. FP formats round to the nearest representable float; INT8/INT4 quantize the whole
+tensor with one symmetric scale (`absmax / 127` or `absmax / 7`); NF4 snaps `x / absmax` to the
+nearest of its 16 code values. Note how one large value (300) sets the integer step (300/127 ≈ 2.4
+for INT8, 300/7 ≈ 43 for INT4): the small values become 0, while every float format keeps about
+2 to 4 significant digits of each value, whatever its size (but FP16 overflows above 65,504).
+"""),
+    ("code", r"""
+x = torch.tensor([0.1, 1 / 3, 3.14159, 300.0])
+print(f"{'format':9}" + "".join(f"{v:>12.5g}" for v in x.tolist()))
+for name in formats.FORMAT_NAMES:
+    print(f"{name:9}" + "".join(f"{v:>12.5g}" for v in formats.cast(x, name).tolist()))
+print("FP16 of 70000:", formats.cast(torch.tensor([70000.0]), "FP16").item())
+"""),
+    ("md", r"""
+## 2. Scale and zero point from first principles
+
+We want to map real values in a range `[lo, hi]` onto the `2^b` integers of a `b`-bit grid. Spread
+them evenly: the **scale** is the real-valued size of one integer step, and the **zero point** is the
+integer that represents the real value 0.
+
+$$\text{scale} = \frac{hi - lo}{2^b - 1}, \qquad \text{zero} = \operatorname{round}\!\left(\frac{-lo}{\text{scale}}\right)$$
+
+$$q = \operatorname{clamp}\!\left(\operatorname{round}\!\left(\frac{x}{\text{scale}}\right) + \text{zero},\ q_{min},\ q_{max}\right), \qquad x' = (q - \text{zero})\cdot \text{scale}$$
+
+Two rules make this robust: the range is widened to include 0 (`lo ≤ 0 ≤ hi`), so that 0.0 (padding,
+ReLU outputs, pruned weights) is stored *exactly* as `q = zero`; and a tensor of zeros gets scale 1
+instead of a division by zero. **Symmetric** quantization fixes `zero = 0` and uses a signed grid,
+`scale = absmax / (2^{b-1} - 1)`.
+
+By hand: `x = [-1, 0, 0.4, 2]` on 2 bits (integers 0..3): scale = 3/3 = 1, zero = round(1/1) = 1,
+`q = round(x + 1) = [0, 1, 1, 3]`, and back: `x' = q - 1 = [-1, 0, 0, 2]`. The error on 0.4 is
+0.4, less than half a step, which is the worst that rounding can do to a value inside the range.
+"""),
+    ("code", r"""
+x = torch.tensor([-1.0, 0.0, 0.4, 2.0])
+q, scale, zero = quant.quantize(x, 2, symmetric=False, granularity="tensor")
+print("q =", q.tolist(), " scale =", scale.item(), " zero =", zero.item())
+print("x' =", quant.dequantize(q, scale, zero).tolist())
+"""),
+    ("md", "The package's code, which every later notebook uses:"),
+    ("code", r"""
+print(inspect.getsource(quant.scale_and_zero))
+print(inspect.getsource(quant.quantize))
+print(inspect.getsource(quant.dequantize))
+"""),
+    ("md", r"""
+## 3. Symmetric or asymmetric?
+
+Symmetric quantization wastes nothing when the data is centred on zero, but if the values are
+one-sided, half of the signed grid is never used. We measure both on a real weight matrix of
+`qcourse-tiny` and on real activations: the output of the SiLU in the first layer's MLP
+(`SiLU(x) = x·sigmoid(x)` is never below -0.28), collected with a forward hook on two
+calibration sequences.
+The table gives the mean squared error (MSE) of `x - x'`, per-tensor scales.
+"""),
+    ("code", r"""
+linears = models.linear_layers(model)
+W = linears["model.layers.0.mlp.up_proj"].weight.detach()
+print("weight:", tuple(W.shape), f"mean {W.mean():.4f}, min {W.min():.3f}, max {W.max():.3f}")
+
+captured = {}
+
+def keep_output(module, inputs, output):   # a forward hook sees what the module computed
+    captured["x"] = output.detach().reshape(-1, output.shape[-1])
+
+hook = models.get_module(model, "model.layers.0.mlp.act_fn").register_forward_hook(keep_output)
+with torch.no_grad():
+    model(data.calibration_samples(tokenizer, 2, 128, seed=0))
+hook.remove()
+acts = captured["x"]
+print("activations:", tuple(acts.shape), f"min {acts.min():.3f}, max {acts.max():.3f}")
+"""),
+    ("code", r"""
+print(f"{'tensor':12} {'bits':>4} {'symmetric MSE':>14} {'asymmetric MSE':>15}")
+for label, t in [("weight", W), ("activations", acts)]:
+    for bits in (8, 4):
+        mse = [quant.quantization_error(t, quant.fake_quantize(t, bits, symmetric=s, granularity="tensor"))
+               for s in (True, False)]
+        print(f"{label:12} {bits:4d} {mse[0]:14.3g} {mse[1]:15.3g}")
+"""),
+    ("md", r"""
+On the weight matrix, whose range is roughly balanced around zero, the two schemes are close.
+On the SiLU outputs, which are one-sided, the symmetric grid spends almost half of its levels on
+negative values that never occur; the asymmetric grid puts all its levels where the values are
+and its error is several times lower. This is why weights are often quantized symmetrically (simpler kernels:
+no zero point) and activations asymmetrically.
+
+## 4. Per-tensor, per-channel, per-group
+
+One scale for a whole matrix is set by its single largest weight; every other row pays for it.
+**Per-channel** gives each output channel (row of `W [N, K]`) its own scale; **per-group** gives
+each run of `g` consecutive weights along the input dimension its own scale (GPTQ, AWQ and
+llama.cpp use g = 32 to 128). Finer scales cost storage: a 16-bit scale per group of 128 weights
+adds 16/128 = 0.125 bits per weight.
+"""),
+    ("code", r"""
+print(f"{'granularity':14} {'MSE at 4 bits':>14} {'MSE at 3 bits':>14} {'bits/weight (4-bit, fp16 scale)':>32}")
+settings = [("tensor", None), ("channel", None), ("group", 128), ("group", 64), ("group", 32)]
+for granularity, g in settings:
+    mse = [quant.quantization_error(W, quant.fake_quantize(W, b, symmetric=True, granularity=granularity,
+                                                           group_size=g)) for b in (4, 3)]
+    per = g if g else (W.shape[1] if granularity == "channel" else None)
+    label = f"group {g}" if g else granularity
+    print(f"{label:14} {mse[0]:14.3g} {mse[1]:14.3g} {formats.bits_per_weight(4, per):32.3f}")
+"""),
+    ("md", r"""
+The four panels show a corner of the matrix: the original weights, the integers that are stored,
+the weights after dequantization, and the error. Per-tensor, the scale is set by the largest weight
+somewhere else in the matrix, so the integers in this corner use only part of the grid (see the
+colour bar of `q`); in groups of 32 each group spans the whole grid, -7..7, and the error's colour
+scale shrinks.
+"""),
+    ("code", r"""
+display(viz.error_panels(W, bits=4, symmetric=True, granularity="tensor"))
+display(viz.error_panels(W, bits=4, symmetric=True, granularity="group", group_size=32))
+"""),
+    ("md", r"""
+How much does each extra bit buy? The step halves (roughly) with every bit, so the error of
+rounding, about `scale² / 12` for uniformly spread values, drops about 4× (6 dB) per bit:
+"""),
+    ("code", r"""
+bit_range = list(range(2, 9))
+fig, ax = plt.subplots(figsize=(5, 3))
+for granularity, g in [("tensor", None), ("channel", None), ("group", 32)]:
+    mse = [quant.quantization_error(W, quant.fake_quantize(W, b, symmetric=True, granularity=granularity,
+                                                           group_size=g)) for b in bit_range]
+    ax.semilogy(bit_range, mse, marker="o", label=f"group {g}" if g else granularity)
+ax.set_xlabel("bits")
+ax.set_ylabel("MSE")
+ax.set_title("Quantization error of layers.0.mlp.up_proj")
+ax.legend()
+plt.show()
+"""),
+    ("md", r"""
+## 5. Bit packing
+
+PyTorch has no 4-bit dtype, so 4-bit integers are stored eight to an int32 word. GPTQ and the
+kernels that read its checkpoints treat each row of values as a little-endian **bit stream**: value
+`j` occupies bits `[4j, 4j+4)`, so value 0 is the lowest nibble. 3-bit values do not divide 32:
+GPTQ lets them straddle words, 32 values in 3 words. `qcourse.pack` does both (and a plain
+byte layout) with one vectorised routine.
+"""),
+    ("code", r"""
+values = torch.tensor([1, 2, 3, 4, 5, 6, 7, 8], dtype=torch.uint8)
+word = pack.pack_int32(values, 4)
+print("packed:", word.tolist(), "=", hex(word.item() & 0xFFFFFFFF), "(value 0 in the lowest nibble)")
+print("unpacked:", pack.unpack_int32(word, 4).tolist())
+three_bit = torch.arange(32, dtype=torch.uint8) % 8
+print("32 three-bit values ->", pack.pack_int32(three_bit, 3).shape[-1], "int32 words")
+print(inspect.getsource(pack._pack))
+"""),
+    ("md", r"""
+Packing is where the memory saving becomes real: the up-projection above stored in FP32 and as
+packed 4-bit integers with one FP16 scale per group of 32:
+"""),
+    ("code", r"""
+q, scale, zero = quant.quantize(W, 4, symmetric=True, granularity="group", group_size=32)
+packed = pack.pack_int32((q.to(torch.int16) + 8).to(torch.uint8), 4)   # shift signed -> unsigned
+stored = packed.numel() * 4 + scale.numel() * 2
+print(f"FP32: {formats.human_bytes(W.numel() * 4)}, packed INT4 + fp16 scales: {formats.human_bytes(stored)} "
+      f"({W.numel() * 32 / (stored * 8):.1f}x smaller, {stored * 8 / W.numel():.2f} bits per weight)")
+assert torch.equal(pack.unpack_int32(packed, 4).to(torch.int16) - 8, q.to(torch.int16))
+"""),
+    ("md", r"""
+## 6. Explore
+
+Move the sliders: the picture is redrawn by `viz.error_panels` each time (in a static view of this
+notebook you see only the first drawing). Try 2 bits per-tensor, then 2 bits in groups of 8.
+"""),
+    ("code", r"""
+viz.explorer(W)
+"""),
+    ("md", r"""
+## 7. Exercises
+
+Replace each `...` with your code and run the cell: `check` runs hidden cases and tells you
+*correct*, *wrong* (with the first failing case) or *not attempted*. `ex01.<question>.hint()`
+helps; `ex01.<question>.solution()` shows an answer.
+
+**7.1 Asymmetric quantization.** Write `asymmetric_quantize(x, bits) -> (q, scale, zero)` with
+one scale for the whole tensor, following the formulas of section 2 (range widened to include 0).
+"""),
+    ("code", r"""
+print(ex01.asymmetric_quantize.prompt)
+
+def asymmetric_quantize(x, bits):
+    return ...  # your code here
+
+ex01.asymmetric_quantize.check(asymmetric_quantize);
+"""),
+    ("md", r"""
+**7.2 Per-group scales.** Write `group_scales(W, bits, group_size)`: the symmetric scale of each
+group of `group_size` consecutive weights in each row, shape `[N, K // group_size]`, without loops.
+"""),
+    ("code", r"""
+print(ex01.group_scales.prompt)
+
+def group_scales(W, bits, group_size):
+    return ...  # your code here
+
+ex01.group_scales.check(group_scales);
+"""),
+    ("md", r"""
+**7.3 4-bit packing.** Write `pack4(values)`: 8 four-bit values per int32 along the last
+dimension, value 0 in the lowest nibble.
+"""),
+    ("code", r"""
+print(ex01.pack4.prompt)
+
+def pack4(values):
+    return ...  # your code here
+
+ex01.pack4.check(pack4);
+"""),
+    ("md", r"""
+## Summary
+
+* Float formats have relative precision (dense near 0); integer formats have a uniform step set by
+  a **scale**; NF4 is a 16-entry code book for normally distributed weights.
+* `q = clamp(round(x / scale + zero), qmin, qmax)` and `x' = (q - zero) · scale`; the range always
+  contains 0; rounding errs by at most half a step inside the range; clamping handles the rest.
+* Asymmetric helps one-sided data (activations after SiLU); symmetric is enough for centred weights.
+* Finer granularity (channel, then groups of 128…32) cuts the error several-fold for a fraction of
+  a bit per weight; each extra bit cuts the MSE about 4×.
+* Packed integers are what make the saving real: 8 four-bit values per int32, value 0 lowest.
+
+Next, notebook 02 applies these formulas to the whole model and measures perplexity.
+
+## Sources
+
+* IEEE 754-2019 (FP32, FP16); BF16: Google Brain's bfloat16 format.
+* Micikevicius et al., *FP8 Formats for Deep Learning*, 2022 (E4M3, E5M2). arXiv:2209.05433.
+* Jacob et al., *Quantization and Training of Neural Networks for Efficient Integer-Arithmetic-Only
+  Inference*, CVPR 2018 (scale and zero point). arXiv:1712.05877.
+* Nagel et al., *A White Paper on Neural Network Quantization*, 2021. arXiv:2106.08295.
+* Dettmers et al., *QLoRA*, 2023 (NF4), and bitsandbytes' `create_normal_map`. arXiv:2305.14314.
+* Frantar et al., *GPTQ*, 2022, and its reference code's `pack` (the int32 layout). arXiv:2210.17323.
+"""),
+]
+
+if __name__ == "__main__":
+    nbbuild.main(__file__, CELLS)
