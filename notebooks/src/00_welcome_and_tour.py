@@ -212,10 +212,14 @@ for name, ppl in results.items():
     print(f"{name:>6}: perplexity {ppl:10.2f}  ({ppl / test_ppl - 1:+.1%})")
 """),
     ("md", r"""
-8 bits costs almost nothing; 4 bits hurts a little; at 3 and 2 bits plain rounding falls apart.
-The rest of the course is about closing that gap: better grids (01), calibration and outlier
-handling (02), training with quantization (03), smarter rounding (GPTQ, 04), protecting important
-channels (AWQ, 05), and the formats and kernels that make it fast in practice (06, 07).
+Read the table from the top: at 8 bits the change is too small to see; at 4 bits it is under 1 %;
+at 3 bits a few percent; at 2 bits the model breaks (its perplexity roughly triples). Where exactly
+each step lands depends on the model: this one is small and was trained briefly, and large LLMs
+develop a few huge activation outliers that make them harder to quantize (Dettmers et al., 2022;
+notebook 02 measures outliers). The rest of the course is about pushing the breaking point down:
+better grids (01), calibration and outlier handling (02), training with quantization (03), smarter
+rounding (GPTQ, 04), protecting important channels (AWQ, 05), and the formats and kernels that
+make it fast in practice (06, 07).
 
 ## 5. Exercises
 
@@ -251,8 +255,8 @@ ex00.perplexity_from_nll.check(perplexity_from_nll)
 * Weight memory is $N \cdot b / 8$ bytes, plus the scales and zeros of each group
   (4-bit, group 128 ≈ 4.25 bits per weight). A 7B model: 28 GB in FP32, 14 GB in FP16, ≈ 3.7 GB at 4.25 bits.
 * Perplexity, $\exp$ of the mean negative log-likelihood on held-out text, is our quality measure.
-* Naive rounding is nearly free at 8 bits, costly at 4, and breaks at 3 and 2 bits. The next notebooks
-  explain why and what to do about it.
+* Naive per-channel rounding of `qcourse-tiny` is free at 8 bits, costs under 1 % at 4 bits and a few
+  percent at 3, and breaks at 2 bits. The next notebooks explain why and what to do about it.
 
 **Next:** [01 · number formats and the quantization formulas](01_number_formats_and_formulas.ipynb).
 
