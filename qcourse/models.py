@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
+from transformers.utils import logging as hf_logging
 
 from qcourse.paths import TINY_DIR
 
@@ -71,6 +72,7 @@ def load(name: str = DEFAULT_MODEL, dtype: torch.dtype = torch.float32):
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(f"dtype must be a floating torch.dtype such as torch.float32, got {dtype!r}")
     source = resolve(name)
+    hf_logging.disable_progress_bar()  # a 56-tensor model needs no progress bar in every cell
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
