@@ -1,0 +1,203 @@
+"""W4A16 matmul in Triton: ``y = x · W'ᵀ`` with W' dequantized from 4-bit codes on the fly.
+
+Layout (see :mod:`qcourse.kernels.layout`):
+
+    qweight[i, n] (int32) holds q[n, 8i + j] in bits [4j, 4j + 4), j = 0..7
+    W'[n, k] = (q[n, k] - zeros[k // g, n]) · scales[k // g, n]
+
+Two kernels, chosen by the number of rows M of x:
+
+* M ≥ 16 (prefill, batches): a tiled GEMM. Each program owns a BLOCK_M × BLOCK_N tile of y,
+  walks K in steps of BLOCK_K, dequantizes a BLOCK_K × BLOCK_N tile of W'ᵀ into registers and
+  feeds it to ``tl.dot`` (tensor cores) with a float32 accumulator. For skinny M there are few
+  tiles, so K is split too (as in the GEMV below).
+* M < 16 (decode): a split-K GEMV. ``tl.dot`` needs at least 16 rows, and with one row the work
+  is reading the weight once, so each program owns BLOCK_N outputs of one row and one slice of
+  K; the slices' partial sums are added with atomics. More slices = more programs = more
+  memory requests in flight, which is what a memory-bound kernel needs.
+
+Both read each weight byte from DRAM once per tile of M; both accumulate in float32.
+"""
+from __future__ import annotations
+
+import functools
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+from .checks import PACK, check_w4a16
+
+GEMV_MAX_M = 15  # rows below 16 take the GEMV path (tl.dot needs >= 16 rows)
+
+
+def interpreting() -> bool:
+    """Whether Triton runs kernels in its CPU interpreter (``TRITON_INTERPRET=1``)."""
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+@triton.jit
+def _dequantize(words, shift, scale, zero):
+    """W' = (q - zero) · scale, with q the 4-bit field of ``words`` starting at bit ``shift``."""
+    q = (words >> shift) & 0xF                  # 0..15 (the mask also drops the sign bits)
+    return (q.to(tl.float32) - zero) * scale
+
+
+@triton.jit
+def _w4a16_gemm_kernel(x_ptr, qweight_ptr, scales_ptr, zeros_ptr, y_ptr,
+                       M, N, K, group_size, stride_xm, stride_ym, k_per_split,
+                       BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+                       SPLIT_K: tl.constexpr, DOT_DTYPE: tl.constexpr):
+    rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)       # m of this tile
+    cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)       # n of this tile
+    k_start = tl.program_id(2) * k_per_split                         # this program's K slice
+    k_end = tl.minimum(k_start + k_per_split, K)
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for k0 in range(k_start, k_end, BLOCK_K):
+        ks = k0 + tl.arange(0, BLOCK_K)                              # k of this step
+        x = tl.load(x_ptr + rows[:, None] * stride_xm + ks[None, :],
+                    mask=(rows[:, None] < M) & (ks[None, :] < k_end), other=0.0)
+        w_mask = (ks[:, None] < k_end) & (cols[None, :] < N)
+        # row k of W'ᵀ lives in word row k // 8, nibble k % 8; its group is k // g
+        words = tl.load(qweight_ptr + (ks // 8)[:, None] * N + cols[None, :], mask=w_mask, other=0)
+        group = (ks // group_size)[:, None] * N + cols[None, :]
+        scale = tl.load(scales_ptr + group, mask=w_mask, other=0.0).to(tl.float32)
+        zero = tl.load(zeros_ptr + group, mask=w_mask, other=0.0).to(tl.float32)
+        w = _dequantize(words, (ks % 8)[:, None] * 4, scale, zero)   # [BLOCK_K, BLOCK_N] = W'ᵀ
+        w = w.to(x.dtype)                                            # what the tensor cores see
+        acc = tl.dot(x.to(DOT_DTYPE), w.to(DOT_DTYPE), acc, input_precision="ieee")
+    y_ptrs = y_ptr + rows[:, None] * stride_ym + cols[None, :]
+    y_mask = (rows[:, None] < M) & (cols[None, :] < N)
+    if SPLIT_K == 1:
+        tl.store(y_ptrs, acc.to(y_ptr.dtype.element_ty), mask=y_mask)
+    else:
+        tl.atomic_add(y_ptrs, acc, mask=y_mask)                      # y is a float32 buffer
+
+
+@triton.jit
+def _w4a16_gemv_kernel(x_ptr, qweight_ptr, scales_ptr, zeros_ptr, y_ptr,
+                       N, K, group_size, stride_xm, stride_ym, words_per_split,
+                       BLOCK_N: tl.constexpr, BLOCK_WORDS: tl.constexpr, SPLIT_K: tl.constexpr):
+    cols = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)        # outputs n
+    word_start = tl.program_id(1) * words_per_split                  # this program's K slice
+    word_end = tl.minimum(word_start + words_per_split, K // 8)
+    row = tl.program_id(2)                                           # the row m of x
+    acc = tl.zeros((BLOCK_WORDS, BLOCK_N), dtype=tl.float32)
+    for i0 in range(word_start, word_end, BLOCK_WORDS):
+        i = i0 + tl.arange(0, BLOCK_WORDS)                           # word rows: k = 8i .. 8i+7
+        i_ok = i < word_end
+        w_mask = i_ok[:, None] & (cols[None, :] < N)
+        words = tl.load(qweight_ptr + i[:, None] * N + cols[None, :], mask=w_mask, other=0)
+        group = (i * 8 // group_size)[:, None] * N + cols[None, :]   # g % 8 == 0: one group/word
+        scale = tl.load(scales_ptr + group, mask=w_mask, other=0.0).to(tl.float32)
+        zero = tl.load(zeros_ptr + group, mask=w_mask, other=0.0).to(tl.float32)
+        for j in tl.static_range(8):                                 # the 8 nibbles of each word
+            x = tl.load(x_ptr + row * stride_xm + i * 8 + j, mask=i_ok, other=0.0)
+            w = _dequantize(words, 4 * j, scale, zero).to(x.dtype)   # rounded as in the GEMM
+            acc += x.to(tl.float32)[:, None] * w.to(tl.float32)
+    y = tl.sum(acc, axis=0)                                          # [BLOCK_N] partial sums
+    y_ptrs = y_ptr + row * stride_ym + cols
+    if SPLIT_K == 1:
+        tl.store(y_ptrs, y.to(y_ptr.dtype.element_ty), mask=cols < N)
+    else:
+        tl.atomic_add(y_ptrs, y, mask=cols < N)                      # y is a float32 buffer
+
+
+def _dot_dtype(dtype: torch.dtype):
+    # The interpreter multiplies with numpy, which has no bfloat16: there, bf16 tiles (exactly
+    # representable in float32) are multiplied as float32. On a GPU the tensor cores take bf16.
+    if dtype == torch.bfloat16 and interpreting():
+        return tl.float32
+    return {torch.float16: tl.float16, torch.bfloat16: tl.bfloat16,
+            torch.float32: tl.float32}[dtype]
+
+
+def _programs_wanted(device: torch.device) -> int:
+    """Enough programs to keep every SM busy with several in flight (4 per SM); 8 in the
+    interpreter, so that the tests' small shapes exercise the split-K paths."""
+    if device.type != "cuda":
+        return 8
+    return _sm_count(device.index if device.index is not None else torch.cuda.current_device())
+
+
+@functools.cache
+def _sm_count(index: int) -> int:  # cached: a launch should not query the driver
+    return 4 * torch.cuda.get_device_properties(index).multi_processor_count
+
+
+def _output(m: int, n: int, split_k: int, like: torch.Tensor) -> torch.Tensor:
+    """Where the kernel writes: y itself, or a zeroed float32 buffer the K slices add into."""
+    if split_k == 1:
+        return torch.empty(m, n, dtype=like.dtype, device=like.device)
+    return torch.zeros(m, n, dtype=torch.float32, device=like.device)
+
+
+def _split(split_k: int | None, tiles: int, k_steps: int, device: torch.device) -> int:
+    """How many K slices: enough programs to fill the GPU, at most one per K step."""
+    if split_k is None:
+        split_k = triton.cdiv(_programs_wanted(device), tiles)
+    return max(1, min(split_k, k_steps))
+
+
+def _gemm(x: torch.Tensor, qweight, scales, zeros, group_size: int, n: int,
+          split_k: int | None) -> torch.Tensor:
+    m, k = x.shape
+    block_m = 16 if m <= 16 else 32 if m <= 32 else 64
+    block_n, block_k = (64, 64) if m <= 64 else (128, 32)
+    tiles = triton.cdiv(m, block_m) * triton.cdiv(n, block_n)
+    split_k = _split(split_k, tiles, triton.cdiv(k, block_k), x.device)
+    k_per_split = triton.cdiv(triton.cdiv(k, block_k), split_k) * block_k
+    split_k = triton.cdiv(k, k_per_split)                            # no empty slices
+    y = _output(m, n, split_k, x)
+    grid = (triton.cdiv(m, block_m), triton.cdiv(n, block_n), split_k)
+    _w4a16_gemm_kernel[grid](x, qweight, scales, zeros, y, m, n, k, group_size,
+                             x.stride(0), y.stride(0), k_per_split, BLOCK_M=block_m,
+                             BLOCK_N=block_n, BLOCK_K=block_k, SPLIT_K=split_k,
+                             DOT_DTYPE=_dot_dtype(x.dtype))
+    return y.to(x.dtype)
+
+
+def _gemv(x: torch.Tensor, qweight, scales, zeros, group_size: int, n: int,
+          split_k: int | None) -> torch.Tensor:
+    m, k = x.shape
+    block_n, block_words = 128, 16                                   # 16 words = 128 inputs/step
+    n_blocks, steps = triton.cdiv(n, block_n), triton.cdiv(k // PACK, block_words)
+    split_k = _split(split_k, n_blocks * m, steps, x.device)
+    words_per_split = triton.cdiv(steps, split_k) * block_words
+    split_k = triton.cdiv(k // PACK, words_per_split)                # no empty slices
+    y = _output(m, n, split_k, x)
+    grid = (n_blocks, split_k, m)
+    _w4a16_gemv_kernel[grid](x, qweight, scales, zeros, y, n, k, group_size, x.stride(0),
+                             y.stride(0), words_per_split, BLOCK_N=block_n,
+                             BLOCK_WORDS=block_words, SPLIT_K=split_k)
+    return y.to(x.dtype)
+
+
+def w4a16_matmul(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor,
+                 zeros: torch.Tensor, group_size: int, *, split_k: int | None = None,
+                 ) -> torch.Tensor:
+    """``y = x · W'ᵀ`` for ``x [..., K]`` (float16/bfloat16/float32) and a 4-bit weight packed as
+    in :mod:`qcourse.kernels.layout`; returns ``[..., N]`` in x's dtype, accumulated in float32.
+
+    Rows M < 16 use the GEMV, M ≥ 16 the tiled ``tl.dot`` GEMM; both split K into ``split_k``
+    slices (None: enough programs to fill the GPU). Runs on CUDA tensors, or on CPU tensors
+    under the Triton interpreter (``TRITON_INTERPRET=1`` set before triton is imported).
+    """
+    k, n = check_w4a16(x, qweight, scales, zeros, group_size)
+    if split_k is not None and (isinstance(split_k, bool) or not isinstance(split_k, int)
+                                or split_k < 1):
+        raise ValueError(f"split_k must be a positive integer or None, got {split_k!r}")
+    if x.device.type != "cuda" and not interpreting():
+        raise ValueError(f"the Triton kernel needs CUDA tensors (got {x.device}); on CPU use "
+                         "w4a16_reference, or set TRITON_INTERPRET=1 before importing triton")
+    lead = x.shape[:-1]
+    x2 = x.reshape(-1, k).contiguous()
+    qweight, scales, zeros = qweight.contiguous(), scales.contiguous(), zeros.contiguous()
+    if x2.shape[0] == 0:
+        return x.new_zeros(*lead, n)
+    if x2.shape[0] <= GEMV_MAX_M:
+        y = _gemv(x2, qweight, scales, zeros, group_size, n, split_k)
+    else:
+        y = _gemm(x2, qweight, scales, zeros, group_size, n, split_k)
+    return y.reshape(*lead, n)
