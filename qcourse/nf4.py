@@ -1,0 +1,114 @@
+"""NF4 (4-bit NormalFloat, QLoRA: Dettmers et al., 2023), written out so it can be compared with
+bitsandbytes.
+
+The weight is flattened and cut into blocks of 64 values. Each block is divided by its absmax,
+and every value is replaced by the index of the nearest of the 16 code values ``c`` of
+:data:`qcourse.formats.NF4_CODE` (quantiles of a standard normal in [-1, 1]):
+
+    code[i]  = argmin_c |w[i] / absmax[block(i)] - c|
+    w'[i]    = NF4_CODE[code[i]] · absmax[block(i)]
+
+Storage: 4 bits per weight (two codes per byte) plus one float32 absmax per block,
+i.e. 4 + 32/64 = 4.5 bits per weight (bitsandbytes' "double quantization" would shrink the
+absmax further; not used here).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from qcourse.formats import NF4_CODE, nearest_code
+from qcourse.models import swap_linears
+from qcourse.pack import pack_bytes, unpack_bytes
+
+BLOCK_SIZE = 64
+
+
+def _blocks(w: torch.Tensor, block_size: int) -> torch.Tensor:
+    if not isinstance(w, torch.Tensor) or not w.dtype.is_floating_point:
+        raise TypeError(f"w must be a floating-point tensor, got "
+                        f"{getattr(w, 'dtype', type(w).__name__)}")
+    if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 2:
+        raise ValueError(f"block_size must be an integer >= 2, got {block_size!r}")
+    if w.numel() == 0 or w.numel() % block_size:
+        raise ValueError(f"w has {w.numel()} values, not a positive multiple of the block size "
+                         f"{block_size}")
+    if not torch.isfinite(w).all():
+        raise ValueError("w contains NaN or Inf; NF4 needs finite values")
+    return w.float().reshape(-1, block_size)
+
+
+def quantize_nf4(w: torch.Tensor, block_size: int = BLOCK_SIZE) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(codes, absmax)``: uint8 code indices in [0, 16) with w's shape, and one float32
+    absmax per block of ``block_size`` consecutive values of the flattened ``w``."""
+    blocks = _blocks(w, block_size)
+    absmax = blocks.abs().amax(dim=1)
+    safe = torch.where(absmax > 0, absmax, torch.ones_like(absmax))  # an all-zero block -> code 0.0
+    codes = nearest_code(blocks / safe[:, None], NF4_CODE).to(torch.uint8)
+    return codes.reshape(w.shape), absmax
+
+
+def dequantize_nf4(codes: torch.Tensor, absmax: torch.Tensor,
+                   block_size: int = BLOCK_SIZE) -> torch.Tensor:
+    """``NF4_CODE[codes] · absmax`` per block, float32 with codes' shape."""
+    if codes.numel() != absmax.numel() * block_size:
+        raise ValueError(f"{codes.numel()} codes do not match {absmax.numel()} blocks of "
+                         f"{block_size}")
+    values = NF4_CODE[codes.long()].reshape(-1, block_size) * absmax.float()[:, None]
+    return values.reshape(codes.shape)
+
+
+def fake_nf4(w: torch.Tensor, block_size: int = BLOCK_SIZE) -> torch.Tensor:
+    """``w`` after a round trip through NF4, in w's dtype."""
+    return dequantize_nf4(*quantize_nf4(w, block_size), block_size).to(w.dtype)
+
+
+def to_bnb_bytes(codes: torch.Tensor) -> torch.Tensor:
+    """Pack codes two per byte as bitsandbytes does: the first code in the *high* nibble
+    (our :func:`qcourse.pack.pack_bytes` puts the first value in the low nibble)."""
+    pairs = codes.reshape(-1, 2).flip(-1)
+    return pack_bytes(pairs.reshape(-1), 4)
+
+
+class NF4Linear(nn.Module):
+    """Linear layer storing NF4 codes (two per byte) and float32 block absmax values."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = False,
+                 block_size: int = BLOCK_SIZE) -> None:
+        super().__init__()
+        if (in_features * out_features) % block_size:
+            raise ValueError(f"{out_features}x{in_features} weights do not split into blocks "
+                             f"of {block_size}")
+        self.in_features, self.out_features, self.block_size = in_features, out_features, block_size
+        n = in_features * out_features
+        self.register_buffer("packed", torch.zeros(n // 2, dtype=torch.uint8))
+        self.register_buffer("absmax", torch.zeros(n // block_size))
+        self.register_buffer("bias", torch.zeros(out_features) if bias else None)
+
+    @classmethod
+    def from_float(cls, linear: nn.Linear, block_size: int = BLOCK_SIZE) -> NF4Linear:
+        layer = cls(linear.in_features, linear.out_features, linear.bias is not None, block_size)
+        codes, absmax = quantize_nf4(linear.weight.detach(), block_size)
+        layer.packed.copy_(pack_bytes(codes.reshape(-1), 4))
+        layer.absmax.copy_(absmax)
+        if linear.bias is not None:
+            layer.bias.copy_(linear.bias.detach())
+        return layer
+
+    def weight(self) -> torch.Tensor:
+        codes = unpack_bytes(self.packed, 4).reshape(self.out_features, self.in_features)
+        return dequantize_nf4(codes, self.absmax, self.block_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bias = None if self.bias is None else self.bias.to(x.dtype)
+        return F.linear(x, self.weight().to(x.dtype), bias)
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, NF4, "
+                f"block_size={self.block_size}")
+
+
+def quantize_nf4_model(model: nn.Module, block_size: int = BLOCK_SIZE) -> nn.Module:
+    """Swap every linear layer (not the output head) for an :class:`NF4Linear`, in place."""
+    return swap_linears(model, lambda name, linear: NF4Linear.from_float(linear, block_size))

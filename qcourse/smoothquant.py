@@ -1,0 +1,94 @@
+"""SmoothQuant (Xiao et al., 2023): move activation outliers into the weights, then W8A8.
+
+A linear layer computes ``Y = X W^T``. For any positive per-input-channel vector ``s``,
+
+    Y = (X diag(s)^-1) (W diag(s))^T,
+
+so dividing activation channel j by ``s_j`` and multiplying weight column j by ``s_j`` changes
+nothing in exact arithmetic, but it can make both easier to quantize. SmoothQuant picks
+
+    s_j = max|X_j|^α / max|W_j|^(1-α)          (α = 0.5 balances the two; max over calibration
+                                                tokens for X, over output rows for W)
+
+The division of X costs nothing at run time when it is folded into what produces X:
+
+* an RMSNorm ``y = w ⊙ x / rms(x)``: divide its weight ``w`` by ``s`` (q/k/v after
+  ``input_layernorm``, gate/up after ``post_attention_layernorm`` in a Llama block);
+* a linear layer feeding the next one through an elementwise product: in a Llama MLP,
+  ``down(act(gate(x)) ⊙ up(x))``, dividing the rows of ``up`` by ``s`` divides down's input.
+
+Layers sharing one input (q, k, v) share one ``s``, with max|W_j| taken over all of them.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from qcourse.calib import ActivationStats, collect_activation_stats
+from qcourse.models import decoder_layers
+from qcourse.ptq import quantize_w8a8
+
+
+def smoothing_scales(act_absmax: torch.Tensor, weights: list[torch.Tensor],
+                     alpha: float = 0.5, eps: float = 1e-5) -> torch.Tensor:
+    """``s_j = max|X_j|^α / max|W_j|^(1-α)`` for the input channels j of ``weights [N_i, K]``."""
+    if not 0 <= alpha <= 1:
+        raise ValueError(f"alpha must lie in [0, 1], got {alpha!r}")
+    k = act_absmax.shape[-1]
+    if not weights or any(w.shape[-1] != k for w in weights):
+        raise ValueError(f"every weight must have {k} input columns, like the activation stats")
+    weight_absmax = torch.cat([w.detach().abs().float() for w in weights]).amax(dim=0)
+    s = act_absmax.float().clamp(min=eps).pow(alpha) / weight_absmax.clamp(min=eps).pow(1 - alpha)
+    return s.clamp(min=eps)
+
+
+@torch.no_grad()
+def fold_into_norm(norm: nn.Module, linears: list[nn.Linear], s: torch.Tensor) -> None:
+    """``norm.weight /= s``; each linear's weight columns ``*= s``."""
+    norm.weight.div_(s.to(norm.weight.dtype))
+    for linear in linears:
+        linear.weight.mul_(s.to(linear.weight.dtype))
+
+
+@torch.no_grad()
+def fold_into_linear(previous: nn.Linear, linear: nn.Linear, s: torch.Tensor) -> None:
+    """``previous``'s output rows (and bias) ``/= s``; ``linear``'s weight columns ``*= s``."""
+    previous.weight.div_(s[:, None].to(previous.weight.dtype))
+    if previous.bias is not None:
+        previous.bias.div_(s.to(previous.bias.dtype))
+    linear.weight.mul_(s.to(linear.weight.dtype))
+
+
+def smooth_llama(model: nn.Module, stats: dict[str, ActivationStats], alpha: float = 0.5,
+                 *, include_down: bool = True) -> dict[str, torch.Tensor]:
+    """Apply SmoothQuant's equivalent transformation to every block of a Llama-family model,
+    in place (the float model's outputs are unchanged). Returns the scales by layer name.
+
+    ``stats`` come from :func:`qcourse.calib.collect_activation_stats` on the unsmoothed model.
+    ``include_down`` also smooths ``down_proj`` through ``up_proj``.
+    """
+    scales = {}
+    for i, block in enumerate(decoder_layers(model)):
+        prefix = f"model.layers.{i}."
+        attn, mlp = block.self_attn, block.mlp
+        groups = [(block.input_layernorm, [attn.q_proj, attn.k_proj, attn.v_proj],
+                   "self_attn.q_proj"),
+                  (block.post_attention_layernorm, [mlp.gate_proj, mlp.up_proj], "mlp.gate_proj")]
+        for norm, linears, name in groups:
+            s = smoothing_scales(stats[prefix + name].absmax, [l.weight for l in linears], alpha)
+            fold_into_norm(norm, linears, s)
+            scales[prefix + name] = s
+        if include_down:
+            name = prefix + "mlp.down_proj"
+            s = smoothing_scales(stats[name].absmax, [mlp.down_proj.weight], alpha)
+            fold_into_linear(mlp.up_proj, mlp.down_proj, s)
+            scales[name] = s
+    return scales
+
+
+def smoothquant(model: nn.Module, samples: torch.Tensor, alpha: float = 0.5,
+                *, include_down: bool = True) -> nn.Module:
+    """Calibrate on ``samples`` (token ids [n, seq_len]), smooth, then quantize W8A8; in place."""
+    stats = collect_activation_stats(model, samples)
+    smooth_llama(model, stats, alpha, include_down=include_down)
+    return quantize_w8a8(model)

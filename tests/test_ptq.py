@@ -1,0 +1,164 @@
+import copy
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from qcourse import eval as ev
+from qcourse import models
+from qcourse.ptq import (Int8MixedLinear, W8A8Linear, int8_matmul, quantize_llm_int8,
+                         quantize_per_token, quantize_rtn, quantize_w8a8)
+from qcourse.qlinear import QuantLinear
+
+WINDOWS = 4
+
+
+@pytest.fixture(scope="module")
+def fp32_ppl(tiny):
+    model, tokenizer = tiny
+    return ev.perplexity(model, tokenizer, max_windows=WINDOWS)
+
+
+def rtn_ppl(tiny, bits, granularity, group_size=None, **kwargs):
+    model, tokenizer = tiny
+    quantized = quantize_rtn(copy.deepcopy(model), bits, granularity, group_size, **kwargs)
+    return ev.perplexity(quantized, tokenizer, max_windows=WINDOWS)
+
+
+def test_rtn_swaps_every_linear_but_the_head(tiny):
+    model, _ = tiny
+    quantized = quantize_rtn(copy.deepcopy(model), 4, "group", 128)
+    kinds = {name: type(m) for name, m in quantized.named_modules()}
+    assert sum(k is QuantLinear for k in kinds.values()) == 6 * 7
+    assert kinds["lm_head"] is nn.Linear and kinds["model.embed_tokens"] is nn.Embedding
+    assert not models.linear_layers(quantized)
+    assert quantized.lm_head.weight is quantized.model.embed_tokens.weight  # still tied
+
+
+def test_rtn_8bit_is_within_1_percent_and_2bit_much_worse(tiny, fp32_ppl):
+    assert rtn_ppl(tiny, 8, "channel") == pytest.approx(fp32_ppl, rel=0.01)
+    assert rtn_ppl(tiny, 8, "group", 128) == pytest.approx(fp32_ppl, rel=0.01)
+    ppl4 = rtn_ppl(tiny, 4, "group", 32)
+    ppl2 = rtn_ppl(tiny, 2, "channel")
+    assert ppl2 > 1.05 * fp32_ppl and ppl2 > ppl4
+
+
+def test_mse_clipping_helps_at_low_bits(tiny):
+    assert rtn_ppl(tiny, 3, "channel", clip="mse") < rtn_ppl(tiny, 3, "channel")
+
+
+def test_rtn_model_size_is_real(tiny):
+    model, _ = tiny
+    fp32_bytes = ev.model_size_bytes(model)
+    for bits, group_size in ((4, 128), (3, None), (2, 32)):
+        granularity = "channel" if group_size is None else "group"
+        quantized = quantize_rtn(copy.deepcopy(model), bits, granularity, group_size)
+        expected = fp32_bytes
+        for linear in models.linear_layers(model).values():
+            n, k = linear.weight.shape
+            g = group_size or k
+            expected += (-4 * n * k + bits * n * k // 8 + bits * n * (k // g) // 8
+                         + 2 * n * (k // g) + 4 * k)
+        assert ev.model_size_bytes(quantized) == expected
+
+
+def test_rtn_per_tensor_uses_one_scale(tiny):
+    model, _ = tiny
+    quantized = quantize_rtn(copy.deepcopy(model), 8, "tensor")
+    scales = quantized.model.layers[0].self_attn.q_proj.scales
+    assert scales.shape == (1, 256) and torch.all(scales == scales[0, 0])
+
+
+def test_rtn_bad_arguments(tiny):
+    model, _ = tiny
+    with pytest.raises(ValueError, match="granularity"):
+        quantize_rtn(copy.deepcopy(model), 4, "row")
+    with pytest.raises(ValueError, match="group_size"):
+        quantize_rtn(copy.deepcopy(model), 4, "group")
+    with pytest.raises(ValueError, match="does not divide"):
+        quantize_rtn(copy.deepcopy(model), 4, "group", 100)
+    with pytest.raises(ValueError, match="bits"):
+        quantize_rtn(copy.deepcopy(model), 9, "channel")
+    with pytest.raises(ValueError, match="clip"):
+        quantize_rtn(copy.deepcopy(model), 4, "channel", clip="max")
+
+
+def test_int8_matmul_is_exact():
+    torch.manual_seed(0)
+    a = torch.randint(-128, 128, (33, 768), dtype=torch.int8)
+    b = torch.randint(-128, 128, (17, 768), dtype=torch.int8)
+    assert torch.equal(int8_matmul(a, b), torch._int_mm(a, b.t().contiguous()))
+
+
+def test_per_token_quantization_has_one_scale_per_token():
+    x = torch.tensor([[1.0, -2.0, 0.5], [100.0, 3.0, -50.0]])
+    q, scale = quantize_per_token(x)
+    assert q.dtype == torch.int8 and scale.shape == (2, 1)
+    assert torch.allclose(scale.flatten(), torch.tensor([2.0, 100.0]) / 127)
+    assert q[:, :2].tolist() == [[64, -127], [127, 4]]
+
+
+def make_linear(n=96, k=256, seed=0):
+    torch.manual_seed(seed)
+    linear = nn.Linear(k, n)
+    linear.weight.data = torch.randn(n, k) * 0.05
+    return linear
+
+
+def test_w8a8_output_is_close_to_float():
+    linear = make_linear()
+    layer = W8A8Linear.from_float(linear)
+    assert layer.qweight.dtype == torch.int8
+    x = torch.randn(2, 9, 256)
+    y, y8 = linear(x).detach(), layer(x)
+    assert y8.shape == y.shape
+    assert ((y8 - y).norm() / y.norm()).item() < 0.02
+    # it is really per-token: scaling one token does not change the others
+    x2 = x.clone()
+    x2[0, 0] *= 1000
+    assert torch.equal(layer(x2)[1], y8[1])
+
+
+def outlier_input(seed=0):
+    torch.manual_seed(seed)
+    x = torch.randn(4, 256)
+    x[:, 7] = 60.0  # one outlier feature, as in LLM activations
+    return x
+
+
+def test_llm_int8_limits():
+    linear = make_linear()
+    x = outlier_input()
+    w8a8 = W8A8Linear.from_float(linear)
+    never = Int8MixedLinear.from_float(linear, threshold=math.inf)
+    always = Int8MixedLinear.from_float(linear, threshold=0.0)
+    assert torch.equal(never(x), w8a8(x)) and never.last_outliers == 0
+    # every feature in floating point: float activations times the stored int8 weight
+    assert torch.allclose(always(x), F.linear(x, w8a8.weight(), linear.bias), atol=1e-5)
+    assert always.last_outliers == 256
+
+
+def test_llm_int8_rescues_outlier_features():
+    linear = make_linear()
+    x = outlier_input()
+    y = linear(x).detach()
+    mixed = Int8MixedLinear.from_float(linear, threshold=6.0)
+    err_mixed = ((mixed(x) - y).norm() / y.norm()).item()
+    err_w8a8 = ((W8A8Linear.from_float(linear)(x) - y).norm() / y.norm()).item()
+    assert mixed.last_outliers == 1
+    assert err_mixed < err_w8a8 / 3
+
+
+def test_w8a8_and_llm_int8_models(tiny, fp32_ppl):
+    model, tokenizer = tiny
+    w8a8 = quantize_w8a8(copy.deepcopy(model))
+    assert sum(isinstance(m, W8A8Linear) for m in w8a8.modules()) == 42
+    assert ev.perplexity(w8a8, tokenizer, max_windows=WINDOWS) == pytest.approx(fp32_ppl, rel=0.05)
+    mixed = quantize_llm_int8(copy.deepcopy(model))
+    assert ev.perplexity(mixed, tokenizer, max_windows=WINDOWS) == pytest.approx(fp32_ppl, rel=0.05)
+    with pytest.raises(ValueError, match="threshold"):
+        quantize_llm_int8(copy.deepcopy(model), threshold=-1)
+    with pytest.raises(TypeError, match="nn.Linear"):
+        W8A8Linear.from_float(nn.Conv1d(2, 2, 1))
