@@ -32,11 +32,12 @@ def run_length(bits: int, word_bits: int) -> tuple[int, int]:
     return word_bits // common, bits // common
 
 
-def _layout(bits: int, word_bits: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _layout(bits: int, word_bits: int, device: torch.device | str = "cpu"
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """For each value of a run: its word index, its shift inside the word, and whether it
-    spills into the next word."""
+    spills into the next word (index tensors on ``device``, next to the data they index)."""
     n_values, _ = run_length(bits, word_bits)
-    offset = torch.arange(n_values) * bits
+    offset = torch.arange(n_values, device=device) * bits
     word, shift = offset // word_bits, offset % word_bits
     return word, shift, shift + bits > word_bits
 
@@ -66,10 +67,10 @@ def _pack(values: torch.Tensor, bits: int, dim: int, word_bits: int) -> torch.Te
                          f"values by {2 ** (bits - 1)} first")
     n_values, n_words = run_length(bits, word_bits)
     runs = _split_runs(values, dim, n_values, "values")
-    word, shift, spills = _layout(bits, word_bits)
+    word, shift, spills = _layout(bits, word_bits, runs.device)
     low = (runs << shift) & (2**word_bits - 1)
     high = torch.where(spills, runs >> (word_bits - shift), 0)
-    words = torch.zeros(*runs.shape[:-1], n_words + 1, dtype=torch.long)
+    words = torch.zeros(*runs.shape[:-1], n_words + 1, dtype=torch.long, device=runs.device)
     words.index_add_(-1, word, low).index_add_(-1, word + 1, high)  # bits never overlap: + is |
     words = words[..., :n_words].flatten(-2)
     return words.movedim(-1, dim)
@@ -80,7 +81,7 @@ def _unpack(words: torch.Tensor, bits: int, dim: int, word_bits: int) -> torch.T
     n_values, n_words = run_length(bits, word_bits)
     runs = _split_runs(words, dim, n_words, "the packed tensor")
     runs = torch.cat([runs, torch.zeros_like(runs[..., :1])], dim=-1)  # a spare word to spill into
-    word, shift, spills = _layout(bits, word_bits)
+    word, shift, spills = _layout(bits, word_bits, runs.device)
     low = runs[..., word] >> shift
     high = torch.where(spills, runs[..., word + 1] << (word_bits - shift), 0)
     values = ((low | high) & (2**bits - 1)).flatten(-2)

@@ -43,8 +43,7 @@ def prepare_w4a16(weight: torch.Tensor, group_size: int, dtype: torch.dtype = to
         raise TypeError(f"dtype of scales/zeros must be float16, bfloat16 or float32, got {dtype}")
     q, scale, zero = quantize(weight, BITS, symmetric=False, granularity="group",
                               group_size=group_size)
-    # qcourse.pack builds its index tensors on the CPU: pack there, then move back
-    qweight = pack_int32(q.t().cpu(), BITS, dim=0).to(weight.device)
+    qweight = pack_int32(q.t(), BITS, dim=0)
     return qweight, scale.t().contiguous().to(dtype), zero.t().contiguous().to(dtype)
 
 
@@ -52,7 +51,7 @@ def dequantize_w4a16(qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.T
                      group_size: int) -> torch.Tensor:
     """The float32 weight ``W' [N, K]`` the packed tensors stand for:
     ``W'[n, k] = (q[n, k] - zeros[k // g, n]) · scales[k // g, n]``."""
-    q = unpack_int32(qweight.cpu(), BITS, dim=0).to(qweight.device)       # [K, N], on CPU
+    q = unpack_int32(qweight, BITS, dim=0)                                # [K, N]
     zero = zeros.float().repeat_interleave(group_size, dim=0)             # [K, N]
     scale = scales.float().repeat_interleave(group_size, dim=0)
     return ((q.float() - zero) * scale).t()

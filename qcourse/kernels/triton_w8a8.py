@@ -31,7 +31,7 @@ def _w8a8_kernel(x_ptr, w_ptr, x_scale_ptr, w_scale_ptr, y_ptr, M, N, K,
                     mask=(rows[:, None] < M) & (ks[None, :] < K), other=0)
         w = tl.load(w_ptr + cols[None, :] * stride_wn + ks[:, None],  # [BLOCK_K, BLOCK_N] = wᵀ
                     mask=(ks[:, None] < K) & (cols[None, :] < N), other=0)
-        acc = tl.dot(x, w, acc)                                      # exact int32 sums
+        acc = tl.dot(x, w, acc, out_dtype=tl.int32)                  # exact int32 sums
     # epilogue: y = acc · s_x[m] · s_w[n], once per output
     s_x = tl.load(x_scale_ptr + rows * x_scale_step, mask=rows < M, other=0.0)
     s_w = tl.load(w_scale_ptr + cols * w_scale_step, mask=cols < N, other=0.0)
