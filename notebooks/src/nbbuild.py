@@ -20,12 +20,13 @@ COLAB_CELL = """\
 import sys
 if "google.colab" in sys.modules:
     !git clone -q --depth 1 https://github.com/qcourse/qcourse /content/qcourse
-    %pip install -q -e /content/qcourse
+    %pip install -q -e "/content/qcourse{extras}"
     %cd /content/qcourse/notebooks"""
 
 
-def build(path: str | pathlib.Path, cells: list[tuple[str, str]]) -> None:
-    """Write the notebook: a title cell first, then the Colab cell, then the rest."""
+def build(path: str | pathlib.Path, cells: list[tuple[str, str]], extras: str = "") -> None:
+    """Write the notebook: a title cell first, then the Colab cell (installing the package with
+    ``extras``, e.g. ``"reference"``), then the rest."""
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
@@ -34,13 +35,14 @@ def build(path: str | pathlib.Path, cells: list[tuple[str, str]]) -> None:
         source = source.strip("\n")
         made.append(nbformat.v4.new_markdown_cell(source) if kind == "md" else nbformat.v4.new_code_cell(source))
         if i == 0:
-            made.append(nbformat.v4.new_code_cell(COLAB_CELL))
+            made.append(nbformat.v4.new_code_cell(
+                COLAB_CELL.format(extras=f"[{extras}]" if extras else "")))
     nb.cells = made
     nbformat.write(nb, str(path))
 
 
-def main(script_file: str, cells: list[tuple[str, str]]) -> None:
+def main(script_file: str, cells: list[tuple[str, str]], extras: str = "") -> None:
     """Write ``notebooks/<script name>.ipynb`` next to the src folder."""
     script = pathlib.Path(script_file).resolve()
-    build(script.parent.parent / f"{script.stem}.ipynb", cells)
+    build(script.parent.parent / f"{script.stem}.ipynb", cells, extras)
     print(f"wrote {script.stem}.ipynb", file=sys.stderr)
