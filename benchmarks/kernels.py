@@ -6,8 +6,10 @@
 For each weight shape N×K (4096×4096, 14336×4096, 4096×14336) and rows M, it times fp16
 F.linear (cuBLAS), the Triton W4A16 kernel, the CUDA W4A16 GEMV (M ≤ 16) and the Triton W8A8
 GEMM (the int8 matmul alone: quantizing the activations is not timed) with
-``triton.testing.do_bench`` (median, L2 flushed between calls), checks each result against the
-PyTorch reference first, and reports speed-ups over fp16, achieved bandwidth on the bytes each
+``triton.testing.do_bench`` (median, L2 flushed between calls) twice: as an eager Python call, and
+replayed from a CUDA graph (GPU time alone, as a serving engine's decode loop runs; speed-ups and
+bandwidth use these). It checks each result against the PyTorch reference first, and reports
+speed-ups over fp16, achieved bandwidth on the bytes each
 kernel must read (qcourse.kernels.roofline) against the card's spec-sheet peak, and the targets
 of issue 7. Writes benchmarks/results/kernels-<device>-<date>.json and a roofline PNG.
 """
@@ -44,6 +46,22 @@ def bench_ms(fn) -> float:
     return float(result[0] if isinstance(result, (list, tuple)) else result)
 
 
+def bench_graph_ms(fn) -> float:
+    """The same, with ``fn`` captured once in a CUDA graph and replayed: GPU time without the
+    Python launch overhead (argument checks, Triton's launcher), as a server's decode loop runs
+    kernels. For kernels of a few microseconds, the eager time above is mostly that overhead."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(3):                      # warm-up outside the graph (compiles, allocates)
+            fn()
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    return bench_ms(graph.replay)
+
+
 def check(name: str, got: torch.Tensor, expected: torch.Tensor) -> float:
     """Relative max error against the reference; refuses to time a wrong kernel."""
     err = ((got.float() - expected.float()).abs().max() / expected.float().abs().max()).item()
@@ -67,7 +85,8 @@ def run_shape(n: int, k: int, m_values: list[int], gpu, cuda_ok: bool) -> list[d
     rows = []
     for m in m_values:
         x = torch.randn(m, k, device="cuda", generator=gen, dtype=torch.float16)
-        fp16_ms = bench_ms(lambda: F.linear(x, weight))
+        fp16_ms = (bench_ms(lambda: F.linear(x, weight)),
+                   bench_graph_ms(lambda: F.linear(x, weight)))
         candidates = {}
         if m in M_VALUES:
             ref = kernels.w4a16_reference(x, qweight, scales, zeros, GROUP_SIZE)
@@ -88,16 +107,20 @@ def run_shape(n: int, k: int, m_values: list[int], gpu, cuda_ok: bool) -> list[d
                         flops, gpu, 0.0, False))
         for name, (fn, ref, nbytes, int8) in candidates.items():
             err = check(name, fn(), ref)
-            rows.append(row(name, m, n, k, bench_ms(fn), fp16_ms, nbytes, flops, gpu, err, int8))
+            times = (bench_ms(fn), bench_graph_ms(fn))
+            rows.append(row(name, m, n, k, times, fp16_ms, nbytes, flops, gpu, err, int8))
         for r in rows[-1 - len(candidates):]:
             print(format_row(r), flush=True)
     return rows
 
 
-def row(kernel, m, n, k, ms, fp16_ms, nbytes, flops, gpu, err, int8) -> dict:
+def row(kernel, m, n, k, times, fp16_times, nbytes, flops, gpu, err, int8) -> dict:
+    """``times``/``fp16_times``: (eager ms, CUDA-graph ms); rates and speed-ups use graph times."""
+    (eager_ms, ms), (fp16_eager_ms, fp16_ms) = times, fp16_times
     seconds = ms / 1e3
     r = {"kernel": kernel, "M": m, "N": n, "K": k, "ms": round(ms, 5),
-         "speedup_vs_fp16": round(fp16_ms / ms, 3), "bytes": nbytes, "flops": flops,
+         "speedup_vs_fp16": round(fp16_ms / ms, 3), "eager_ms": round(eager_ms, 5),
+         "eager_speedup_vs_fp16": round(fp16_eager_ms / eager_ms, 3), "bytes": nbytes, "flops": flops,
          "GBps": round(nbytes / seconds / 1e9, 1), "TFLOPS": round(flops / seconds / 1e12, 2),
          "rel_error_vs_reference": err}
     if gpu is not None:
@@ -110,7 +133,8 @@ def format_row(r: dict) -> str:
     peak = f"{r['pct_peak_bandwidth']:5.1f}%" if "pct_peak_bandwidth" in r else "   n/a"
     return (f"{r['kernel']:13s} M={r['M']:5d} N={r['N']:6d} K={r['K']:6d}  {r['ms'] * 1e3:9.1f} us"
             f"  x{r['speedup_vs_fp16']:5.2f} vs fp16  {r['GBps']:7.0f} GB/s ({peak} of peak)"
-            f"  {r['TFLOPS']:7.1f} TFLOPS")
+            f"  {r['TFLOPS']:7.1f} TFLOPS  | eager {r['eager_ms'] * 1e3:7.1f} us"
+            f" x{r['eager_speedup_vs_fp16']:5.2f}")
 
 
 def verdicts(rows: list[dict]) -> list[str]:
@@ -184,7 +208,9 @@ def main() -> None:
               "triton": triton.__version__, "cuda": torch.version.cuda,
               "python": platform.python_version(), "group_size": GROUP_SIZE,
               "quick": args.quick, "cuda_extension_error": cuda_error,
-              "timing": "triton.testing.do_bench median, L2 flushed, warmup 25 ms, rep 200 ms",
+              "timing": "triton.testing.do_bench median, L2 flushed, warmup 25 ms, rep 200 ms; "
+                        "ms/speedup: one CUDA-graph replay per call (GPU time); eager_ms: "
+                        "the Python call as a user makes it (launch overhead included)",
               "targets": lines, "rows": rows}
     base.with_suffix(".json").write_text(json.dumps(record, indent=1))
     plot(rows, gpu, base.with_suffix(".png"), device)
