@@ -16,7 +16,7 @@ notebook 02.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -97,11 +97,23 @@ def mse_clip_ratio(x: torch.Tensor, bits: int, *, symmetric: bool, granularity: 
         raise ValueError("ratios must be a non-empty 1-D sequence of clip ratios in (0, 1]")
     kwargs = dict(symmetric=symmetric, granularity=granularity, group_size=group_size, axis=axis)
     dq_group = group_size if granularity == "group" else None
-    best_err = best_ratio = None
-    for r in grid.flip(0).tolist():  # from 1.0 down, so ties keep the larger ratio
+
+    def error(r: float) -> torch.Tensor:
         q, scale, zero = quantize(x, bits, clip_ratio=r, **kwargs)
-        err = _error_per_scale(x, dequantize(q, scale, zero, group_size=dq_group), scale,
-                               granularity, group_size)
+        return _error_per_scale(x, dequantize(q, scale, zero, group_size=dq_group), scale,
+                                granularity, group_size)
+
+    return best_ratio_on_grid(grid.tolist(), error)
+
+
+def best_ratio_on_grid(ratios: Sequence[float], error: Callable[[float], torch.Tensor]
+                       ) -> torch.Tensor:
+    """Element-wise grid search: for every entry of ``error(r)`` (one per scale, group, ...),
+    the ratio ``r`` of ``ratios`` with the lowest error. Ratios are tried from the largest down,
+    so ties keep the larger ratio (no clipping unless it helps)."""
+    best_err = best_ratio = None
+    for r in sorted(ratios, reverse=True):
+        err = error(r)
         if best_err is None:
             best_err, best_ratio = err, torch.full_like(err, r)
         else:

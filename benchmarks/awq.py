@@ -1,0 +1,124 @@
+"""AWQ: our implementation against AutoAWQ 0.2.9 on qcourse-tiny, on the CPU, in one run.
+
+    python benchmarks/awq.py              # timing + the quality table on the whole test split
+    python benchmarks/awq.py --quick      # 4 calibration windows, 8 test windows, 4-bit only
+
+1. Wall time of one whole-model quantization (4-bit, groups of 128, zero point), ours
+   (``qcourse.awq.quantize_model``) and AutoAWQ's (``AutoAWQForCausalLM.quantize``, with the CPU
+   fix of ``qcourse.awq._copying_quantizer``), on the same calibration windows; ratio printed.
+2. Test perplexity (whole split unless ``--windows``) and real size at 4 and 3 bits for: RTN,
+   ours, AutoAWQ (with the CPU fix) and GPTQ (``qcourse.gptq.quantize_model``) when it imports;
+   ``--extra`` adds ours with AutoAWQ's ``duo_scaling`` and AutoAWQ as released (4-bit).
+Writes benchmarks/results/awq-<machine>-<date>.json.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime
+import json
+import pathlib
+import platform
+import sys
+import time
+
+# this file is called awq.py: keep its folder off sys.path so `import awq` finds AutoAWQ
+HERE = pathlib.Path(__file__).resolve().parent
+sys.path = [p for p in sys.path if pathlib.Path(p or ".").resolve() != HERE]
+
+import torch  # noqa: E402
+
+from qcourse import awq, data, models, paths, ptq  # noqa: E402
+from qcourse import eval as ev  # noqa: E402
+
+RESULTS = pathlib.Path(__file__).parent / "results"
+
+
+def timed(fn):
+    start = time.perf_counter()
+    result = fn()
+    return result, time.perf_counter() - start
+
+
+def cpu_name() -> str:
+    try:
+        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def gptq_or_none(model, samples, bits):
+    try:
+        from qcourse import gptq
+        return gptq.quantize_model(model, samples, bits, 128, progress=False)
+    except Exception as err:  # GPTQ is another module's job; the table says when it is missing
+        print(f"  GPTQ unavailable: {type(err).__name__}: {err}")
+        return None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=16, help="calibration windows of 512")
+    parser.add_argument("--windows", type=int, default=None, help="test windows (default: all)")
+    parser.add_argument("--bits", type=int, nargs="+", default=[4, 3])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--extra", action="store_true",
+                        help="also ours with duo_scaling, and AutoAWQ as released (4-bit)")
+    args = parser.parse_args()
+    if args.quick:
+        args.samples, args.windows, args.bits = 4, 8, [4]
+    torch.manual_seed(0)
+    model, tok = models.load()
+    samples = data.calibration_samples(tok, args.samples, 512, seed=0)
+
+    def ppl(m):
+        return round(ev.perplexity(m, tok, max_windows=args.windows), 3)
+
+    rows, timing = {"fp32": {"ppl": ppl(model), "bytes": ev.model_size_bytes(model)}}, {}
+    print(f"fp32: {rows['fp32']}", flush=True)
+    for bits in args.bits:
+        runs = {
+            "RTN": lambda: ptq.quantize_rtn(copy.deepcopy(model), bits, "group", 128),
+            "AWQ (ours)": lambda: awq.quantize_model(copy.deepcopy(model), samples, bits, 128,
+                                                     progress=False),
+            "AutoAWQ (CPU fix)": lambda: awq.autoawq_quantize(paths.TINY_DIR, samples, bits),
+            "GPTQ": lambda: gptq_or_none(copy.deepcopy(model), samples, bits),
+        }
+        if args.extra:
+            runs["AWQ (ours, duo_scaling)"] = lambda: awq.quantize_model(
+                copy.deepcopy(model), samples, bits, 128, progress=False, duo_scaling=True)
+        if args.extra and bits == 4:
+            runs["AutoAWQ (as released)"] = lambda: awq.autoawq_quantize(
+                paths.TINY_DIR, samples, bits, fix_cpu_copy=False)
+        for name, run in runs.items():
+            quantized, seconds = timed(run)
+            if quantized is None:
+                continue
+            timing[f"{name} {bits}-bit"] = round(seconds, 1)
+            size = ev.model_size_bytes(quantized) if "AutoAWQ" not in name else None
+            rows[f"{name} {bits}-bit"] = {"ppl": ppl(quantized), "bytes": size,
+                                          "seconds": round(seconds, 1)}
+            print(f"{name} {bits}-bit: {rows[f'{name} {bits}-bit']}", flush=True)
+            del quantized
+    ours, ref = timing.get("AWQ (ours) 4-bit"), timing.get("AutoAWQ (CPU fix) 4-bit")
+    ratio = round(ref / ours, 2) if ours and ref else None
+    print(f"\nwall time, whole model, 4-bit g128: ours {ours} s, AutoAWQ {ref} s: "
+          f"AutoAWQ / ours = {ratio}")
+    result = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": cpu_name(), "device": "cpu",
+        "torch_threads": torch.get_num_threads(), "calibration": f"{args.samples} x 512 tokens",
+        "test_windows": args.windows or "all", "rows": rows, "time_ratio_autoawq_over_ours": ratio,
+    }
+    RESULTS.mkdir(exist_ok=True)
+    stamp = datetime.date.today().isoformat()
+    out = RESULTS / f"awq-{platform.machine()}-{stamp}{'-quick' if args.quick else ''}.json"
+    out.write_text(json.dumps(result, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

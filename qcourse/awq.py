@@ -1,0 +1,468 @@
+"""AWQ (Lin et al., 2024, arXiv 2306.00978): activation-aware weight quantization.
+
+Weights are not equally important: the input channels that carry large activations matter
+most. Keeping 1 % of them in full precision recovers much of the quantization loss, but mixed
+precision is awkward for hardware. AWQ protects them by *scaling* instead. For any positive
+per-input-channel vector ``s``, a linear layer computes the same function as
+
+    Y = X W^T = (X diag(s)^-1) (W diag(s))^T,
+
+and quantizing ``W diag(s)`` instead of ``W`` shrinks the relative rounding error of a column
+scaled up by ``s_j > 1`` (its values use more of the grid while the group's step barely moves).
+The division of ``X`` is folded into whatever produces ``X`` (an RMSNorm or the previous linear
+layer, :mod:`qcourse.smoothquant`), so it costs nothing at run time.
+
+Per group of layers that read the same input, in a Llama block
+
+    input_layernorm          -> q_proj, k_proj, v_proj   (error measured on the attention output)
+    post_attention_layernorm -> gate_proj, up_proj       (error measured on the MLP output)
+    v_proj                   -> o_proj   (only if v has as many outputs as o has inputs: AutoAWQ
+                                          skips it under grouped-query attention, and so do we)
+    up_proj                  -> down_proj
+
+the scale is searched on a grid of 20 exponents ``α ∈ {0, 0.05, ..., 0.95}``:
+
+    s(α) = mean|X_j|^α,   normalised to  s / sqrt(max(s) · min(s))
+    α*   = argmin_α  ‖ f(X; Q(W diag(s)) diag(s)^-1) − f(X; W) ‖²
+
+(``f``: the block part the layers belong to, run on the calibration activations; α = 0 is plain
+round-to-nearest). ``duo_scaling`` uses AutoAWQ's default ``s = mean|X_j|^α / w̄_j^(1-α)``
+instead, with ``w̄_j`` the mean over output rows of ``|W_nj|`` divided by its group's max.
+
+Then, per output channel n and group G, a clip ratio ``r ∈ {1, 0.95, ..., 0.55}`` shrinks the
+group's range, chosen to minimize the group's output error ``Σ_t (x_t,G · (w_n,G − Q_r(w_n,G)))²``
+(not for q and k, whose errors are multiplied together in ``q·k``; AutoAWQ skips them too).
+Finally every linear layer is quantized asymmetrically (4-bit, groups of 128 by default) into a
+:class:`~qcourse.qlinear.QuantLinear`, block by block (:func:`qcourse.blocks.sequential`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import pathlib
+
+import torch
+from torch import nn
+
+from qcourse import blocks
+from qcourse.calib import ActivationStats, _check_samples, best_ratio_on_grid
+from qcourse.models import decoder_layers, get_module, linear_layers, set_module
+from qcourse.pack import SUPPORTED_BITS
+from qcourse.qlinear import QuantLinear
+from qcourse.quant import fake_quantize
+from qcourse.smoothquant import fold_into_linear, fold_into_norm
+
+ALPHAS = torch.arange(20) / 20              # 0, 0.05, ..., 0.95
+CLIP_RATIOS = 1 - torch.arange(10) / 20     # 1, 0.95, ..., 0.55
+NO_CLIP = ("q_proj", "k_proj")              # their errors meet in q·k: not clipped
+SALIENT_CRITERIA = ("activation", "weight", "random")
+
+
+# ---------------------------------------------------------------------------------------------
+# which layers share an input
+
+
+@dataclasses.dataclass
+class ScaleGroup:
+    """Linear layers that read the same input, the module producing that input, and the module
+    whose output measures the quantization error (names are relative to the block)."""
+
+    prev: str
+    layers: list[str]
+    scope: str
+
+
+def _expect(block: nn.Module, block_name: str, name: str, kind: type | None) -> nn.Module:
+    try:
+        module = block.get_submodule(name)
+    except AttributeError:
+        raise ValueError(f"{block_name} has no {name!r}: AWQ expects a Llama-style block "
+                         "(input_layernorm -> self_attn.q_proj/k_proj/v_proj -> o_proj, "
+                         "post_attention_layernorm -> mlp.gate_proj/up_proj -> down_proj)"
+                         ) from None
+    if kind is not None and not isinstance(module, kind):
+        raise ValueError(f"{block_name}.{name} is a {type(module).__name__}, not an "
+                         f"nn.{kind.__name__}")
+    if kind is None and not isinstance(getattr(module, "weight", None), nn.Parameter):
+        raise ValueError(f"{block_name}.{name} ({type(module).__name__}) has no weight to fold "
+                         "the scales into; AWQ expects an RMSNorm/LayerNorm there")
+    return module
+
+
+def scale_groups(block: nn.Module, block_name: str = "block") -> list[ScaleGroup]:
+    """The groups of a Llama block, in forward order; a clear error if the block has another
+    layout (``block_name`` is used in the message)."""
+    groups = [ScaleGroup("input_layernorm", ["self_attn.q_proj", "self_attn.k_proj",
+                                             "self_attn.v_proj"], "self_attn"),
+              ScaleGroup("self_attn.v_proj", ["self_attn.o_proj"], "self_attn.o_proj"),
+              ScaleGroup("post_attention_layernorm", ["mlp.gate_proj", "mlp.up_proj"], "mlp"),
+              ScaleGroup("mlp.up_proj", ["mlp.down_proj"], "mlp.down_proj")]
+    for group in groups:
+        prev = _expect(block, block_name, group.prev, nn.Linear if "proj" in group.prev else None)
+        width = prev.out_features if isinstance(prev, nn.Linear) else prev.weight.shape[-1]
+        for name in group.layers:
+            layer = _expect(block, block_name, name, nn.Linear)
+            if layer.in_features != width and group.prev != "self_attn.v_proj":
+                raise ValueError(f"{block_name}.{name} takes {layer.in_features} inputs but "
+                                 f"{block_name}.{group.prev} produces {width}")
+        _expect(block, block_name, group.scope, nn.Module)
+    v, o = block.self_attn.v_proj, block.self_attn.o_proj
+    if v.out_features != o.in_features:  # grouped-query attention: one v row feeds several heads
+        groups = [g for g in groups if g.prev != "self_attn.v_proj"]
+    return groups
+
+
+# ---------------------------------------------------------------------------------------------
+# the scale search
+
+
+def awq_scales(x_mean: torch.Tensor, alpha: float, w_mean: torch.Tensor | None = None
+               ) -> torch.Tensor:
+    """``s = mean|X|^α`` (or ``mean|X|^α / (w̄^(1-α) + 1e-4)`` with ``w_mean``), clamped to
+    at least 1e-4 and normalised so that ``max(s) · min(s) = 1``."""
+    s = x_mean.float().pow(alpha)
+    if w_mean is not None:
+        s = s / (w_mean.float().pow(1 - alpha) + 1e-4)
+    s = s.clamp(min=1e-4)
+    return s / (s.max() * s.min()).sqrt()
+
+
+def weight_mean(weights: list[torch.Tensor], group_size: int) -> torch.Tensor:
+    """``w̄_j``: mean over all output rows of ``|W_nj| / max_{k in group} |W_nk|``."""
+    w = torch.cat([w.detach().float() for w in weights])
+    grouped = w.abs().reshape(w.shape[0], -1, group_size)
+    return (grouped / (grouped.amax(-1, keepdim=True) + 1e-6)).reshape(w.shape).mean(0)
+
+
+def _accepted(module: nn.Module, kwargs: dict) -> dict:
+    params = inspect.signature(module.forward).parameters
+    return {k: v for k, v in kwargs.items() if k in params}
+
+
+@torch.no_grad()
+def run_scope(scope: nn.Module, xs: list[torch.Tensor], kwargs: list[dict]) -> list[torch.Tensor]:
+    """``scope``'s output for each batch of inputs (the block's keyword arguments it accepts)."""
+    outputs = []
+    for x, kw in zip(xs, kwargs):
+        out = scope(x, **_accepted(scope, kw))
+        outputs.append(out[0] if isinstance(out, tuple) else out)
+    return outputs
+
+
+def output_error(outputs: list[torch.Tensor], reference: list[torch.Tensor]) -> float:
+    """Mean squared difference over every element of every batch."""
+    total = sum((o.double() - r.double()).pow(2).sum().item() for o, r in zip(outputs, reference))
+    return total / sum(r.numel() for r in reference)
+
+
+def _quantize_kwargs(group_size: int) -> dict:
+    return dict(symmetric=False, granularity="group", group_size=group_size)
+
+
+@dataclasses.dataclass
+class ScaleSearch:
+    """Result of :func:`search_scale`: the error for every α of the grid and the best one."""
+
+    alphas: torch.Tensor
+    errors: torch.Tensor
+    alpha: float
+    scales: torch.Tensor
+
+
+@torch.no_grad()
+def search_scale(scope: nn.Module, layers: list[nn.Linear], xs: list[torch.Tensor],
+                 kwargs: list[dict], bits: int, group_size: int, *, duo_scaling: bool = False,
+                 alphas: torch.Tensor = ALPHAS) -> ScaleSearch:
+    """Grid search of α: for each α, replace the weights of ``layers`` by
+    ``Q(W diag(s)) diag(s)^-1`` (``Q``: asymmetric fake quantization per group), run ``scope`` on
+    the layers' inputs ``xs`` and keep the α with the smallest output error (the first on ties).
+    The weights are restored afterwards."""
+    x_mean = torch.cat([x.reshape(-1, x.shape[-1]) for x in xs]).abs().float().mean(0)
+    w_mean = weight_mean([l.weight for l in layers], group_size) if duo_scaling else None
+    reference = run_scope(scope, xs, kwargs)
+    originals = [layer.weight.detach().clone() for layer in layers]
+    errors = []
+    try:
+        for alpha in alphas.tolist():
+            s = awq_scales(x_mean, alpha, w_mean)
+            for layer, w in zip(layers, originals):
+                scaled = fake_quantize(w.float() * s, bits, **_quantize_kwargs(group_size))
+                layer.weight.copy_(scaled / s)
+            errors.append(output_error(run_scope(scope, xs, kwargs), reference))
+    finally:
+        for layer, w in zip(layers, originals):
+            layer.weight.copy_(w)
+    errors = torch.tensor(errors, dtype=torch.float64)
+    best = int(torch.argmin(errors))
+    return ScaleSearch(alphas.clone(), errors, alphas[best].item(),
+                       awq_scales(x_mean, alphas[best].item(), w_mean))
+
+
+def fold_scales(prev: nn.Module, layers: list[nn.Linear], s: torch.Tensor) -> None:
+    """``layers``' weight columns ``*= s``; ``prev``'s output ``/= s`` (a norm's weight, or a
+    linear layer's rows and bias). The float model computes the same function."""
+    if isinstance(prev, nn.Linear):
+        if len(layers) != 1:
+            raise ValueError("folding into a linear layer supports one consumer layer")
+        fold_into_linear(prev, layers[0], s)
+    else:
+        fold_into_norm(prev, layers, s)
+        if getattr(prev, "bias", None) is not None:  # LayerNorm: y = w ⊙ x̂ + b, divide both
+            prev.bias.div_(s.to(prev.bias.dtype))
+
+
+# ---------------------------------------------------------------------------------------------
+# clipping
+
+
+@torch.no_grad()
+def search_clip(weight: torch.Tensor, x: torch.Tensor, bits: int, group_size: int, *,
+                ratios: torch.Tensor = CLIP_RATIOS) -> torch.Tensor:
+    """Clip ratio per output channel and group, ``[N, K / g]``: the ratio of ``ratios`` whose
+    asymmetric quantization minimizes the group's output error over the tokens of ``x [T, K]``,
+
+        err[n, G] = Σ_t (x_t,G · Δw_n,G)² = Δw_n,G · H_G · Δw_n,Gᵀ,   H_G = Σ_t x_t,Gᵀ x_t,G.
+
+    Ties keep the larger ratio, so a group is clipped only if that lowers its error."""
+    n, k = weight.shape
+    groups = k // group_size
+    xg = x.reshape(-1, groups, group_size).float()
+    hessian = torch.einsum("tgi,tgj->gij", xg, xg)
+    w = weight.detach().float()
+
+    def error(r: float) -> torch.Tensor:
+        delta = (w - fake_quantize(w, bits, clip_ratio=r, **_quantize_kwargs(group_size)))
+        delta = delta.reshape(n, groups, group_size)
+        return torch.einsum("ngi,gij,ngj->ng", delta, hessian, delta)
+
+    return best_ratio_on_grid(ratios.tolist(), error)
+
+
+# ---------------------------------------------------------------------------------------------
+# one block, the whole model
+
+
+@torch.no_grad()
+def capture_linear_inputs(block: nn.Module, inputs: blocks.BlockInputs, names: list[str]
+                          ) -> dict[str, list[torch.Tensor]]:
+    """The input each named linear layer of ``block`` receives, per batch of ``inputs``."""
+    seen: dict[str, list[torch.Tensor]] = {name: [] for name in names}
+    handles = [block.get_submodule(name).register_forward_hook(
+        lambda module, args, output, name=name: seen[name].append(args[0].detach()))
+        for name in names]
+    try:
+        blocks.run_block(block, inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return seen
+
+
+def _flat(xs: list[torch.Tensor]) -> torch.Tensor:
+    return torch.cat([x.reshape(-1, x.shape[-1]) for x in xs])
+
+
+@torch.no_grad()
+def quantize_block(block: nn.Module, inputs: blocks.BlockInputs, bits: int, group_size: int | None,
+                   *, duo_scaling: bool = False, clip: bool = True, block_name: str = "block"
+                   ) -> dict[str, ScaleSearch]:
+    """AWQ on one decoder block, in place: search and fold the scales of every group, search
+    the clip ratios, then replace each linear layer by a :class:`QuantLinear`. Returns the
+    search of each group, keyed by the name of its first layer."""
+    groups = scale_groups(block, block_name)
+    names = list(linear_layers(block))
+    feats = capture_linear_inputs(block, inputs, names)
+    searches = {}
+    for group in groups:  # every search sees the unscaled float block, as in AutoAWQ
+        layers = [get_module(block, name) for name in group.layers]
+        g = group_size or layers[0].in_features
+        searches[group.layers[0]] = search_scale(get_module(block, group.scope), layers,
+                                                 feats[group.layers[0]], inputs.kwargs, bits, g,
+                                                 duo_scaling=duo_scaling)
+    for group in groups:
+        s = searches[group.layers[0]].scales
+        fold_scales(get_module(block, group.prev), [get_module(block, n) for n in group.layers], s)
+        scaled = [x / s.to(x.dtype) for x in feats[group.layers[0]]]  # what the layers now see
+        feats.update(dict.fromkeys(group.layers, scaled))
+    for name in names:
+        linear = get_module(block, name)
+        g = group_size or linear.in_features
+        ratio = (search_clip(linear.weight, _flat(feats[name]), bits, g)
+                 if clip and not name.endswith(NO_CLIP) else 1.0)
+        set_module(block, name, QuantLinear.from_float(linear, bits, group_size, clip_ratio=ratio))
+    return searches
+
+
+def check_config(model: nn.Module, bits: int, group_size: int | None) -> None:
+    """Refuse bit widths QuantLinear cannot store, group sizes that do not divide every layer,
+    and models whose blocks are not Llama-shaped (naming the offending layer)."""
+    if isinstance(bits, bool) or not isinstance(bits, int) or bits not in SUPPORTED_BITS:
+        raise ValueError(f"bits must be one of {SUPPORTED_BITS}, got {bits!r}")
+    if group_size is not None and (isinstance(group_size, bool) or not isinstance(group_size, int)
+                                   or group_size < 1):
+        raise ValueError(f"group_size must be a positive integer or None (one group per row), "
+                         f"got {group_size!r}")
+    try:
+        layers = list(decoder_layers(model))
+    except (AttributeError, TypeError):
+        raise ValueError(f"{type(model).__name__} has no model.layers: AWQ here supports "
+                         "Llama-family decoders") from None
+    for i, block in enumerate(layers):
+        scale_groups(block, f"model.layers.{i}")
+        for name, linear in linear_layers(block).items():
+            if group_size is not None and linear.in_features % group_size:
+                raise ValueError(f"group_size {group_size} does not divide the "
+                                 f"{linear.in_features} inputs of model.layers.{i}.{name}")
+
+
+def check_samples(model: nn.Module, samples) -> None:
+    """Token ids ``[n, seq_len]`` (int64) inside the model's vocabulary."""
+    for batch in _check_samples(samples):
+        vocab = model.config.vocab_size
+        if batch.min() < 0 or batch.max() >= vocab:
+            raise ValueError(f"token ids must lie in [0, {vocab}), got [{batch.min().item()}, "
+                             f"{batch.max().item()}]")
+
+
+def quantize_model(model: nn.Module, samples: torch.Tensor, bits: int = 4,
+                   group_size: int | None = 128, *, progress: bool = True,
+                   duo_scaling: bool = False, clip: bool = True, batch_size: int = 8,
+                   report: dict | None = None) -> nn.Module:
+    """AWQ on every decoder block of a Llama-family ``model``, in place, block by block (each
+    block calibrated on the outputs of the already-quantized blocks before it). Every linear
+    layer of the blocks becomes a :class:`QuantLinear` (``bits``, asymmetric, ``group_size``
+    inputs per scale, None = per output channel); embeddings and head stay float.
+
+    ``samples``: calibration token ids ``[n, seq_len]``, e.g.
+    ``qcourse.data.calibration_samples(tokenizer, 32, 512)``. ``report``: if a dict, receives
+    the :class:`ScaleSearch` of every group by layer name. Returns the model."""
+    check_config(model, bits, group_size)
+    check_samples(model, samples)
+
+    def process(index: int, block: nn.Module, inputs: blocks.BlockInputs) -> None:
+        prefix = f"model.layers.{index}"
+        searches = quantize_block(block, inputs, bits, group_size, duo_scaling=duo_scaling,
+                                  clip=clip, block_name=prefix)
+        if report is not None:
+            report.update({f"{prefix}.{name}": found for name, found in searches.items()})
+
+    return blocks.sequential(model, samples, process, batch_size=batch_size, desc="AWQ",
+                             progress=progress)
+
+
+# ---------------------------------------------------------------------------------------------
+# the salient-weight experiment (AWQ paper, Table 1)
+
+
+def salient_channels(weight: torch.Tensor, stats: ActivationStats | None, count: int, by: str,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
+    """Indices of ``count`` input channels of ``weight [N, K]``: the largest mean |x|
+    (``"activation"``), the largest column L2 norm (``"weight"``) or a random choice."""
+    if by == "activation":
+        if stats is None:
+            raise ValueError("by='activation' needs the layer's activation statistics")
+        return stats.mean_abs.topk(count).indices
+    if by == "weight":
+        return weight.detach().float().norm(dim=0).topk(count).indices
+    if by == "random":
+        return torch.randperm(weight.shape[1], generator=generator)[:count]
+    raise ValueError(f"by must be one of {SALIENT_CRITERIA}, got {by!r}")
+
+
+@torch.no_grad()
+def keep_salient(model: nn.Module, stats: dict[str, ActivationStats] | None, *,
+                 fraction: float = 0.01, by: str = "activation", bits: int = 3,
+                 group_size: int = 128, seed: int = 0) -> nn.Module:
+    """Mixed precision as in the AWQ paper's first experiment, in place: every linear layer
+    (not the head) gets round-to-nearest weights (asymmetric, per group), except ``fraction`` of
+    its input channels chosen ``by`` activation, weight or at random, which keep their float
+    values. The result stays a float ``nn.Linear`` (fake quantization: mixed precision has no
+    packed format here). ``stats``: :func:`qcourse.calib.collect_activation_stats` output."""
+    if not 0 <= fraction < 1:
+        raise ValueError(f"fraction must lie in [0, 1), got {fraction!r}")
+    if by not in SALIENT_CRITERIA:
+        raise ValueError(f"by must be one of {SALIENT_CRITERIA}, got {by!r}")
+    generator = torch.Generator().manual_seed(seed)
+    for name, linear in linear_layers(model).items():
+        w = linear.weight.detach()
+        quantized = fake_quantize(w.float(), bits, **_quantize_kwargs(group_size)).to(w.dtype)
+        count = round(fraction * w.shape[1])
+        if count:
+            keep = salient_channels(w, None if stats is None else stats.get(name), count, by,
+                                    generator)
+            quantized[:, keep] = w[:, keep]
+        linear.weight.copy_(quantized)
+    return model
+
+
+# ---------------------------------------------------------------------------------------------
+# the reference implementation: AutoAWQ (deprecated, still runs on CPU)
+
+
+def _copying_quantizer():
+    """AutoAWQ's quantizer with one CPU fix: its scale search saves the weights with
+    ``{k: v.cpu() for k, v in state_dict().items()}``, a copy on a GPU but the *same* tensors on
+    a CPU, so the in-place ``weight.mul_(s)`` of every α of the grid compounds into the
+    "saved" weights and the float model no longer computes the same function (llm-awq issue
+    #163, fix proposed in llm-awq PR #327). Here ``state_dict`` returns clones during the search."""
+    from awq.quantize.quantizer import AwqQuantizer
+
+    class CopyingQuantizer(AwqQuantizer):
+        def _compute_best_scale(self, x, w_mean, x_mean, module2inspect, *args, **kwargs):
+            original = module2inspect.state_dict
+            module2inspect.state_dict = lambda *a, **k: {
+                name: t.clone() for name, t in original(*a, **k).items()}
+            try:
+                return super()._compute_best_scale(x, w_mean, x_mean, module2inspect, *args,
+                                                   **kwargs)
+            finally:
+                del module2inspect.state_dict
+
+    return CopyingQuantizer
+
+
+def autoawq_quantize(model_dir: str | pathlib.Path, samples: torch.Tensor, bits: int = 4,
+                     group_size: int = 128, *, duo_scaling: bool = True, clip: bool = True,
+                     parallel_samples: int | None = 8, fix_cpu_copy: bool = True) -> nn.Module:
+    """Quantize the model in ``model_dir`` with AutoAWQ 0.2.9 on the same calibration token
+    windows, and return a float32 ``transformers`` model carrying AutoAWQ's result: its folded
+    norms and, for every linear layer, the dequantized weight.
+
+    4-bit runs AutoAWQ's real path (``version="GEMM"``: packed ``WQLinear_GEMM``, read back
+    with AutoAWQ's own ``dequantize_gemm``); other widths (GEMM stores only 4-bit) use
+    ``export_compatible=True`` (scaled and clipped float weights) followed by AutoAWQ's own
+    ``pseudo_quantize_tensor`` in fp16, as its packing step would do. ``fix_cpu_copy``: run
+    with the CPU fix of :func:`_copying_quantizer` (False: AutoAWQ exactly as released).
+    """
+    try:
+        from awq import AutoAWQForCausalLM
+        from awq.modules.linear import WQLinear_GEMM
+        from awq.quantize.quantizer import AwqQuantizer
+        from awq.utils.packing_utils import dequantize_gemm
+    except ImportError as err:
+        raise ImportError(f"AutoAWQ (pip install autoawq==0.2.9, import name awq) is needed: "
+                          f"{err}") from err
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    wrapper = AutoAWQForCausalLM.from_pretrained(str(model_dir), torch_dtype=torch.float32)
+    config = {"zero_point": True, "q_group_size": group_size, "w_bit": bits, "version": "GEMM"}
+    wrapper.quantize(tokenizer, quant_config=config, calib_data=samples.tolist(),
+                     max_calib_samples=samples.shape[0], max_calib_seq_len=samples.shape[1],
+                     n_parallel_calib_samples=parallel_samples, duo_scaling=duo_scaling,
+                     apply_clip=clip, export_compatible=bits != 4,
+                     quantizer_cls=_copying_quantizer() if fix_cpu_copy else AwqQuantizer)
+    model = wrapper.model.eval()
+    for layer in decoder_layers(model):
+        for name, module in list(layer.named_modules()):
+            if isinstance(module, WQLinear_GEMM):
+                weight = dequantize_gemm(module.qweight, module.qzeros, module.scales, bits,
+                                         module.group_size).t()
+            elif isinstance(module, nn.Linear):
+                weight = wrapper.quantizer.pseudo_quantize_tensor(module.weight.data.half())[0]
+            else:
+                continue
+            linear = nn.Linear(weight.shape[1], weight.shape[0], bias=False)
+            linear.weight.data = weight.float().contiguous()
+            set_module(layer, name, linear)
+    return model.float()
