@@ -43,7 +43,7 @@ from torch import nn
 from qcourse import blocks
 from qcourse.models import get_module
 from qcourse.pack import SUPPORTED_BITS
-from qcourse.qlinear import QuantLinear, to_unsigned
+from qcourse.qlinear import QuantLinear, resolve_group_size, to_unsigned
 from qcourse.quant import _check_bits, qrange, scale_and_zero
 
 MAX_DAMP_RETRIES = 6
@@ -115,14 +115,7 @@ def _check_problem(W: torch.Tensor, H: torch.Tensor, bits: int, group_size: int 
     if tuple(H.shape) != (k, k):
         raise ValueError(f"H must be [{k}, {k}] for a weight with {k} input columns, got "
                          f"{tuple(H.shape)}")
-    if group_size is None:
-        return k
-    if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1:
-        raise ValueError(f"group_size must be a positive integer or None (per channel), got "
-                         f"{group_size!r}")
-    if k % group_size:
-        raise ValueError(f"group_size {group_size} does not divide the input width {k}")
-    return group_size
+    return resolve_group_size(k, group_size)
 
 
 # --------------------------------------------------------------------------------------------

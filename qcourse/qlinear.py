@@ -39,15 +39,16 @@ def _check_packable(size: int, bits: int, what: str) -> None:
                          f"be a multiple of {run}")
 
 
-def _group_size(in_features: int, group_size: int | None) -> int:
-    """The group size actually used: ``in_features`` for per-channel (``None``)."""
+def resolve_group_size(in_features: int, group_size: int | None) -> int:
+    """The group size actually used: ``in_features`` for per-channel (``None``); a clear error
+    if ``group_size`` is not a positive integer dividing ``in_features``."""
     if group_size is None:
         return in_features
     if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1:
         raise ValueError(f"group_size must be a positive integer or None (per-channel), "
                          f"got {group_size!r}")
     if in_features % group_size:
-        raise ValueError(f"group_size {group_size} does not divide in_features {in_features}")
+        raise ValueError(f"group_size {group_size} does not divide the input width {in_features}")
     return group_size
 
 
@@ -68,7 +69,7 @@ class QuantLinear(nn.Module):
                  bias_dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
         _check_bits(bits)
-        g = _group_size(in_features, group_size)
+        g = resolve_group_size(in_features, group_size)
         _check_packable(in_features, bits, "in_features")
         _check_packable(out_features, bits, "out_features")
         self.in_features, self.out_features = in_features, out_features
@@ -137,7 +138,7 @@ class QuantLinear(nn.Module):
         if not isinstance(linear, nn.Linear):
             raise TypeError(f"expected an nn.Linear, got {type(linear).__name__}")
         _check_bits(bits)
-        g = _group_size(linear.in_features, group_size)
+        g = resolve_group_size(linear.in_features, group_size)
         q, scale, zero = quantize(linear.weight.detach(), bits, symmetric=symmetric,
                                   granularity="group", group_size=g, clip_ratio=clip_ratio)
         q, zero = to_unsigned(q, zero, bits)
