@@ -140,19 +140,36 @@ def test_q4_k_header_by_hand():
 @FAST
 @given(data=st.data())
 def test_round_trip_error_bounded_by_block_scale(qtype, data):
-    """|x - x'| <= c · max|x| / 2^(bits-1) per block, where max|x| / 2^(bits-1) is the step of a
-    symmetric grid over the block: c = 1 (+ fp16 rounding of the scales) without importance;
-    with importance the search trades error between columns, so c = 2. The absolute 2^-12
-    covers fp16's limited resolution for scales of tiny blocks."""
+    """Without importance: |x - x'| <= 1.01 · max|x| / 2^(bits-1) per block (the step of a
+    symmetric grid over the block, + fp16 rounding of the scales; the absolute 2^-12 covers
+    fp16's resolution for the scales of tiny blocks).
+
+    With importance the search minimises Σ_j w_j (x_j - x'_j)², so a column with a small weight
+    can be sacrificed: hypothesis found a Q4_K block of -818s with one 747 of weight 0.25 among
+    weights of 20, where llama.cpp (and we, byte for byte) leave an error of 222.6, twice the
+    step. What still holds: the reconstruction stays on a grid no wider than about 1.5·max|x|
+    (the candidate scales divide max|x| by at least nmax - 0.9), so |x - x'| <= 2.5 · max|x|."""
     a = data.draw(_rows(qtype), label="a")
     imp = data.draw(st.none() | hnp.arrays(np.float32, a.shape[1],
                                            elements=st.floats(_f32(0.01), 100, width=32)),
                     label="importance")
     y = dequantize(quantize(a, qtype, imp), qtype, a.shape)
     blocks, errors = a.reshape(-1, BLOCK_SIZE[qtype]), np.abs(y - a).reshape(-1, BLOCK_SIZE[qtype])
-    step = np.abs(blocks).max(axis=1) / 2 ** (BITS[qtype] - 1)
-    c = 1.01 if imp is None else 2.0
-    assert (errors.max(axis=1) <= c * step + 2.0**-12).all()
+    absmax = np.abs(blocks).max(axis=1)
+    bound = 1.01 * absmax / 2 ** (BITS[qtype] - 1) if imp is None else 2.5 * absmax
+    assert (errors.max(axis=1) <= bound + 2.0**-12).all()
+
+
+def test_importance_can_sacrifice_a_column_as_llama_cpp_does():
+    """The case hypothesis found: a low-importance outlier is left far from its value."""
+    a = np.full((1, 256), -818, np.float32)
+    a[0, 0], a[0, 16] = -877, 747
+    importance = np.full(256, 20, np.float32)
+    importance[16] = 0.25
+    plain = np.abs(dequantize(quantize(a, "Q4_K"), "Q4_K", a.shape) - a)
+    weighted = np.abs(dequantize(quantize(a, "Q4_K", importance), "Q4_K", a.shape) - a)
+    assert weighted[0, 16] > 2 * 877 / 8 and weighted[0, 16] > plain[0, 16]
+    assert (importance * weighted**2).sum() < (importance * plain**2).sum()
 
 
 @pytest.mark.parametrize("qtype", ["F32", "F16", "BF16"])
