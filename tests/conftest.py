@@ -6,8 +6,16 @@ os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import pytest
 import torch
+from hypothesis import settings
 
 from qcourse import models
+
+# Property tests draw the same examples on every run (DESIGN: deterministic tests), so a CI run
+# cannot fail on a case no earlier run saw. To explore new random cases locally:
+#     HYPOTHESIS_PROFILE=explore pytest tests/test_gguf_quants.py
+settings.register_profile("qcourse", derandomize=True, database=None)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "qcourse"))
 
 
 @pytest.fixture(scope="session")
