@@ -9,12 +9,21 @@ Thin wrappers, each mirroring a ``qcourse`` function so results compare one to o
 - :func:`tokens_per_second` times llama.cpp's single-token decoding.
 
 llama-cpp-python is an optional dependency: :func:`require` says how to install it.
+
+Found on an Intel Xeon with AMX and AVX-512 (llama-cpp-python 0.3.36 built natively): with
+llama.cpp's *extra buffer types* on (its default: weights repacked at load time for the AMX /
+AVX-512 kernels), evaluating more than one token of qcourse-tiny in Q4_0, Q8_0, Q4_K or Q6_K
+crashes the process (segmentation fault); one token at a time, or with the extra buffer types
+off, every type runs and gives the same logits. :func:`load` therefore turns them off by default
+(``repack=False``); on a small model the repacked kernels buy nothing measurable anyway.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import math
 import os
+import threading
 import time
 
 import numpy as np
@@ -25,6 +34,8 @@ from qcourse import data
 from qcourse import eval as qeval
 
 from .mixes import FTYPES, check_ftype
+
+_PARAMS_LOCK = threading.Lock()
 
 
 def available() -> bool:
@@ -90,11 +101,37 @@ def quantize_file(src: str | os.PathLike, dst: str | os.PathLike, ftype: str, *,
         raise RuntimeError(f"llama.cpp could not quantize {src} to {ftype} (status {status})")
 
 
-def load(path: str | os.PathLike, *, n_ctx: int = 512, n_threads: int = 1):
-    """A ``llama_cpp.Llama`` for the GGUF file ``path`` that keeps the logits of every position."""
+@contextlib.contextmanager
+def extra_buffer_types(enabled: bool):
+    """Within the block, models that llama-cpp-python loads use llama.cpp's extra buffer types
+    (repacked weights for AMX / AVX-512 / ARM kernels) only if ``enabled``. llama-cpp-python
+    has no argument for it, so its default model parameters are wrapped for the duration."""
     llama_cpp = require()
-    return llama_cpp.Llama(model_path=os.fspath(path), n_ctx=n_ctx, n_batch=n_ctx, n_threads=n_threads,
-                           n_threads_batch=n_threads, logits_all=True, verbose=False)
+    module = llama_cpp.llama.llama_cpp        # the low-level bindings Llama() builds its params from
+    default = module.llama_model_default_params
+
+    def params():
+        p = default()
+        p.use_extra_bufts = enabled
+        return p
+
+    with _PARAMS_LOCK:
+        module.llama_model_default_params = params
+        try:
+            yield
+        finally:
+            module.llama_model_default_params = default
+
+
+def load(path: str | os.PathLike, *, n_ctx: int = 512, n_threads: int = 1, repack: bool = False):
+    """A ``llama_cpp.Llama`` for the GGUF file ``path`` that keeps the logits of every position.
+    ``repack``: let llama.cpp repack weights for its CPU-specific kernels (off by default: see the
+    module docstring)."""
+    llama_cpp = require()
+    with extra_buffer_types(repack):
+        return llama_cpp.Llama(model_path=os.fspath(path), n_ctx=n_ctx, n_batch=n_ctx,
+                               n_threads=n_threads, n_threads_batch=n_threads, logits_all=True,
+                               verbose=False)
 
 
 def tokenize(llm, text: str) -> list[int]:
