@@ -5,7 +5,7 @@
 
 1. Wall time of one whole-model quantization (4-bit, groups of 128, zero point), ours
    (``qcourse.awq.quantize_model``) and AutoAWQ's (``AutoAWQForCausalLM.quantize``, with the CPU
-   fix of ``qcourse.awq._copying_quantizer``), on the same calibration windows; ratio printed.
+   fix of ``qcourse.references.autoawq.copying_quantizer``), on the same calibration windows; ratio printed.
 2. Test perplexity (whole split unless ``--windows``) and real size at 4 and 3 bits for: RTN,
    ours, AutoAWQ (with the CPU fix) and GPTQ (``qcourse.gptq.quantize_model``) when it imports;
    ``--extra`` adds ours with AutoAWQ's ``duo_scaling`` and AutoAWQ as released (4-bit).
@@ -29,6 +29,7 @@ sys.path = [p for p in sys.path if pathlib.Path(p or ".").resolve() != HERE]
 import torch  # noqa: E402
 
 from qcourse import awq, data, models, paths, ptq  # noqa: E402
+from qcourse.references import autoawq  # noqa: E402
 from qcourse import eval as ev  # noqa: E402
 
 RESULTS = pathlib.Path(__file__).parent / "results"
@@ -84,14 +85,14 @@ def main() -> None:
             "RTN": lambda: ptq.quantize_rtn(copy.deepcopy(model), bits, "group", 128),
             "AWQ (ours)": lambda: awq.quantize_model(copy.deepcopy(model), samples, bits, 128,
                                                      progress=False),
-            "AutoAWQ (CPU fix)": lambda: awq.autoawq_quantize(paths.TINY_DIR, samples, bits),
+            "AutoAWQ (CPU fix)": lambda: autoawq.quantize_model(paths.TINY_DIR, samples, bits),
             "GPTQ": lambda: gptq_or_none(copy.deepcopy(model), samples, bits),
         }
         if args.extra:
             runs["AWQ (ours, duo_scaling)"] = lambda: awq.quantize_model(
                 copy.deepcopy(model), samples, bits, 128, progress=False, duo_scaling=True)
         if args.extra and bits == 4:
-            runs["AutoAWQ (as released)"] = lambda: awq.autoawq_quantize(
+            runs["AutoAWQ (as released)"] = lambda: autoawq.quantize_model(
                 paths.TINY_DIR, samples, bits, fix_cpu_copy=False)
         for name, run in runs.items():
             quantized, seconds = timed(run)

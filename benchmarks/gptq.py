@@ -21,7 +21,8 @@ import time
 
 import torch
 
-from qcourse import data, eval as qeval, gptq, gptq_reference, models, ptq
+from qcourse import data, eval as qeval, gptq, models, ptq
+from qcourse.references import llm_compressor
 
 RESULTS = pathlib.Path(__file__).parent / "results"
 
@@ -67,10 +68,10 @@ def main() -> None:
     _, record["ours_one_pass_seconds"] = timed(lambda: gptq.quantize_model(
         copy.deepcopy(base), samples, 4, 128, progress=False, true_sequential=False))
     print(f"ours, one calibration pass per block: {record['ours_one_pass_seconds']:.1f} s")
-    reason = gptq_reference.unavailable_reason()
+    reason = llm_compressor.unavailable_reason()
     reference = None
     if reason is None:
-        reference, record["reference_seconds"] = timed(lambda: gptq_reference.quantize_model(
+        reference, record["reference_seconds"] = timed(lambda: llm_compressor.quantize_model(
             copy.deepcopy(base), samples, 4, 128))
         record["time_ratio_ours_over_reference"] = record["ours_seconds"] / record["reference_seconds"]
         print(f"llm-compressor: {record['reference_seconds']:.1f} s; ours / llm-compressor = "

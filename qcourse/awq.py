@@ -10,7 +10,7 @@ per-input-channel vector ``s``, a linear layer computes the same function as
 and quantizing ``W diag(s)`` instead of ``W`` shrinks the relative rounding error of a column
 scaled up by ``s_j > 1`` (its values use more of the grid while the group's step barely moves).
 The division of ``X`` is folded into whatever produces ``X`` (an RMSNorm or the previous linear
-layer, :mod:`qcourse.smoothquant`), so it costs nothing at run time.
+layer, :mod:`qcourse.transforms`), so it costs nothing at run time.
 
 Per group of layers that read the same input, in a Llama block
 
@@ -33,24 +33,23 @@ Then, per output channel n and group G, a clip ratio ``r ∈ {1, 0.95, ..., 0.55
 group's range, chosen to minimize the group's output error ``Σ_t (x_t,G · (w_n,G − Q_r(w_n,G)))²``
 (not for q and k, whose errors are multiplied together in ``q·k``; AutoAWQ skips them too).
 Finally every linear layer is quantized asymmetrically (4-bit, groups of 128 by default) into a
-:class:`~qcourse.qlinear.QuantLinear`, block by block (:func:`qcourse.blocks.sequential`).
+:class:`~qcourse.layers.QuantLinear`, block by block (:func:`qcourse.blocks.sequential`).
 """
 from __future__ import annotations
 
 import dataclasses
 import inspect
-import pathlib
 
 import torch
 from torch import nn
 
 from qcourse import blocks
-from qcourse.calib import ActivationStats, _check_samples, best_ratio_on_grid
+from qcourse.calib import ActivationStats, best_ratio_on_grid, check_samples
+from qcourse.layers import QuantLinear
 from qcourse.models import decoder_layers, get_module, linear_layers, set_module
-from qcourse.pack import SUPPORTED_BITS
-from qcourse.qlinear import QuantLinear
-from qcourse.quant import fake_quantize
-from qcourse.smoothquant import fold_into_linear, fold_into_norm
+from qcourse.pack import check_packable_bits
+from qcourse.quant import QuantScheme
+from qcourse.transforms import fold_scale_into_linear, fold_scale_into_norm
 
 ALPHAS = torch.arange(20) / 20              # 0, 0.05, ..., 0.95
 CLIP_RATIOS = 1 - torch.arange(10) / 20     # 1, 0.95, ..., 0.55
@@ -155,10 +154,6 @@ def output_error(outputs: list[torch.Tensor], reference: list[torch.Tensor]) -> 
     return total / sum(r.numel() for r in reference)
 
 
-def _quantize_kwargs(group_size: int) -> dict:
-    return dict(symmetric=False, granularity="group", group_size=group_size)
-
-
 @dataclasses.dataclass
 class ScaleSearch:
     """Result of :func:`search_scale`: the error for every α of the grid and the best one."""
@@ -171,14 +166,15 @@ class ScaleSearch:
 
 @torch.no_grad()
 def search_scale(scope: nn.Module, layers: list[nn.Linear], xs: list[torch.Tensor],
-                 kwargs: list[dict], bits: int, group_size: int, *, duo_scaling: bool = False,
+                 kwargs: list[dict], scheme: QuantScheme, *, duo_scaling: bool = False,
                  alphas: torch.Tensor = ALPHAS) -> ScaleSearch:
     """Grid search of α: for each α, replace the weights of ``layers`` by
-    ``Q(W diag(s)) diag(s)^-1`` (``Q``: asymmetric fake quantization per group), run ``scope`` on
-    the layers' inputs ``xs`` and keep the α with the smallest output error (the first on ties).
-    The weights are restored afterwards."""
+    ``Q(W diag(s)) diag(s)^-1`` (``Q``: fake quantization with ``scheme``, per group), run
+    ``scope`` on the layers' inputs ``xs`` and keep the α with the smallest output error (the
+    first on ties). The weights are restored afterwards."""
+    g = scheme.group_size_for(layers[0].in_features)
     x_mean = torch.cat([x.reshape(-1, x.shape[-1]) for x in xs]).abs().float().mean(0)
-    w_mean = weight_mean([l.weight for l in layers], group_size) if duo_scaling else None
+    w_mean = weight_mean([l.weight for l in layers], g) if duo_scaling else None
     reference = run_scope(scope, xs, kwargs)
     originals = [layer.weight.detach().clone() for layer in layers]
     errors = []
@@ -186,8 +182,7 @@ def search_scale(scope: nn.Module, layers: list[nn.Linear], xs: list[torch.Tenso
         for alpha in alphas.tolist():
             s = awq_scales(x_mean, alpha, w_mean)
             for layer, w in zip(layers, originals):
-                scaled = fake_quantize(w.float() * s, bits, **_quantize_kwargs(group_size))
-                layer.weight.copy_(scaled / s)
+                layer.weight.copy_(scheme.fake_quantize(w.float() * s) / s)
             errors.append(output_error(run_scope(scope, xs, kwargs), reference))
     finally:
         for layer, w in zip(layers, originals):
@@ -204,11 +199,9 @@ def fold_scales(prev: nn.Module, layers: list[nn.Linear], s: torch.Tensor) -> No
     if isinstance(prev, nn.Linear):
         if len(layers) != 1:
             raise ValueError("folding into a linear layer supports one consumer layer")
-        fold_into_linear(prev, layers[0], s)
+        fold_scale_into_linear(prev, layers[0], s)
     else:
-        fold_into_norm(prev, layers, s)
-        if getattr(prev, "bias", None) is not None:  # LayerNorm: y = w ⊙ x̂ + b, divide both
-            prev.bias.div_(s.to(prev.bias.dtype))
+        fold_scale_into_norm(prev, layers, s)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -216,22 +209,24 @@ def fold_scales(prev: nn.Module, layers: list[nn.Linear], s: torch.Tensor) -> No
 
 
 @torch.no_grad()
-def search_clip(weight: torch.Tensor, x: torch.Tensor, bits: int, group_size: int, *,
+def search_clip(weight: torch.Tensor, x: torch.Tensor, scheme: QuantScheme, *,
                 ratios: torch.Tensor = CLIP_RATIOS) -> torch.Tensor:
     """Clip ratio per output channel and group, ``[N, K / g]``: the ratio of ``ratios`` whose
-    asymmetric quantization minimizes the group's output error over the tokens of ``x [T, K]``,
+    quantization with ``scheme`` minimizes the group's output error over the tokens of
+    ``x [T, K]``,
 
         err[n, G] = Σ_t (x_t,G · Δw_n,G)² = Δw_n,G · H_G · Δw_n,Gᵀ,   H_G = Σ_t x_t,Gᵀ x_t,G.
 
     Ties keep the larger ratio, so a group is clipped only if that lowers its error."""
     n, k = weight.shape
+    group_size = scheme.group_size_for(k)
     groups = k // group_size
     xg = x.reshape(-1, groups, group_size).float()
     hessian = torch.einsum("tgi,tgj->gij", xg, xg)
     w = weight.detach().float()
 
     def error(r: float) -> torch.Tensor:
-        delta = (w - fake_quantize(w, bits, clip_ratio=r, **_quantize_kwargs(group_size)))
+        delta = w - scheme.fake_quantize(w, clip_ratio=r)
         delta = delta.reshape(n, groups, group_size)
         return torch.einsum("ngi,gij,ngj->ng", delta, hessian, delta)
 
@@ -263,8 +258,8 @@ def _flat(xs: list[torch.Tensor]) -> torch.Tensor:
 
 
 @torch.no_grad()
-def quantize_block(block: nn.Module, inputs: blocks.BlockInputs, bits: int, group_size: int | None,
-                   *, duo_scaling: bool = False, clip: bool = True, block_name: str = "block"
+def quantize_block(block: nn.Module, inputs: blocks.BlockInputs, scheme: QuantScheme, *,
+                   duo_scaling: bool = False, clip: bool = True, block_name: str = "block"
                    ) -> dict[str, ScaleSearch]:
     """AWQ on one decoder block, in place: search and fold the scales of every group, search
     the clip ratios, then replace each linear layer by a :class:`QuantLinear`. Returns the
@@ -275,9 +270,8 @@ def quantize_block(block: nn.Module, inputs: blocks.BlockInputs, bits: int, grou
     searches = {}
     for group in groups:  # every search sees the unscaled float block, as in AutoAWQ
         layers = [get_module(block, name) for name in group.layers]
-        g = group_size or layers[0].in_features
         searches[group.layers[0]] = search_scale(get_module(block, group.scope), layers,
-                                                 feats[group.layers[0]], inputs.kwargs, bits, g,
+                                                 feats[group.layers[0]], inputs.kwargs, scheme,
                                                  duo_scaling=duo_scaling)
     for group in groups:
         s = searches[group.layers[0]].scales
@@ -286,22 +280,16 @@ def quantize_block(block: nn.Module, inputs: blocks.BlockInputs, bits: int, grou
         feats.update(dict.fromkeys(group.layers, scaled))
     for name in names:
         linear = get_module(block, name)
-        g = group_size or linear.in_features
-        ratio = (search_clip(linear.weight, _flat(feats[name]), bits, g)
+        ratio = (search_clip(linear.weight, _flat(feats[name]), scheme)
                  if clip and not name.endswith(NO_CLIP) else 1.0)
-        set_module(block, name, QuantLinear.from_float(linear, bits, group_size, clip_ratio=ratio))
+        set_module(block, name, QuantLinear.from_float(linear, scheme, clip_ratio=ratio))
     return searches
 
 
-def check_config(model: nn.Module, bits: int, group_size: int | None) -> None:
+def check_config(model: nn.Module, scheme: QuantScheme) -> None:
     """Refuse bit widths QuantLinear cannot store, group sizes that do not divide every layer,
     and models whose blocks are not Llama-shaped (naming the offending layer)."""
-    if isinstance(bits, bool) or not isinstance(bits, int) or bits not in SUPPORTED_BITS:
-        raise ValueError(f"bits must be one of {SUPPORTED_BITS}, got {bits!r}")
-    if group_size is not None and (isinstance(group_size, bool) or not isinstance(group_size, int)
-                                   or group_size < 1):
-        raise ValueError(f"group_size must be a positive integer or None (one group per row), "
-                         f"got {group_size!r}")
+    check_packable_bits(scheme.bits)
     try:
         layers = list(decoder_layers(model))
     except (AttributeError, TypeError):
@@ -310,18 +298,7 @@ def check_config(model: nn.Module, bits: int, group_size: int | None) -> None:
     for i, block in enumerate(layers):
         scale_groups(block, f"model.layers.{i}")
         for name, linear in linear_layers(block).items():
-            if group_size is not None and linear.in_features % group_size:
-                raise ValueError(f"group_size {group_size} does not divide the "
-                                 f"{linear.in_features} inputs of model.layers.{i}.{name}")
-
-
-def check_samples(model: nn.Module, samples) -> None:
-    """Token ids ``[n, seq_len]`` (int64) inside the model's vocabulary."""
-    for batch in _check_samples(samples):
-        vocab = model.config.vocab_size
-        if batch.min() < 0 or batch.max() >= vocab:
-            raise ValueError(f"token ids must lie in [0, {vocab}), got [{batch.min().item()}, "
-                             f"{batch.max().item()}]")
+            scheme.group_size_for(linear.in_features, f"model.layers.{i}.{name}")
 
 
 def quantize_model(model: nn.Module, samples: torch.Tensor, bits: int = 4,
@@ -336,13 +313,14 @@ def quantize_model(model: nn.Module, samples: torch.Tensor, bits: int = 4,
     ``samples``: calibration token ids ``[n, seq_len]``, e.g.
     ``qcourse.data.calibration_samples(tokenizer, 32, 512)``. ``report``: if a dict, receives
     the :class:`ScaleSearch` of every group by layer name. Returns the model."""
-    check_config(model, bits, group_size)
-    check_samples(model, samples)
+    scheme = QuantScheme(bits, group_size, symmetric=False)
+    check_config(model, scheme)
+    check_samples(samples, model.config.vocab_size)
 
     def process(index: int, block: nn.Module, inputs: blocks.BlockInputs) -> None:
         prefix = f"model.layers.{index}"
-        searches = quantize_block(block, inputs, bits, group_size, duo_scaling=duo_scaling,
-                                  clip=clip, block_name=prefix)
+        searches = quantize_block(block, inputs, scheme, duo_scaling=duo_scaling, clip=clip,
+                                  block_name=prefix)
         if report is not None:
             report.update({f"{prefix}.{name}": found for name, found in searches.items()})
 
@@ -382,10 +360,11 @@ def keep_salient(model: nn.Module, stats: dict[str, ActivationStats] | None, *,
         raise ValueError(f"fraction must lie in [0, 1), got {fraction!r}")
     if by not in SALIENT_CRITERIA:
         raise ValueError(f"by must be one of {SALIENT_CRITERIA}, got {by!r}")
+    scheme = QuantScheme(bits, group_size)
     generator = torch.Generator().manual_seed(seed)
     for name, linear in linear_layers(model).items():
         w = linear.weight.detach()
-        quantized = fake_quantize(w.float(), bits, **_quantize_kwargs(group_size)).to(w.dtype)
+        quantized = scheme.fake_quantize(w.float()).to(w.dtype)
         count = round(fraction * w.shape[1])
         if count:
             keep = salient_channels(w, None if stats is None else stats.get(name), count, by,
@@ -393,76 +372,3 @@ def keep_salient(model: nn.Module, stats: dict[str, ActivationStats] | None, *,
             quantized[:, keep] = w[:, keep]
         linear.weight.copy_(quantized)
     return model
-
-
-# ---------------------------------------------------------------------------------------------
-# the reference implementation: AutoAWQ (deprecated, still runs on CPU)
-
-
-def _copying_quantizer():
-    """AutoAWQ's quantizer with one CPU fix: its scale search saves the weights with
-    ``{k: v.cpu() for k, v in state_dict().items()}``, a copy on a GPU but the *same* tensors on
-    a CPU, so the in-place ``weight.mul_(s)`` of every α of the grid compounds into the
-    "saved" weights and the float model no longer computes the same function (llm-awq issue
-    #163, fix proposed in llm-awq PR #327). Here ``state_dict`` returns clones during the search."""
-    from awq.quantize.quantizer import AwqQuantizer
-
-    class CopyingQuantizer(AwqQuantizer):
-        def _compute_best_scale(self, x, w_mean, x_mean, module2inspect, *args, **kwargs):
-            original = module2inspect.state_dict
-            module2inspect.state_dict = lambda *a, **k: {
-                name: t.clone() for name, t in original(*a, **k).items()}
-            try:
-                return super()._compute_best_scale(x, w_mean, x_mean, module2inspect, *args,
-                                                   **kwargs)
-            finally:
-                del module2inspect.state_dict
-
-    return CopyingQuantizer
-
-
-def autoawq_quantize(model_dir: str | pathlib.Path, samples: torch.Tensor, bits: int = 4,
-                     group_size: int = 128, *, duo_scaling: bool = True, clip: bool = True,
-                     parallel_samples: int | None = 8, fix_cpu_copy: bool = True) -> nn.Module:
-    """Quantize the model in ``model_dir`` with AutoAWQ 0.2.9 on the same calibration token
-    windows, and return a float32 ``transformers`` model carrying AutoAWQ's result: its folded
-    norms and, for every linear layer, the dequantized weight.
-
-    4-bit runs AutoAWQ's real path (``version="GEMM"``: packed ``WQLinear_GEMM``, read back
-    with AutoAWQ's own ``dequantize_gemm``); other widths (GEMM stores only 4-bit) use
-    ``export_compatible=True`` (scaled and clipped float weights) followed by AutoAWQ's own
-    ``pseudo_quantize_tensor`` in fp16, as its packing step would do. ``fix_cpu_copy``: run
-    with the CPU fix of :func:`_copying_quantizer` (False: AutoAWQ exactly as released).
-    """
-    try:
-        from awq import AutoAWQForCausalLM
-        from awq.modules.linear import WQLinear_GEMM
-        from awq.quantize.quantizer import AwqQuantizer
-        from awq.utils.packing_utils import dequantize_gemm
-    except ImportError as err:
-        raise ImportError(f"AutoAWQ (pip install autoawq==0.2.9, import name awq) is needed: "
-                          f"{err}") from err
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    wrapper = AutoAWQForCausalLM.from_pretrained(str(model_dir), torch_dtype=torch.float32)
-    config = {"zero_point": True, "q_group_size": group_size, "w_bit": bits, "version": "GEMM"}
-    wrapper.quantize(tokenizer, quant_config=config, calib_data=samples.tolist(),
-                     max_calib_samples=samples.shape[0], max_calib_seq_len=samples.shape[1],
-                     n_parallel_calib_samples=parallel_samples, duo_scaling=duo_scaling,
-                     apply_clip=clip, export_compatible=bits != 4,
-                     quantizer_cls=_copying_quantizer() if fix_cpu_copy else AwqQuantizer)
-    model = wrapper.model.eval()
-    for layer in decoder_layers(model):
-        for name, module in list(layer.named_modules()):
-            if isinstance(module, WQLinear_GEMM):
-                weight = dequantize_gemm(module.qweight, module.qzeros, module.scales, bits,
-                                         module.group_size).t()
-            elif isinstance(module, nn.Linear):
-                weight = wrapper.quantizer.pseudo_quantize_tensor(module.weight.data.half())[0]
-            else:
-                continue
-            linear = nn.Linear(weight.shape[1], weight.shape[0], bias=False)
-            linear.weight.data = weight.float().contiguous()
-            set_module(layer, name, linear)
-    return model.float()

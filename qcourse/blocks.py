@@ -20,8 +20,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .calib import _check_samples
-from .models import decoder_layers
+from qcourse.calib import check_samples
+from qcourse.models import decoder_layers
 
 
 class _StopForward(Exception):
@@ -50,7 +50,7 @@ def _block_kwargs(kwargs: dict) -> dict:
 def capture_block_inputs(model: nn.Module, samples, *, batch_size: int = 8) -> BlockInputs:
     """Run ``samples`` (token ids [n, T] or a list of [b, T] tensors) through the embeddings and
     record the inputs of the first decoder block, without running the blocks."""
-    batches = _check_samples(samples)
+    batches = check_samples(samples)
     first = next(decoder_layers(model))
     captured = BlockInputs()
 

@@ -157,8 +157,10 @@ class _Accumulator:
                                self.tokens)
 
 
-def _check_samples(samples) -> list[torch.Tensor]:
-    """Calibration samples as a list of LongTensor batches [b, T]."""
+def check_samples(samples, vocab_size: int | None = None) -> list[torch.Tensor]:
+    """Calibration samples as a list of LongTensor batches ``[b, T]``: a LongTensor
+    ``[n, seq_len]`` or a list of ``[T]`` / ``[b, T]`` tensors; with ``vocab_size``, every id
+    must lie in ``[0, vocab_size)``. A clear error for an empty set or anything else."""
     if isinstance(samples, torch.Tensor):
         if samples.dim() != 2:
             raise ValueError(f"samples must be token ids of shape [n, seq_len], got shape "
@@ -178,6 +180,9 @@ def _check_samples(samples) -> list[torch.Tensor]:
             raise ValueError("every sample must be a 1-D or 2-D tensor of token ids")
         if b.dtype not in (torch.int64, torch.int32):
             raise TypeError(f"samples must hold integer token ids (int64), got {b.dtype}")
+        if vocab_size is not None and (b.min() < 0 or b.max() >= vocab_size):
+            raise ValueError(f"token ids must lie in [0, {vocab_size}), got [{b.min().item()}, "
+                             f"{b.max().item()}]")
     return batches
 
 
@@ -190,7 +195,7 @@ def collect_activation_stats(model: nn.Module, samples, *, batch_size: int = 4,
     ``samples``: token ids, a LongTensor ``[n, seq_len]`` or a list of ``[T]`` / ``[b, T]``
     tensors of different lengths (e.g. unpadded sentences).
     """
-    batches = _check_samples(samples)
+    batches = check_samples(samples)
     accumulators = {name: _Accumulator() for name in linear_layers(model, include_head=include_head)}
     if not accumulators:
         raise ValueError("the model has no nn.Linear layers to observe")

@@ -28,7 +28,7 @@ def tour(args: argparse.Namespace) -> None:
 
 
 def train_tiny(args: argparse.Namespace) -> None:
-    from qcourse.zoo import train
+    from qcourse.models import train
     train.main(args.rest)
 
 

@@ -162,7 +162,9 @@ def token_ids(tokenizer, split: str, domain: str | None = None) -> torch.Tensor:
     texts = [d.text for d in documents(split, domain)]
     eos = tokenizer.eos_token_id
     ids: list[int] = []
-    for encoded in tokenizer(texts, add_special_tokens=False)["input_ids"]:
+    # documents are longer than the model's context on purpose (they are cut into windows
+    # later): verbose=False keeps the tokenizer from warning about it
+    for encoded in tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]:
         ids.extend(encoded)
         ids.append(eos)
     array = np.asarray(ids, dtype=np.int32)

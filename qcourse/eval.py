@@ -95,6 +95,7 @@ def unigram_perplexity(tokenizer, train_split: str = "train", eval_split: str = 
 
 
 def tensor_bytes(t: torch.Tensor) -> int:
+    """Bytes a tensor occupies: ``numel · element_size``."""
     return t.numel() * t.element_size()
 
 
@@ -108,11 +109,6 @@ def model_size_bytes(model: nn.Module) -> int:
     for t in list(model.parameters()) + list(model.buffers()):
         seen.setdefault(t.data_ptr() if t.numel() else id(t), t)
     return sum(tensor_bytes(t) for t in seen.values())
-
-
-def size_at_precision(parameters: int, bits_per_parameter: float) -> int:
-    """Bytes needed to store ``parameters`` weights at ``bits_per_parameter``: N·b/8."""
-    return math.ceil(parameters * bits_per_parameter / 8)
 
 
 @torch.no_grad()

@@ -41,10 +41,10 @@ import torch
 from torch import nn
 
 from qcourse import blocks
-from qcourse.models import get_module
-from qcourse.pack import SUPPORTED_BITS
-from qcourse.qlinear import QuantLinear, resolve_group_size, to_unsigned
-from qcourse.quant import _check_bits, qrange, scale_and_zero
+from qcourse.layers import QuantLinear
+from qcourse.models import get_module, set_module
+from qcourse.pack import check_packable_bits
+from qcourse.quant import QuantScheme, as_scheme, dequantize
 
 MAX_DAMP_RETRIES = 6
 
@@ -98,9 +98,8 @@ def hessian(x: torch.Tensor) -> torch.Tensor:
 # Checks
 # --------------------------------------------------------------------------------------------
 
-def _check_problem(W: torch.Tensor, H: torch.Tensor, bits: int, group_size: int | None) -> int:
-    """Validate a layer problem; return the group size actually used (K if None)."""
-    _check_bits(bits)
+def _check_problem(W: torch.Tensor, H: torch.Tensor, scheme: QuantScheme) -> QuantScheme:
+    """Validate a layer problem; return the scheme with the group size resolved for ``W``."""
     for name, t in (("W", W), ("H", H)):
         if not isinstance(t, torch.Tensor) or not t.dtype.is_floating_point:
             raise TypeError(f"{name} must be a floating-point tensor, got "
@@ -115,32 +114,13 @@ def _check_problem(W: torch.Tensor, H: torch.Tensor, bits: int, group_size: int 
     if tuple(H.shape) != (k, k):
         raise ValueError(f"H must be [{k}, {k}] for a weight with {k} input columns, got "
                          f"{tuple(H.shape)}")
-    return resolve_group_size(k, group_size)
+    g = scheme.group_size_for(k, "W")
+    return QuantScheme(scheme.bits, g, scheme.symmetric)
 
 
 # --------------------------------------------------------------------------------------------
 # Building blocks of the algorithm
 # --------------------------------------------------------------------------------------------
-
-def round_to_grid(w: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, bits: int,
-                  sym: bool) -> torch.Tensor:
-    """``(clamp(round(w / s + z), qmin, qmax) - z) · s``: the nearest value on the grid."""
-    qmin, qmax = qrange(bits, sym)
-    return (torch.round(w / scale + zero).clamp(qmin, qmax) - zero) * scale
-
-
-def group_params(w: torch.Tensor, bits: int, sym: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Scale and zero point per row of ``w [N, g]`` from its min and max (see
-    :func:`qcourse.quant.scale_and_zero`): ``[N]`` each."""
-    return scale_and_zero(w.amin(dim=1), w.amax(dim=1), bits, sym)
-
-
-def group_params_all(W: torch.Tensor, g: int, bits: int, sym: bool
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Scale and zero of every natural group ``W[:, i·g:(i+1)·g]``: ``[N, K/g]`` each."""
-    grouped = W.reshape(W.shape[0], -1, g)
-    return scale_and_zero(grouped.amin(-1), grouped.amax(-1), bits, sym)
-
 
 def without_dead_inputs(W: torch.Tensor, H: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Copies of ``W`` and ``H`` where inputs that were never active (``H_jj = 0``) get
@@ -193,24 +173,31 @@ def error_feedback(W1: torch.Tensor, u: torch.Tensor, q: torch.Tensor) -> torch.
 
 @dataclass
 class GPTQResult:
-    """What :func:`gptq` returns. ``weight`` is the dequantized ``Q [N, K]`` in the original
-    column order; ``scale``/``zero`` are ``[N, K/g]`` (zero = 0 when symmetric, as in
-    :func:`qcourse.quant.quantize`); ``g_idx [K]`` is each column's group; ``losses [N, K]`` is
-    the error each weight added, ``(w - q)² / U_jj²``: its sum is ``tr(ΔH'Δᵀ)`` with ``H'`` the
-    dampened Hessian; ``perm`` the column order used."""
+    """What :func:`gptq` returns. ``q [N, K]`` holds the integers on the scheme's grid (int8 if
+    symmetric, else uint8) in the original column order; ``scale``/``zero`` are ``[N, K/g]``
+    (zero = 0 when symmetric, as in :func:`qcourse.quant.quantize`); ``g_idx [K]`` is each
+    column's group; ``losses [N, K]`` is the error each weight added, ``(w - q)² / U_jj²``: its
+    sum is ``tr(ΔH'Δᵀ)`` with ``H'`` the dampened Hessian; ``perm`` the column order used."""
 
-    weight: torch.Tensor
+    q: torch.Tensor
     scale: torch.Tensor
     zero: torch.Tensor
     g_idx: torch.Tensor
     losses: torch.Tensor
     perm: torch.Tensor
 
+    @property
+    def weight(self) -> torch.Tensor:
+        """The dequantized ``Q [N, K] = (q - zero[:, g_idx]) · scale[:, g_idx]``."""
+        g = self.g_idx.long()
+        return dequantize(self.q, self.scale[:, g], self.zero[:, g])
 
-def gptq(W: torch.Tensor, H: torch.Tensor, bits: int, group_size: int | None, *,
-         act_order: bool = False, sym: bool = False, block_size: int = 128, damp: float = 0.01,
+
+def gptq(W: torch.Tensor, H: torch.Tensor, bits: int | QuantScheme, group_size: int | None = None,
+         *, act_order: bool = False, sym: bool = False, block_size: int = 128, damp: float = 0.01,
          static_groups: bool = False) -> GPTQResult:
-    """GPTQ on one weight ``W [N, K]`` with Hessian ``H [K, K]`` (see the module docstring).
+    """GPTQ on one weight ``W [N, K]`` with Hessian ``H [K, K]`` (see the module docstring);
+    ``bits``/``group_size``/``sym`` (or a :class:`~qcourse.quant.QuantScheme` as ``bits``).
 
     ``act_order``: quantize columns by descending ``diag(H)`` (the inputs with the most energy
     first); groups are then consecutive in that order and ``g_idx`` maps columns to them.
@@ -218,19 +205,20 @@ def gptq(W: torch.Tensor, H: torch.Tensor, bits: int, group_size: int | None, *,
     column groups) before anything is quantized, so ``g_idx = k // g`` even with act-order.
     Inputs whose ``H_jj = 0`` (never active) get a zero weight.
     """
-    g = _check_problem(W, H, bits, group_size)
+    scheme = _check_problem(W, H, as_scheme(bits, group_size, sym))
+    g = scheme.group_size
     if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
         raise ValueError(f"block_size must be a positive integer, got {block_size!r}")
     W, H = without_dead_inputs(W.detach().float(), H.detach().float())
     n, k = W.shape
     if static_groups:
-        static_scale, static_zero = group_params_all(W, g, bits, sym)
+        static_scale, static_zero = scheme.params(W)
     perm = torch.argsort(H.diagonal(), descending=True, stable=True) if act_order \
         else torch.arange(k)
     W, H = W[:, perm], H[perm][:, perm]
     U = inverse_hessian_cholesky(H, damp)
 
-    Q, losses = torch.zeros_like(W), torch.zeros_like(W)
+    codes, losses = torch.zeros_like(W), torch.zeros_like(W)
     scale, zero = torch.zeros(n, k // g), torch.zeros(n, k // g)
     for i1 in range(0, k, block_size):
         i2 = min(i1 + block_size, k)
@@ -242,11 +230,12 @@ def gptq(W: torch.Tensor, H: torch.Tensor, bits: int, group_size: int | None, *,
                 s, z = static_scale[:, perm[j] // g], static_zero[:, perm[j] // g]
             elif j % g == 0:                      # a new group: its range as updated so far
                 current = W[:, j:j + g] - Err1[:, :i] @ U[i1:j, j:j + g]
-                s, z = group_params(current, bits, sym)
+                s, z = (t[:, 0] for t in scheme.params(current))
                 scale[:, j // g], zero[:, j // g] = s, z
-            q = round_to_grid(W1[:, i], s, z, bits, sym)
+            codes[:, j] = scheme.apply_grid(W1[:, i], s, z)
+            q = (codes[:, j] - z) * s             # the column's value on the grid
             err = error_feedback(W1[:, i:], U[j, j:i2], q)  # the columns after j absorb it
-            Q[:, j], Err1[:, i], losses[:, j] = q, err, err.pow(2)
+            Err1[:, i], losses[:, j] = err, err.pow(2)
         W[:, i2:] -= Err1 @ U[i1:i2, i2:]           # lazy update of every later column
 
     inverse = torch.argsort(perm)
@@ -254,12 +243,14 @@ def gptq(W: torch.Tensor, H: torch.Tensor, bits: int, group_size: int | None, *,
         scale, zero, g_idx = static_scale, static_zero, torch.arange(k) // g
     else:
         g_idx = (torch.arange(k) // g)[inverse]
-    return GPTQResult(Q[:, inverse], scale, zero, g_idx.int(), losses[:, inverse], perm)
+    q = codes[:, inverse].to(torch.int8 if scheme.symmetric else torch.uint8)
+    return GPTQResult(q, scale, zero, g_idx.int(), losses[:, inverse], perm)
 
 
-def gptq_quantize_layer(W: torch.Tensor, H: torch.Tensor, bits: int, group_size: int | None, *,
-                        act_order: bool = False, sym: bool = False, block_size: int = 128,
-                        damp: float = 0.01, static_groups: bool = False,
+def gptq_quantize_layer(W: torch.Tensor, H: torch.Tensor, bits: int | QuantScheme,
+                        group_size: int | None = None, *, act_order: bool = False,
+                        sym: bool = False, block_size: int = 128, damp: float = 0.01,
+                        static_groups: bool = False,
                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """GPTQ on one layer: ``(Q_dequantized [N, K], scale [N, K/g], zero [N, K/g], g_idx [K])``.
 
@@ -277,26 +268,14 @@ def hessian_error(W: torch.Tensor, Q: torch.Tensor, H: torch.Tensor) -> float:
     return torch.einsum("nk,kl,nl->", delta, H.double(), delta).item()
 
 
-def integers(Q: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, g_idx: torch.Tensor,
-             bits: int, sym: bool) -> torch.Tensor:
-    """Recover the integers ``q = round(Q / s + z)`` of a dequantized GPTQ weight (int8 if
-    ``sym``, else uint8), per column's group ``g_idx``."""
-    qmin, qmax = qrange(bits, sym)
-    g = g_idx.long()
-    q = torch.round(Q / scale[:, g] + zero[:, g]).clamp(qmin, qmax)
-    return q.to(torch.int8 if sym else torch.uint8)
-
-
-def to_quant_linear(linear: nn.Linear, H: torch.Tensor, bits: int, group_size: int | None, *,
-                    act_order: bool = False, sym: bool = False, block_size: int = 128,
-                    damp: float = 0.01, static_groups: bool = False) -> QuantLinear:
+def to_quant_linear(linear: nn.Linear, H: torch.Tensor, scheme: QuantScheme, *,
+                    act_order: bool = False, block_size: int = 128, damp: float = 0.01,
+                    static_groups: bool = False) -> QuantLinear:
     """GPTQ-quantize ``linear`` with Hessian ``H`` into a packed :class:`QuantLinear`."""
-    Q, scale, zero, g_idx = gptq_quantize_layer(
-        linear.weight, H, bits, group_size, act_order=act_order, sym=sym, block_size=block_size,
-        damp=damp, static_groups=static_groups)
-    q, zero = to_unsigned(integers(Q, scale, zero, g_idx, bits, sym), zero, bits)
-    bias = None if linear.bias is None else linear.bias.detach()
-    return QuantLinear.from_quantized(q, scale, zero, bits, group_size, bias=bias, g_idx=g_idx)
+    result = gptq(linear.weight, H, scheme, act_order=act_order, block_size=block_size,
+                  damp=damp, static_groups=static_groups)
+    return QuantLinear.from_quantized(result.q, result.scale, result.zero, scheme.bits,
+                                      scheme.group_size, bias=linear.bias, g_idx=result.g_idx)
 
 
 # --------------------------------------------------------------------------------------------
@@ -315,10 +294,11 @@ def obq_quantize_layer(W: torch.Tensor, H: torch.Tensor, bits: int, group_size: 
     ``static_groups``. K steps of O(N·K²) each: for small layers only. Rows run in parallel
     (one inverse Hessian per row). Returns the dequantized weight ``[N, K]``.
     """
-    g = _check_problem(W, H, bits, group_size)
+    scheme = _check_problem(W, H, QuantScheme(bits, group_size, sym))
+    g = scheme.group_size
     W, H = without_dead_inputs(W.detach().double(), H.detach().double())
     n, k = W.shape
-    scale, zero = group_params_all(W.float(), g, bits, sym)
+    scale, zero = scheme.params(W.float())
     scale = scale.double().repeat_interleave(g, dim=1)
     zero = zero.double().repeat_interleave(g, dim=1)
     H = H + damp * H.diagonal().mean() * torch.eye(k, dtype=H.dtype)
@@ -326,7 +306,7 @@ def obq_quantize_layer(W: torch.Tensor, H: torch.Tensor, bits: int, group_size: 
     done = torch.zeros(n, k, dtype=torch.bool)
     rows = torch.arange(n)
     for _ in range(k):
-        Q = round_to_grid(W, scale, zero, bits, sym)
+        Q = scheme.snap(W, scale, zero)
         diag = Hinv.diagonal(dim1=1, dim2=2)
         score = ((W - Q) ** 2 / diag).masked_fill(done, float("inf"))
         p = score.argmin(dim=1)                                   # [N] one weight per row
@@ -426,14 +406,12 @@ def quantize_model(model: nn.Module, samples, bits: int = 4, group_size: int | N
     layers go in the groups q/k/v → o → gate/up → down, and each group's Hessians are collected
     with the groups before it already quantized (one extra pass of the block per group);
     otherwise all Hessians come from one pass of the float block (as llm-compressor does).
-    Every layer becomes a :class:`~qcourse.qlinear.QuantLinear`; embeddings and ``lm_head`` stay
+    Every layer becomes a :class:`~qcourse.layers.QuantLinear`; embeddings and ``lm_head`` stay
     float. ``samples``: token ids ``[n, seq_len]`` (:func:`qcourse.data.calibration_samples`).
     """
-    _check_bits(bits)
-    if bits not in SUPPORTED_BITS:
-        raise ValueError(f"quantize_model stores packed weights: bits must be one of "
-                         f"{SUPPORTED_BITS}, got {bits}")
-    options = dict(act_order=act_order, sym=sym, damp=damp, block_size=block_size,
+    scheme = QuantScheme(bits, group_size, sym)
+    check_packable_bits(bits)
+    options = dict(act_order=act_order, damp=damp, block_size=block_size,
                    static_groups=static_groups)
 
     warned: set[int] = set()   # input widths already warned about
@@ -446,7 +424,7 @@ def quantize_model(model: nn.Module, samples, bits: int = 4, group_size: int | N
                 if hessians[name].width not in warned and warn_few_tokens(name, hessians[name]):
                     warned.add(hessians[name].width)
                 linear = get_module(block, name)
-                new = to_quant_linear(linear, hessians[name].matrix, bits, group_size, **options)
+                new = to_quant_linear(linear, hessians[name].matrix, scheme, **options)
                 # later passes see the quantized weight; the float layer computes it faster
                 # than QuantLinear (which unpacks at every call), so it is swapped in at the end
                 linear.weight.data = new.weight().to(linear.weight.dtype)
@@ -455,6 +433,5 @@ def quantize_model(model: nn.Module, samples, bits: int = 4, group_size: int | N
     blocks.sequential(model, samples, process, batch_size=batch_size, desc="GPTQ",
                       progress=progress)
     for block, name, new in done:
-        parent, _, child = name.rpartition(".")
-        setattr(get_module(block, parent) if parent else block, child, new)
+        set_module(block, name, new)
     return model

@@ -12,7 +12,7 @@ tokenizer. Every quantized linear layer ``<name>`` is stored as four tensors:
 
     W[n, k] = (q[k, n] - zero[g_idx[k], n]) · scale[g_idx[k], n]
 
-These are exactly the buffers of :class:`qcourse.qlinear.QuantLinear`, except for one historic
+These are exactly the buffers of :class:`qcourse.layers.QuantLinear`, except for one historic
 convention. The original GPTQ kernels add 1 to every unpacked zero point, so the ``"gptq"``
 checkpoint format (``checkpoint_format: "gptq"``, what AutoGPTQ wrote and GPTQModel still writes
 by default, sometimes called v1) stores ``zero - 1``. GPTQModel's ``"gptq_v2"`` format stores the
@@ -34,9 +34,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
+from qcourse.layers import QuantLinear
 from qcourse.models import set_module
 from qcourse.pack import pack_int32
-from qcourse.qlinear import QuantLinear
 
 FORMATS = ("gptq", "gptq_v2")
 WEIGHTS_NAME = "model.safetensors"
@@ -93,12 +93,13 @@ def quantization_config(model: nn.Module, checkpoint_format: str = "gptq",
     if not layers:
         raise ValueError("the model has no QuantLinear layers: quantize it first "
                          "(qcourse.gptq.quantize_model)")
-    bits, group_size = _uniform(layers, "bits"), _uniform(layers, "group_size")
+    bits = _uniform(layers, "bits")
+    group_size = -1 if _uniform(layers, "per_channel") else _uniform(layers, "group_size")
     sym = all(bool((m.integers()[1] == 2 ** (bits - 1)).all()) for m in layers.values())
     desc_act = any(
-        not torch.equal(m.g_idx.long(), torch.arange(m.in_features) // (group_size or m.in_features))
+        not torch.equal(m.g_idx.long(), torch.arange(m.in_features) // m.group_size)
         for m in layers.values())
-    return {"bits": bits, "group_size": -1 if group_size is None else group_size,
+    return {"bits": bits, "group_size": group_size,
             "desc_act": desc_act, "sym": sym, "lm_head": False, "quant_method": "gptq",
             "checkpoint_format": checkpoint_format, "pack_dtype": "int32",
             "meta": {"quantizer": [f"qcourse:{_version()}"],

@@ -10,17 +10,14 @@ and every value is replaced by the index of the nearest of the 16 code values ``
 
 Storage: 4 bits per weight (two codes per byte) plus one float32 absmax per block,
 i.e. 4 + 32/64 = 4.5 bits per weight (bitsandbytes' "double quantization" would shrink the
-absmax further; not used here).
+absmax further; not used here). The layer that stores it is :class:`qcourse.layers.NF4Linear`.
 """
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from qcourse.formats import NF4_CODE, nearest_code
-from qcourse.models import swap_linears
-from qcourse.pack import pack_bytes, unpack_bytes
+from qcourse.pack import pack_bytes
 
 BLOCK_SIZE = 64
 
@@ -69,46 +66,3 @@ def to_bnb_bytes(codes: torch.Tensor) -> torch.Tensor:
     (our :func:`qcourse.pack.pack_bytes` puts the first value in the low nibble)."""
     pairs = codes.reshape(-1, 2).flip(-1)
     return pack_bytes(pairs.reshape(-1), 4)
-
-
-class NF4Linear(nn.Module):
-    """Linear layer storing NF4 codes (two per byte) and float32 block absmax values."""
-
-    def __init__(self, in_features: int, out_features: int, bias: bool = False,
-                 block_size: int = BLOCK_SIZE) -> None:
-        super().__init__()
-        if (in_features * out_features) % block_size:
-            raise ValueError(f"{out_features}x{in_features} weights do not split into blocks "
-                             f"of {block_size}")
-        self.in_features, self.out_features, self.block_size = in_features, out_features, block_size
-        n = in_features * out_features
-        self.register_buffer("packed", torch.zeros(n // 2, dtype=torch.uint8))
-        self.register_buffer("absmax", torch.zeros(n // block_size))
-        self.register_buffer("bias", torch.zeros(out_features) if bias else None)
-
-    @classmethod
-    def from_float(cls, linear: nn.Linear, block_size: int = BLOCK_SIZE) -> NF4Linear:
-        layer = cls(linear.in_features, linear.out_features, linear.bias is not None, block_size)
-        codes, absmax = quantize_nf4(linear.weight.detach(), block_size)
-        layer.packed.copy_(pack_bytes(codes.reshape(-1), 4))
-        layer.absmax.copy_(absmax)
-        if linear.bias is not None:
-            layer.bias.copy_(linear.bias.detach())
-        return layer
-
-    def weight(self) -> torch.Tensor:
-        codes = unpack_bytes(self.packed, 4).reshape(self.out_features, self.in_features)
-        return dequantize_nf4(codes, self.absmax, self.block_size)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        bias = None if self.bias is None else self.bias.to(x.dtype)
-        return F.linear(x, self.weight().to(x.dtype), bias)
-
-    def extra_repr(self) -> str:
-        return (f"in_features={self.in_features}, out_features={self.out_features}, NF4, "
-                f"block_size={self.block_size}")
-
-
-def quantize_nf4_model(model: nn.Module, block_size: int = BLOCK_SIZE) -> nn.Module:
-    """Swap every linear layer (not the output head) for an :class:`NF4Linear`, in place."""
-    return swap_linears(model, lambda name, linear: NF4Linear.from_float(linear, block_size))

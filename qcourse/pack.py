@@ -17,12 +17,13 @@ import math
 
 import torch
 
-SUPPORTED_BITS = (2, 3, 4, 8)
+PACKABLE_BITS = (2, 3, 4, 8)
 
 
-def _check_bits(bits: int) -> None:
-    if isinstance(bits, bool) or bits not in SUPPORTED_BITS:
-        raise ValueError(f"bits must be one of {SUPPORTED_BITS}, got {bits!r}")
+def check_packable_bits(bits: int) -> None:
+    """The widths these packers (and every packed layer of the course) store: 2, 3, 4 and 8."""
+    if isinstance(bits, bool) or bits not in PACKABLE_BITS:
+        raise ValueError(f"bits must be one of {PACKABLE_BITS} to be stored packed, got {bits!r}")
 
 
 def run_length(bits: int, word_bits: int) -> tuple[int, int]:
@@ -53,9 +54,11 @@ def _split_runs(t: torch.Tensor, dim: int, run: int, what: str) -> torch.Tensor:
     return t.reshape(*t.shape[:-1], n // run, run)
 
 
-def _pack(values: torch.Tensor, bits: int, dim: int, word_bits: int) -> torch.Tensor:
-    """Pack into unsigned words held in int64 (``[..., n] -> [..., n · b / W]`` along dim)."""
-    _check_bits(bits)
+def pack_bits(values: torch.Tensor, bits: int, dim: int, word_bits: int) -> torch.Tensor:
+    """Pack unsigned ``bits``-bit ``values`` along ``dim`` into ``word_bits``-bit words (held in
+    int64): ``[..., n] -> [..., n · b / W]`` along dim. The run of W / gcd(W, b) values that
+    fills whole words is the unit: ``word[o // W] |= v << (o mod W)``, spilling into the next."""
+    check_packable_bits(bits)
     if not isinstance(values, torch.Tensor) or values.dtype.is_floating_point \
             or values.dtype.is_complex or values.dtype == torch.bool:
         raise TypeError(f"values must be an integer tensor, got "
@@ -76,8 +79,8 @@ def _pack(values: torch.Tensor, bits: int, dim: int, word_bits: int) -> torch.Te
     return words.movedim(-1, dim)
 
 
-def _unpack(words: torch.Tensor, bits: int, dim: int, word_bits: int) -> torch.Tensor:
-    """Inverse of :func:`_pack`; ``words`` are unsigned values held in int64."""
+def unpack_bits(words: torch.Tensor, bits: int, dim: int, word_bits: int) -> torch.Tensor:
+    """Inverse of :func:`pack_bits`; ``words`` are unsigned values held in int64."""
     n_values, n_words = run_length(bits, word_bits)
     runs = _split_runs(words, dim, n_words, "the packed tensor")
     runs = torch.cat([runs, torch.zeros_like(runs[..., :1])], dim=-1)  # a spare word to spill into
@@ -94,30 +97,30 @@ def pack_int32(values: torch.Tensor, bits: int, dim: int = -1) -> torch.Tensor:
     The size along ``dim`` must be a multiple of 16 (2-bit), 32 (3-bit), 8 (4-bit) or 4 (8-bit);
     the result is ``bits / 32`` times as long along it.
     """
-    words = _pack(values, bits, dim, 32)
+    words = pack_bits(values, bits, dim, 32)
     return torch.where(words >= 2**31, words - 2**32, words).to(torch.int32)  # two's complement
 
 
 def unpack_int32(words: torch.Tensor, bits: int, dim: int = -1) -> torch.Tensor:
     """Exact inverse of :func:`pack_int32`: int32 words -> uint8 values in ``[0, 2^bits)``."""
-    _check_bits(bits)
+    check_packable_bits(bits)
     if not isinstance(words, torch.Tensor) or words.dtype != torch.int32:
         raise TypeError(f"words must be an int32 tensor, got "
                         f"{getattr(words, 'dtype', type(words).__name__)}")
-    return _unpack(words.long() & 0xFFFFFFFF, bits, dim, 32)
+    return unpack_bits(words.long() & 0xFFFFFFFF, bits, dim, 32)
 
 
 def pack_bytes(values: torch.Tensor, bits: int, dim: int = -1) -> torch.Tensor:
     """Pack unsigned ``bits``-bit integers along ``dim`` into bytes (the same little-endian bit
     stream as :func:`pack_int32`, cut every 8 bits). The size along ``dim`` must be a multiple of
     4 (2-bit), 8 (3-bit), 2 (4-bit) or 1 (8-bit)."""
-    return _pack(values, bits, dim, 8).to(torch.uint8)
+    return pack_bits(values, bits, dim, 8).to(torch.uint8)
 
 
 def unpack_bytes(bytes_: torch.Tensor, bits: int, dim: int = -1) -> torch.Tensor:
     """Exact inverse of :func:`pack_bytes`: uint8 bytes -> uint8 values in ``[0, 2^bits)``."""
-    _check_bits(bits)
+    check_packable_bits(bits)
     if not isinstance(bytes_, torch.Tensor) or bytes_.dtype != torch.uint8:
         raise TypeError(f"bytes_ must be a uint8 tensor, got "
                         f"{getattr(bytes_, 'dtype', type(bytes_).__name__)}")
-    return _unpack(bytes_.long(), bits, dim, 8)
+    return unpack_bits(bytes_.long(), bits, dim, 8)

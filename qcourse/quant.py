@@ -1,6 +1,6 @@
 """Uniform (integer) quantization: the two formulas every method in this course builds on.
 
-    quantize:    q  = clamp(round(x / scale + zero), qmin, qmax)
+    quantize:    q  = clamp(round(x / scale + zero), qmin, qmax)      (apply_grid)
     dequantize:  x' = (q - zero) · scale
 
 ``scale`` and ``zero`` are chosen from the range of the values that share them:
@@ -12,60 +12,144 @@
 
 Which values share a scale is the *granularity*: the whole tensor, one channel (a slice along
 ``axis``), or a group of ``group_size`` consecutive values along the last dimension.
+
+:class:`QuantScheme` (bits, group size, symmetric) is the one place where a scheme is checked;
+every method of the course (RTN, GPTQ, AWQ, QAT) takes one, or the same keyword arguments.
 """
 from __future__ import annotations
+
+import dataclasses
 
 import torch
 
 GRANULARITIES = ("tensor", "channel", "group")
+MIN_BITS, MAX_BITS = 2, 8
 
 
-def _check_bits(bits: int) -> None:
-    if isinstance(bits, bool) or not isinstance(bits, int) or not 2 <= bits <= 8:
-        raise ValueError(f"bits must be an integer from 2 to 8, got {bits!r}")
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+@dataclasses.dataclass(frozen=True)
+class QuantScheme:
+    """How a weight is quantized: ``bits`` (2–8), ``group_size`` consecutive inputs per scale
+    (None: one group per row, i.e. per output channel) and a ``symmetric`` or asymmetric grid.
+
+    Checked once, at construction. Per layer, :meth:`group_size_for` resolves ``None`` to the
+    layer's input width and checks that the group size divides it.
+    """
+
+    bits: int
+    group_size: int | None = None
+    symmetric: bool = False
+
+    def __post_init__(self) -> None:
+        if not _is_int(self.bits) or not MIN_BITS <= self.bits <= MAX_BITS:
+            raise ValueError(f"bits must be an integer from {MIN_BITS} to {MAX_BITS}, "
+                             f"got {self.bits!r}")
+        if self.group_size is not None and (not _is_int(self.group_size) or self.group_size < 1):
+            raise ValueError(f"group_size must be a positive integer or None (per-channel), "
+                             f"got {self.group_size!r}")
+        if not isinstance(self.symmetric, bool):
+            raise TypeError(f"symmetric must be True or False, got {self.symmetric!r}")
+
+    @property
+    def qmin(self) -> int:
+        return -(2 ** (self.bits - 1)) if self.symmetric else 0
+
+    @property
+    def qmax(self) -> int:
+        return 2 ** (self.bits - 1) - 1 if self.symmetric else 2**self.bits - 1
+
+    def group_size_for(self, width: int, what: str = "the tensor") -> int:
+        """The group size used for ``width`` inputs: ``width`` itself when per-channel; a clear
+        error if the group size does not divide it (``what`` names the layer in the message)."""
+        if self.group_size is None:
+            return width
+        if width % self.group_size:
+            raise ValueError(f"group_size {self.group_size} does not divide the {width} inputs "
+                             f"of {what}")
+        return self.group_size
+
+    def apply_grid(self, x: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor) -> torch.Tensor:
+        """The integers ``clamp(round(x / scale + zero), qmin, qmax)`` (as floats, x's shape;
+        ``scale`` and ``zero`` broadcast against ``x``)."""
+        return torch.round(x / scale + zero).clamp(self.qmin, self.qmax)
+
+    def snap(self, x: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor) -> torch.Tensor:
+        """The nearest value on the grid: ``(apply_grid(x) - zero) · scale`` (x's shape)."""
+        return (self.apply_grid(x, scale, zero) - zero) * scale
+
+    def params(self, w: torch.Tensor, clip_ratio: float | torch.Tensor = 1.0
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scale and zero point of every group of ``w [..., K]`` from its min and max (each
+        shrunk by ``clip_ratio``): ``[..., K / g]`` each."""
+        grouped = _grouped(w.float(), self.group_size_for(w.shape[-1]))
+        ratio = _check_clip_ratio(clip_ratio)
+        return scale_and_zero(grouped.amin(-1) * ratio, grouped.amax(-1) * ratio, self.bits,
+                              self.symmetric)
+
+    def quantize(self, w: torch.Tensor, clip_ratio: float | torch.Tensor = 1.0
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(q, scale, zero)`` of ``w [..., K]`` per group of the last dimension; ``q`` is int8
+        (symmetric) or uint8, scale and zero are ``[..., K / g]`` float32."""
+        check_finite(w)
+        scale, zero = self.params(w, clip_ratio)
+        g = self.group_size_for(w.shape[-1])
+        q = self.apply_grid(_grouped(w.float(), g), scale[..., None], zero[..., None])
+        return q.reshape(w.shape).to(torch.int8 if self.symmetric else torch.uint8), scale, zero
+
+    def dequantize(self, q: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor
+                   ) -> torch.Tensor:
+        """``(q - zero) · scale`` with one scale and zero per group (float32)."""
+        return dequantize(q, scale, zero, group_size=self.group_size_for(q.shape[-1]))
+
+    def fake_quantize(self, w: torch.Tensor, clip_ratio: float | torch.Tensor = 1.0
+                      ) -> torch.Tensor:
+        """``w`` after a round trip through the grid, in w's dtype."""
+        return self.dequantize(*self.quantize(w, clip_ratio)).to(w.dtype)
+
+
+def as_scheme(bits: int | QuantScheme, group_size: int | None = None,
+              symmetric: bool = False) -> QuantScheme:
+    """A :class:`QuantScheme` from either a scheme or the keyword arguments of one (which the
+    scheme checks). Passing a scheme *and* other arguments is refused, so nothing is ignored."""
+    if isinstance(bits, QuantScheme):
+        if group_size is not None or symmetric:
+            raise ValueError("pass either a QuantScheme or bits/group_size/symmetric, not both")
+        return bits
+    return QuantScheme(bits, group_size, symmetric)
 
 
 def qrange(bits: int, symmetric: bool) -> tuple[int, int]:
     """The integer grid ``(qmin, qmax)``: ``(-2^(b-1), 2^(b-1) - 1)`` if symmetric, else
     ``(0, 2^b - 1)``."""
-    _check_bits(bits)
-    if symmetric:
-        return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
-    return 0, 2**bits - 1
+    scheme = QuantScheme(bits, symmetric=symmetric)
+    return scheme.qmin, scheme.qmax
 
 
-def _check_input(x: torch.Tensor) -> None:
+def check_finite(x: torch.Tensor, what: str = "x") -> None:
+    """A non-empty floating-point tensor of finite values, or a clear error."""
     if not isinstance(x, torch.Tensor):
-        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+        raise TypeError(f"{what} must be a torch.Tensor, got {type(x).__name__}")
     if not x.dtype.is_floating_point:
-        raise TypeError(f"x must be a floating-point tensor, got dtype {x.dtype}; "
-                        "convert it with x.float() first")
+        raise TypeError(f"{what} must be a floating-point tensor, got dtype {x.dtype}; "
+                        f"convert it with .float() first")
     if x.numel() == 0:
-        raise ValueError(f"x is empty (shape {tuple(x.shape)}); there is nothing to quantize")
+        raise ValueError(f"{what} is empty (shape {tuple(x.shape)}); there is nothing to quantize")
     if not torch.isfinite(x).all():
-        raise ValueError("x contains NaN or Inf; quantization needs finite values")
+        raise ValueError(f"{what} contains NaN or Inf; quantization needs finite values")
 
 
-def _grouped(x: torch.Tensor, group_size: int | None) -> torch.Tensor:
-    """View ``x [..., K]`` as ``[..., K // group_size, group_size]``."""
+def _grouped(x: torch.Tensor, group_size: int) -> torch.Tensor:
+    """View ``x [..., K]`` as ``[..., K // group_size, group_size]`` (group_size divides K)."""
     if x.dim() == 0:
         raise ValueError("granularity 'group' needs a tensor with at least one dimension")
-    k = x.shape[-1]
-    if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1:
-        raise ValueError(f"granularity 'group' needs a positive integer group_size, "
-                         f"got {group_size!r}")
-    if k % group_size:
-        raise ValueError(f"group_size {group_size} does not divide the last dimension {k} "
-                         f"of x (shape {tuple(x.shape)})")
-    return x.reshape(*x.shape[:-1], k // group_size, group_size)
+    return x.reshape(*x.shape[:-1], x.shape[-1] // group_size, group_size)
 
 
-def _range(x: torch.Tensor, granularity: str, axis: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(min, max) of the values that share one scale. For "group", ``x`` is already grouped."""
-    if granularity == "tensor":
-        return x.amin(), x.amax()
-    if granularity == "group":
-        return x.amin(dim=-1), x.amax(dim=-1)
+def _channel_range(x: torch.Tensor, axis: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(min, max) over everything but ``axis``, keeping x's ndim."""
     if x.dim() == 0:
         raise ValueError("granularity 'channel' needs a tensor with at least one dimension")
     if not -x.dim() <= axis < x.dim():
@@ -126,24 +210,24 @@ def quantize(x: torch.Tensor, bits: int, *, symmetric: bool, granularity: str,
     Returns:
         ``(q, scale, zero)``: q has x's shape; scale is float32; zero is float32 holding integers.
     """
-    _check_bits(bits)
-    _check_input(x)
     if granularity not in GRANULARITIES:
         raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
+    if granularity == "group" and group_size is None:
+        raise ValueError("granularity 'group' needs a group_size (e.g. 128)")
     if granularity != "group" and group_size is not None:
         raise ValueError(f"group_size={group_size} is only used with granularity='group' "
                          f"(got granularity={granularity!r}); leave it None")
+    scheme = QuantScheme(bits, group_size, symmetric)
+    check_finite(x)
+    if granularity == "group":
+        scheme.group_size_for(x.shape[-1] if x.dim() else 0, f"x (shape {tuple(x.shape)})")
+        return scheme.quantize(x, clip_ratio)
     ratio = _check_clip_ratio(clip_ratio)
     xf = x.float()
-    if granularity == "group":
-        xf = _grouped(xf, group_size)
-    lo, hi = _range(xf, granularity, axis)
+    lo, hi = (xf.amin(), xf.amax()) if granularity == "tensor" else _channel_range(xf, axis)
     scale, zero = scale_and_zero(lo * ratio, hi * ratio, bits, symmetric)
-    qmin, qmax = qrange(bits, symmetric)
-    expand = (lambda t: t.unsqueeze(-1)) if granularity == "group" else (lambda t: t)
-    q = torch.round(xf / expand(scale) + expand(zero)).clamp(qmin, qmax)
-    q = q.reshape(x.shape).to(torch.int8 if symmetric else torch.uint8)
-    return q, scale, zero
+    q = scheme.apply_grid(xf, scale, zero)
+    return q.to(torch.int8 if symmetric else torch.uint8), scale, zero
 
 
 def dequantize(q: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, *,

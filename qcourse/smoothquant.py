@@ -10,12 +10,9 @@ nothing in exact arithmetic, but it can make both easier to quantize. SmoothQuan
     s_j = max|X_j|^α / max|W_j|^(1-α)          (α = 0.5 balances the two; max over calibration
                                                 tokens for X, over output rows for W)
 
-The division of X costs nothing at run time when it is folded into what produces X:
-
-* an RMSNorm ``y = w ⊙ x / rms(x)``: divide its weight ``w`` by ``s`` (q/k/v after
-  ``input_layernorm``, gate/up after ``post_attention_layernorm`` in a Llama block);
-* a linear layer feeding the next one through an elementwise product: in a Llama MLP,
-  ``down(act(gate(x)) ⊙ up(x))``, dividing the rows of ``up`` by ``s`` divides down's input.
+The division of X costs nothing at run time when it is folded into what produces X
+(:mod:`qcourse.transforms`): the RMSNorm before q/k/v and before gate/up, and ``up_proj`` before
+``down_proj`` in a Llama block.
 
 Layers sharing one input (q, k, v) share one ``s``, with max|W_j| taken over all of them.
 """
@@ -27,6 +24,7 @@ from torch import nn
 from qcourse.calib import ActivationStats, collect_activation_stats
 from qcourse.models import decoder_layers
 from qcourse.ptq import quantize_w8a8
+from qcourse.transforms import fold_scale_into_linear, fold_scale_into_norm
 
 
 def smoothing_scales(act_absmax: torch.Tensor, weights: list[torch.Tensor],
@@ -40,23 +38,6 @@ def smoothing_scales(act_absmax: torch.Tensor, weights: list[torch.Tensor],
     weight_absmax = torch.cat([w.detach().abs().float() for w in weights]).amax(dim=0)
     s = act_absmax.float().clamp(min=eps).pow(alpha) / weight_absmax.clamp(min=eps).pow(1 - alpha)
     return s.clamp(min=eps)
-
-
-@torch.no_grad()
-def fold_into_norm(norm: nn.Module, linears: list[nn.Linear], s: torch.Tensor) -> None:
-    """``norm.weight /= s``; each linear's weight columns ``*= s``."""
-    norm.weight.div_(s.to(norm.weight.dtype))
-    for linear in linears:
-        linear.weight.mul_(s.to(linear.weight.dtype))
-
-
-@torch.no_grad()
-def fold_into_linear(previous: nn.Linear, linear: nn.Linear, s: torch.Tensor) -> None:
-    """``previous``'s output rows (and bias) ``/= s``; ``linear``'s weight columns ``*= s``."""
-    previous.weight.div_(s[:, None].to(previous.weight.dtype))
-    if previous.bias is not None:
-        previous.bias.div_(s.to(previous.bias.dtype))
-    linear.weight.mul_(s.to(linear.weight.dtype))
 
 
 def smooth_llama(model: nn.Module, stats: dict[str, ActivationStats], alpha: float = 0.5,
@@ -76,12 +57,12 @@ def smooth_llama(model: nn.Module, stats: dict[str, ActivationStats], alpha: flo
                   (block.post_attention_layernorm, [mlp.gate_proj, mlp.up_proj], "mlp.gate_proj")]
         for norm, linears, name in groups:
             s = smoothing_scales(stats[prefix + name].absmax, [l.weight for l in linears], alpha)
-            fold_into_norm(norm, linears, s)
+            fold_scale_into_norm(norm, linears, s)
             scales[prefix + name] = s
         if include_down:
             name = prefix + "mlp.down_proj"
             s = smoothing_scales(stats[name].absmax, [mlp.down_proj.weight], alpha)
-            fold_into_linear(mlp.up_proj, mlp.down_proj, s)
+            fold_scale_into_linear(mlp.up_proj, mlp.down_proj, s)
             scales[name] = s
     return scales
 

@@ -18,6 +18,13 @@ settings.register_profile("explore", derandomize=False)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "qcourse"))
 
 
+def pytest_collection_modifyitems(config, items):
+    """Notebooks (nbval items) are slow: `pytest -m "not slow"` leaves them out."""
+    for item in items:
+        if item.nodeid.endswith(".ipynb") or ".ipynb::" in item.nodeid:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def tiny():
     """The embedded model and its tokenizer, loaded once per test session."""

@@ -7,6 +7,8 @@ import pytest
 import torch
 from torch import nn
 
+pytestmark = pytest.mark.slow  # runs a production library on the whole model
+
 pytest.importorskip("awq", reason="autoawq is not installed (pip install autoawq==0.2.9)")
 
 from awq.modules.linear import WQLinear_GEMM  # noqa: E402
@@ -14,6 +16,7 @@ from awq.quantize.quantizer import AwqQuantizer  # noqa: E402
 from awq.utils.packing_utils import dequantize_gemm  # noqa: E402
 
 from qcourse import awq, data, paths  # noqa: E402
+from qcourse.references import autoawq  # noqa: E402
 from qcourse import eval as ev  # noqa: E402
 from qcourse.quant import fake_quantize  # noqa: E402
 
@@ -54,7 +57,7 @@ def test_fixed_autoawq_scaling_keeps_the_float_function(tiny):
     config = {"zero_point": True, "q_group_size": 128, "w_bit": 4, "version": "GEMM"}
     wrapper.quantize(tok, quant_config=config, calib_data=samples.tolist(), max_calib_samples=2,
                      max_calib_seq_len=64, export_compatible=True, apply_clip=False,
-                     quantizer_cls=awq._copying_quantizer())
+                     quantizer_cls=autoawq.copying_quantizer())
     with torch.no_grad():
         torch.testing.assert_close(wrapper.model(samples).logits, model(samples).logits,
                                    rtol=1e-4, atol=1e-4)
@@ -63,7 +66,7 @@ def test_fixed_autoawq_scaling_keeps_the_float_function(tiny):
 def test_ours_is_within_one_percent_of_autoawq(tiny):
     model, tok = tiny
     samples = data.calibration_samples(tok, 4, 512, seed=0)
-    theirs = awq.autoawq_quantize(paths.TINY_DIR, samples, 4, 128)
+    theirs = autoawq.quantize_model(paths.TINY_DIR, samples, 4, 128)
     ours = awq.quantize_model(copy.deepcopy(model), samples, 4, 128, progress=False)
     ppl_theirs = ev.perplexity(theirs, tok, max_windows=16)
     ppl_ours = ev.perplexity(ours, tok, max_windows=16)

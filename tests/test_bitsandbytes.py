@@ -6,48 +6,12 @@ import torch
 from torch import nn
 
 from qcourse import eval as ev
-from qcourse import models, nf4
+from qcourse import models, nf4, ptq
 from qcourse.eval import model_size_bytes
 from qcourse.formats import NF4_CODE
-from qcourse.ptq import Int8MixedLinear, W8A8Linear
+from qcourse.layers import Int8MixedLinear, W8A8Linear
 
-
-# ---- our NF4 on its own ----------------------------------------------------------------------
-
-def test_nf4_round_trip_picks_the_nearest_code():
-    torch.manual_seed(0)
-    w = torch.randn(8, 128)
-    codes, absmax = nf4.quantize_nf4(w)
-    assert codes.dtype == torch.uint8 and codes.shape == w.shape and int(codes.max()) <= 15
-    assert absmax.shape == (16,)
-    blocks = w.reshape(-1, 64)
-    assert torch.equal(absmax, blocks.abs().amax(1))
-    # brute force: the code nearest to w / absmax
-    distances = (blocks[..., None] / absmax[:, None, None] - NF4_CODE).abs()
-    assert torch.equal(codes.reshape(-1, 64).long(), distances.argmin(-1))
-    back = nf4.dequantize_nf4(codes, absmax)
-    assert torch.equal(back.reshape(-1, 64).abs().amax(1), absmax)  # block maxima are exact
-
-
-def test_nf4_layer_size_and_output():
-    torch.manual_seed(0)
-    linear = nn.Linear(256, 128, bias=False)
-    layer = nf4.NF4Linear.from_float(linear)
-    assert model_size_bytes(layer) == 256 * 128 // 2 + 4 * 256 * 128 // 64  # 4.5 bits per weight
-    x = torch.randn(3, 256)
-    assert torch.allclose(layer(x), x @ nf4.fake_nf4(linear.weight.detach()).t(), atol=1e-6)
-    assert "NF4" in repr(layer)
-
-
-def test_nf4_bad_inputs():
-    with pytest.raises(ValueError, match="multiple of the block size"):
-        nf4.quantize_nf4(torch.randn(100))
-    with pytest.raises(TypeError):
-        nf4.quantize_nf4(torch.arange(64))
-    with pytest.raises(ValueError, match="NaN"):
-        nf4.quantize_nf4(torch.full((64,), float("inf")))
-    codes, absmax = nf4.quantize_nf4(torch.zeros(64))  # an all-zero block
-    assert torch.equal(nf4.dequantize_nf4(codes, absmax), torch.zeros(64))
+pytestmark = pytest.mark.slow  # runs a production library on the whole model
 
 
 # ---- against bitsandbytes --------------------------------------------------------------------
@@ -56,7 +20,7 @@ def test_nf4_bad_inputs():
 def bnb_models():
     pytest.importorskip("bitsandbytes")
     pytest.importorskip("accelerate")
-    from qcourse import bnb
+    from qcourse.references import bnb
 
     bnb.silence_int8_casts()
     return bnb, bnb.load_bnb("nf4"), bnb.load_bnb("int8")
@@ -104,7 +68,7 @@ def test_our_nf4_equals_bitsandbytes_on_every_tiny_weight(tiny, bnb_models):
 def test_our_nf4_model_scores_like_bitsandbytes(tiny, bnb_models):
     _, model4, _ = bnb_models
     model, tokenizer = tiny
-    ours = nf4.quantize_nf4_model(copy.deepcopy(model))
+    ours = ptq.quantize_nf4_model(copy.deepcopy(model))
     ppl_ours = ev.perplexity(ours, tokenizer, max_windows=2)
     ppl_bnb = ev.perplexity(model4, tokenizer, max_windows=2)
     assert ppl_ours == pytest.approx(ppl_bnb, rel=1e-4)
@@ -146,10 +110,16 @@ def test_llm_int8_layer_agrees_with_bitsandbytes(tiny, bnb_models):
 
 
 def test_bitsandbytes_size_counts_its_scales(tiny, bnb_models):
-    bnb, model4, model8 = bnb_models
-    model, _ = tiny
-    ours = nf4.quantize_nf4_model(copy.deepcopy(model))
+    bnb, _, model8 = bnb_models
+    model, tokenizer = tiny
+    ours = ptq.quantize_nf4_model(copy.deepcopy(model))
+    model4 = bnb.load_bnb("nf4")  # fresh: the fixture's copy has already run forward passes
     assert bnb.size_bytes(model4) == model_size_bytes(ours)  # same codes, same float32 absmax
+    # on some CPUs bitsandbytes repacks at the first batched forward and keeps the absmax in
+    # bfloat16 from then on (seen with 0.50.2 on an AVX-512 Xeon): 2 bytes fewer per block of 64
+    ev.perplexity(model4, tokenizer, max_windows=1)
+    blocks = sum(m.weight.numel() for m in models.linear_layers(model).values()) // 64
+    assert bnb.size_bytes(model4) in (model_size_bytes(ours), model_size_bytes(ours) - 2 * blocks)
     shapes = [linear.weight.shape for linear in models.linear_layers(model).values()]
     # int8: the float32 row scales (one per output channel) come on top of the parameters
     extra = bnb.size_bytes(model8) - model_size_bytes(model8)

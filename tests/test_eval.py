@@ -19,6 +19,7 @@ def test_perplexity_matches_the_models_own_loss(tiny):
     assert ours == pytest.approx(expected, rel=1e-4)
 
 
+@pytest.mark.slow
 def test_trained_model_beats_the_unigram_baseline_by_far(tiny):
     model, tokenizer = tiny
     ppl = qeval.perplexity(model, tokenizer, "test", max_windows=40)

@@ -15,6 +15,8 @@ from qcourse import eval as qeval
 from qcourse.gguf import export, imatrix, load_gguf, quantize, read_gguf
 from qcourse.gguf.mixes import tensor_types
 
+pytestmark = pytest.mark.slow  # runs a production library on the whole model
+
 llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
 pytest.importorskip("gguf", reason="gguf-py is not installed")
 from qcourse.gguf import llamacpp  # noqa: E402
@@ -84,7 +86,7 @@ def byte_agreement(src, quantized, matrix=None, only=None) -> tuple[int, int, co
             continue
         importance = None if matrix is None else matrix.get(name)
         ours = quantize(source.tensor(name), info.qtype, importance).reshape(-1)
-        equal += int((ours == theirs.tensor_bytes(name)).sum())
+        equal += int((ours == theirs.tensor_data(name)).sum())
         total += info.nbytes
     return equal, total, types
 
@@ -138,7 +140,7 @@ def test_our_q4_k_m_file_has_llama_cpp_types_and_bytes(tiny, f32_file, workdir):
     theirs = read_gguf(llama_quantized(f32_file, workdir, "Q4_K_M", pure=False))
     assert types == {n: i.qtype for n, i in theirs.tensors.items()}
     different = [n for n in theirs.tensors
-                 if not np.array_equal(ours.tensor_bytes(n), theirs.tensor_bytes(n))]
+                 if not np.array_equal(ours.tensor_data(n), theirs.tensor_data(n))]
     assert different == []
 
 

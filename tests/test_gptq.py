@@ -8,8 +8,8 @@ from hypothesis import given, settings, strategies as st
 from torch import nn
 
 from qcourse import data, eval as qeval, gptq, ptq
-from qcourse.qlinear import QuantLinear
-from qcourse.quant import dequantize, fake_quantize, quantize
+from qcourse.layers import QuantLinear
+from qcourse.quant import QuantScheme, dequantize, fake_quantize, qrange, quantize
 
 
 def correlated_problem(seed: int, n: int = 16, k: int = 64, tokens: int = 512):
@@ -106,13 +106,19 @@ def test_gptq_beats_rtn_on_the_hessian_weighted_error(seed, bits, act_order, sta
        static=st.booleans(), sym=st.booleans())
 def test_result_lies_on_the_stored_grid(seed, bits, group_size, act_order, static, sym):
     W, H = correlated_problem(seed)
-    Q, scale, zero, g_idx = gptq.gptq_quantize_layer(W, H, bits, group_size, sym=sym,
-                                                     act_order=act_order, static_groups=static)
+    result = gptq.gptq(W, H, bits, group_size, sym=sym, act_order=act_order,
+                       static_groups=static)
+    q, scale, zero, g_idx = result.q, result.scale, result.zero, result.g_idx
     groups = 64 // group_size
     assert scale.shape == zero.shape == (16, groups)
     assert torch.bincount(g_idx.long(), minlength=groups).tolist() == [group_size] * groups
-    q = gptq.integers(Q, scale, zero, g_idx, bits, sym)
-    assert torch.equal(dequantize(q, scale[:, g_idx.long()], zero[:, g_idx.long()]), Q)
+    qmin, qmax = qrange(bits, sym)
+    assert q.min() >= qmin and q.max() <= qmax
+    # the dequantized weight is exactly the codes on the stored grid, and the DESIGN API agrees
+    Q = dequantize(q, scale[:, g_idx.long()], zero[:, g_idx.long()])
+    assert torch.equal(result.weight, Q)
+    assert torch.equal(gptq.gptq_quantize_layer(W, H, bits, group_size, sym=sym,
+                                                act_order=act_order, static_groups=static)[0], Q)
     if sym:
         assert (zero == 0).all() and q.dtype == torch.int8
     if static or not act_order:
@@ -147,9 +153,18 @@ def test_dead_inputs_get_zero_weights():
 
 def test_symmetric_grid_has_zero_point_zero():
     W, H = correlated_problem(6)
-    Q, scale, zero, g_idx = gptq.gptq_quantize_layer(W, H, 4, 32, sym=True)
-    q = gptq.integers(Q, scale, zero, g_idx, 4, True)
-    assert q.min() >= -8 and q.max() <= 7 and (zero == 0).all()
+    result = gptq.gptq(W, H, 4, 32, sym=True)
+    q, zero = result.q, result.zero
+    assert q.dtype == torch.int8 and q.min() >= -8 and q.max() <= 7 and (zero == 0).all()
+
+
+def test_a_scheme_can_be_passed_instead_of_its_fields():
+    W, H = correlated_problem(7)
+    by_fields = gptq.gptq(W, H, 3, 16, sym=True, act_order=True)
+    by_scheme = gptq.gptq(W, H, QuantScheme(3, 16, symmetric=True), act_order=True)
+    assert torch.equal(by_fields.q, by_scheme.q) and torch.equal(by_fields.scale, by_scheme.scale)
+    with pytest.raises(ValueError, match="either a QuantScheme"):
+        gptq.gptq(W, H, QuantScheme(3, 16), 32)
 
 
 # ---------------------------------------------------------------------------- OBQ
@@ -223,7 +238,7 @@ def test_bad_input_is_refused_with_a_reason():
     bad[0, 0] = float("inf")
     with pytest.raises(ValueError, match="NaN or Inf"):
         gptq.gptq_quantize_layer(bad, H, 4, 16)
-    with pytest.raises(ValueError, match="does not divide the input width 64"):
+    with pytest.raises(ValueError, match="does not divide the 64 inputs"):
         gptq.gptq_quantize_layer(W, H, 4, 48)
     for bits in (1, 9, 4.0):
         with pytest.raises(ValueError, match="bits"):
@@ -303,6 +318,7 @@ def test_quantize_model_stores_every_block_linear_as_quant_linear(tiny, calib):
                for m in layers)   # act-order stored its column-to-group map
 
 
+@pytest.mark.slow
 def test_gptq_beats_rtn_on_the_model(tiny, calib):
     """3-bit groups of 128 and 4-bit per channel: GPTQ's perplexity is below RTN's."""
     model, tok = tiny

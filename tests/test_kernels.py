@@ -239,7 +239,7 @@ def test_triton_on_cpu_without_interpreter_is_refused(monkeypatch):
 
 
 def test_importing_qcourse_does_not_import_triton():
-    code = ("import sys, qcourse, qcourse.kernels, qcourse.qlinear; "
+    code = ("import sys, qcourse, qcourse.kernels, qcourse.layers; "
             "assert 'triton' not in sys.modules, 'triton imported eagerly'")
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ,
                                                                   "TRITON_INTERPRET": "0"})
@@ -370,7 +370,7 @@ def test_cuda_kernel_on_gpu():
 @pytest.fixture(scope="module")
 def tiny_4bit():
     from qcourse import models
-    from qcourse.qlinear import QuantLinear
+    from qcourse.layers import QuantLinear
     try:
         model, tok = models.load("qcourse-tiny")
     except FileNotFoundError as err:
@@ -401,7 +401,7 @@ def test_quantized_tiny_same_logits_through_kernel_path(tiny_4bit):
 
 
 def test_quantlinear_forward_handles_bias_and_rejects_unsupported_layers():
-    from qcourse.qlinear import QuantLinear
+    from qcourse.layers import QuantLinear
     linear = torch.nn.Linear(64, 16)
     layer = QuantLinear.from_float(linear, 4, 32)
     x = torch.randn(5, 64)

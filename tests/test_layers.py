@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from qcourse.eval import model_size_bytes
-from qcourse.qlinear import QuantLinear
+from qcourse.layers import QuantLinear
 from qcourse.quant import dequantize, quantize
 
 

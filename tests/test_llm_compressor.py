@@ -5,10 +5,12 @@ import math
 
 import pytest
 
-from qcourse import blocks, data, eval as qeval, gptq, gptq_reference, ptq
+from qcourse import blocks, data, eval as qeval, gptq, ptq
+from qcourse.references import llm_compressor
 
-REASON = gptq_reference.unavailable_reason()
-pytestmark = pytest.mark.skipif(REASON is not None, reason=f"llm-compressor: {REASON}")
+REASON = llm_compressor.unavailable_reason()
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(REASON is not None, reason=f"llm-compressor: {REASON}")]
 
 LAYERS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
           "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
@@ -34,7 +36,7 @@ def error_ratios(problems, bits, act_order, **ours):
     """Our tr(ΔHΔᵀ) over llm-compressor's, per layer."""
     ratios = {}
     for name, W, H in problems:
-        theirs = gptq_reference.quantize_layer(W, H, bits, 128, act_order=act_order)
+        theirs = llm_compressor.quantize_layer(W, H, bits, 128, act_order=act_order)
         mine = gptq.gptq_quantize_layer(W, H, bits, 128, act_order=act_order, **ours)[0]
         ratios[name] = gptq.hessian_error(W, mine, H) / gptq.hessian_error(W, theirs, H)
     return ratios
@@ -69,7 +71,7 @@ def test_model_perplexity_matches_llm_compressor_and_beats_rtn(tiny):
     samples = data.calibration_samples(tok, 32, 256, seed=0)
     ppl = lambda m: qeval.perplexity(m, tok, max_windows=16)  # noqa: E731
     ours = ppl(gptq.quantize_model(copy.deepcopy(model), samples, 4, 128, progress=False))
-    theirs = ppl(gptq_reference.quantize_model(copy.deepcopy(model), samples, 4, 128))
+    theirs = ppl(llm_compressor.quantize_model(copy.deepcopy(model), samples, 4, 128))
     assert abs(ours / theirs - 1) < 0.01, (ours, theirs)
     assert ours < ppl(ptq.quantize_rtn(copy.deepcopy(model), 4, "group", 128))
     ours3 = ppl(gptq.quantize_model(copy.deepcopy(model), samples, 3, 128, progress=False))

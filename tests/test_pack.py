@@ -106,7 +106,7 @@ def test_extreme_values_survive():
 
 
 def test_bad_input():
-    with pytest.raises(ValueError, match=r"bits must be one of \(2, 3, 4, 8\), got 5"):
+    with pytest.raises(ValueError, match=r"bits must be one of \(2, 3, 4, 8\) to be stored packed, got 5"):
         pack_int32(torch.zeros(32, dtype=torch.long), 5)
     with pytest.raises(ValueError, match=r"\[0, 15\].*max 16"):
         pack_int32(torch.tensor([16, 0, 0, 0, 0, 0, 0, 0]), 4)

@@ -8,9 +8,9 @@ from torch import nn
 
 from qcourse import eval as ev
 from qcourse import models
-from qcourse.ptq import (Int8MixedLinear, W8A8Linear, int8_matmul, quantize_llm_int8,
-                         quantize_per_token, quantize_rtn, quantize_w8a8)
-from qcourse.qlinear import QuantLinear
+from qcourse.layers import Int8MixedLinear, W8A8Linear, int8_matmul, quantize_per_token
+from qcourse.ptq import quantize_llm_int8, quantize_rtn, quantize_w8a8
+from qcourse.layers import QuantLinear
 
 WINDOWS = 4
 
@@ -37,6 +37,7 @@ def test_rtn_swaps_every_linear_but_the_head(tiny):
     assert quantized.lm_head.weight is quantized.model.embed_tokens.weight  # still tied
 
 
+@pytest.mark.slow
 def test_rtn_8bit_is_within_1_percent_and_2bit_much_worse(tiny, fp32_ppl):
     assert rtn_ppl(tiny, 8, "channel") == pytest.approx(fp32_ppl, rel=0.01)
     assert rtn_ppl(tiny, 8, "group", 128) == pytest.approx(fp32_ppl, rel=0.01)
@@ -45,6 +46,7 @@ def test_rtn_8bit_is_within_1_percent_and_2bit_much_worse(tiny, fp32_ppl):
     assert ppl2 > 1.05 * fp32_ppl and ppl2 > ppl4
 
 
+@pytest.mark.slow
 def test_mse_clipping_helps_at_low_bits(tiny):
     assert rtn_ppl(tiny, 3, "channel", clip="mse") < rtn_ppl(tiny, 3, "channel")
 

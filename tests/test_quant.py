@@ -180,7 +180,7 @@ def test_bad_inputs():
         quantize(torch.ones(0), 4, **kw)
     with pytest.raises(ValueError, match="granularity"):
         quantize(torch.ones(4), 4, symmetric=True, granularity="row")
-    with pytest.raises(ValueError, match="group_size 3 does not divide the last dimension 8"):
+    with pytest.raises(ValueError, match="group_size 3 does not divide the 8 inputs"):
         quantize(torch.ones(2, 8), 4, symmetric=True, granularity="group", group_size=3)
     with pytest.raises(ValueError, match="group_size"):
         quantize(torch.ones(2, 8), 4, symmetric=True, granularity="group")

@@ -5,7 +5,7 @@ import torch
 
 from qcourse import calib, data
 from qcourse import eval as ev
-from qcourse.ptq import W8A8Linear
+from qcourse.layers import W8A8Linear
 from qcourse.smoothquant import smooth_llama, smoothing_scales, smoothquant
 
 

@@ -212,7 +212,7 @@ print("packed:", word.tolist(), "=", hex(word.item() & 0xFFFFFFFF), "(value 0 in
 print("unpacked:", pack.unpack_int32(word, 4).tolist())
 three_bit = torch.arange(32, dtype=torch.uint8) % 8
 print("32 three-bit values ->", pack.pack_int32(three_bit, 3).shape[-1], "int32 words")
-print(inspect.getsource(pack._pack))
+print(inspect.getsource(pack.pack_bits))
 """),
     ("md", r"""
 Packing is where the memory saving becomes real: the up-projection above stored in FP32 and as

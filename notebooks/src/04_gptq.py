@@ -399,7 +399,7 @@ oneshot(model=model, dataset=dataset, recipe=recipe,        # dataset: {"input_i
         num_calibration_samples=128, max_seq_length=512)
 ```
 
-`qcourse.gptq_reference` wraps exactly this (and reads the result back into `QuantLinear`s).
+`qcourse.references.llm_compressor` wraps exactly this (and reads the result back into `QuantLinear`s).
 Importing llm-compressor alone takes longer than this notebook's budget, so here are the
 *recorded* results of `benchmarks/gptq.py` (128 windows of 512 tokens, whole test split, one run
 on a CPU; the file says which machine): the same job, ours and llm-compressor.
@@ -421,7 +421,7 @@ else:
 """),
     ("md", r"""
 Our GPTQ and llm-compressor's reach the same perplexity. At the layer level the cross-check
-(`tests/test_gptq_reference.py`) feeds both the same `W` and `H`: with `static_groups=True`
+(`tests/test_llm_compressor.py`) feeds both the same `W` and `H`: with `static_groups=True`
 (llm-compressor takes every group's scale from the original weights) ours gives the same error
 to within 0.2 %; with our default (scales from the updated weights, as the original GPTQ,
 AutoGPTQ and GPTQModel) the error is about the same at 4 bits and 1–2 % higher at 3 bits.
@@ -491,5 +491,7 @@ ex04.column_order.check(column_order);
 """),
 ]
 
+EXTRAS = "reference"  # what the Colab cell installs
+
 if __name__ == "__main__":
-    nbbuild.main(__file__, CELLS, extras="reference")
+    nbbuild.main(__file__, CELLS, extras=EXTRAS)

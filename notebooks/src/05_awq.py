@@ -41,7 +41,7 @@ from qcourse import awq, blocks, calib, data, models, paths, ptq
 from qcourse import eval as ev
 from qcourse.exercises import ex05
 from qcourse.formats import human_bytes
-from qcourse.quant import fake_quantize
+from qcourse.quant import QuantScheme, fake_quantize
 
 torch.manual_seed(0)
 logging.getLogger("transformers").setLevel(logging.ERROR)
@@ -211,7 +211,7 @@ clipped: their errors meet in the product `q·k` (AutoAWQ skips them too).
 """),
     ("code", r"""
 print(inspect.getsource(awq.search_clip))
-ratio = awq.search_clip(w, x, 3, 128)
+ratio = awq.search_clip(w, x, QuantScheme(3, 128))
 plain = fake_quantize(w, 3, symmetric=False, granularity="group", group_size=128)
 clipped = fake_quantize(w, 3, symmetric=False, granularity="group", group_size=128, clip_ratio=ratio)
 err = lambda w_hat: ((x @ (w - w_hat).t()) ** 2).mean().item()  # noqa: E731
@@ -325,7 +325,7 @@ model.save_quantized(quant_path)
 ```
 
 It still runs on a CPU here, and the course cross-checks against it
-(`qcourse.awq.autoawq_quantize`, `tests/test_awq_autoawq.py`, `benchmarks/awq.py`), with one
+(`qcourse.references.autoawq.quantize_model`, `tests/test_awq_autoawq.py`, `benchmarks/awq.py`), with one
 catch found while doing so: its scale search saves the weights with `v.cpu()`, which copies on a
 GPU but returns the *same* tensor on a CPU, so every α of the grid multiplies into the "saved"
 weights and the float model is silently changed (llm-awq issue #163 reports the same code).
@@ -428,5 +428,7 @@ ex05.bits_per_weight.check(bits_per_weight)
 """),
 ]
 
+EXTRAS = "reference"  # what the Colab cell installs
+
 if __name__ == "__main__":
-    nbbuild.main(__file__, CELLS, extras="reference")
+    nbbuild.main(__file__, CELLS, extras=EXTRAS)

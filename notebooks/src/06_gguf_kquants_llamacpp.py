@@ -88,7 +88,7 @@ offset, so a truncated or corrupted file gives a clear `ValueError` (the tests f
 hypothesis). Reading one tensor entry of the table:
 """),
     ("code", r"""
-print(inspect.getsource(reader._tensor_info))
+print(inspect.getsource(reader.read_tensor_info))
 f32 = read_gguf(f32_path)
 for key, value in f32.metadata.items():
     shown = f"[{len(value)} items: {value[:3]} ...]" if isinstance(value, (list, np.ndarray)) else value
@@ -111,7 +111,7 @@ fp16 scale `d` and 32 signed bytes `q`, and decodes as `x ≈ d · q` with `d = 
 q8_path = workdir / "tiny-Q8_0.gguf"
 export(model, tok, q8_path, "Q8_0")
 q8 = read_gguf(q8_path)
-block = q8.tensor_bytes("blk.0.attn_q.weight")[:34]
+block = q8.tensor_data("blk.0.attn_q.weight")[:34]
 print("bytes:", block[:2].tobytes().hex(" "), "|", block[2:18].tobytes().hex(" "), "...")
 d = block[:2].view(np.float16)[0]
 q = block[2:].view(np.int8)
@@ -161,7 +161,7 @@ candidate gives:
 """),
     ("code", r"""
 print(kquants.__doc__[kquants.__doc__.index("Block layouts"):])
-print(inspect.getsource(kquants._quantize_k))
+print(inspect.getsource(kquants.quantize_k_scaled_blocks))
 print(inspect.getsource(scale_search.make_qkx_quants))
 """),
     ("md", r"""
@@ -288,7 +288,7 @@ for ftype, r in results.items():
 ours_path = workdir / "ours-Q4_K_M.gguf"
 export(model, tok, ours_path, "Q4_K_M")
 ours, theirs = read_gguf(ours_path), read_gguf(workdir / "tiny-Q4_K_M.gguf")
-same = all(np.array_equal(ours.tensor_bytes(n), theirs.tensor_bytes(n)) for n in theirs.tensors)
+same = all(np.array_equal(ours.tensor_data(n), theirs.tensor_data(n)) for n in theirs.tensors)
 print(f"our Q4_K_M export and llama.cpp's quantizer: identical tensor bytes: {same}")
 print(collections.Counter(i.qtype for i in ours.tensors.values()))
 """),
@@ -434,5 +434,7 @@ ex06.file_bytes.check(file_bytes)
 """),
 ]
 
+EXTRAS = "reference"  # what the Colab cell installs
+
 if __name__ == "__main__":
-    nbbuild.main(__file__, CELLS, extras="reference")
+    nbbuild.main(__file__, CELLS, extras=EXTRAS)

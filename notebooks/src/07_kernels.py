@@ -46,7 +46,7 @@ import qcourse
 from qcourse import kernels, models
 from qcourse.exercises import ex07
 from qcourse.kernels import cuda as cuda_kernel, layout, roofline, triton_w4a16, triton_w8a8
-from qcourse.qlinear import QuantLinear
+from qcourse.layers import QuantLinear
 
 torch.manual_seed(0)
 torch.set_num_threads(2)
@@ -185,7 +185,7 @@ threads, registers, shared memory and tensor cores. The dequantization is one he
 `W' = (q - zero) · scale` written out:
 """),
     ("code", r"""
-print(inspect.getsource(triton_w4a16._dequantize.fn))
+print(inspect.getsource(triton_w4a16.dequantize_nibbles.fn))
 """),
     ("md", r"""
 **GEMM path (M ≥ 16).** Each program computes a `BLOCK_M × BLOCK_N` tile of `y`. For each step of
@@ -197,7 +197,7 @@ multiples of the tiles. When M is small there are few tiles, so K is split into 
 GEMV below (`SPLIT_K`), each slice adding its partial tile into a float32 output.
 """),
     ("code", r"""
-print(inspect.getsource(triton_w4a16._w4a16_gemm_kernel.fn))
+print(inspect.getsource(triton_w4a16.w4a16_gemm_kernel.fn))
 """),
     ("md", r"""
 **GEMV path (M < 16).** `tl.dot` needs at least 16 rows, and with one row there is nothing to
@@ -209,8 +209,8 @@ outputs, too few to keep 132 SMs busy, so K is split into slices too (**split-K*
 `tl.atomic_add`.
 """),
     ("code", r"""
-print(inspect.getsource(triton_w4a16._w4a16_gemv_kernel.fn))
-print(inspect.getsource(triton_w4a16._gemv))
+print(inspect.getsource(triton_w4a16.w4a16_gemv_kernel.fn))
+print(inspect.getsource(triton_w4a16.launch_gemv))
 """),
     ("md", r"""
 Run both paths on small shapes (on the CPU this is Triton's interpreter: numpy executing the
@@ -265,7 +265,7 @@ The loop is a pure int8 × int8 → int32 GEMM (exact), and the scales are appli
 at the end (the *epilogue*). Per-group scales would not factor out like this.
 """),
     ("code", r"""
-print(inspect.getsource(triton_w8a8._w8a8_kernel.fn))
+print(inspect.getsource(triton_w8a8.w8a8_kernel.fn))
 from qcourse.quant import quantize
 
 x, W = torch.randn(20, 200, device=device), torch.randn(72, 200, device=device)

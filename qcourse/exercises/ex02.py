@@ -5,8 +5,8 @@ import torch
 
 from qcourse.eval import model_size_bytes
 from qcourse.exercises import Question
-from qcourse.ptq import outlier_features, quantize_per_token
-from qcourse.qlinear import QuantLinear
+from qcourse.layers import outlier_features, quantize_per_token
+from qcourse.layers import QuantLinear
 from qcourse.smoothquant import smoothing_scales
 
 

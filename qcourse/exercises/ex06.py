@@ -5,7 +5,7 @@ import numpy as np
 
 from qcourse.exercises import Question
 from qcourse.gguf import BLOCK_SIZE, TYPE_SIZE, quantize
-from qcourse.gguf.mixes import tensor_bytes
+from qcourse.gguf.mixes import tensor_size
 
 
 def _q8_0_block_reference(x: np.ndarray) -> tuple[float, np.ndarray]:
@@ -26,7 +26,7 @@ def _q8_0_cases() -> list[tuple]:
 
 
 def _file_bytes_reference(tensors: list[tuple[int, str]]) -> int:
-    return sum(tensor_bytes((n,), qtype) for n, qtype in tensors)
+    return sum(tensor_size((n,), qtype) for n, qtype in tensors)
 
 
 def _file_bytes_cases() -> list[tuple]:

@@ -22,11 +22,7 @@ import sys
 
 import numpy as np
 
-# ggml's enum ggml_type (ggml/include/ggml.h)
-GGML_TYPES: dict[str, int] = {
-    "F32": 0, "F16": 1, "Q4_0": 2, "Q4_1": 3, "Q5_0": 6, "Q5_1": 7, "Q8_0": 8,
-    "Q2_K": 10, "Q3_K": 11, "Q4_K": 12, "Q5_K": 13, "Q6_K": 14, "BF16": 30,
-}
+from .mixes import GGML_TYPES
 
 _LIB_NAMES = {"linux": "libggml-base.so", "darwin": "libggml-base.dylib", "win32": "ggml-base.dll"}
 

@@ -43,8 +43,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .numerics import F32, GROUP_MAX_EPS, as_bytes, first_absmax, fp16_bits, fp16_from_bytes, \
-    fp16_round, max_from_zero, nearest_int, running_sum, to_int8, to_uint8
+from .numerics import F32, GROUP_MAX_EPS, first_absmax, fp16_field, \
+    fp16_from_bytes, fp16_round, max_from_zero, nearest_int, running_sum, to_int8, to_uint8
 from .scale_search import make_q3_quants, make_qkx_quants, make_qp_quants, make_qx_quants
 
 QK_K = 256  # weights per super-block
@@ -107,10 +107,6 @@ def unpack_q3_scales(packed: np.ndarray) -> np.ndarray:
     return low | (high.reshape(-1, 16) << 4)
 
 
-def _fp16_field(v: np.ndarray) -> np.ndarray:
-    return as_bytes(fp16_bits(v)[:, None], "<u2")
-
-
 # --- shared steps -------------------------------------------------------------------------------
 
 def _importance_weights(x: np.ndarray, importance: np.ndarray, sigma2_factor: int) -> np.ndarray:
@@ -171,8 +167,8 @@ def quantize_q2_k(rows: np.ndarray, importance: np.ndarray | None = None) -> np.
     scale = d[:, None] * (packed & 0xF).astype(F32)
     offset = dmin[:, None] * (packed >> 4).astype(F32)
     levels = _requantize(x, levels.reshape(-1, QK_K), scale, offset, 0, 3)
-    fields = [packed.astype(np.uint8), _interleave(levels, 128, 2), _fp16_field(d),
-              _fp16_field(dmin)]
+    fields = [packed.astype(np.uint8), _interleave(levels, 128, 2), fp16_field(d),
+              fp16_field(dmin)]
     return np.concatenate(fields, axis=-1).reshape(rows.shape[0], -1)
 
 
@@ -216,7 +212,7 @@ def quantize_q3_k(rows: np.ndarray, importance: np.ndarray | None = None) -> np.
     high = levels > 3
     hmask = (high.reshape(-1, 8, 32).astype(np.int32) << np.arange(8)[None, :, None]).sum(axis=1)
     fields = [hmask.astype(np.uint8), _interleave(levels - 4 * high, 128, 2), packed_scales,
-              _fp16_field(d)]
+              fp16_field(d)]
     return np.concatenate(fields, axis=-1).reshape(rows.shape[0], -1)
 
 
@@ -258,7 +254,7 @@ def _scales_and_mins_k(x: np.ndarray, importance: np.ndarray | None, nmax: int,
     return levels.reshape(-1, QK_K), ls, lm, d, dmin
 
 
-def _quantize_k(rows: np.ndarray, importance: np.ndarray | None, nmax: int):
+def quantize_k_scaled_blocks(rows: np.ndarray, importance: np.ndarray | None, nmax: int):
     """Q4_K/Q5_K: final levels ``[S, 256]`` and the header fields (d, dmin, 12 scale bytes)."""
     x = rows.reshape(-1, QK_K)
     levels, ls, lm, d, dmin = _scales_and_mins_k(x, importance, nmax, nmax == 31)
@@ -268,18 +264,18 @@ def _quantize_k(rows: np.ndarray, importance: np.ndarray | None, nmax: int):
     scale = d[:, None] * sc.astype(F32)
     offset = dmin[:, None] * m.astype(F32)
     levels = _requantize(x, levels, scale, offset, 0, nmax)
-    return levels, [_fp16_field(d), _fp16_field(dmin), packed_scales]
+    return levels, [fp16_field(d), fp16_field(dmin), packed_scales]
 
 
 def quantize_q4_k(rows: np.ndarray, importance: np.ndarray | None = None) -> np.ndarray:
     """Q4_K: 4-bit, 8 sub-blocks of 32 with 6-bit scale and min. 144 bytes / 256 = 4.5 bpw."""
-    levels, header = _quantize_k(rows, importance, 15)
+    levels, header = quantize_k_scaled_blocks(rows, importance, 15)
     return np.concatenate(header + [_interleave(levels, 64, 4)], axis=-1).reshape(rows.shape[0], -1)
 
 
 def quantize_q5_k(rows: np.ndarray, importance: np.ndarray | None = None) -> np.ndarray:
     """Q5_K: 5-bit, 8 sub-blocks of 32 with 6-bit scale and min. 176 bytes / 256 = 5.5 bpw."""
-    levels, header = _quantize_k(rows, importance, 31)
+    levels, header = quantize_k_scaled_blocks(rows, importance, 31)
     fifth = (levels >> 4).reshape(-1, 8, 32).astype(np.int32) << np.arange(8)[None, :, None]
     qh = fifth.sum(axis=1).astype(np.uint8)
     fields = header + [qh, _interleave(levels & 0xF, 64, 4)]
@@ -325,7 +321,7 @@ def quantize_q6_k(rows: np.ndarray, importance: np.ndarray | None = None) -> np.
     ql = (halves[:, :, 0:2] & 0xF) | ((halves[:, :, 2:4] & 0xF) << 4)  # slices (0,2), (1,3)
     qh = _interleave((levels >> 4).reshape(-1, QK_K), 128, 2)
     fields = [ql.astype(np.uint8).reshape(-1, 128), qh, sc.astype(np.int8).view(np.uint8),
-              _fp16_field(d)]
+              fp16_field(d)]
     out = np.concatenate(fields, axis=-1)
     out[empty] = 0
     return out.reshape(rows.shape[0], -1)

@@ -27,8 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .numerics import F32, as_bytes, first_absmax, first_max, first_min, fp16_bits, \
-    fp16_from_bytes, round_away, running_sum, to_uint8
+from .numerics import F32, as_bytes, first_absmax, first_max, first_min, fp16_field, fp16_from_bytes, round_away, running_sum, to_uint8
 from .scale_search import make_qkx_quants, make_qx_quants
 
 QK = 32  # weights per block
@@ -59,10 +58,6 @@ def unpack_fifth_bits(qh: np.ndarray) -> np.ndarray:
     return (((word >> np.arange(QK)) & 1) << 4).astype(np.int32)
 
 
-def _fp16_field(v: np.ndarray) -> np.ndarray:
-    return as_bytes(fp16_bits(v)[:, None], "<u2")
-
-
 def _row_sigma2(rows: np.ndarray) -> np.ndarray:
     """σ² = Σx² / n over each whole row, repeated for each of the row's blocks: ``[R·n/32, 1]``."""
     sigma2 = running_sum(rows * rows) / F32(rows.shape[1])
@@ -84,7 +79,7 @@ def quantize_q8_0(rows: np.ndarray, importance: np.ndarray | None = None) -> np.
     d = np.abs(x).max(axis=-1) / F32(127)
     inv = np.where(d != 0, F32(1) / np.where(d != 0, d, F32(1)), F32(0))
     q = round_away(x * inv[:, None]).astype(np.int8).view(np.uint8)
-    return np.concatenate([_fp16_field(d), q], axis=-1).reshape(rows.shape[0], -1)
+    return np.concatenate([fp16_field(d), q], axis=-1).reshape(rows.shape[0], -1)
 
 
 def _symmetric_ref(x: np.ndarray, nlevels: int) -> tuple[np.ndarray, np.ndarray]:
@@ -107,14 +102,14 @@ def _symmetric(rows: np.ndarray, importance: np.ndarray | None, nlevels: int):
 def quantize_q4_0(rows: np.ndarray, importance: np.ndarray | None = None) -> np.ndarray:
     """Q4_0: 4-bit symmetric, ``x ≈ d·(q - 8)``. 18 bytes per 32 weights = 4.5 bpw."""
     d, levels = _symmetric(rows, importance, 16)
-    fields = [_fp16_field(d), pack_nibbles(levels)]
+    fields = [fp16_field(d), pack_nibbles(levels)]
     return np.concatenate(fields, axis=-1).reshape(rows.shape[0], -1)
 
 
 def quantize_q5_0(rows: np.ndarray, importance: np.ndarray | None = None) -> np.ndarray:
     """Q5_0: 5-bit symmetric, ``x ≈ d·(q - 16)``. 22 bytes per 32 weights = 5.5 bpw."""
     d, levels = _symmetric(rows, importance, 32)
-    fields = [_fp16_field(d), pack_fifth_bits(levels), pack_nibbles(levels)]
+    fields = [fp16_field(d), pack_fifth_bits(levels), pack_nibbles(levels)]
     return np.concatenate(fields, axis=-1).reshape(rows.shape[0], -1)
 
 
@@ -143,14 +138,14 @@ def _asymmetric(rows: np.ndarray, importance: np.ndarray | None, nmax: int):
 def quantize_q4_1(rows: np.ndarray, importance: np.ndarray | None = None) -> np.ndarray:
     """Q4_1: 4-bit with min, ``x ≈ d·q + m``. 20 bytes per 32 weights = 5.0 bpw."""
     d, m, levels = _asymmetric(rows, importance, 15)
-    fields = [_fp16_field(d), _fp16_field(m), pack_nibbles(levels)]
+    fields = [fp16_field(d), fp16_field(m), pack_nibbles(levels)]
     return np.concatenate(fields, axis=-1).reshape(rows.shape[0], -1)
 
 
 def quantize_q5_1(rows: np.ndarray, importance: np.ndarray | None = None) -> np.ndarray:
     """Q5_1: 5-bit with min, ``x ≈ d·q + m``. 24 bytes per 32 weights = 6.0 bpw."""
     d, m, levels = _asymmetric(rows, importance, 31)
-    fields = [_fp16_field(d), _fp16_field(m), pack_fifth_bits(levels), pack_nibbles(levels)]
+    fields = [fp16_field(d), fp16_field(m), pack_fifth_bits(levels), pack_nibbles(levels)]
     return np.concatenate(fields, axis=-1).reshape(rows.shape[0], -1)
 
 

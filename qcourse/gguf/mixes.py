@@ -186,7 +186,7 @@ def llama_shapes(*, n_layers: int, hidden: int, ffn: int, n_head: int, n_head_kv
     return shapes
 
 
-def tensor_bytes(shape: Sequence[int], qtype: str) -> int:
+def tensor_size(shape: Sequence[int], qtype: str) -> int:
     """Bytes of one tensor stored as ``qtype``: (weights / block size) x bytes per block."""
     count = 1
     for d in shape:
@@ -196,4 +196,4 @@ def tensor_bytes(shape: Sequence[int], qtype: str) -> int:
 
 def file_size(shapes: Mapping[str, Sequence[int]], types: Mapping[str, str]) -> int:
     """Bytes of tensor data of a GGUF file (the header and 32-byte padding add a little)."""
-    return sum(tensor_bytes(shapes[name], types[name]) for name in shapes)
+    return sum(tensor_size(shapes[name], types[name]) for name in shapes)

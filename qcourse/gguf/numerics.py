@@ -62,6 +62,11 @@ def fp16_from_bytes(b: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(b).view("<f2")[..., 0].astype(F32)
 
 
+def fp16_field(v: np.ndarray) -> np.ndarray:
+    """One little-endian fp16 per row, as the 2-byte field of a block: ``[B] -> [B, 2]`` bytes."""
+    return as_bytes(fp16_bits(v)[:, None], "<u2")
+
+
 def bf16_bits(v: np.ndarray) -> np.ndarray:
     """``ggml_compute_fp32_to_bf16``: keep the top 16 bits after adding ``0x7fff + lsb``
     (round to nearest even). NaN is rejected before we get here."""

@@ -53,7 +53,7 @@ class GGUFFile:
     data_start: int
     buffer: np.ndarray  # the whole file, uint8
 
-    def tensor_bytes(self, name: str) -> np.ndarray:
+    def tensor_data(self, name: str) -> np.ndarray:
         """The raw block bytes of tensor ``name`` (uint8 view, no copy)."""
         info = self.tensors[name]
         return self.buffer[info.offset: info.offset + info.nbytes]
@@ -61,7 +61,7 @@ class GGUFFile:
     def tensor(self, name: str) -> np.ndarray:
         """Tensor ``name`` dequantized to float32, in PyTorch shape."""
         info = self.tensors[name]
-        return dequantize(self.tensor_bytes(name), info.qtype, info.shape)
+        return dequantize(self.tensor_data(name), info.qtype, info.shape)
 
 
 class _Cursor:
@@ -104,7 +104,7 @@ class _Cursor:
         raise ValueError(f"corrupted GGUF file: {what} has unknown value type {vtype}")
 
 
-def _tensor_info(cursor: _Cursor, index: int) -> tuple[str, str, tuple[int, ...], int]:
+def read_tensor_info(cursor: _Cursor, index: int) -> tuple[str, str, tuple[int, ...], int]:
     name = cursor.string(f"name of tensor {index}")
     n_dims = cursor.scalar("<I", f"dimension count of {name}")
     if not 1 <= n_dims <= MAX_DIMS:
@@ -148,7 +148,7 @@ def read_gguf(path: str | os.PathLike) -> GGUFFile:
     alignment = metadata.get("general.alignment", DEFAULT_ALIGNMENT)
     if not isinstance(alignment, int) or alignment <= 0 or alignment & (alignment - 1):
         raise ValueError(f"corrupted GGUF file: general.alignment {alignment!r} is not a power of two")
-    infos = [_tensor_info(cursor, i) for i in range(n_tensors)]
+    infos = [read_tensor_info(cursor, i) for i in range(n_tensors)]
     data_start = -(-cursor.pos // alignment) * alignment
     tensors = {}
     for name, qtype, shape, offset in infos:

@@ -1,4 +1,4 @@
-"""Running :class:`qcourse.qlinear.QuantLinear` layers through the kernels.
+"""Running :class:`qcourse.layers.QuantLinear` layers through the kernels.
 
 ``QuantLinear`` stores the GPTQ layout: ``qweight [K/8, N]`` (exactly the kernel's input),
 ``scales [K/g, N]`` and zero points packed along N in ``qzeros [K/g, N/8]``. The kernels take
@@ -25,7 +25,7 @@ _zeros_cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _is_quantlinear(module: nn.Module) -> bool:
-    from qcourse.qlinear import QuantLinear
+    from qcourse.layers import QuantLinear
     return isinstance(module, QuantLinear)
 
 
@@ -35,7 +35,7 @@ def kernel_support(module: nn.Module) -> str | None:
         return f"expected a QuantLinear, got {type(module).__name__}"
     if module.bits != 4:
         return f"the kernels read 4-bit weights, this layer has {module.bits}-bit"
-    g = module.group_size or module.in_features
+    g = module.group_size
     if g % 8:
         return f"group size {g} is not a multiple of 8"
     in_order = torch.arange(module.in_features, device=module.g_idx.device) // g
@@ -55,7 +55,7 @@ def kernel_inputs(module: nn.Module) -> tuple[torch.Tensor, torch.Tensor, torch.
         zeros = unpack_int32(module.qzeros.cpu(), 4, dim=1)          # [K/g, N] uint8
         zeros = zeros.to(device=module.scales.device, dtype=module.scales.dtype)
         cached = _zeros_cache[module] = (key, zeros)
-    return module.qweight, module.scales, cached[1], module.group_size or module.in_features
+    return module.qweight, module.scales, cached[1], module.group_size
 
 
 def quantlinear_forward(module: nn.Module, x: torch.Tensor, backend: str = "auto") -> torch.Tensor:

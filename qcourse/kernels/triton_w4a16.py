@@ -38,14 +38,14 @@ def interpreting() -> bool:
 
 
 @triton.jit
-def _dequantize(words, shift, scale, zero):
+def dequantize_nibbles(words, shift, scale, zero):
     """W' = (q - zero) · scale, with q the 4-bit field of ``words`` starting at bit ``shift``."""
     q = (words >> shift) & 0xF                  # 0..15 (the mask also drops the sign bits)
     return (q.to(tl.float32) - zero) * scale
 
 
 @triton.jit
-def _w4a16_gemm_kernel(x_ptr, qweight_ptr, scales_ptr, zeros_ptr, y_ptr,
+def w4a16_gemm_kernel(x_ptr, qweight_ptr, scales_ptr, zeros_ptr, y_ptr,
                        M, N, K, group_size, stride_xm, stride_ym, k_per_split,
                        BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
                        SPLIT_K: tl.constexpr, DOT_DTYPE: tl.constexpr):
@@ -64,7 +64,7 @@ def _w4a16_gemm_kernel(x_ptr, qweight_ptr, scales_ptr, zeros_ptr, y_ptr,
         group = (ks // group_size)[:, None] * N + cols[None, :]
         scale = tl.load(scales_ptr + group, mask=w_mask, other=0.0).to(tl.float32)
         zero = tl.load(zeros_ptr + group, mask=w_mask, other=0.0).to(tl.float32)
-        w = _dequantize(words, (ks % 8)[:, None] * 4, scale, zero)   # [BLOCK_K, BLOCK_N] = W'ᵀ
+        w = dequantize_nibbles(words, (ks % 8)[:, None] * 4, scale, zero)   # [BLOCK_K, BLOCK_N] = W'ᵀ
         w = w.to(x.dtype)                                            # what the tensor cores see
         acc = tl.dot(x.to(DOT_DTYPE), w.to(DOT_DTYPE), acc, input_precision="ieee")
     y_ptrs = y_ptr + rows[:, None] * stride_ym + cols[None, :]
@@ -76,7 +76,7 @@ def _w4a16_gemm_kernel(x_ptr, qweight_ptr, scales_ptr, zeros_ptr, y_ptr,
 
 
 @triton.jit
-def _w4a16_gemv_kernel(x_ptr, qweight_ptr, scales_ptr, zeros_ptr, y_ptr,
+def w4a16_gemv_kernel(x_ptr, qweight_ptr, scales_ptr, zeros_ptr, y_ptr,
                        N, K, group_size, stride_xm, stride_ym, words_per_split,
                        BLOCK_N: tl.constexpr, BLOCK_WORDS: tl.constexpr, SPLIT_K: tl.constexpr):
     cols = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)        # outputs n
@@ -94,7 +94,7 @@ def _w4a16_gemv_kernel(x_ptr, qweight_ptr, scales_ptr, zeros_ptr, y_ptr,
         zero = tl.load(zeros_ptr + group, mask=w_mask, other=0.0).to(tl.float32)
         for j in tl.static_range(8):                                 # the 8 nibbles of each word
             x = tl.load(x_ptr + row * stride_xm + i * 8 + j, mask=i_ok, other=0.0)
-            w = _dequantize(words, 4 * j, scale, zero).to(x.dtype)   # rounded as in the GEMM
+            w = dequantize_nibbles(words, 4 * j, scale, zero).to(x.dtype)   # rounded as in the GEMM
             acc += x.to(tl.float32)[:, None] * w.to(tl.float32)
     y = tl.sum(acc, axis=0)                                          # [BLOCK_N] partial sums
     y_ptrs = y_ptr + row * stride_ym + cols
@@ -140,7 +140,7 @@ def _split(split_k: int | None, tiles: int, k_steps: int, device: torch.device) 
     return max(1, min(split_k, k_steps))
 
 
-def _gemm(x: torch.Tensor, qweight, scales, zeros, group_size: int, n: int,
+def launch_gemm(x: torch.Tensor, qweight, scales, zeros, group_size: int, n: int,
           split_k: int | None) -> torch.Tensor:
     m, k = x.shape
     block_m = 16 if m <= 16 else 32 if m <= 32 else 64
@@ -151,14 +151,14 @@ def _gemm(x: torch.Tensor, qweight, scales, zeros, group_size: int, n: int,
     split_k = triton.cdiv(k, k_per_split)                            # no empty slices
     y = _output(m, n, split_k, x)
     grid = (triton.cdiv(m, block_m), triton.cdiv(n, block_n), split_k)
-    _w4a16_gemm_kernel[grid](x, qweight, scales, zeros, y, m, n, k, group_size,
+    w4a16_gemm_kernel[grid](x, qweight, scales, zeros, y, m, n, k, group_size,
                              x.stride(0), y.stride(0), k_per_split, BLOCK_M=block_m,
                              BLOCK_N=block_n, BLOCK_K=block_k, SPLIT_K=split_k,
                              DOT_DTYPE=_dot_dtype(x.dtype))
     return y.to(x.dtype)
 
 
-def _gemv(x: torch.Tensor, qweight, scales, zeros, group_size: int, n: int,
+def launch_gemv(x: torch.Tensor, qweight, scales, zeros, group_size: int, n: int,
           split_k: int | None) -> torch.Tensor:
     m, k = x.shape
     block_n, block_words = 128, 16                                   # 16 words = 128 inputs/step
@@ -168,7 +168,7 @@ def _gemv(x: torch.Tensor, qweight, scales, zeros, group_size: int, n: int,
     split_k = triton.cdiv(k // PACK, words_per_split)                # no empty slices
     y = _output(m, n, split_k, x)
     grid = (n_blocks, split_k, m)
-    _w4a16_gemv_kernel[grid](x, qweight, scales, zeros, y, n, k, group_size, x.stride(0),
+    w4a16_gemv_kernel[grid](x, qweight, scales, zeros, y, n, k, group_size, x.stride(0),
                              y.stride(0), words_per_split, BLOCK_N=block_n,
                              BLOCK_WORDS=block_words, SPLIT_K=split_k)
     return y.to(x.dtype)
@@ -197,7 +197,7 @@ def w4a16_matmul(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor,
     if x2.shape[0] == 0:
         return x.new_zeros(*lead, n)
     if x2.shape[0] <= GEMV_MAX_M:
-        y = _gemv(x2, qweight, scales, zeros, group_size, n, split_k)
+        y = launch_gemv(x2, qweight, scales, zeros, group_size, n, split_k)
     else:
-        y = _gemm(x2, qweight, scales, zeros, group_size, n, split_k)
+        y = launch_gemm(x2, qweight, scales, zeros, group_size, n, split_k)
     return y.reshape(*lead, n)

@@ -19,7 +19,7 @@ from .triton_w4a16 import interpreting
 
 
 @triton.jit
-def _w8a8_kernel(x_ptr, w_ptr, x_scale_ptr, w_scale_ptr, y_ptr, M, N, K,
+def w8a8_kernel(x_ptr, w_ptr, x_scale_ptr, w_scale_ptr, y_ptr, M, N, K,
                  stride_xm, stride_wn, stride_ym, x_scale_step, w_scale_step,
                  BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
     rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)       # m
@@ -67,7 +67,7 @@ def w8a8_matmul(x_int8: torch.Tensor, w_int8: torch.Tensor, x_scale: torch.Tenso
         return y
     block_m, block_n, block_k = _tiles(m)
     grid = (triton.cdiv(m, block_m), triton.cdiv(n, block_n))
-    _w8a8_kernel[grid](x_int8, w_int8, x_scale, w_scale, y, m, n, k,
+    w8a8_kernel[grid](x_int8, w_int8, x_scale, w_scale, y, m, n, k,
                        x_int8.stride(0), w_int8.stride(0), y.stride(0),
                        int(x_scale.numel() > 1), int(w_scale.numel() > 1),
                        BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k)

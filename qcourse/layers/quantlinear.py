@@ -20,16 +20,12 @@ Symmetric schemes are stored unsigned too, shifted by ``2^(b-1)`` (zero = ``2^(b
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from qcourse.pack import SUPPORTED_BITS, pack_int32, run_length, unpack_int32
-from qcourse.quant import dequantize, quantize
+from qcourse.pack import check_packable_bits, pack_int32, run_length, unpack_int32
+from qcourse.quant import QuantScheme, as_scheme, dequantize
 
-
-def _check_bits(bits: int) -> None:
-    if isinstance(bits, bool) or bits not in SUPPORTED_BITS:
-        raise ValueError(f"QuantLinear stores {SUPPORTED_BITS}-bit weights, got bits={bits!r}")
+from .base import QuantizedLinear, check_linear
 
 
 def _check_packable(size: int, bits: int, what: str) -> None:
@@ -37,19 +33,6 @@ def _check_packable(size: int, bits: int, what: str) -> None:
     if size % run:
         raise ValueError(f"{what} is {size}, which {bits}-bit int32 packing cannot hold: it must "
                          f"be a multiple of {run}")
-
-
-def resolve_group_size(in_features: int, group_size: int | None) -> int:
-    """The group size actually used: ``in_features`` for per-channel (``None``); a clear error
-    if ``group_size`` is not a positive integer dividing ``in_features``."""
-    if group_size is None:
-        return in_features
-    if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1:
-        raise ValueError(f"group_size must be a positive integer or None (per-channel), "
-                         f"got {group_size!r}")
-    if in_features % group_size:
-        raise ValueError(f"group_size {group_size} does not divide the input width {in_features}")
-    return group_size
 
 
 def to_unsigned(q: torch.Tensor, zero: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -61,19 +44,21 @@ def to_unsigned(q: torch.Tensor, zero: torch.Tensor, bits: int) -> tuple[torch.T
     return (q.to(torch.int16) + offset).to(torch.uint8), zero + offset
 
 
-class QuantLinear(nn.Module):
-    """A linear layer with packed ``bits``-bit weights, fp16 scales and packed zero points."""
+class QuantLinear(QuantizedLinear):
+    """A linear layer with packed ``bits``-bit weights, fp16 scales and packed zero points.
+
+    ``group_size`` is stored resolved: ``in_features`` for a per-channel layer."""
 
     def __init__(self, in_features: int, out_features: int, bits: int,
                  group_size: int | None = None, bias: bool = False,
                  bias_dtype: torch.dtype = torch.float32) -> None:
-        super().__init__()
-        _check_bits(bits)
-        g = resolve_group_size(in_features, group_size)
+        super().__init__(in_features, out_features, bias, bias_dtype)
+        scheme = QuantScheme(bits, group_size)
+        check_packable_bits(bits)
+        g = scheme.group_size_for(in_features, "this layer")
         _check_packable(in_features, bits, "in_features")
         _check_packable(out_features, bits, "out_features")
-        self.in_features, self.out_features = in_features, out_features
-        self.bits, self.group_size = bits, group_size
+        self.bits, self.group_size = bits, g
         groups = in_features // g
         self.register_buffer("qweight", torch.zeros(in_features * bits // 32, out_features,
                                                     dtype=torch.int32))
@@ -81,19 +66,22 @@ class QuantLinear(nn.Module):
                                                    dtype=torch.int32))
         self.register_buffer("scales", torch.zeros(groups, out_features, dtype=torch.float16))
         self.register_buffer("g_idx", torch.arange(in_features, dtype=torch.int32) // g)
-        self.register_buffer("bias", torch.zeros(out_features, dtype=bias_dtype) if bias else None)
+
+    @property
+    def per_channel(self) -> bool:
+        """One group per output row (``group_size == in_features``)."""
+        return self.group_size == self.in_features
 
     @classmethod
     def from_quantized(cls, q: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, bits: int,
                        group_size: int | None, bias: torch.Tensor | None = None,
                        g_idx: torch.Tensor | None = None) -> QuantLinear:
-        """Store an already quantized weight (GPTQ, AWQ, RTN).
+        """Store an already quantized weight (GPTQ, AWQ, RTN, QAT).
 
-        ``q [N, K]``: unsigned integers in ``[0, 2^bits)``; ``scale``, ``zero`` ``[N, K/g]``
-        (zero holds integers in the same range); ``g_idx [K]``: group of each input column
-        (default ``k // g``).
+        ``q [N, K]``: integers on the ``bits``-bit grid, unsigned in ``[0, 2^bits)`` or signed
+        (int8, a symmetric scheme: shifted by ``2^(bits-1)`` here); ``scale``, ``zero``
+        ``[N, K/g]``; ``g_idx [K]``: group of each input column (default ``k // g``).
         """
-        _check_bits(bits)
         if not isinstance(q, torch.Tensor) or q.dim() != 2:
             raise ValueError(f"q must be a 2-D tensor [out_features, in_features], got "
                              f"{getattr(q, 'shape', type(q).__name__)}")
@@ -102,6 +90,7 @@ class QuantLinear(nn.Module):
         n, k = q.shape
         layer = cls(k, n, bits, group_size, bias=bias is not None,
                     bias_dtype=bias.dtype if bias is not None else torch.float32)
+        q, zero = to_unsigned(q, zero, bits)
         groups = layer.scales.shape[0]
         for name, t in (("scale", scale), ("zero", zero)):
             if tuple(t.shape) != (n, groups):
@@ -124,26 +113,24 @@ class QuantLinear(nn.Module):
             if tuple(g_idx.shape) != (k,) or g_idx.min() < 0 or g_idx.max() >= groups:
                 raise ValueError(f"g_idx must be [{k}] group indices in [0, {groups})")
             layer.g_idx.copy_(g_idx.to(torch.int32))
-        if bias is not None:
-            layer.bias.copy_(bias.detach())
+        layer.copy_bias(bias)
         return layer
 
     @classmethod
-    def from_float(cls, linear: nn.Linear, bits: int, group_size: int | None, *,
-                   symmetric: bool = False,
+    def from_float(cls, linear: nn.Linear, bits: int | QuantScheme,
+                   group_size: int | None = None, *, symmetric: bool = False,
                    clip_ratio: float | torch.Tensor = 1.0) -> QuantLinear:
         """Round-to-nearest quantization of ``linear``'s weight: per group of ``group_size``
-        input columns, or per output channel if ``group_size`` is None. ``clip_ratio`` (a float
-        or one per group, ``[N, K/g]``) shrinks each range first (see :mod:`qcourse.calib`)."""
-        if not isinstance(linear, nn.Linear):
-            raise TypeError(f"expected an nn.Linear, got {type(linear).__name__}")
-        _check_bits(bits)
-        g = resolve_group_size(linear.in_features, group_size)
-        q, scale, zero = quantize(linear.weight.detach(), bits, symmetric=symmetric,
-                                  granularity="group", group_size=g, clip_ratio=clip_ratio)
-        q, zero = to_unsigned(q, zero, bits)
-        bias = None if linear.bias is None else linear.bias.detach()
-        return cls.from_quantized(q, scale, zero, bits, group_size, bias=bias)
+        input columns, or per output channel if ``group_size`` is None (or pass a
+        :class:`~qcourse.quant.QuantScheme` as ``bits``). ``clip_ratio`` (a float or one per
+        group, ``[N, K/g]``) shrinks each range first (see :mod:`qcourse.calib`)."""
+        check_linear(linear)
+        scheme = as_scheme(bits, group_size, symmetric)
+        check_packable_bits(scheme.bits)
+        g = scheme.group_size_for(linear.in_features, "this layer")
+        q, scale, zero = QuantScheme(scheme.bits, g, scheme.symmetric).quantize(
+            linear.weight.detach(), clip_ratio)
+        return cls.from_quantized(q, scale, zero, scheme.bits, g, bias=linear.bias)
 
     def integers(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Unpacked ``(q [N, K], zero [N, K/g])`` as uint8."""
@@ -157,11 +144,7 @@ class QuantLinear(nn.Module):
         g_idx = self.g_idx.long()
         return dequantize(q, self.scales.t()[:, g_idx], zero[:, g_idx])
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        bias = None if self.bias is None else self.bias.to(x.dtype)
-        return F.linear(x, self.weight().to(x.dtype), bias)
-
     def extra_repr(self) -> str:
-        group = "per-channel" if self.group_size is None else f"group_size={self.group_size}"
+        group = "per-channel" if self.per_channel else f"group_size={self.group_size}"
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
                 f"bits={self.bits}, {group}, bias={self.bias is not None}")

@@ -1,6 +1,6 @@
 """Write ``MODEL_CARD.md`` and ``loss_curve.png`` for a trained ``qcourse-tiny`` from measurements.
 
-    python -m qcourse.zoo.card            (run after qcourse train-tiny)
+    python -m qcourse.models.card           (run after qcourse train-tiny)
 """
 from __future__ import annotations
 

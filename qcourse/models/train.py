@@ -1,6 +1,6 @@
 """Train ``qcourse-tiny`` from scratch on the corpus, on the CPU.
 
-    python -m qcourse.zoo.train --tokens 4_000_000      (or: qcourse train-tiny)
+    python -m qcourse.models.train--tokens 4_000_000      (or: qcourse train-tiny)
 
 Recipe: random windows of 512 tokens from the train split (seeded), AdamW (betas 0.9/0.95,
 weight decay 0.1 on matrices), linear warm-up then cosine decay to 10 % of the peak learning rate,
@@ -24,7 +24,7 @@ from transformers import LlamaForCausalLM
 from qcourse import data
 from qcourse.models import parameter_count, tiny_config
 from qcourse.paths import TINY_DIR
-from qcourse.zoo.tokenizer import save_tokenizer, train_tokenizer
+from qcourse.models.tokenizer import save_tokenizer, train_tokenizer
 
 
 def learning_rate(step: int, total: int, peak: float, warmup: int) -> float:

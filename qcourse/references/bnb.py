@@ -5,6 +5,11 @@ transformers' ``BitsAndBytesConfig``, which swaps every linear layer except the 
 ``bnb.nn.Linear8bitLt`` (int8 weights per output row, outlier threshold 6.0) or
 ``bnb.nn.Linear4bit`` (NF4 codes in blocks of 64, float32 absmax). bitsandbytes >= 0.45 runs
 both on the CPU; transformers needs ``accelerate`` to load them.
+
+Measured with bitsandbytes 0.50.2 on the CPU: the first batched forward pass of a 4-bit model
+repacks each ``Linear4bit`` weight into a CPU-friendly layout and turns its float32 absmax into
+bfloat16 (4.25 instead of 4.5 bits per weight), so :func:`size_bytes` reports the loaded model's
+size before and a smaller one after.
 """
 from __future__ import annotations
 
@@ -64,25 +69,16 @@ def dequantized_nf4_weight(layer: nn.Module) -> torch.Tensor:
     return bnbf.dequantize_4bit(layer.weight.data, layer.weight.quant_state).float()
 
 
-def quantize_nf4_bnb(w: torch.Tensor, block_size: int = 64) -> tuple[torch.Tensor, torch.Tensor,
-                                                                      torch.Tensor]:
-    """bitsandbytes' NF4 of one tensor: ``(packed bytes, absmax, dequantized weight)``."""
-    require_bitsandbytes()
-    import bitsandbytes.functional as bnbf
-
-    packed, state = bnbf.quantize_4bit(w, blocksize=block_size, quant_type="nf4")
-    return packed.flatten(), state.absmax, bnbf.dequantize_4bit(packed, state).float()
-
-
 def int8_weight(layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
     """``(int8 weight [N, K], per-row absmax [N])`` of a ``bnb.nn.Linear8bitLt``."""
     return layer.weight.data, layer.weight.SCB
 
 
 def size_bytes(model: nn.Module) -> int:
-    """Real bytes of a bitsandbytes model: :func:`qcourse.eval.model_size_bytes` plus what
+    """Real bytes of a bitsandbytes model now: :func:`qcourse.eval.model_size_bytes` plus what
     bitsandbytes keeps outside parameters and buffers (NF4 block absmax in ``quant_state``, the
-    int8 row scales ``SCB``), which ``model.get_memory_footprint()`` leaves out too."""
+    int8 row scales ``SCB``), which ``model.get_memory_footprint()`` leaves out too (on the CPU
+    the absmax shrinks to bfloat16 after the first forward pass: see the module docstring)."""
     extra = 0
     for module in model.modules():
         weight = getattr(module, "weight", None)

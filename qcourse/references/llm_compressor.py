@@ -1,4 +1,4 @@
-"""The same GPTQ jobs run by a production implementation: llm-compressor's ``GPTQModifier``.
+"""llm-compressor (vLLM project): the same GPTQ jobs run by its ``GPTQModifier``.
 
 Used by the cross-check tests, ``benchmarks/gptq.py`` and notebook 04. llm-compressor (vLLM
 project) is the maintained successor of AutoGPTQ for producing GPTQ-style checkpoints; version
@@ -20,8 +20,9 @@ import importlib.util
 import torch
 from torch import nn
 
+from qcourse.layers import QuantLinear
 from qcourse.models import decoder_layers, set_module
-from qcourse.qlinear import QuantLinear
+from qcourse.quant import QuantScheme
 
 
 def unavailable_reason() -> str | None:
@@ -85,18 +86,18 @@ def quantize_model(model: nn.Module, samples: torch.Tensor, bits: int = 4, group
 def store_as_quant_linear(model: nn.Module, bits: int, group_size: int) -> nn.Module:
     """Replace each linear layer that llm-compressor quantized (it has ``weight_scale`` and
     ``weight_zero_point``, signed zero points in ``[-2^(b-1), 2^(b-1))``) by a QuantLinear
-    holding the same integers: ``q = round(W / s + z) + 2^(b-1)``."""
-    offset = 2 ** (bits - 1)
+    holding the same integers on the unsigned grid: zero ``z + 2^(b-1)``,
+    ``q = clamp(round(W / s + z + 2^(b-1)), 0, 2^b - 1)``."""
+    grid = QuantScheme(bits, group_size)
     for index, block in enumerate(decoder_layers(model)):
         for name, module in list(block.named_modules()):
             if not isinstance(module, nn.Linear) or not hasattr(module, "weight_scale"):
                 continue
             scale = module.weight_scale.detach().float()
-            zero = module.weight_zero_point.detach().float()
+            zero = module.weight_zero_point.detach().float() + 2 ** (bits - 1)
             W = module.weight.detach().float()
-            g = W.shape[1] // scale.shape[1]
-            q = torch.round(W / scale.repeat_interleave(g, 1) + zero.repeat_interleave(g, 1))
-            layer = QuantLinear.from_quantized((q + offset).to(torch.uint8), scale, zero + offset,
-                                               bits, group_size)
+            g = grid.group_size_for(W.shape[1])
+            q = grid.apply_grid(W, scale.repeat_interleave(g, 1), zero.repeat_interleave(g, 1))
+            layer = QuantLinear.from_quantized(q.to(torch.uint8), scale, zero, bits, group_size)
             set_module(model, f"model.layers.{index}.{name}", layer)
     return model

@@ -1,0 +1,118 @@
+"""Int8 layers: W8A8 and LLM.int8(), multiplying in integers.
+
+* W8A8: weights int8 per output channel (symmetric, ``s_w[n] = max_k |W[n,k]| / 127``) and
+  activations int8 per token, quantized at run time (``s_x[t] = max_k |X[t,k]| / 127``); the
+  product is an integer matmul rescaled by both scales:
+
+      Y[t, n] = s_x[t] · s_w[n] · Σ_k Xq[t, k] · Wq[n, k]  (+ bias)
+
+* LLM.int8() (Dettmers et al., 2022): as W8A8, except that the input features holding an
+  activation larger than ``threshold`` (6.0 in the paper) in the current batch are multiplied
+  in floating point (with the dequantized int8 weight, as bitsandbytes does at inference):
+
+      Y = X[:, O] · W'[:, O]^T  +  W8A8(X[:, ~O], W[:, ~O])
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from qcourse.quant import quantize
+
+from .base import QuantizedLinear, check_linear
+
+
+def int8_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Exact integer product of int8 ``a [M, K]`` and int8 ``b [N, K]``: ``a @ b.T`` in int32.
+
+    Every product and partial sum is an integer below 2^53, so float64 computes it exactly;
+    on CPUs this is far faster than torch's int8 GEMM (``torch._int_mm``), with the same result.
+    """
+    return (a.double() @ b.double().t()).to(torch.int32)
+
+
+def quantize_per_token(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Dynamic symmetric int8 quantization of ``x [tokens, K]``, one scale per token (row)."""
+    q, scale, _ = quantize(x, 8, symmetric=True, granularity="channel", axis=0)
+    return q, scale
+
+
+def outlier_features(x: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Boolean mask ``[K]`` of the input features (columns of ``x [tokens, K]``) holding at
+    least one activation with ``|x| > threshold``."""
+    return x.abs().amax(dim=0) > threshold
+
+
+def check_threshold(threshold: float) -> float:
+    """LLM.int8()'s outlier threshold: >= 0 (inf = plain W8A8)."""
+    if not threshold >= 0:
+        raise ValueError(f"threshold must be >= 0 (or inf for plain W8A8), got {threshold!r}")
+    return float(threshold)
+
+
+class W8A8Linear(QuantizedLinear):
+    """Linear layer with int8 weights (per output channel) and int8 activations (per token)."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = False) -> None:
+        super().__init__(in_features, out_features, bias)
+        self.register_buffer("qweight", torch.zeros(out_features, in_features, dtype=torch.int8))
+        self.register_buffer("weight_scale", torch.ones(out_features, 1))
+
+    @classmethod
+    def from_float(cls, linear: nn.Linear, **kwargs) -> W8A8Linear:
+        check_linear(linear)
+        layer = cls(linear.in_features, linear.out_features, bias=linear.bias is not None,
+                    **kwargs)
+        q, scale, _ = quantize(linear.weight.detach(), 8, symmetric=True, granularity="channel")
+        layer.qweight.copy_(q)
+        layer.weight_scale.copy_(scale)
+        layer.copy_bias(linear.bias)
+        return layer
+
+    def weight(self) -> torch.Tensor:
+        """Dequantized weight ``Wq · s_w`` [N, K] (float32)."""
+        return self.qweight.float() * self.weight_scale
+
+    def int8_linear(self, x: torch.Tensor) -> torch.Tensor:
+        """``s_x · s_w · (Xq Wq^T)`` for ``x [tokens, K]`` (float32, no bias)."""
+        qx, scale_x = quantize_per_token(x)
+        return int8_matmul(qx, self.qweight).float() * scale_x * self.weight_scale.t()
+
+    def matmul(self, rows: torch.Tensor) -> torch.Tensor:
+        """``rows [tokens, K]`` (float32) times the weight, without bias."""
+        return self.int8_linear(rows)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.reshape(-1, self.in_features).float()                # [tokens, K]
+        y = self.matmul(rows)                                         # [tokens, N]
+        if self.bias is not None:
+            y = y + self.bias
+        return y.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"W8 per-channel, A8 per-token, bias={self.bias is not None}")
+
+
+class Int8MixedLinear(W8A8Linear):
+    """LLM.int8(): W8A8, but input features with an activation above ``threshold`` stay float.
+
+    ``last_outliers`` holds how many input features the latest forward pass kept in float.
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = False,
+                 threshold: float = 6.0) -> None:
+        super().__init__(in_features, out_features, bias)
+        self.threshold = check_threshold(threshold)
+        self.last_outliers = 0
+
+    def matmul(self, rows: torch.Tensor) -> torch.Tensor:
+        outliers = outlier_features(rows, self.threshold)             # [K] bool
+        self.last_outliers = int(outliers.sum())
+        y = self.int8_linear(rows.masked_fill(outliers, 0.0))
+        if self.last_outliers:
+            y = y + rows[:, outliers] @ self.weight()[:, outliers].t()
+        return y
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", threshold={self.threshold}"
