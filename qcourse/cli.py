@@ -1,7 +1,9 @@
-"""The ``qcourse`` command line: ``qcourse tour``, ``qcourse train-tiny``, ``qcourse grade``."""
+"""The ``qcourse`` command line: ``qcourse tour``, ``qcourse train-tiny``, ``qcourse grade``, and
+the commands chapters add (:data:`CHAPTER_COMMANDS`)."""
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import time
 
@@ -37,7 +39,15 @@ def grade(args: argparse.Namespace) -> None:
     grading.main(args.folder, args.timeout)
 
 
-def main(argv: list[str] | None = None) -> None:
+# Chapters that add commands of their own: each module has ``add_commands(subparsers)`` and
+# imports its heavy dependencies only inside the command functions, so `qcourse --help` is quick.
+CHAPTER_COMMANDS = (
+    # "qcourse.deploy.commands",   # serve, loadtest, export-deploy (notebook 08)
+    # "qcourse.bench",             # compare (notebook 09)
+)
+
+
+def main(argv: list[str] | None = None) -> int | None:
     parser = argparse.ArgumentParser(prog="qcourse", description="qcourse: an open course on LLM quantization.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("tour", help="load the embedded model; print its sizes, perplexity and a sample")
@@ -50,8 +60,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("folder")
     p.add_argument("--timeout", type=int, default=600, help="seconds per notebook")
     p.set_defaults(func=grade)
+    for name in CHAPTER_COMMANDS:
+        importlib.import_module(name).add_commands(sub)
     args = parser.parse_args(argv)
-    args.func(args)
+    return args.func(args)
 
 
 if __name__ == "__main__":
