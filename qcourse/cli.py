@@ -36,7 +36,14 @@ def train_tiny(args: argparse.Namespace) -> None:
 
 def grade(args: argparse.Namespace) -> None:
     from qcourse import grading
-    grading.main(args.folder, args.timeout)
+    grading.main(args.folder, args.timeout, args.memory_mb, args.out)
+
+
+def release(args: argparse.Namespace) -> None:
+    from qcourse import grading
+    for path in grading.release(args.notebooks, args.out, keep_outputs=args.keep_outputs,
+                                graded=not args.no_graded):
+        print(f"wrote {path}")
 
 
 # Chapters that add commands of their own: each module has ``add_commands(subparsers)`` and
@@ -56,10 +63,20 @@ def main(argv: list[str] | None = None) -> int | None:
     p = sub.add_parser("train-tiny", help="train qcourse-tiny from scratch (options: --help)", add_help=False)
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(func=train_tiny)
-    p = sub.add_parser("grade", help="run a folder of submitted notebooks and tabulate their exercises")
-    p.add_argument("folder")
-    p.add_argument("--timeout", type=int, default=600, help="seconds per notebook")
+    p = sub.add_parser("grade", help="grade a folder of submitted notebooks: roster and summaries")
+    p.add_argument("folder", help="notebooks in it (student = file name) or in one subfolder each "
+                                  "(student = folder name)")
+    p.add_argument("--timeout", type=int, default=600, help="seconds per cell (default 600)")
+    p.add_argument("--memory-mb", type=int, default=3000, help="memory per notebook (default 3000)")
+    p.add_argument("--out", help="where roster.csv/.json and summary.md/.html go "
+                                 "(default FOLDER/grades)")
     p.set_defaults(func=grade)
+    p = sub.add_parser("release", help="student copies of course notebooks (graded mode on)")
+    p.add_argument("notebooks", nargs="+")
+    p.add_argument("--out", required=True, help="folder for the copies")
+    p.add_argument("--keep-outputs", action="store_true", help="keep the cells' outputs")
+    p.add_argument("--no-graded", action="store_true", help="leave solution() available")
+    p.set_defaults(func=release)
     for name in CHAPTER_COMMANDS:
         importlib.import_module(name).add_commands(sub)
     args = parser.parse_args(argv)

@@ -81,3 +81,135 @@ def test_hint_and_solution_print(capsys):
     ex00.weight_bytes.solution()
     out = capsys.readouterr().out
     assert "8 bits" in out and "def weight_bytes" in out
+
+
+# ---- answers that call the package's own implementation -----------------------------------
+
+def test_a_function_that_calls_the_reference_is_wrong_however_it_reaches_it():
+    from qcourse import gptq
+    from qcourse.exercises import ex04
+    from qcourse.gptq import hessian as imported
+
+    q = ex04.hessian_from_activations
+    own = lambda X: 2 / X.shape[0] * X.T @ X  # noqa: E731
+    assert verdict(q, own) == "correct"
+    for cheat in (gptq.hessian,                                  # the function itself
+                  lambda X: gptq.hessian(X),                     # through its module
+                  lambda X: imported(X),                         # from ... import
+                  lambda X, h=gptq.hessian: h(X)):               # captured beforehand
+        result = q.judge(cheat)
+        assert result.status == "wrong" and "qcourse.gptq.hessian" in result.message
+
+    def hides_it(X):
+        try:
+            return gptq.hessian(X)
+        except Exception:                                        # cannot swallow the check
+            return own(X)
+    assert verdict(q, hides_it) == "wrong"
+    # and the package function works again afterwards
+    X = torch.randn(5, 3)
+    torch.testing.assert_close(gptq.hessian(X), own(X))
+
+
+def test_unavailable_restores_the_functions_even_after_an_error():
+    from qcourse import gptq
+    with pytest.raises(RuntimeError):
+        with exercises.unavailable([gptq.hessian]):
+            raise RuntimeError("boom")
+    assert gptq.hessian(torch.ones(2, 2)).shape == (2, 2)
+
+
+# ---- hints, solutions, choices, strange answers ---------------------------------------------
+
+def test_hints_are_progressive_and_stop_at_the_last(capsys):
+    q = exercises.Question("x.1 f", "?", reference=lambda: 1, hints=("one", "two", "three"))
+    q.hint(); q.hint(); q.hint(); q.hint()
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split(") ", 1)[1] for line in out] == ["one", "two", "three", "three"]
+    q.hint(2)
+    assert "(hint 2 of 3) two" in capsys.readouterr().out
+
+
+def test_graded_mode_withholds_solutions(capsys, monkeypatch):
+    q = ex00.weight_bytes
+    monkeypatch.setenv("QCOURSE_GRADED", "1")
+    q.solution()
+    out = capsys.readouterr().out
+    assert "withheld" in out and "def weight_bytes" not in out
+    monkeypatch.delenv("QCOURSE_GRADED")
+    exercises.set_graded(True)
+    try:
+        q.solution()
+        assert "withheld" in capsys.readouterr().out
+    finally:
+        exercises.set_graded(False)
+    q.solution()
+    assert "def weight_bytes" in capsys.readouterr().out
+
+
+def test_multiple_choice_question():
+    q = exercises.Question("x.2 pick", "which?", reference=lambda: "b",
+                           choices={"a": "first", "b": "second", "c": "third"})
+    assert verdict(q, "b") == verdict(q, " B ") == "correct"
+    assert verdict(q, "a") == "wrong"
+    result = q.judge("d")
+    assert result.status == "wrong" and "a, b, c" in result.message
+    assert verdict(q, 2) == "wrong" and verdict(q, ...) == "not attempted"
+
+
+def test_any_answer_gets_a_verdict_never_an_exception():
+    class Nasty:
+        def __eq__(self, other):
+            raise RuntimeError("no comparing me")
+        __hash__ = None
+
+        def __float__(self):
+            raise RuntimeError("nor converting me")
+
+    q = exercises.Question("x.3 v", "?", reference=lambda: "text")
+    assert q.judge(Nasty()).status == "wrong"
+    assert ex00.weight_bytes.judge(Nasty()).status == "wrong"          # not callable
+    assert ex00.weight_bytes.judge(lambda n, b: Nasty()).status == "wrong"
+
+
+def test_answer_name_is_what_the_notebook_asks_for():
+    from qcourse.exercises import ex04
+    assert ex04.hessian_from_activations.answer_name == "hessian_from_activations"
+
+
+# ---- answers travel between processes as data, never as pickles -----------------------------
+
+from hypothesis import given, strategies as st  # noqa: E402
+
+leaves = (st.none() | st.booleans() | st.integers(-2**40, 2**40) | st.text(max_size=5)
+          | st.floats(allow_nan=False, width=32)
+          | st.lists(st.floats(-1e6, 1e6, width=32), min_size=1, max_size=6).map(torch.tensor)
+          | st.lists(st.integers(-128, 127), min_size=1, max_size=6).map(
+              lambda v: torch.tensor(v, dtype=torch.int8)))
+values = st.recursive(leaves, lambda inner: st.lists(inner, max_size=3)
+                      | st.tuples(inner, inner)
+                      | st.dictionaries(st.text(max_size=3), inner, max_size=3), max_leaves=8)
+
+
+@given(values)
+def test_encode_then_decode_gives_an_equal_value(value):
+    back = exercises.decode(json.loads(json.dumps(exercises.encode(value))))
+    assert exercises.close(value, back, rtol=0, atol=0)
+    if isinstance(value, torch.Tensor):
+        assert back.dtype == value.dtype and back.shape == value.shape
+
+
+def test_special_floats_and_unknown_objects_survive_the_trip():
+    back = exercises.decode(json.loads(json.dumps(exercises.encode([float("inf"), object()]))))
+    assert back[0] == float("inf")
+    assert not exercises.close(1, back[1]) and "object" in repr(back[1])
+
+
+def test_a_portable_outcome_gives_the_same_verdict():
+    from qcourse.exercises import ex04
+    q = ex04.error_feedback
+    for answer in (lambda W1, u, q: W1 - ((W1[:, 0] - q) / u[0])[:, None] * u[None, :],
+                   lambda W1, u, q: W1, ...):
+        local = q.verdict(q.outcome(answer))
+        remote = q.verdict(json.loads(json.dumps(q.outcome(answer, portable=True))))
+        assert (local.status, local.message) == (remote.status, remote.message)

@@ -5,21 +5,30 @@ A :class:`Question` holds hidden cases and a reference (the package's own implem
 
 * ``correct``: every hidden case matches the reference;
 * ``wrong``: the first failing case, what was expected and what came back (an exception raised
-  by the learner's code is reported the same way, never re-raised);
+  by the learner's code is reported the same way, never re-raised); a function that calls the
+  package's own implementation of what it is asked to write is wrong too: the check runs it
+  with those functions unavailable (:attr:`Question.forbid`);
 * ``not attempted``: the answer is still the placeholder ``...`` (or a function returning it).
 
+Kinds of questions: a function (hidden ``cases``), a value (``reference()`` computes it; a
+prediction asked before the cell that measures it uses a loose ``rtol``), or multiple choice
+(``choices``; the answer is the letter). Hints are progressive: ``hint()`` shows the next one,
+``hint(2)`` the second; the last one stops short of the solution. In graded mode
+(``QCOURSE_GRADED=1`` or :func:`set_graded`) ``solution()`` refuses.
+
 Every verdict is recorded in :data:`RESULTS`; if the environment variable ``QCOURSE_RESULTS``
-names a file, it is also appended there as one JSON line, which is how ``qcourse grade`` collects
-the results of a folder of submitted notebooks.
+names a file, it is also appended there as one JSON line (a learner's own log). ``qcourse grade``
+does not trust that file: it runs the checks itself (:mod:`qcourse.grading`).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -27,6 +36,56 @@ import torch
 
 CORRECT, WRONG, NOT_ATTEMPTED = "correct", "wrong", "not attempted"
 RESULTS: list[dict] = []
+_GRADED = False
+
+
+def set_graded(on: bool = True) -> None:
+    """Graded mode on or off for this session (``QCOURSE_GRADED=1`` also turns it on)."""
+    global _GRADED
+    _GRADED = bool(on)
+
+
+def graded() -> bool:
+    """Whether solutions are withheld (a workshop's graded run)."""
+    return _GRADED or os.environ.get("QCOURSE_GRADED", "") not in ("", "0")
+
+
+class ReferenceCalled(BaseException):
+    """Raised when a learner's function calls a package function it was asked to write (a
+    BaseException, so that a learner's ``except Exception`` does not swallow it)."""
+
+
+def _raise_reference_called(*args, **kwargs):
+    # runs with the swapped function's globals: reach everything through builtins only
+    exercises = __import__("qcourse.exercises", fromlist=["ReferenceCalled"])
+    raise exercises.ReferenceCalled(__import__("sys")._getframe().f_code.co_qualname)
+
+
+def _plain_function(f: Callable):
+    """The Python function behind ``f`` (a function, method, classmethod or staticmethod)."""
+    f = getattr(f, "__func__", f)
+    return f if hasattr(f, "__code__") else None
+
+
+@contextlib.contextmanager
+def unavailable(functions: Sequence[Callable]):
+    """Within the block, calling any of ``functions`` raises :class:`ReferenceCalled` — however
+    the caller got hold of it (module attribute, ``from ... import``, a default argument, the
+    function object itself): the function's code is swapped for one that raises, and restored
+    afterwards."""
+    swapped = []
+    try:
+        for f in {id(f): f for f in map(_plain_function, functions) if f is not None}.values():
+            if f.__closure__:  # its code cannot be swapped for one without free variables
+                continue
+            stub = _raise_reference_called.__code__.replace(
+                co_name=f.__name__, co_qualname=f"{f.__module__}.{f.__qualname__}")
+            swapped.append((f, f.__code__))
+            f.__code__ = stub
+        yield
+    finally:
+        for f, code in swapped:
+            f.__code__ = code
 
 
 @dataclasses.dataclass
@@ -62,6 +121,9 @@ def close(expected: Any, got: Any, rtol: float = 1e-5, atol: float = 1e-6) -> bo
     if isinstance(expected, (tuple, list)):
         return (isinstance(got, (tuple, list)) and len(got) == len(expected)
                 and all(close(e, g, rtol, atol) for e, g in zip(expected, got)))
+    if isinstance(expected, dict):
+        return (isinstance(got, dict) and set(got) == set(expected)
+                and all(close(expected[k], got[k], rtol, atol) for k in expected))
     if isinstance(expected, bool):
         return isinstance(got, (bool, np.bool_)) and bool(got) == expected
     if not isinstance(expected, (int, float)):
@@ -82,6 +144,61 @@ def describe(value: Any, limit: int = 120) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def encode(value: Any) -> Any:
+    """``value`` as JSON-safe data that :func:`decode` turns back into an equal value: numbers,
+    strings, None, lists, tuples, str-keyed dicts, tensors and arrays (dtype, shape, data);
+    anything else becomes its ``repr`` (which compares equal to nothing). Nothing in the result
+    can run code when decoded, unlike a pickle."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else {"float": repr(value)}
+    if isinstance(value, np.generic):
+        return encode(value.item())
+    if isinstance(value, torch.Tensor):
+        return {"tensor": str(value.dtype).replace("torch.", ""), "shape": list(value.shape),
+                "data": [encode(v) for v in value.detach().cpu().flatten().tolist()]}
+    if isinstance(value, np.ndarray):
+        return {"array": str(value.dtype), "shape": list(value.shape),
+                "data": [encode(v) for v in value.flatten().tolist()]}
+    if isinstance(value, (list, tuple)):
+        return {"tuple" if isinstance(value, tuple) else "list": [encode(v) for v in value]}
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return {"dict": {k: encode(v) for k, v in value.items()}}
+    return {"repr": describe(value)}
+
+
+class _Unreadable:
+    """A value that could not travel: equal to nothing, described by its repr."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def decode(data: Any) -> Any:
+    """Inverse of :func:`encode`."""
+    if not isinstance(data, dict):
+        return data
+    if "float" in data:
+        return float(data["float"])
+    if "tensor" in data:
+        dtype = getattr(torch, data["tensor"])
+        return torch.tensor([decode(v) for v in data["data"]], dtype=dtype).reshape(data["shape"])
+    if "array" in data:
+        return np.array([decode(v) for v in data["data"]], dtype=data["array"]).reshape(
+            data["shape"])
+    if "tuple" in data:
+        return tuple(decode(v) for v in data["tuple"])
+    if "list" in data:
+        return [decode(v) for v in data["list"]]
+    if "dict" in data:
+        return {k: decode(v) for k, v in data["dict"].items()}
+    return _Unreadable(str(data.get("repr", data)))
+
+
 def _is_placeholder(answer: Any) -> bool:
     return answer is Ellipsis
 
@@ -91,8 +208,12 @@ class Question:
     """One exercise.
 
     ``reference`` is the right function (for function questions) or a zero-argument function
-    computing the right value (for value questions, ``cases`` empty). ``cases`` are tuples of
-    positional arguments, built lazily by a function so hidden inputs can be random but seeded.
+    computing the right value (for value and multiple-choice questions, ``cases`` empty).
+    ``cases`` are tuples of positional arguments, built lazily by a function so hidden inputs can
+    be random but seeded. ``forbid``: package functions a learner's function must not call (by
+    default the reference itself, if it is a named function). ``hints``: progressive hints (or
+    one ``hint_text``). ``choices``: ``{letter: text}`` for a multiple-choice question, whose
+    reference returns the right letter. ``points``: its weight in grading.
     """
 
     name: str
@@ -103,34 +224,106 @@ class Question:
     solution_text: str = ""
     rtol: float = 1e-5
     atol: float = 1e-6
+    hints: Sequence[str] = ()
+    forbid: Sequence[Callable] | None = None
+    choices: Mapping[str, str] | None = None
+    points: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not self.hints and self.hint_text:
+            self.hints = (self.hint_text,)
+        self._hints_shown = 0
+
+    @property
+    def answer_name(self) -> str:
+        """The name the notebook asks the learner to define (``"04.1 hessian"`` -> ``hessian``)."""
+        return self.name.split(" ", 1)[-1]
+
+    @property
+    def forbidden(self) -> tuple[Callable, ...]:
+        if self.forbid is not None:
+            return tuple(self.forbid)
+        named = getattr(self.reference, "__name__", "<lambda>")
+        is_package = getattr(self.reference, "__module__", "").startswith("qcourse.") \
+            and not getattr(self.reference, "__module__", "").startswith("qcourse.exercises")
+        return (self.reference,) if self.cases is not None and is_package \
+            and not named.startswith(("<", "_")) else ()
 
     def check(self, answer: Any) -> Verdict:
         """Run the hidden cases against ``answer``; print and return the verdict."""
-        verdict = self._judge(answer)
+        verdict = self.judge(answer)
         record(verdict)
         print(verdict)
         return verdict
 
-    def _judge(self, answer: Any) -> Verdict:
+    def judge(self, answer: Any) -> Verdict:
+        """The verdict on ``answer``, without printing or recording it; never raises."""
+        return self.verdict(self.outcome(answer))
+
+    def outcome(self, answer: Any, *, portable: bool = False) -> dict:
+        """What ``answer`` gives, before any comparison: the value itself, or for a function its
+        result (or the exception it raised) on each hidden case, run with :attr:`forbidden`
+        unavailable. ``portable``: values encoded as JSON-safe data (:func:`encode`), so a
+        grader can compare them in another process. Never raises."""
+        pack = encode if portable else (lambda v: v)
         if _is_placeholder(answer):
-            return Verdict(self.name, NOT_ATTEMPTED, "Replace the `...` with your answer.")
+            return {"kind": "placeholder"}
         if self.cases is None:
-            return self._judge_value(answer)
+            return {"kind": "value", "value": pack(answer)}
         if not callable(answer):
-            return Verdict(self.name, WRONG, f"Expected a function, got {describe(answer)}.")
-        cases = list(self.cases())
-        for i, args in enumerate(cases, 1):
-            expected = self.reference(*_copy(args))
+            return {"kind": "not callable", "what": describe(answer)}
+        results = []
+        for args in self.cases():
             try:
-                got = answer(*_copy(args))
+                with unavailable(self.forbidden):
+                    got = answer(*_copy(args))
+            except ReferenceCalled as err:
+                return {"kind": "reference called", "name": str(err)}
             except Exception as err:  # a learner's bug is a verdict, not a crash
-                return Verdict(self.name, WRONG, f"Case {i} with inputs {describe(args)} raised "
-                                                 f"{type(err).__name__}: {err}")
+                results.append({"raised": f"{type(err).__name__}: {err}"})
+                break
             if _is_placeholder(got):
-                return Verdict(self.name, NOT_ATTEMPTED, "Your function still returns `...`.")
-            if not close(expected, got, self.rtol, self.atol):
+                return {"kind": "placeholder"}
+            results.append({"value": pack(got)})
+        return {"kind": "function", "results": results, "portable": portable}
+
+    def verdict(self, outcome: dict) -> Verdict:
+        """The verdict on an :meth:`outcome` (computed here, with the reference of this process);
+        never raises."""
+        try:
+            return self._verdict(outcome)
+        except Exception as err:  # anything a strange answer does is a verdict, not a crash
+            return Verdict(self.name, WRONG, f"Could not check this answer: "
+                                             f"{type(err).__name__}: {err}")
+
+    def _verdict(self, outcome: dict) -> Verdict:
+        kind = outcome.get("kind")
+        if kind == "placeholder":
+            return Verdict(self.name, NOT_ATTEMPTED, "Replace the `...` with your answer.")
+        if kind == "reference called":
+            return Verdict(self.name, WRONG, f"Your answer uses the course's own "
+                                             f"`{outcome['name']}`: the exercise is to write it "
+                                             "yourself.")
+        if kind == "not callable":
+            return Verdict(self.name, WRONG, f"Expected a function, got {outcome['what']}.")
+        if kind == "value":
+            value = outcome["value"]
+            return self._judge_choice(value) if self.choices is not None \
+                else self._judge_value(value)
+        if kind != "function":
+            return Verdict(self.name, WRONG, f"No answer could be read ({kind}).")
+        unpack = decode if outcome.get("portable") else (lambda v: v)
+        cases = list(self.cases())
+        for i, (args, result) in enumerate(zip(cases, outcome["results"]), 1):
+            if "raised" in result:
+                return Verdict(self.name, WRONG, f"Case {i} with inputs {describe(args)} raised "
+                                                 f"{result['raised']}")
+            want, got = self.reference(*_copy(args)), unpack(result["value"])
+            if not close(want, got, self.rtol, self.atol):
                 return Verdict(self.name, WRONG, f"Case {i} with inputs {describe(args)}: "
-                                                 f"expected {describe(expected)}, got {describe(got)}.")
+                                                 f"expected {describe(want)}, got {describe(got)}.")
+        if len(outcome["results"]) < len(cases):
+            return Verdict(self.name, WRONG, "Not every hidden case was run.")
         return Verdict(self.name, CORRECT, f"All {len(cases)} hidden cases pass.")
 
     def _judge_value(self, answer: Any) -> Verdict:
@@ -139,10 +332,37 @@ class Question:
             return Verdict(self.name, CORRECT, "")
         return Verdict(self.name, WRONG, f"Got {describe(answer)}; not what we computed.")
 
-    def hint(self) -> None:
-        print(f"💡 {self.hint_text}")
+    def _judge_choice(self, answer: Any) -> Verdict:
+        letters = ", ".join(self.choices)
+        if not isinstance(answer, str) or answer.strip().lower() not in self.choices:
+            return Verdict(self.name, WRONG, f"Answer with one letter: {letters}; got "
+                                             f"{describe(answer)}.")
+        if answer.strip().lower() == self.reference():
+            return Verdict(self.name, CORRECT, "")
+        return Verdict(self.name, WRONG, f"Not {answer.strip().lower()}. Try again.")
+
+    def show(self) -> None:
+        """Print the question (and its choices)."""
+        print(f"{self.name}: {self.prompt}")
+        for letter, text in (self.choices or {}).items():
+            print(f"  ({letter}) {text}")
+
+    def hint(self, level: int | None = None) -> None:
+        """The next hint (or hint number ``level``, from 1); the last stops short of the answer."""
+        if not self.hints:
+            print("💡 No hint for this one: re-read the section above it.")
+            return
+        if level is None:
+            self._hints_shown = min(self._hints_shown + 1, len(self.hints))
+            level = self._hints_shown
+        level = max(1, min(int(level), len(self.hints)))
+        more = f" (hint {level} of {len(self.hints)})" if len(self.hints) > 1 else ""
+        print(f"💡{more} {self.hints[level - 1]}")
 
     def solution(self) -> None:
+        if graded():
+            print("🔒 Solutions are withheld in graded mode.")
+            return
         print(self.solution_text)
 
 

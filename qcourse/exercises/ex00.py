@@ -24,6 +24,7 @@ weight_bytes = Question(
     prompt="Write weight_bytes(n_params, bits) returning the bytes needed to store n_params "
            "weights at `bits` bits each (no scales, no rounding up beyond whole bytes).",
     reference=lambda n, bits: memory_bytes(n, bits),
+    forbid=(memory_bytes,),
     cases=lambda: [(1, 8), (8, 4), (1_000, 16), (7_000_000_000, 16), (7_000_000_000, 4),
                    (135_000_000, 32), (3, 4)],
     hint_text="A byte has 8 bits: bytes = n_params × bits / 8. Round up: 3 weights of 4 bits "
