@@ -14,7 +14,6 @@ def samples(tiny):
 def test_sequential_without_changes_reproduces_the_forward_pass(tiny, samples):
     model, _ = tiny
     seen = []
-    final = {}
 
     def process(index, block, inputs):
         seen.append((index, inputs.tokens))

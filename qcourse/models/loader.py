@@ -10,8 +10,6 @@ import os
 import pathlib
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
-from transformers.utils import logging as hf_logging
 
 from qcourse.paths import TINY_DIR
 
@@ -47,6 +45,10 @@ def load(name: str = DEFAULT_MODEL, dtype: torch.dtype = torch.float32):
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(f"dtype must be a floating torch.dtype such as torch.float32, got {dtype!r}")
     source = resolve(name)
+    # transformers' model classes import torch._dynamo (and triton): only when a model is loaded
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
     hf_logging.disable_progress_bar()  # a 56-tensor model needs no progress bar in every cell
     try:
         offline = _offline()  # read now: huggingface_hub reads HF_HUB_OFFLINE only at import

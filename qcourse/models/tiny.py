@@ -1,11 +1,17 @@
 """The shape of the embedded default model, ``qcourse-tiny``."""
 from __future__ import annotations
 
-from transformers import LlamaConfig
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from transformers import LlamaConfig
 
 
 def tiny_config() -> LlamaConfig:
     """The shape of ``qcourse-tiny``: a 6-layer Llama, hidden 256, 4 query / 2 key-value heads."""
+    # imported here: transformers pulls in hqq and torch._dynamo (triton) when hqq is installed
+    from transformers import LlamaConfig
+
     return LlamaConfig(
         vocab_size=4096,
         hidden_size=256,
