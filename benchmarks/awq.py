@@ -8,8 +8,14 @@
    fix of ``qcourse.references.autoawq.copying_quantizer``), on the same calibration windows; ratio printed.
 2. Test perplexity (whole split unless ``--windows``) and real size at 4 and 3 bits for: RTN,
    ours, AutoAWQ (with the CPU fix) and GPTQ (``qcourse.gptq.quantize_model``) when it imports;
-   ``--extra`` adds ours with AutoAWQ's ``duo_scaling`` and AutoAWQ as released (4-bit).
-Writes benchmarks/results/awq-<machine>-<date>.json.
+   ``--extra`` adds ours with AutoAWQ's ``duo_scaling`` (AutoAWQ's default, so that row and
+   AutoAWQ's compare like with like) and AutoAWQ as released (4-bit, without the CPU fix).
+3. The two clip searches on one layer (``model.layers.1.mlp.down_proj``, 3-bit g128, on the
+   same calibration inputs): ours (``qcourse.awq.search_clip``: the group's min and max both
+   multiplied by r) and AutoAWQ's own ``AwqQuantizer._compute_best_clip`` (w clamped to
+   ±r·max|w| per group, then quantized min-max), each measured by the layer's output error.
+Writes benchmarks/results/awq-<machine>-<date>.json, with the CPU model, torch threads and the
+load average at start and end (wall times from a busy machine are not speed figures).
 """
 from __future__ import annotations
 
@@ -17,6 +23,7 @@ import argparse
 import copy
 import datetime
 import json
+import os
 import pathlib
 import platform
 import sys
@@ -28,7 +35,8 @@ sys.path = [p for p in sys.path if pathlib.Path(p or ".").resolve() != HERE]
 
 import torch  # noqa: E402
 
-from qcourse import awq, data, models, paths, ptq  # noqa: E402
+from qcourse import awq, blocks, data, models, paths, ptq  # noqa: E402
+from qcourse.quant import QuantScheme  # noqa: E402
 from qcourse.references import autoawq  # noqa: E402
 from qcourse import eval as ev  # noqa: E402
 
@@ -60,6 +68,48 @@ def gptq_or_none(model, samples, bits):
         return None
 
 
+def output_error(x: torch.Tensor, w: torch.Tensor, w_hat: torch.Tensor) -> float:
+    """Mean squared error of the layer's outputs over the tokens of ``x [T, K]``."""
+    return ((x @ (w - w_hat).t()) ** 2).mean().item()
+
+
+@torch.no_grad()
+def clip_comparison(model, samples, bits: int = 3, group_size: int = 128,
+                    layer: str = "model.layers.1.mlp.down_proj") -> dict:
+    """One layer, the same inputs: output error without clipping, with our clip search and with
+    AutoAWQ 0.2.9's (its ``_compute_best_clip`` and ``pseudo_quantize_tensor``, called on a
+    quantizer object holding only the three fields they read: w_bit, group_size, zero_point)."""
+    from awq.quantize.quantizer import AwqQuantizer  # AutoAWQ, as in qcourse.references.autoawq
+
+    index = int(layer.split(".")[2])
+    block, name = model.model.layers[index], layer.split(".", 3)[3]
+    inputs = blocks.capture_block_inputs(model, samples)
+    x = torch.cat(awq.capture_linear_inputs(block, inputs, [name])[name]).flatten(0, -2).float()
+    w = block.get_submodule(name).weight.detach().float()
+    n, k = w.shape
+    scheme = QuantScheme(bits, group_size, symmetric=False)
+    ratio = awq.search_clip(w, x, scheme)                                   # [N, K / g]
+    ours = scheme.fake_quantize(w, clip_ratio=ratio)
+    theirs = AwqQuantizer.__new__(AwqQuantizer)
+    theirs.w_bit, theirs.group_size, theirs.zero_point = bits, group_size, True
+    best_max = theirs._compute_best_clip(w, x)                              # [N, K / g, 1]
+    clamped = torch.clamp(w.reshape(n, -1, group_size), -best_max, best_max).reshape(n, k)
+    autoawq = theirs.pseudo_quantize_tensor(clamped)[0]
+    plain = theirs.pseudo_quantize_tensor(w)[0]
+    base = output_error(x, w, scheme.fake_quantize(w))
+    return {
+        "layer": layer, "bits": bits, "group_size": group_size, "tokens": x.shape[0],
+        "ours": {"rule": "min and max of the group both multiplied by r, r in 1..0.55",
+                 "groups_clipped": round((ratio < 1).float().mean().item(), 3),
+                 "output_error_vs_no_clip": round(output_error(x, w, ours) / base, 3)},
+        "autoawq": {"rule": "w clamped to ±r·max|w| of the group, r in 1..0.55, then min-max",
+                    "groups_clipped": round((best_max.squeeze(-1) < w.reshape(
+                        n, -1, group_size).abs().amax(-1)).float().mean().item(), 3),
+                    "output_error_vs_no_clip": round(
+                        output_error(x, w, autoawq) / output_error(x, w, plain), 3)},
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=16, help="calibration windows of 512")
@@ -72,6 +122,7 @@ def main() -> None:
     if args.quick:
         args.samples, args.windows, args.bits = 4, 8, [4]
     torch.manual_seed(0)
+    load_at_start = os.getloadavg()     # timings mean little on a busy machine: record the load
     model, tok = models.load()
     samples = data.calibration_samples(tok, args.samples, 512, seed=0)
 
@@ -104,6 +155,8 @@ def main() -> None:
                                           "seconds": round(seconds, 1)}
             print(f"{name} {bits}-bit: {rows[f'{name} {bits}-bit']}", flush=True)
             del quantized
+    clip = clip_comparison(model, samples)
+    print(f"clip searches on {clip['layer']}: {clip}", flush=True)
     ours, ref = timing.get("AWQ (ours) 4-bit"), timing.get("AutoAWQ (CPU fix) 4-bit")
     ratio = round(ref / ours, 2) if ours and ref else None
     print(f"\nwall time, whole model, 4-bit g128: ours {ours} s, AutoAWQ {ref} s: "
@@ -113,6 +166,9 @@ def main() -> None:
         "machine": cpu_name(), "device": "cpu",
         "torch_threads": torch.get_num_threads(), "calibration": f"{args.samples} x 512 tokens",
         "test_windows": args.windows or "all", "rows": rows, "time_ratio_autoawq_over_ours": ratio,
+        "clip_search": clip,
+        "load_average": {"start": [round(v, 2) for v in load_at_start],
+                         "end": [round(v, 2) for v in os.getloadavg()]},
     }
     RESULTS.mkdir(exist_ok=True)
     stamp = datetime.date.today().isoformat()

@@ -2,9 +2,15 @@
 
 Figures are built with ``matplotlib.figure.Figure`` (not pyplot), so they are not kept open by
 pyplot, work with any backend (tests use Agg), and a notebook shows one by leaving it as the
-last expression of a cell (or passing it to ``IPython.display.display``).
+last expression of a cell (or passing it to ``IPython.display.display``). The explorer draws
+PNG images into an ``ipywidgets.Output``, so it works in JupyterLab and leaves a static picture
+for viewers without widgets.
 """
 from __future__ import annotations
+
+import base64
+import functools
+import io
 
 import torch
 from matplotlib.figure import Figure
@@ -91,22 +97,77 @@ def group_size_choices(K: int) -> list[int]:
     return [g for g in (8, 16, 32, 64, 128, 256) if g <= K and K % g == 0] or [K]
 
 
-def explorer(W: torch.Tensor):
-    """An ``ipywidgets.interactive`` that redraws :func:`error_panels` of ``W`` whenever the bits,
-    scheme, granularity or group size change. Its ``.result`` is the latest Figure."""
-    import ipywidgets as widgets
+def png_bytes(fig: Figure, dpi: int = 80) -> bytes:
+    """``fig`` rendered as PNG (Agg, whatever the notebook's backend)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
 
-    def redraw(bits: int, scheme: str, granularity: str, group_size: int) -> Figure:
-        return error_panels(W, bits, scheme == "symmetric", granularity, group_size)
 
-    choices = group_size_choices(W.shape[-1])
-    return widgets.interactive(
-        redraw,
-        bits=widgets.IntSlider(value=4, min=2, max=8, description="bits"),
-        scheme=widgets.ToggleButtons(options=list(SCHEMES), value="symmetric",
-                                     description="scheme"),
-        granularity=widgets.ToggleButtons(options=list(GRANULARITIES), value="channel",
-                                          description="granularity"),
-        group_size=widgets.Dropdown(options=choices, value=128 if 128 in choices else choices[0],
-                                    description="group size"),
-    )
+def explorer(W: torch.Tensor, dpi: int = 80):
+    """A widget that redraws :func:`error_panels` of ``W`` whenever the bits, scheme, granularity
+    or group size change (see :class:`Explorer`)."""
+    return _explorer_class()(W, dpi)
+
+
+@functools.cache
+def _explorer_class():
+    import ipywidgets as widgets  # imported on first use: the package does not need it
+
+    class Explorer(widgets.VBox):
+        """Controls above an ``ipywidgets.Output`` holding the latest drawing as a PNG image.
+
+        The image is written into the Output widget's state (not printed from a callback), so
+        it shows in JupyterLab, in Jupyter Notebook and in a notebook saved with its widget
+        state, and changes when a control moves. Displayed, the widget also carries the first
+        drawing as a plain ``image/png``: viewers without widgets (GitHub, nbviewer without
+        state) show that picture. Attributes: ``controls`` (by description: "bits", "scheme",
+        "granularity", "group size"), ``output`` (the Output widget), ``figure`` (the latest
+        Figure; ``result`` is the same), ``png`` (its picture) and ``first_png`` (the fallback
+        picture)."""
+
+        def __init__(self, W: torch.Tensor, dpi: int) -> None:
+            choices = group_size_choices(W.shape[-1])
+            self.W, self.dpi = W, dpi
+            self.controls = {
+                "bits": widgets.IntSlider(value=4, min=2, max=8, description="bits",
+                                          continuous_update=False),
+                "scheme": widgets.ToggleButtons(options=list(SCHEMES), value="symmetric",
+                                                description="scheme"),
+                "granularity": widgets.ToggleButtons(options=list(GRANULARITIES),
+                                                     value="channel", description="granularity"),
+                "group size": widgets.Dropdown(options=choices,
+                                               value=128 if 128 in choices else choices[0],
+                                               description="group size"),
+            }
+            self.output = widgets.Output()
+            super().__init__([*self.controls.values(), self.output])
+            self.add_class("qcourse-explorer")
+            self.output.add_class("qcourse-explorer-output")
+            self.figure: Figure | None = None
+            self.redraw()
+            self.first_png = self.png
+            for control in self.controls.values():
+                control.observe(self.redraw, names="value")
+
+        @property
+        def result(self) -> Figure | None:
+            return self.figure
+
+        def redraw(self, change=None) -> None:
+            c = {name: control.value for name, control in self.controls.items()}
+            self.figure = error_panels(self.W, c["bits"], c["scheme"] == "symmetric",
+                                       c["granularity"], c["group size"])
+            self.png = png_bytes(self.figure, self.dpi)
+            self.output.outputs = ({
+                "output_type": "display_data", "metadata": {},
+                "data": {"image/png": base64.b64encode(self.png).decode("ascii"),
+                         "text/plain": f"<{self.figure.get_suptitle()}>"}},)
+
+        def _repr_mimebundle_(self, **kwargs):
+            bundle = super()._repr_mimebundle_(**kwargs)
+            data = bundle[0] if isinstance(bundle, tuple) else bundle
+            data["image/png"] = base64.b64encode(self.first_png).decode("ascii")
+            return bundle
+
+    return Explorer

@@ -1,4 +1,7 @@
 """Exercises of notebook 01: each check accepts a right answer and rejects typical mistakes."""
+import math
+
+import pytest
 import torch
 
 from qcourse.exercises import ex01
@@ -111,3 +114,122 @@ def test_solutions_pass_their_own_checks():
         function = next(v for k, v in namespace.items() if k != "torch" and callable(v)
                         and not k.startswith("__"))
         assert verdict(question, function) == "correct", question.name
+
+
+# --- 01.1 decoding a float ---------------------------------------------------------------------
+
+def float_value(sign, exponent, mantissa, e_bits, m_bits, *, bias_offset=-1, subnormal=True,
+                subnormal_exponent=1):
+    """A learner's decoder, with switches for the usual mistakes."""
+    bias = 2 ** (e_bits - 1) + bias_offset
+    fraction = mantissa / 2**m_bits
+    if exponent == 0 and subnormal:
+        value = 2.0 ** (subnormal_exponent - bias) * fraction
+    else:
+        value = 2.0 ** (exponent - bias) * (1 + fraction)
+    return -value if sign else value
+
+
+TORCH_FLOATS = {(4, 3): torch.float8_e4m3fn, (5, 2): torch.float8_e5m2,
+                (5, 10): torch.float16, (8, 7): torch.bfloat16}
+
+
+def torch_value(sign, exponent, mantissa, e_bits, m_bits):
+    """What torch's own dtype stores for that bit pattern (a shortcut that knows 4 formats)."""
+    pattern = sign << (e_bits + m_bits) | exponent << m_bits | mantissa
+    int_dtype = torch.uint8 if e_bits + m_bits == 7 else torch.int16
+    bits = torch.tensor([pattern - (65536 if pattern >= 32768 and int_dtype == torch.int16
+                                    else 0)], dtype=torch.int32).to(int_dtype)
+    return bits.view(TORCH_FLOATS[(e_bits, m_bits)]).item()
+
+
+def test_the_reference_decodes_like_torch_pattern_by_pattern():
+    for (e_bits, m_bits), dtype in TORCH_FLOATS.items():
+        total = 1 + e_bits + m_bits
+        step = 1 if total == 8 else 97             # every FP8 pattern, a spread of 16-bit ones
+        for pattern in range(0, 2**total, step):
+            sign, exponent = pattern >> (total - 1), (pattern >> m_bits) & (2**e_bits - 1)
+            mantissa = pattern & (2**m_bits - 1)
+            want = torch_value(sign, exponent, mantissa, e_bits, m_bits)
+            if not math.isfinite(want):            # inf / NaN encodings: not asked
+                continue
+            got = ex01._float_value_reference(sign, exponent, mantissa, e_bits, m_bits)
+            assert got == want, (dtype, pattern)
+
+
+def test_float_value_verdicts():
+    q = ex01.float_value
+    assert verdict(q, ...) == "not attempted"
+    assert verdict(q, float_value) == "correct"
+    assert verdict(q, lambda *a: float_value(*a, bias_offset=0)) == "wrong"        # bias 2^(E-1)
+    assert verdict(q, lambda *a: float_value(*a, subnormal=False)) == "wrong"      # hidden 1
+    assert verdict(q, lambda *a: float_value(*a, subnormal_exponent=0)) == "wrong"  # 2^-bias
+    assert verdict(q, lambda s, e, m, eb, mb: float_value(s, e, m, eb, mb) * (1 - 2 * s)
+                   ) == "wrong"                                                    # sign twice
+    assert verdict(q, torch_value) == "wrong"      # the torch-dtype shortcut knows no FP6/FP4
+
+
+# --- answers that call the package's own implementation ---------------------------------------
+
+def test_answers_that_call_the_package_are_wrong():
+    from qcourse import pack, quant
+
+    cheats = [
+        (ex01.asymmetric_quantize, [
+            lambda x, b: quant.quantize(x, b, symmetric=False, granularity="tensor"),
+            lambda x, b: quant.QuantScheme(b, None, False).quantize(x.reshape(1, -1))]),
+        (ex01.group_scales, [
+            lambda W, b, g: quant.quantize(W, b, symmetric=True, granularity="group",
+                                           group_size=g)[1],
+            lambda W, b, g: quant.scale_and_zero(-W.abs().reshape(W.shape[0], -1, g).amax(-1),
+                                                 W.abs().reshape(W.shape[0], -1, g).amax(-1),
+                                                 b, True)[0]]),
+        (ex01.pack4, [lambda v: pack.pack_int32(v, 4),
+                      lambda v: pack.pack_bits(v, 4, -1, 32)]),
+        (ex01.float_value, [lambda s, e, m, eb, mb:
+                            ex01.formats.representable_values("FP16")[0].item()]),
+    ]
+    for question, answers in cheats:
+        for answer in answers:
+            result = question.judge(answer)
+            assert result.status == "wrong" and "course's own" in result.message, question.name
+
+
+# --- predictions -------------------------------------------------------------------------------
+
+def test_prediction_verdicts():
+    assert verdict(ex01.asymmetric_on_silu, "c") == "correct"
+    assert verdict(ex01.asymmetric_on_silu, "d") == verdict(ex01.asymmetric_on_silu, "b") \
+        == "wrong"
+    assert verdict(ex01.mse_drop_per_bit, 4) == "correct"
+    assert verdict(ex01.mse_drop_per_bit, 4.4) == "correct"      # "about"
+    assert verdict(ex01.mse_drop_per_bit, 2) == "wrong"          # halving the step, not its square
+    assert verdict(ex01.mse_drop_per_bit, 8) == "wrong"
+    assert verdict(ex01.mse_drop_per_bit, ...) == "not attempted"
+
+
+QUESTIONS = [q for q in vars(ex01).values() if isinstance(q, ex01.Question)]
+
+
+def test_every_question_has_progressive_hints_short_of_the_solution():
+    for q in QUESTIONS:
+        assert len(q.hints) >= 2, q.name
+        code = [line for line in q.solution_text.splitlines()[1:] if line.strip()]
+        assert not any(line in hint for hint in q.hints for line in code), q.name
+
+
+@pytest.mark.slow
+def test_the_silu_prediction_matches_the_notebooks_measurement():
+    from qcourse import data, models, quant
+
+    model, tok = models.load()
+    captured = {}
+    hook = models.get_module(model, "model.layers.0.mlp.act_fn").register_forward_hook(
+        lambda m, i, o: captured.update(x=o.detach().reshape(-1, o.shape[-1])))
+    with torch.no_grad():
+        model(data.calibration_samples(tok, 2, 128, seed=0))
+    hook.remove()
+    acts = captured["x"]
+    sym, asym = (quant.quantization_error(acts, quant.fake_quantize(
+        acts, 4, symmetric=s, granularity="tensor")) for s in (True, False))
+    assert 2 <= sym / asym <= 4                                  # answer c

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from qcourse.exercises import ex04
@@ -43,3 +44,122 @@ def test_column_order_verdicts():
     assert verdict(q, lambda H: torch.argsort(H.diagonal())) == "wrong"            # ascending
     assert verdict(q, lambda H: torch.argsort(H.sum(0), descending=True)) == "wrong"
     assert verdict(q, lambda H: torch.arange(H.shape[0])) == "wrong"
+
+
+# --- 04.4 the loop over a block ----------------------------------------------------------------
+
+def gptq_block(W1, U1, scale, bits, *, feedback=True, updated=True, clamp=True, column=False,
+               divide=True):
+    """A learner's block loop, with switches for the usual mistakes."""
+    original, W1, qmax = W1, W1.clone(), 2 ** (bits - 1) - 1
+    Q1, Err1 = torch.zeros_like(W1), torch.zeros_like(W1)
+    for i in range(W1.shape[1]):
+        w = W1[:, i] if updated else original[:, i]
+        q = torch.round(w / scale)
+        q = (q.clamp(-qmax - 1, qmax) if clamp else q) * scale
+        e = (W1[:, i] - q) / (U1[i, i] if divide else 1)
+        if feedback:
+            u = U1[i:, i] if column else U1[i, i:]   # a column of U instead of its row
+            W1[:, i:] -= e[:, None] * u[None, :]
+        Q1[:, i], Err1[:, i] = q, e
+    return Q1, Err1
+
+
+def test_gptq_block_verdicts():
+    q = ex04.gptq_block
+    assert verdict(q, ...) == "not attempted"
+    assert verdict(q, gptq_block) == "correct"
+    assert verdict(q, lambda *a: gptq_block(*a, feedback=False)) == "wrong"    # plain RTN
+    assert verdict(q, lambda *a: gptq_block(*a, updated=False)) == "wrong"     # rounds the original
+    assert verdict(q, lambda *a: gptq_block(*a, clamp=False)) == "wrong"
+    assert verdict(q, lambda *a: gptq_block(*a, column=True)) == "wrong"       # U's column
+    assert verdict(q, lambda *a: gptq_block(*a, divide=False)) == "wrong"      # e not / U_ii
+    assert verdict(q, lambda *a: gptq_block(*a)[0]) == "wrong"                 # Q1 only
+
+
+def test_the_block_loop_is_the_packages_gptq_on_one_block():
+    """The reference of 04.4 is what qcourse.gptq.gptq does to a layer that fits one block."""
+    from qcourse import gptq
+    from qcourse.quant import QuantScheme
+
+    gen = torch.Generator().manual_seed(0)
+    X = torch.randn(200, 24, generator=gen)
+    H, W = gptq.hessian(X), torch.randn(5, 24, generator=gen)
+    expected = gptq.gptq(W, H, 3, None, sym=True).weight
+    scale = QuantScheme(3, None, True).params(W)[0][:, 0]
+    Q1, _ = ex04._block_reference(W, gptq.inverse_hessian_cholesky(H), scale, 3)
+    torch.testing.assert_close(Q1, expected)
+
+
+# --- answers that call the package's own implementation ---------------------------------------
+
+def test_answers_that_call_the_package_are_wrong():
+    from qcourse import gptq
+
+    def feedback_through_package(W1, u, q):
+        W1 = W1.clone()
+        gptq.error_feedback(W1, u, q)
+        return W1
+
+    def block_through_package(W1, U1, scale, bits):
+        W1, qmax = W1.clone(), 2 ** (bits - 1) - 1
+        Q1, Err1 = torch.zeros_like(W1), torch.zeros_like(W1)
+        for i in range(W1.shape[1]):
+            Q1[:, i] = torch.round(W1[:, i] / scale).clamp(-qmax - 1, qmax) * scale
+            Err1[:, i] = gptq.error_feedback(W1[:, i:], U1[i, i:], Q1[:, i])
+        return Q1, Err1
+
+    def order_through_package(H):
+        return gptq.gptq(torch.zeros(1, H.shape[0]), H, 4, None, act_order=True).perm
+
+    def hessian_by_accumulator(X):
+        h = gptq.Hessian(X.shape[1])
+        h.add(X)
+        return h.matrix
+
+    cheats = [(ex04.hessian_from_activations, hessian_by_accumulator),
+              (ex04.error_feedback, feedback_through_package),
+              (ex04.column_order, order_through_package),
+              (ex04.gptq_block, block_through_package)]
+    for question, answer in cheats:
+        result = question.judge(answer)
+        assert result.status == "wrong" and "course's own" in result.message, question.name
+    assert verdict(ex04.gptq_block, block_through_package) == "wrong"
+
+
+# --- predictions, hints ------------------------------------------------------------------------
+
+def test_prediction_verdicts():
+    assert verdict(ex04.gptq_gain_3bit, "c") == "correct"
+    assert verdict(ex04.gptq_gain_3bit, "d") == "wrong"
+    assert verdict(ex04.gptq_weight_distance, "c") == "correct"
+    assert verdict(ex04.gptq_weight_distance, "a") == "wrong"
+
+
+def test_every_question_has_progressive_hints_short_of_the_solution():
+    for q in [q for q in vars(ex04).values() if isinstance(q, ex04.Question)]:
+        assert len(q.hints) >= 2, q.name
+        code = [line for line in q.solution_text.splitlines()[1:] if line.strip()]
+        assert not any(line in hint for hint in q.hints for line in code), q.name
+        if q.cases is not None:
+            namespace = {"torch": torch}
+            exec(q.solution_text, namespace)
+            assert verdict(q, namespace[q.answer_name]) == "correct", q.name
+
+
+@pytest.mark.slow
+def test_the_predictions_match_the_notebooks_measurements(tiny):
+    """Notebook 04, section 4: block 0's down_proj, 3-bit g128, 32 calibration windows of 128."""
+    from qcourse import blocks, data, gptq
+    from qcourse.quant import fake_quantize
+
+    model, tok = tiny
+    inputs = blocks.capture_block_inputs(model, data.calibration_samples(tok, 32, 128, seed=0))
+    block0 = model.model.layers[0]
+    H = gptq.collect_hessians(block0, inputs, ["mlp.down_proj"])["mlp.down_proj"].matrix
+    W = block0.mlp.down_proj.weight.detach()
+    rtn = fake_quantize(W, 3, symmetric=False, granularity="group", group_size=128)
+    ours = gptq.gptq_quantize_layer(W, H, 3, 128)[0]
+    gain = gptq.hessian_error(W, rtn, H) / gptq.hessian_error(W, ours, H)
+    assert 3 <= gain <= 5                                              # gptq_gain_3bit: c
+    assert (W - ours).pow(2).sum() > (W - rtn).pow(2).sum()           # gptq_weight_distance: c

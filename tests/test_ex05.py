@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from qcourse.exercises import ex05
@@ -57,3 +58,68 @@ def test_bits_per_weight_verdicts():
     assert verdict(q, 4.0) == "wrong"
     assert verdict(q, 4 + 32 / 128) == "wrong"      # fp16 zero point
     assert verdict(q, ...) == "not attempted"
+
+
+# --- answers that call the package's own implementation ---------------------------------------
+
+def test_answers_that_call_the_package_are_wrong():
+    from torch import nn
+
+    from qcourse import awq, transforms
+
+    def fold_through_package(norm_weight, weight, s):
+        norm = nn.Module()
+        norm.weight = nn.Parameter(norm_weight.clone())
+        linear = nn.Linear(weight.shape[1], weight.shape[0], bias=False)
+        linear.weight.data = weight.clone()
+        transforms.fold_scale_into_norm(norm, [linear], s)
+        return norm.weight.detach(), linear.weight.detach()
+
+    cheats = [(ex05.awq_scale, lambda x, a: awq.awq_scales(x, a)),
+              (ex05.fold_scale, fold_through_package)]
+    for question, answer in cheats:
+        result = question.judge(answer)
+        assert result.status == "wrong" and "course's own" in result.message, question.name
+
+
+# --- predictions, hints ------------------------------------------------------------------------
+
+def test_prediction_verdicts():
+    assert verdict(ex05.salient_recovery, "c") == "correct"
+    assert verdict(ex05.salient_recovery, "a") == "wrong"      # the paper's effect, not this model's
+    assert verdict(ex05.clipped_share, "d") == "correct"
+    assert verdict(ex05.clipped_share, "a") == "wrong"
+
+
+def test_every_question_has_progressive_hints_short_of_the_solution():
+    for q in [q for q in vars(ex05).values() if isinstance(q, ex05.Question)]:
+        assert len(q.hints) >= 2, q.name
+        code = [line for line in q.solution_text.splitlines()[1:] if line.strip()]
+        assert not any(line in hint for hint in q.hints for line in code), q.name
+        namespace = {"torch": torch}
+        exec(q.solution_text, namespace)
+        assert verdict(q, namespace[q.answer_name]) == "correct", q.name
+
+
+@pytest.mark.slow
+def test_the_predictions_match_the_notebooks_measurements(tiny):
+    """Notebook 05: 4 calibration windows of 256, 16 test windows; block 1's down_proj."""
+    import copy
+
+    from qcourse import awq, blocks, calib, data
+    from qcourse import eval as ev
+    from qcourse.quant import QuantScheme
+
+    model, tok = tiny
+    samples = data.calibration_samples(tok, 4, 256, seed=0)
+    stats = calib.collect_activation_stats(model, samples)
+    ppl = lambda m: ev.perplexity(m, tok, "test", max_windows=16)  # noqa: E731
+    fp32 = ppl(model)
+    rtn = ppl(awq.keep_salient(copy.deepcopy(model), stats, fraction=0.0))
+    kept = ppl(awq.keep_salient(copy.deepcopy(model), stats, fraction=0.01, by="activation"))
+    assert (rtn - kept) / (rtn - fp32) < 0.10                          # salient_recovery: c
+    inputs = blocks.capture_block_inputs(model, samples)
+    block = model.model.layers[1]
+    x = torch.cat(awq.capture_linear_inputs(block, inputs, ["mlp.down_proj"])["mlp.down_proj"])
+    ratio = awq.search_clip(block.mlp.down_proj.weight, x.reshape(-1, 768), QuantScheme(3, 128))
+    assert (ratio < 1).float().mean() > 0.75                           # clipped_share: d

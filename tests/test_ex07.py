@@ -53,3 +53,68 @@ def test_memory_bound_verdicts():
     # forgot the factor 2 in FLOPs
     assert verdict(q, lambda m, n, k, bw, tf: m * n * k / (2 * n * k + 2 * m * k + 2 * m * n)
                    < tf * 1e12 / (bw * 1e9)) == "wrong"
+
+
+# --- answers that call the package's own implementation ---------------------------------------
+
+def test_answers_that_call_the_package_are_wrong():
+    import torch
+
+    from qcourse import pack
+    from qcourse.kernels import roofline
+    from qcourse.kernels.layout import dequantize_w4a16
+
+    def unpack_through_layout(word, scale, zero):
+        qweight = torch.tensor([[word]], dtype=torch.int32)
+        return dequantize_w4a16(qweight, torch.tensor([[scale]]), torch.tensor([[zero]]), 8)[0]\
+            .tolist()
+
+    def unpack_through_pack(word, scale, zero):
+        q = pack.unpack_int32(torch.tensor([word], dtype=torch.int32), 4)
+        return ((q.float() - zero) * scale).tolist()
+
+    cheats = [(ex07.unpack_word, unpack_through_layout),
+              (ex07.unpack_word, unpack_through_pack),
+              (ex07.gemv_bytes, lambda n, k, g: roofline.bytes_w4a16(1, n, k, g)),
+              (ex07.memory_bound, lambda m, n, k, bw, tf: roofline.matmul_flops(m, n, k)
+               / roofline.bytes_fp16(m, n, k) < tf * 1e12 / (bw * 1e9))]
+    for question, answer in cheats:
+        result = question.judge(answer)
+        assert result.status == "wrong" and "course's own" in result.message, question.name
+
+
+# --- predictions, hints ------------------------------------------------------------------------
+
+def test_the_kernel_prediction_matches_the_recorded_gpu_run():
+    import json
+    import pathlib
+
+    results = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+    runs = [json.loads(p.read_text()) for p in sorted(results.glob("kernels-*.json"))]
+    rows = [r for run in runs for r in run["rows"] if r["kernel"] == "w4a16_triton"
+            and r["M"] == 1 and (r["N"], r["K"]) == (4096, 4096)]
+    assert rows and all(r["speedup_vs_fp16"] < 1 for r in rows)          # kernel_vs_fp16: d
+    assert verdict(ex07.kernel_vs_fp16, "d") == "correct"
+    assert verdict(ex07.kernel_vs_fp16, "a") == "wrong"
+
+
+def test_the_word_loads_question_reads_the_kernel_as_it_is():
+    import inspect
+
+    from qcourse.kernels import triton_w4a16
+
+    source = inspect.getsource(triton_w4a16.w4a16_gemm_kernel.fn)
+    assert "qweight_ptr + (ks // 8)[:, None] * N" in source   # one load per k, 8 k per word
+    assert verdict(ex07.gemm_word_loads, 8) == "correct"
+    assert verdict(ex07.gemm_word_loads, 1) == "wrong"          # "each word once"
+    assert verdict(ex07.gemm_word_loads, 4) == "wrong"
+
+
+def test_every_question_has_progressive_hints_short_of_the_solution():
+    for q in [q for q in vars(ex07).values() if isinstance(q, ex07.Question)]:
+        assert len(q.hints) >= 2, q.name
+        code = [line for line in q.solution_text.splitlines()[1:] if line.strip()]
+        assert not any(line in hint for hint in q.hints for line in code), q.name
+        namespace = {}
+        exec(q.solution_text, namespace)
+        assert verdict(q, namespace[q.answer_name]) == "correct", q.name

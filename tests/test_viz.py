@@ -3,6 +3,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import base64  # noqa: E402
+
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
@@ -62,6 +64,7 @@ def test_explorer_redraws_when_a_control_changes(W):
     controls = {c.description: c for c in widget.children if hasattr(c, "description")}
     assert set(controls) >= {"bits", "scheme", "granularity", "group size"}
     first = widget.result
+    assert first is widget.figure
     assert isinstance(first, Figure) and "4-bit symmetric, per-channel" in first._suptitle.get_text()
     controls["bits"].value = 2
     controls["scheme"].value = "asymmetric"
@@ -72,6 +75,37 @@ def test_explorer_redraws_when_a_control_changes(W):
     assert "2-bit asymmetric, group 32" in latest._suptitle.get_text()
     expected = fake_quantize(W, 2, symmetric=False, granularity="group", group_size=32)
     assert torch.allclose(panel_arrays(latest)[2], expected[:48, :96])
+
+
+def shown_png(widget) -> bytes:
+    """The picture the explorer's Output widget holds now (what JupyterLab draws)."""
+    (output,) = widget.output.outputs
+    assert output["output_type"] == "display_data"
+    return base64.b64decode(output["data"]["image/png"])
+
+
+def test_explorer_draws_a_png_into_its_output_widget_and_changes_it(W):
+    import ipywidgets
+
+    widget = viz.explorer(W)
+    assert isinstance(widget.output, ipywidgets.Output) and widget.output in widget.children
+    first = shown_png(widget)
+    assert first.startswith(b"\x89PNG") and first == widget.first_png
+    widget.controls["bits"].value = 2
+    second = shown_png(widget)
+    assert second.startswith(b"\x89PNG") and second != first
+    assert "2-bit" in widget.output.outputs[0]["data"]["text/plain"]
+    widget.controls["bits"].value = 4                 # back to the start: the same picture
+    assert shown_png(widget) == first
+
+
+def test_explorer_leaves_a_static_picture_for_viewers_without_widgets(W):
+    widget = viz.explorer(W)
+    widget.controls["granularity"].value = "tensor"   # the fallback stays the first drawing
+    bundle = widget._repr_mimebundle_()
+    data = bundle[0] if isinstance(bundle, tuple) else bundle
+    assert "application/vnd.jupyter.widget-view+json" in data
+    assert base64.b64decode(data["image/png"]) == widget.first_png != shown_png(widget)
 
 
 def test_group_size_choices_divide_the_width():

@@ -33,7 +33,7 @@ libraries people deploy with.
 | 04 | GPTQ | how can second-order information fix rounding errors? |
 | 05 | AWQ | why do a few weight channels matter more, and how does scaling protect them? |
 | 06 | GGUF and llama.cpp | how do K-quants pack weights, bit for bit as llama.cpp does? |
-| 07 | kernels | why is a 4-bit matmul faster, and what does the kernel look like? |
+| 07 | kernels | when can a 4-bit matmul beat fp16, what does the kernel look like, and why are ours slower? |
 | 08 | deployment | how do people serve quantized models? |
 | 09 | benchmarks and cost | which method to choose, and what it saves |
 | 10 | failure modes | what goes wrong and how to recover |
@@ -107,22 +107,44 @@ A weight stored with $b$ bits takes $b/8$ bytes, so the weights of a model with 
 
 $$\text{bytes} = N \cdot \frac{b}{8}.$$
 
-Quantized formats also store, for every **group** of $g$ weights, a scale (and often a zero point),
-typically in 16 bits each. That adds $(16+16)/g$ bits per weight: 4-bit weights in groups of 128
-really cost $4 + 32/128 = 4.25$ bits. The package computes this in `qcourse.formats`:
+**Exercise 00.1.** Write it yourself before the package shows its version. Each exercise has a
+`check()` that runs hidden cases and tells you *correct*, *wrong* (with the first failing case)
+or *not attempted*. Replace the `...` and run the cell. Stuck? `ex00.weight_bytes.hint()` gives a
+first hint, calling it again the next one; really stuck, `.solution()`.
+"""),
+    ("code", r"""
+from qcourse.exercises import ex00
+
+# bytes needed to store n_params weights at `bits` bits each (round up to whole bytes)
+def weight_bytes(n_params, bits):
+    return ...  # your code here
+
+ex00.weight_bytes.check(weight_bytes);
+"""),
+    ("md", r"""
+Quantized formats also store, for every **group** of $g$ weights, a scale (and often a zero
+point). That adds $(\text{scale bits} + \text{zero bits}) / g$ bits per weight, and the layouts
+differ:
+
+* **GPTQ and AWQ checkpoints** (notebooks 04 and 05) store an fp16 scale and a zero point packed in
+  4 bits like the codes: $4 + (16 + 4)/128 \approx 4.16$ bits per weight at $g = 128$;
+* an **fp16 scale and an fp16 zero** per group (torchao's int4 "tinygemm" layout, as gpt-fast packs
+  it: scales and zeros in bfloat16) cost $4 + 32/128 = 4.25$ bits.
+
+The package computes both with `qcourse.formats`:
 """),
     ("code", r"""
 print(inspect.getsource(formats.bits_per_weight))
 print(inspect.getsource(formats.memory_bytes))
 """),
     ("code", r"""
-precisions = [("FP32", 32, None), ("FP16 / BF16", 16, None), ("INT8", 8, None),
-              ("INT4 (g128, fp16 scale+zero)", 4, 128)]
+precisions = [("FP32", 32, None, 0), ("FP16 / BF16", 16, None, 0), ("INT8", 8, None, 0),
+              ("INT4 g128, GPTQ/AWQ layout", 4, 128, 4),    # fp16 scale, 4-bit zero
+              ("INT4 g128, fp16 scale+zero", 4, 128, 16)]   # torchao's tinygemm layout
 seven_b = 7_000_000_000
 print(f"{'precision':<30}{'bits/weight':>12}{'qcourse-tiny':>15}{'a 7B model':>14}")
 sizes = {}
-for name, bits, group in precisions:
-    zero_bits = 16 if group else 0
+for name, bits, group, zero_bits in precisions:
     bpw = formats.bits_per_weight(bits, group, 16, zero_bits)
     tiny_size = formats.memory_bytes(n_params, bits, group, 16, zero_bits)
     big_size = formats.memory_bytes(seven_b, bits, group, 16, zero_bits)
@@ -130,12 +152,13 @@ for name, bits, group in precisions:
     print(f"{name:<30}{bpw:>12.2f}{formats.human_bytes(tiny_size):>15}{formats.human_bytes(big_size):>14}")
 """),
     ("code", r"""
-fig, ax = plt.subplots(figsize=(7, 2.6))
-ax.barh(list(sizes), [s / 1e9 for s in sizes.values()], color=["#888", "#4c72b0", "#55a868", "#c44e52"])
+fig, ax = plt.subplots(figsize=(7, 2.9))
+ax.barh(list(sizes), [s / 1e9 for s in sizes.values()],
+        color=["#888", "#4c72b0", "#55a868", "#c44e52", "#dd8452"])
 for y, s in enumerate(sizes.values()):
     ax.text(s / 1e9 + 0.3, y, formats.human_bytes(s), va="center")
 ax.axvline(16, ls="--", c="k", lw=1)
-ax.text(16.3, 3.3, "a 16 GB GPU", fontsize=8)
+ax.text(16.3, 4.3, "a 16 GB GPU", fontsize=8)
 ax.set_xlabel("GB for the weights of a 7B model")
 ax.invert_yaxis()
 ax.set_xlim(0, 34)
@@ -145,14 +168,17 @@ plt.show()
     ("md", r"""
 Two things to notice:
 
-* Going from FP16 to 4 bits shrinks the weights about 3.8×: a 7B model fits in about 3.7 GB, on a
-  laptop or a small GPU. That is the whole appeal.
+* Going from FP16 to 4 bits shrinks the weights about 3.8×: a 7B model fits in 3.6 to 3.7 GB
+  (depending on how the zero points are stored), on a laptop or a small GPU. That is the whole
+  appeal.
 * These are the **weights** only. At run time you also need the KV cache and activations, and real
   4-bit files keep some tensors at higher precision: a 7B model in llama.cpp's popular `Q4_K_M` mix
   is about 4.1 GB, not the 1.8 GB some blog posts quote (notebook 06 measures such mixes for real).
 
 Memory is not just about fitting: during token-by-token generation the processor must read every
-weight once per token, so fewer bytes also means faster generation (notebook 07).
+weight once per token, so fewer bytes *can* mean faster generation, if the code that multiplies
+with the packed weights streams them efficiently; notebook 07 measures when it does and when it
+does not.
 
 ## 3. Measuring quality: perplexity
 
@@ -169,12 +195,31 @@ Why perplexity for quantization? It is cheap, deterministic, uses the whole outp
 (not one sampled answer), and small quantization damage shows up in it long before it shows in a
 benchmark score. Every notebook compares methods by the perplexity on the same held-out **test
 split** of the corpus: modules whose names were never seen in training.
+
+**Exercise 00.2.** Turn the formula into code before reading the package's version below.
+"""),
+    ("code", r"""
+# per-token negative log-likelihoods (a 1-D tensor, natural log) -> perplexity (a float)
+def perplexity_from_nll(nll):
+    return ...  # your code here
+
+ex00.perplexity_from_nll.check(perplexity_from_nll);
+"""),
+    ("md", r"""
+The package's version sums the negative log-likelihoods over windows of 512 tokens and divides by
+the number of predicted tokens (511 per window: a window's first token has no context):
 """),
     ("code", r"""
 print(inspect.getsource(qeval.perplexity))
 """),
+    ("md", r"""
+Here we call its two steps ourselves, keeping the sum of each window: `test_ppl` is exactly
+`qeval.perplexity(model, tokenizer, "test")`, and section 4 reuses the windows.
+"""),
     ("code", r"""
-test_ppl = qeval.perplexity(model, tokenizer, "test")
+test_windows = qeval.windows(data.token_ids(tokenizer, "test"), 512)  # [228 windows, 512 tokens]
+nll = qeval.nll_per_window(model, test_windows)                       # summed over 511 predictions
+test_ppl = math.exp(nll.sum().item() / (len(nll) * 511))
 prose_ppl = qeval.perplexity(model, tokenizer, "test", domain="prose")
 code_ppl = qeval.perplexity(model, tokenizer, "test", domain="code")
 unigram = qeval.unigram_perplexity(tokenizer)
@@ -191,10 +236,22 @@ Code is easier to predict than prose: it is repetitive (indentation, `self.`, ke
 
 ## 4. A first taste of quantization
 
-Let us do the crudest thing possible: round every weight of every linear layer to a grid of
-$2^b$ levels per output row (**round-to-nearest**, per-channel), and measure perplexity again.
-Notebook 01 derives the formula; here we just call it. To keep the notebook quick we score the first
-64 windows of the test split (a quarter of it); the fp32 row is measured on the same windows.
+Let us do the crudest thing possible: round every weight of every linear layer to a
+**symmetric** grid, `round(w / s) · s` with one scale per output row, `s = max|w| / (2^(b-1) - 1)`
+(**round-to-nearest**, per-channel), and measure perplexity again. Notebook 01 derives the
+formulas; here we just call them. To keep the notebook quick we score the first 64 windows of the
+test split (28 % of its 228 windows); the fp32 row is measured on the same windows.
+
+Predict first: the checks record your answers, the next cell measures.
+"""),
+    ("code", r"""
+two_bit_levels = ...      # how many different values can a weight take after symmetric 2-bit rounding?
+ex00.two_bit_levels.check(two_bit_levels);
+"""),
+    ("code", r"""
+ex00.two_bit_perplexity.show()
+two_bit_perplexity = ...  # a letter
+ex00.two_bit_perplexity.check(two_bit_perplexity);
 """),
     ("code", r"""
 from qcourse import quant
@@ -206,8 +263,8 @@ def rounded_copy(bits):
             layer.weight.copy_(quant.fake_quantize(layer.weight, bits, symmetric=True, granularity="channel"))
     return copy
 
-WINDOWS = 64  # the first 64 windows of 512 tokens of the test split (28 % of it), to keep this quick
-results = {"fp32": qeval.perplexity(model, tokenizer, "test", max_windows=WINDOWS)}
+WINDOWS = 64  # the first 64 of the 228 windows of 512 tokens of the test split (28 %)
+results = {"fp32": math.exp(nll[:WINDOWS].sum().item() / (WINDOWS * 511))}   # same windows
 for bits in (8, 4, 3, 2):
     results[f"{bits}-bit"] = qeval.perplexity(rounded_copy(bits), tokenizer, "test", max_windows=WINDOWS)
 for name, ppl in results.items():
@@ -215,56 +272,69 @@ for name, ppl in results.items():
 """),
     ("md", r"""
 Read the table from the top: at 8 bits the change is too small to see; at 4 bits it is under 1 %;
-at 3 bits a few percent; at 2 bits the model breaks (its perplexity roughly triples). Where exactly
-each step lands depends on the model: this one is small and was trained briefly, and large LLMs
-develop a few huge activation outliers that make them harder to quantize (Dettmers et al., 2022;
-notebook 02 measures outliers). The rest of the course is about pushing the breaking point down:
-better grids (01), calibration and outlier handling (02), training with quantization (03), smarter
-rounding (GPTQ, 04), protecting important channels (AWQ, 05), and the formats and kernels that
-make it fast in practice (06, 07).
+at 3 bits a few percent; at 2 bits the model breaks (its perplexity roughly triples). Why so
+abrupt? Symmetric 2-bit rounding with `s = max|w| / 1` leaves each weight only **three** values,
+`-s, 0, +s`: every weight smaller than half of its row's largest becomes exactly 0. Notebook 02
+rounds to 2 bits *asymmetrically* (four levels, and a zero point that follows the row's range) and
+loses far less. Where exactly each step lands also depends on the model: this one is small and was
+trained briefly, and large LLMs develop a few huge activation outliers that make them harder to
+quantize (Dettmers et al., 2022; notebook 02 measures outliers). The rest of the course is about
+pushing the breaking point down: better grids (01), calibration and outlier handling (02),
+training with quantization (03), smarter rounding (GPTQ, 04), protecting important channels (AWQ,
+05), and the formats and kernels that run the result (06, 07).
 
-## 5. Exercises
-
-Each exercise has a `check()` that runs hidden test cases and tells you *correct*, *wrong* (with the
-first failing case) or *not attempted*. Replace the `...` and run the cell. Stuck? Call `.hint()`;
-really stuck, `.solution()`.
+**Why is fp32 at 49.30 here and 29.20 in section 3?** Section 3 scored the whole test split (228
+windows), this table its first 64 windows, and a window's perplexity depends a lot on what it
+holds. The plot below shows each window's: prose is harder than code (72.63 against 24.31 in
+section 3), and a long run of windows starting at window 62 is almost perfectly predictable
+(perplexity below 4, as the cell prints): the character-mapping tables of the codec modules in
+`encodings`, long and repetitive (the cell prints the start of one). They pull the whole-split
+average down, and the first 64 windows end just as that run begins (only windows 62 and 63 are
+in it). Every row of a table is scored on the same windows, so the *differences* between rows
+stay meaningful; the absolute values depend on the windows.
 """),
     ("code", r"""
-from qcourse.exercises import ex00
-
-# Exercise 1: bytes needed to store n_params weights at `bits` bits each (round up to whole bytes).
-def weight_bytes(n_params, bits):
-    return ...  # your code here
-
-ex00.weight_bytes.check(weight_bytes)
+print(f"fp32 perplexity: first {WINDOWS} windows {results['fp32']:.2f}, "
+      f"all {len(nll)} windows {test_ppl:.2f}")
+fig, ax = plt.subplots(figsize=(7, 2.4))
+ax.plot(torch.exp(nll / 511).numpy(), lw=0.8)
+ax.axvspan(0, WINDOWS, color="C1", alpha=0.15, label=f"the first {WINDOWS} windows")
+ax.set(yscale="log", xlabel="window of the test split", ylabel="perplexity")
+ax.legend(fontsize=8)
+plt.tight_layout()
+plt.show()
+easy = (torch.exp(nll / 511) < 4).nonzero().flatten()
+print(f"{len(easy)} windows with perplexity below 4, from window {easy.min().item()} to "
+      f"{easy.max().item()}; the start of window {easy[len(easy) // 2].item()}:")
+print(tokenizer.decode(test_windows[easy[len(easy) // 2]][:60]))
 """),
-    ("code", r"""
-# Exercise 2: turn per-token negative log-likelihoods (a 1-D tensor, natural log) into a perplexity.
-def perplexity_from_nll(nll):
-    return ...  # your code here
-
-ex00.perplexity_from_nll.check(perplexity_from_nll)
-"""),
-    ("code", r"""
-# ex00.weight_bytes.hint()
-# ex00.perplexity_from_nll.solution()
+    ("md", r"""
+Stuck on an exercise above? Every question has progressive hints, e.g. `ex00.weight_bytes.hint()`
+then `ex00.weight_bytes.hint(2)`, and `ex00.weight_bytes.solution()` (withheld in a graded
+workshop).
 """),
     ("md", r"""
 ## Summary
 
 * `qcourse-tiny` is a real (if small) Llama-architecture language model, trained by this project
   offline, with the layer names and shapes of the big ones.
-* Weight memory is $N \cdot b / 8$ bytes, plus the scales and zeros of each group
-  (4-bit, group 128 ≈ 4.25 bits per weight). A 7B model: 28 GB in FP32, 14 GB in FP16, ≈ 3.7 GB at 4.25 bits.
-* Perplexity, $\exp$ of the mean negative log-likelihood on held-out text, is our quality measure.
-* Naive per-channel rounding of `qcourse-tiny` is free at 8 bits, costs under 1 % at 4 bits and a few
-  percent at 3, and breaks at 2 bits. The next notebooks explain why and what to do about it.
+* Weight memory is $N \cdot b / 8$ bytes, plus the scale and zero of each group: 4-bit in groups
+  of 128 costs 4.16 bits per weight in the GPTQ/AWQ layout (fp16 scale, 4-bit zero) and 4.25 with an
+  fp16 zero (torchao's tinygemm layout). A 7B model: 28 GB in FP32, 14 GB in FP16, 3.6–3.7 GB at 4
+  bits.
+* Perplexity, $\exp$ of the mean negative log-likelihood on held-out text, is our quality measure;
+  compare settings on the same windows (the first 64 are harder than the whole split).
+* Naive symmetric per-channel rounding of `qcourse-tiny` is free at 8 bits, costs under 1 % at 4
+  bits and a few percent at 3, and breaks at 2 bits, where a weight has only three values left.
+  The next notebooks explain why and what to do about it.
 
 **Next:** [01 · number formats and the quantization formulas](01_number_formats_and_formulas.ipynb).
 
 **Sources.** Llama architecture: Touvron et al., *LLaMA* (2023). Perplexity as the standard
 quantization metric: Frantar et al., *GPTQ* (2022), Dettmers et al., *LLM.int8()* (2022). Group-wise
-4-bit storage cost: the GPTQ and AWQ checkpoint formats (one fp16 scale and one zero per group of 128).
+4-bit storage cost: the GPTQ and AWQ checkpoint formats (an fp16 scale and a 4-bit packed zero per group
+of 128; notebook 04 writes one) and torchao's int4 tinygemm layout (scale and zero in bfloat16 per
+group: `pack_scales_and_zeros` in pytorch-labs/gpt-fast's `quantize.py`).
 """),
 ]
 

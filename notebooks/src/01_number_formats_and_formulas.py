@@ -19,7 +19,8 @@ every method in the rest of the course (RTN, GPTQ, AWQ, GGUF K-quants) is built 
 3. choose between symmetric and asymmetric quantization, and between per-tensor, per-channel and
    per-group scales, from measured errors on a real weight matrix of `qcourse-tiny`;
 4. pack 4-bit (and 3-bit) integers into int32 words the way GPTQ stores them;
-5. implement asymmetric quantization, per-group scales and 4-bit packing yourself (exercises).
+5. decode a float's bits and implement asymmetric quantization, per-group scales and 4-bit packing
+   yourself (exercises, each asked before the package shows its own code).
 """),
     ("code", r"""
 %matplotlib inline
@@ -39,16 +40,38 @@ model, tokenizer = models.load()
     ("md", r"""
 ## 1. Number formats and their grids
 
-A floating-point number is `sign · 2^exponent · 1.mantissa`: its grid is dense near zero and
-coarse far from it (the gap between neighbours grows with the value: *relative* precision). An
-integer format is a uniform grid `k · scale`: the same gap everywhere (*absolute* precision), and
-the scale has to be chosen for the data. NF4 is a lookup table of 16 values placed where normally
-distributed weights are dense, times a per-block absmax.
+A floating-point number with E exponent bits and M mantissa bits stores a sign s, an exponent
+field e and a mantissa field m. With the bias `2^(E-1) - 1`, a **normal** number (e > 0) is
+`(-1)^s · 2^(e - bias) · (1 + m / 2^M)` (the leading 1 is not stored); e = 0 gives the
+**subnormals**, `(-1)^s · 2^(1 - bias) · (m / 2^M)`, which fill the gap down to 0. So the grid is
+dense near zero and coarse far from it (the gap between neighbours grows with the value:
+*relative* precision). An integer format is a uniform grid `k · scale`: the same gap everywhere
+(*absolute* precision), and the scale has to be chosen for the data. NF4 is a lookup table of 16
+values placed where normally distributed weights are dense, times a per-block absmax.
+
+**Exercise 01.1.** Decode a bit pattern before the table below reads the formats' limits.
+Replace each `...` and run the cell: `check` runs hidden cases (FP16, BF16, FP8 and the 6- and
+4-bit floats of the MX formats) and prints *correct*, *wrong* (with the first failing case) or
+*not attempted*. `ex01.float_value.hint()` gives a hint (call it again for the next);
+`.solution()` shows an answer.
 """),
     ("code", r"""
-print(f"{'format':9} {'bits':>4} {'largest':>10} {'smallest normal step':>21}  note")
+print(ex01.float_value.prompt)
+
+def float_value(sign, exponent, mantissa, e_bits, m_bits):
+    return ...  # your code here
+
+ex01.float_value.check(float_value);
+"""),
+    ("md", r"""
+The largest value of each format, and its smallest *normal* value (floats; subnormals go lower).
+For INT8 and INT4 the last column is the step of the grid (1, times the scale), for NF4 its
+smallest non-zero code:
+"""),
+    ("code", r"""
+print(f"{'format':9} {'bits':>4} {'largest':>10} {'smallest normal / step':>23}  note")
 for f in formats.format_table():
-    print(f"{f.name:9} {f.bits:4d} {f.max_value:10.3g} {f.smallest_step:21.3g}  {f.note}")
+    print(f"{f.name:9} {f.bits:4d} {f.max_value:10.3g} {f.smallest_step:23.3g}  {f.note}")
 """),
     ("md", r"""
 `formats.representable_values(name)` lists every value a format can hold, read from the bit
@@ -66,8 +89,11 @@ What does a value *become* in each format? `formats.cast(x, name)` stores `x` in
 reads it back. FP formats round to the nearest representable float; INT8/INT4 quantize the whole
 tensor with one symmetric scale (`absmax / 127` or `absmax / 7`); NF4 snaps `x / absmax` to the
 nearest of its 16 code values. Note how one large value (300) sets the integer step (300/127 ≈ 2.4
-for INT8, 300/7 ≈ 43 for INT4): the small values become 0, while every float format keeps about
-2 to 4 significant digits of each value, whatever its size (but FP16 overflows above 65,504).
+for INT8, 300/7 ≈ 43 for INT4): the small values become 0. A float format keeps the same
+*relative* precision whatever the size, set by its mantissa: a value is off by at most
+`2^-(M+1)` of itself, about 3 significant digits for FP16 (M = 10), 2 for BF16 (M = 7), and only
+about 1 for FP8: E4M3 (M = 3) turns 3.14159 into 3.25, E5M2 (M = 2) turns it into 3 and 300 into
+320. FP16 overflows above 65,504.
 """),
     ("code", r"""
 x = torch.tensor([0.1, 1 / 3, 3.14159, 300.0])
@@ -102,6 +128,17 @@ q, scale, zero = quant.quantize(x, 2, symmetric=False, granularity="tensor")
 print("q =", q.tolist(), " scale =", scale.item(), " zero =", zero.item())
 print("x' =", quant.dequantize(q, scale, zero).tolist())
 """),
+    ("md", r"""
+**Exercise 01.2.** Now write it for any tensor, before reading the package's version below.
+"""),
+    ("code", r"""
+print(ex01.asymmetric_quantize.prompt)
+
+def asymmetric_quantize(x, bits):
+    return ...  # your code here
+
+ex01.asymmetric_quantize.check(asymmetric_quantize);
+"""),
     ("md", "The package's code, which every later notebook uses:"),
     ("code", r"""
 print(inspect.getsource(quant.scale_and_zero))
@@ -116,7 +153,12 @@ one-sided, half of the signed grid is never used. We measure both on a real weig
 `qcourse-tiny` and on real activations: the output of the SiLU in the first layer's MLP
 (`SiLU(x) = x·sigmoid(x)` is never below -0.28), collected with a forward hook on two
 calibration sequences.
-The table gives the mean squared error (MSE) of `x - x'`, per-tensor scales.
+The table gives the mean squared error (MSE) of `x - x'`, per-tensor scales. Predict first:
+"""),
+    ("code", r"""
+ex01.asymmetric_on_silu.show()
+asymmetric_on_silu = ...  # a letter
+ex01.asymmetric_on_silu.check(asymmetric_on_silu);
 """),
     ("code", r"""
 linears = models.linear_layers(model)
@@ -147,16 +189,34 @@ for label, t in [("weight", W), ("activations", acts)]:
 On the weight matrix, whose range is roughly balanced around zero, the two schemes are close.
 On the SiLU outputs, which are one-sided, the symmetric grid spends almost half of its levels on
 negative values that never occur; the asymmetric grid puts all its levels where the values are
-and its error is several times lower. This is why weights are often quantized symmetrically (simpler kernels:
-no zero point) and activations asymmetrically.
+and its error is several times lower.
+
+What today's stacks do is not "weights symmetric, activations asymmetric": W8A8 inference
+(SmoothQuant, llm-compressor's W8A8 schemes served by vLLM; notebook 02) quantizes activations
+**symmetrically, one scale per token**, computed on the fly, which keeps the int8 matmul free of
+zero-point corrections; the 4-bit weight-only formats often store weights **asymmetrically**, with
+a zero point per group (AWQ checkpoints always, `zero_point=True`; GPTQ checkpoints either way,
+`sym` in their config; notebook 04 uses a zero point).
 
 ## 4. Per-tensor, per-channel, per-group
 
 One scale for a whole matrix is set by its single largest weight; every other row pays for it.
 **Per-channel** gives each output channel (row of `W [N, K]`) its own scale; **per-group** gives
-each run of `g` consecutive weights along the input dimension its own scale (GPTQ, AWQ and
-llama.cpp use g = 32 to 128). Finer scales cost storage: a 16-bit scale per group of 128 weights
-adds 16/128 = 0.125 bits per weight.
+each run of `g` consecutive weights along the input dimension its own scale (GPTQ and AWQ
+checkpoints mostly use g = 128, sometimes 32 or 64; llama.cpp's legacy formats use blocks of 32,
+and its K-quants super-blocks of 256 weights whose sub-blocks of 16 or 32 weights get their own,
+themselves quantized, scales: notebook 06). Finer scales cost storage: a 16-bit scale per group of
+128 weights adds 16/128 = 0.125 bits per weight.
+
+**Exercise 01.3.** Compute per-group scales, before the table measures what they buy.
+"""),
+    ("code", r"""
+print(ex01.group_scales.prompt)
+
+def group_scales(W, bits, group_size):
+    return ...  # your code here
+
+ex01.group_scales.check(group_scales);
 """),
     ("code", r"""
 print(f"{'granularity':14} {'MSE at 4 bits':>14} {'MSE at 3 bits':>14} {'bits/weight (4-bit, fp16 scale)':>32}")
@@ -180,8 +240,11 @@ display(viz.error_panels(W, bits=4, symmetric=True, granularity="tensor"))
 display(viz.error_panels(W, bits=4, symmetric=True, granularity="group", group_size=32))
 """),
     ("md", r"""
-How much does each extra bit buy? The step halves (roughly) with every bit, so the error of
-rounding, about `scale² / 12` for uniformly spread values, drops about 4× (6 dB) per bit:
+How much does each extra bit buy? Predict, then look at the plot:
+"""),
+    ("code", r"""
+mse_drop_per_bit = ...  # each extra bit divides the MSE by about ...?
+ex01.mse_drop_per_bit.check(mse_drop_per_bit);
 """),
     ("code", r"""
 bit_range = list(range(2, 9))
@@ -197,6 +260,11 @@ ax.legend()
 plt.show()
 """),
     ("md", r"""
+The step halves with every bit, so the error of rounding, about `step² / 12` for values spread
+evenly over a step, drops about 4× (6 dB) per bit: on the log scale the lines fall by about the
+same distance for every bit added.
+"""),
+    ("md", r"""
 ## 5. Bit packing
 
 PyTorch has no 4-bit dtype, so 4-bit integers are stored eight to an int32 word. GPTQ and the
@@ -204,6 +272,16 @@ kernels that read its checkpoints treat each row of values as a little-endian **
 `j` occupies bits `[4j, 4j+4)`, so value 0 is the lowest nibble. 3-bit values do not divide 32:
 GPTQ lets them straddle words, 32 values in 3 words. `qcourse.pack` does both (and a plain
 byte layout) with one vectorised routine.
+
+**Exercise 01.4.** Pack 4-bit values yourself first.
+"""),
+    ("code", r"""
+print(ex01.pack4.prompt)
+
+def pack4(values):
+    return ...  # your code here
+
+ex01.pack4.check(pack4);
 """),
     ("code", r"""
 values = torch.tensor([1, 2, 3, 4, 5, 6, 7, 8], dtype=torch.uint8)
@@ -229,62 +307,28 @@ assert torch.equal(pack.unpack_int32(packed, 4).to(torch.int16) - 8, q.to(torch.
     ("md", r"""
 ## 6. Explore
 
-Move the sliders: the picture is redrawn by `viz.error_panels` each time (in a static view of this
-notebook you see only the first drawing). Try 2 bits per-tensor, then 2 bits in groups of 8.
+Move the sliders: the picture is redrawn by `viz.error_panels` each time (a static view of this
+notebook, on GitHub for instance, shows the first drawing). Try 2 bits per-tensor, then 2 bits in
+groups of 8.
 """),
     ("code", r"""
 viz.explorer(W)
 """),
     ("md", r"""
-## 7. Exercises
-
-Replace each `...` with your code and run the cell: `check` runs hidden cases and tells you
-*correct*, *wrong* (with the first failing case) or *not attempted*. `ex01.<question>.hint()`
-helps; `ex01.<question>.solution()` shows an answer.
-
-**7.1 Asymmetric quantization.** Write `asymmetric_quantize(x, bits) -> (q, scale, zero)` with
-one scale for the whole tensor, following the formulas of section 2 (range widened to include 0).
-"""),
-    ("code", r"""
-print(ex01.asymmetric_quantize.prompt)
-
-def asymmetric_quantize(x, bits):
-    return ...  # your code here
-
-ex01.asymmetric_quantize.check(asymmetric_quantize);
-"""),
-    ("md", r"""
-**7.2 Per-group scales.** Write `group_scales(W, bits, group_size)`: the symmetric scale of each
-group of `group_size` consecutive weights in each row, shape `[N, K // group_size]`, without loops.
-"""),
-    ("code", r"""
-print(ex01.group_scales.prompt)
-
-def group_scales(W, bits, group_size):
-    return ...  # your code here
-
-ex01.group_scales.check(group_scales);
-"""),
-    ("md", r"""
-**7.3 4-bit packing.** Write `pack4(values)`: 8 four-bit values per int32 along the last
-dimension, value 0 in the lowest nibble.
-"""),
-    ("code", r"""
-print(ex01.pack4.prompt)
-
-def pack4(values):
-    return ...  # your code here
-
-ex01.pack4.check(pack4);
+Stuck on an exercise? Every question has progressive hints: `ex01.pack4.hint()`, then
+`ex01.pack4.hint(2)`; `.solution()` shows an answer (withheld in a graded workshop).
 """),
     ("md", r"""
 ## Summary
 
-* Float formats have relative precision (dense near 0); integer formats have a uniform step set by
-  a **scale**; NF4 is a 16-entry code book for normally distributed weights.
+* Float formats have relative precision (dense near 0), set by their mantissa bits (FP8: about one
+  significant digit); integer formats have a uniform step set by a **scale**; NF4 is a 16-entry
+  code book for normally distributed weights.
 * `q = clamp(round(x / scale + zero), qmin, qmax)` and `x' = (q - zero) · scale`; the range always
   contains 0; rounding errs by at most half a step inside the range; clamping handles the rest.
 * Asymmetric helps one-sided data (activations after SiLU); symmetric is enough for centred weights.
+  In practice W8A8 quantizes activations symmetrically per token, and 4-bit weight formats often
+  carry a zero point per group.
 * Finer granularity (channel, then groups of 128…32) cuts the error several-fold for a fraction of
   a bit per weight; each extra bit cuts the MSE about 4×.
 * Packed integers are what make the saving real: 8 four-bit values per int32, value 0 lowest.
@@ -295,6 +339,8 @@ Next, notebook 02 applies these formulas to the whole model and measures perplex
 
 * IEEE 754-2019 (FP32, FP16); BF16: Google Brain's bfloat16 format.
 * Micikevicius et al., *FP8 Formats for Deep Learning*, 2022 (E4M3, E5M2). arXiv:2209.05433.
+* Open Compute Project, *OCP Microscaling Formats (MX) Specification* v1.0, 2023 (FP6 E3M2/E2M3,
+  FP4 E2M1 elements).
 * Jacob et al., *Quantization and Training of Neural Networks for Efficient Integer-Arithmetic-Only
   Inference*, CVPR 2018 (scale and zero point). arXiv:1712.05877.
 * Nagel et al., *A White Paper on Neural Network Quantization*, 2021. arXiv:2106.08295.

@@ -28,6 +28,7 @@ itself, and runs the result.
 %matplotlib inline
 import collections
 import inspect
+import json
 import pathlib
 import struct
 import tempfile
@@ -134,8 +135,23 @@ The first llama.cpp formats ("legacy" now) all use blocks of 32 weights:
 | Q5_1 | `x = d·q + m` | d, m + fifth bits + nibbles | 6.0 |
 
 The `_0` types are symmetric (Q4_0 takes `d = max / −8` with the sign of the largest-magnitude
-value, so that value lands exactly on level 0), the `_1` types asymmetric with a min `m`. The
-package's code, vectorised over all blocks at once:
+value, so that value lands exactly on level 0), the `_1` types asymmetric with a min `m`.
+
+**Exercise 06.1.** Quantize one Q8_0 block by hand before the package's code is shown. Replace
+the `...` and run the cell; `check` runs hidden cases and prints *correct*, *wrong* (with the
+first failing case) or *not attempted*; `ex06.q8_0_block.hint()` gives a hint (call it again for
+the next), `.solution()` an answer.
+"""),
+    ("code", r"""
+print(ex06.q8_0_block.prompt)
+
+def q8_0_block(x):
+    return ...  # your code: (d, q)
+
+ex06.q8_0_block.check(q8_0_block);
+"""),
+    ("md", r"""
+The package's code, vectorised over all blocks at once:
 """),
     ("code", r"""
 print(inspect.getsource(legacy.quantize_q8_0))
@@ -152,12 +168,42 @@ small *integer* scale (and min) that multiplies them. Q4_K decodes
 
 $$x \approx d \cdot sc_j \cdot q - d_{min} \cdot m_j, \qquad sc_j, m_j \in [0, 63] \text{ (6 bits)}, \; q \in [0, 15]$$
 
-so one super-block is 2 + 2 bytes (`d`, `dmin`) + 12 bytes (8 six-bit scales and 8 six-bit mins)
-+ 128 bytes of nibbles = 144 bytes, **4.5 bits per weight**, the same as Q4_0 but with a min per
-32 weights. The scale and min of each sub-block are not simply `(max − min)/15`: llama.cpp
+so one super-block holds `d` and `dmin` (fp16 each), 12 bytes of packed six-bit scales and mins
+(8 sub-blocks of 32 weights), and the 4-bit codes. How many bits per weight is that?
+"""),
+    ("code", r"""
+q4_k_bits_per_weight = ...
+ex06.q4_k_bits_per_weight.check(q4_k_bits_per_weight);
+"""),
+    ("md", r"""
+2 + 2 + 12 + 128 = 144 bytes for 256 weights: **4.5 bits per weight**, the same as Q4_0 but with
+a min per 32 weights. The scale and min of each sub-block are not simply `(max − min)/15`: llama.cpp
 searches for the pair that minimises a *weighted* squared error, trying several candidate scales
 around the naive one and solving the least-squares fit of (scale, min) for the levels each
-candidate gives:
+candidate gives.
+
+**Exercises 06.4 and 06.5: decoding a Q4_K super-block.** The scales and mins are packed 6 bits
+each into 12 bytes, and the codes are interleaved by 32-byte chunks. Unpack one sub-block's
+(scale, min), then decode a whole super-block, before the package's layouts are printed below.
+"""),
+    ("code", r"""
+print(ex06.q4_k_scale_min.prompt)
+
+def q4_k_scale_min(scales, j):
+    return ...  # your code: (sc, m)
+
+ex06.q4_k_scale_min.check(q4_k_scale_min);
+"""),
+    ("code", r"""
+print(ex06.q4_k_decode.prompt)
+
+def q4_k_decode(block):
+    return ...  # your code: 256 float32 weights (your q4_k_scale_min helps)
+
+ex06.q4_k_decode.check(q4_k_decode);
+"""),
+    ("md", r"""
+The package's layouts and its quantizer, bit-exact with llama.cpp's:
 """),
     ("code", r"""
 print(kquants.__doc__[kquants.__doc__.index("Block layouts"):])
@@ -204,8 +250,9 @@ quantization hurts most (`llama_tensor_get_type` in llama.cpp's `src/llama-quant
   `attn_output` and `ffn_down` by one or two levels;
 * norms (1-D) stay F32; a row length that is not a multiple of 256 falls back to a 32-block type.
 
-`qcourse.gguf.mixes` follows those rules; the tests check that the type of every tensor equals
-what llama.cpp's quantizer picks, for every mix.
+`qcourse.gguf.mixes` follows those rules, as written in the llama.cpp that llama-cpp-python
+0.3.36 vendors (the recipes change between llama.cpp versions); the tests check that the type of
+every tensor equals what that llama.cpp's quantizer picks, for every mix.
 """),
     ("code", r"""
 print(inspect.getsource(mixes.use_more_bits))
@@ -219,6 +266,13 @@ rows = ["token_embd.weight"] + [f"blk.{i}.{t}.weight" for i in (0, 2, 5) for t i
 print(f"{'tensor':24s}" + "".join(f"{f:>8s}" for f in table))
 for name in rows:
     print(f"{name:24s}" + "".join(f"{table[f][name]:>8s}" for f in table))
+print("use_more_bits for layers 0..5:", [mixes.use_more_bits(i, 6) for i in range(6)])
+"""),
+    ("md", r"""
+With 6 layers the rule reads differently than its name suggests: `n_layers // 8` is 0, so the
+"first eighth" holds no layer, the "last eighth" is layer 5 alone (`i >= 7·6 // 8 = 5`), and
+"every third between" picks layer 2. So in `Q4_K_M`, `attn_v` and `ffn_down` get `Q6_K` in
+blocks 2 and 5 only, and block 0 gets nothing extra, as the table shows.
 """),
     ("md", r"""
 ## 5. The importance matrix
@@ -236,6 +290,21 @@ The quantizers then minimise `Σ_j imatrix_j · (w_j − ŵ_j)²` when they choo
 collects for SmoothQuant and AWQ), keyed by GGUF tensor names; `llamacpp.quantize_file(...,
 imatrix=...)` passes the very same numbers to llama.cpp, and `save_imatrix` writes the GGUF file
 `llama-quantize --imatrix` reads.
+
+**Exercise 06.6**, then a prediction, before the cell below measures the effect:
+"""),
+    ("code", r"""
+print(ex06.importance.prompt)
+
+def importance(x):
+    return ...  # your code: mean of x² over the tokens, per input channel
+
+ex06.importance.check(importance);
+"""),
+    ("code", r"""
+ex06.imatrix_gain.show()
+imatrix_gain = ...  # a letter
+ex06.imatrix_gain.check(imatrix_gain);
 """),
     ("code", r"""
 samples = data.calibration_samples(tok, 8, 256, seed=0)
@@ -266,7 +335,12 @@ for t in ["Q2_K", "Q3_K", "Q4_K"]:
 Each file below is quantized from the F32 export (the K-quant mixes by llama.cpp's quantizer,
 which is faster; our `export(model, tok, path, "Q4_K_M")` writes the same bytes, as the cell
 after checks for Q4_K_M), then scored by **llama.cpp** on the first 4 test windows.
-Bits per weight count every tensor of the file (norms in F32 included).
+Bits per weight count every tensor of the file (norms in F32 included). Predict first:
+"""),
+    ("code", r"""
+ex06.first_to_hurt.show()
+first_to_hurt = ...  # a letter
+ex06.first_to_hurt.check(first_to_hurt);
 """),
     ("code", r"""
 n_params = models.parameter_count(model)
@@ -297,6 +371,13 @@ On 4 windows the differences between the 4- to 8-bit files are within the noise 
 tokens (a few tenths of a percent, in either direction); Q2_K is the first that clearly hurts.
 File size falls much faster than quality: Q4_K_M is about a sixth of F32.
 
+**On a real model.** llama.cpp published the same kind of table for Llama-2-70B (perplexity delta
+to fp16; `examples/perplexity/README.md`, "Llama 2 70B Scorechart", llama.cpp PR #3340,
+September 2023): Q6_K +0.16 %, Q5_K_M +0.40 %, Q4_K_M +1.20 %, Q3_K_M +4.72 %, Q2_K +8.82 %.
+There the loss grows steadily as the bits fall, with Q2_K clearly the worst; on qcourse-tiny's 4
+test windows only Q2_K stands out, and the 3- to 6-bit files are within the noise of so few tokens
+(Q3_K_M even scores slightly below Q4_K_M).
+
 ## 7. Sizes of real models
 
 File size = Σ over tensors of (weights / block size) × bytes per block. Two traps when turning
@@ -305,6 +386,16 @@ in half the `attn_v`/`ffn_down`), and the embedding and head of models with larg
 are big (Llama-3-8B: 2 × 128,256 × 4,096 = 1.05B of its 8.03B parameters). Parameter counts from
 the models' configs: Llama-2-7B 6.74B (32 layers, hidden 4096, MLP 11008, 32 kv heads, vocab
 32,000), Llama-3-8B 8.03B (MLP 14336, 8 kv heads, vocab 128,256).
+
+**Exercise 06.3.** File sizes from block layouts, before the table computes them:
+"""),
+    ("code", r"""
+print(ex06.file_bytes.prompt)
+
+def file_bytes(tensors):
+    return ...  # your code
+
+ex06.file_bytes.check(file_bytes);
 """),
     ("code", r"""
 configs = {"Llama-2-7B": dict(n_layers=32, hidden=4096, ffn=11008, n_head=32, n_head_kv=32, vocab=32000, tied=False),
@@ -323,7 +414,11 @@ for name, c in configs.items():
     ("md", r"""
 The Q4_K_M line for Llama-2-7B, 4.08 GB, is the size of the published `llama-2-7b.Q4_K_M.gguf`
 (TheBloke/Llama-2-7B-GGUF lists 4.08 GB; the metadata adds under 1 MB). The naive "params × 4.5
-bits" estimate is 3.79 GB: 7% short.
+bits" estimate is 3.79 GB: 7% short. Its 4.84 bits per weight is also what llama.cpp's
+`examples/quantize/README.md` lists for Llama-2-7B Q4_K_M (September 2023). The mixes change
+between llama.cpp versions: that README lists 3.35 bits per weight for Q2_K, an older recipe;
+the Q2_K rows above (3.01 for Llama-2-7B) follow the llama.cpp vendored in llama-cpp-python
+0.3.36.
 
 ## 8. Running the file in llama.cpp from Python
 
@@ -343,13 +438,27 @@ for ftype in ["F16", "Q8_0", "Q4_K_M"]:
     print(f"{ftype:7s} {speed:.0f} tokens/s in llama.cpp (1 thread, on this machine now)")
 """),
     ("md", r"""
-Speeds depend on the machine and on what else runs on it. `benchmarks/gguf.py` measured, on the
-project's shared 2-core CPU machine, 579 (F16), 1,047 (Q8_0) and 1,242 (Q4_K_M) tokens/s
-(`benchmarks/results/gguf-cpu-2026-11-27.json`): fewer bytes to read per token, faster decoding,
-the roofline argument of notebook 07. For a 7B model, decoding reads the whole 13.5 GB F16 file
-once per token, against 4.08 GB for Q4_K_M: at most 3.3× more tokens per second from the
-smaller file.
-
+Speeds depend on the machine and on what else runs on it. `benchmarks/gguf.py` recorded one run
+(read below). Why is the quantized file faster? Not because of memory bandwidth: the whole F16
+file is 11.7 MB, which sits in the last-level cache of a server CPU (this machine's is printed
+below), so decoding does not stream it from DRAM, and the bytes saved are not what limits the
+speed. The differences come from the work per token inside llama.cpp's CPU kernels (how each
+format's weights are unpacked and multiplied; we did not profile them). The roofline argument
+of notebook 07 applies to files larger than the caches: for a 7B model, decoding reads the whole
+13.5 GB F16 file once per token, against 4.08 GB for Q4_K_M: at most 3.3× more tokens per second
+from the smaller file.
+"""),
+    ("code", r"""
+record_path = sorted((pathlib.Path("..") / "benchmarks" / "results").glob("gguf-*.json"))[-1]
+record = json.loads(record_path.read_text())
+print(f"{record_path.name}: recorded {record['date']} on {record['processor']}, "
+      f"{record['cpus']} CPUs ({record.get('note', '')}); the CPU model was not recorded")
+for row in record["decode"]:
+    print(f"  {row['ftype']:7s} {row['tokens_per_s']:7.0f} tokens/s   file {row['file_bytes'] / 1e6:5.1f} MB")
+l3 = pathlib.Path("/sys/devices/system/cpu/cpu0/cache/index3/size")
+print(f"last-level cache of this machine: {l3.read_text().strip() if l3.exists() else 'unknown'}")
+"""),
+    ("md", r"""
 ## 9. How people run GGUF files
 
 With llama.cpp's command-line tools (built from github.com/ggml-org/llama.cpp):
@@ -375,36 +484,8 @@ PARAMETER stop "<|endoftext|>"
 print(modelfile)
 """),
     ("md", r"""
-## Exercises
-
-Replace each `...` and run the cell; `check` tells you whether your answer is right.
-
-**06.1** Quantize one Q8_0 block by hand: return `(d, q)` as llama.cpp would store them.
-"""),
-    ("code", r"""
-def q8_0_block(x):
-    # your code: d = max|x| / 127 (as a float16 value), q = round(x / d) as int8
-    return ...
-
-ex06.q8_0_block.check(q8_0_block)
-"""),
-    ("md", r"""
-**06.2** From the Q4_K layout in section 3, how many bits per weight does Q4_K spend?
-"""),
-    ("code", r"""
-q4_k_bits_per_weight = ...
-ex06.q4_k_bits_per_weight.check(q4_k_bits_per_weight)
-"""),
-    ("md", r"""
-**06.3** Write `file_bytes(tensors)`: the bytes of tensor data for a list of
-`(number_of_weights, qtype)` pairs (use `BLOCK_SIZE` and `TYPE_SIZE`).
-"""),
-    ("code", r"""
-def file_bytes(tensors):
-    # your code
-    return ...
-
-ex06.file_bytes.check(file_bytes)
+Stuck on an exercise? Every question has progressive hints: `ex06.q4_k_decode.hint()`, then
+`ex06.q4_k_decode.hint(2)`; `.solution()` shows an answer (withheld in a graded workshop).
 """),
     ("md", r"""
 ## Summary
@@ -414,8 +495,9 @@ ex06.file_bytes.check(file_bytes)
 * Legacy types quantize blocks of 32 weights with an fp16 scale (and min); K-quants group 256
   weights in a super-block whose sub-block scales are themselves quantized to 6 (or 4/8) bits,
   chosen by a weighted search for the best scale and min.
-* A mix like `Q4_K_M` spends extra bits on the output head, `attn_v` and `ffn_down`; file sizes
-  must be computed tensor by tensor.
+* A mix like `Q4_K_M` spends extra bits on the output head, `attn_v` and `ffn_down` (in a 6-layer
+  model: blocks 2 and 5 only); file sizes must be computed tensor by tensor, and the recipes change
+  between llama.cpp versions.
 * An importance matrix (mean squared input per channel) makes the rounding minimise the error
   that reaches the layer's output.
 * `qcourse.gguf` writes the same bytes as llama.cpp for every type, mix and imatrix (checked by
@@ -430,6 +512,8 @@ ex06.file_bytes.check(file_bytes)
 * K-quants: llama.cpp pull request #1684 (I. Kawrakow, 2023); importance matrix: pull request #4861.
 * gguf-py (PyPI `gguf` 0.19.0): `GGUFWriter`, `GGUFReader`, numpy `quants`.
 * File size of `llama-2-7b.Q4_K_M.gguf`: huggingface.co/TheBloke/Llama-2-7B-GGUF (4.08 GB).
+* llama.cpp `examples/perplexity/README.md` (Llama 2 70B scorechart) and
+  `examples/quantize/README.md` (bits per weight of Llama 2 mixes), added in PR #3340, 2023-09-27.
 * Parameter counts: Llama 2 (Touvron et al., 2023), Llama 3 model card (Meta, 2024), from their configs.
 """),
 ]

@@ -8,14 +8,32 @@ Each notebook's script (``notebooks/src/NN_topic.py``) defines ``CELLS`` as a li
                                                 # saves it with its outputs (nbclient)
 
 The first code cell of every notebook installs the package on Colab and does nothing elsewhere.
+
+Executing also records what the outputs were computed from (:func:`fingerprint`): a hash of each
+package source file defining a name the notebook's code uses, and of each recorded result
+(``benchmarks/results/*.json``) it reads, in ``metadata["qcourse"]["executed_with"]``.
+``tests/test_notebook_freshness.py`` recomputes it, so a notebook whose outputs are older than
+the code or results it shows is caught.
 """
 from __future__ import annotations
 
+import ast
+import hashlib
+import inspect
 import pathlib
+import re
 import runpy
 import sys
+import types
 
 import nbformat
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+PACKAGE = ROOT / "qcourse"
+RESULTS = ROOT / "benchmarks" / "results"
+RESULT_NAME = re.compile(r"[\w.*?-]+\.json")                       # "gptq-*.json", "x.json"
+SHOWN_SOURCES = (".cu", ".cuh")
+RESULT_PATH = re.compile(r"benchmarks/results/([\w.*?-]+\.json)")   # as prose cites a result
 
 COLAB_CELL = """\
 # On Colab, install the course package first (elsewhere this cell does nothing).
@@ -55,15 +73,108 @@ def build(path: str | pathlib.Path, cells: list[tuple[str, str]], extras: str = 
     nbformat.write(notebook(cells, extras), str(path))
 
 
+def code_of(cell) -> str:
+    """A code cell's source with IPython magics (``%...``, ``!...``) replaced by ``pass``."""
+    return "\n".join(line[: len(line) - len(line.lstrip())] + "pass"
+                     if line.lstrip().startswith(("%", "!")) else line
+                     for line in cell.source.splitlines())
+
+
+def _code_trees(nb) -> list[ast.Module]:
+    return [ast.parse(code_of(c)) for c in nb.cells
+            if c.cell_type == "code" and "google.colab" not in c.source]
+
+
+def _in_package(obj) -> bool:
+    name = obj.__name__ if isinstance(obj, types.ModuleType) else getattr(obj, "__module__", "")
+    return isinstance(name, str) and (name == "qcourse" or name.startswith("qcourse."))
+
+
+def _source_file(obj) -> pathlib.Path | None:
+    """The package file defining ``obj`` (a module, function, class, method, Triton kernel, or
+    an instance of a package class), or None if it is not the package's."""
+    obj = getattr(obj, "fn", obj)                            # a Triton JITFunction
+    obj = inspect.unwrap(getattr(obj, "__func__", obj))      # methods, decorated functions
+    if not isinstance(obj, (types.ModuleType, type, types.FunctionType)):
+        obj = type(obj)                                      # an instance: its class
+    if not _in_package(obj):
+        return None
+    try:
+        file = pathlib.Path(inspect.getsourcefile(obj)).resolve()
+    except (TypeError, OSError):
+        return None
+    return file if PACKAGE in file.parents else None
+
+
+def package_files(nb) -> set[pathlib.Path]:
+    """The package source files a notebook's code uses: the qcourse modules it imports, the
+    files defining the names it imports from them, and the files defining every attribute it
+    reads off them (``gptq.quantize_model`` -> ``qcourse/gptq.py``, ``models.load`` ->
+    ``qcourse/models/loader.py``). What those call in turn is not followed: a file counts when
+    the notebook names something in it."""
+    namespace: dict = {}
+    trees = _code_trees(nb)
+    for node in (n for tree in trees for n in ast.walk(tree)):   # also inside functions, try
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            try:
+                exec(compile(ast.Module(body=[node], type_ignores=[]), "<import>", "exec"),
+                     namespace)
+            except ImportError:   # an optional library the notebook guards against
+                continue
+    roots = {name: obj for name, obj in namespace.items() if _in_package(obj)}
+    found = {_source_file(obj) for obj in roots.values()}
+    for tree in trees:
+        for node in ast.walk(tree):
+            chain = []
+            while isinstance(node, ast.Attribute):
+                chain.append(node.attr)
+                node = node.value
+            if not (isinstance(node, ast.Name) and node.id in roots and chain):
+                continue
+            obj = roots[node.id]
+            for attr in reversed(chain):
+                obj = getattr(obj, attr, None)
+                if obj is None:
+                    break
+                found.add(_source_file(obj))
+    found.discard(None)
+    # sources a module reads and shows (the CUDA kernel's .cu files next to its module)
+    return found | {f for py in found for f in py.parent.glob("*") if f.suffix in SHOWN_SOURCES}
+
+
+def result_files(nb) -> set[pathlib.Path]:
+    """The recorded results a notebook reads or cites: the files of ``benchmarks/results``
+    matching a ``*.json`` name or glob written in its code (``glob("gptq-*.json")``), or a
+    ``benchmarks/results/NAME.json`` path written in its prose."""
+    patterns = set()
+    for tree in _code_trees(nb):
+        patterns |= {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant)
+                     and isinstance(n.value, str) and RESULT_NAME.fullmatch(n.value)}
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            patterns |= set(RESULT_PATH.findall(cell.source))
+    return {path.resolve() for pattern in patterns for path in RESULTS.glob(pattern)}
+
+
+def fingerprint(nb) -> dict[str, str]:
+    """``{path relative to the repository: sha256 of its bytes}`` of everything the notebook's
+    outputs are computed from (:func:`package_files` and :func:`result_files`)."""
+    files = sorted(package_files(nb) | result_files(nb))
+    return {str(f.relative_to(ROOT)): hashlib.sha256(f.read_bytes()).hexdigest() for f in files}
+
+
 def execute(path: str | pathlib.Path, timeout: int = 600) -> None:
     """Run the notebook at ``path`` top to bottom on a fresh kernel (in its own folder) and save
-    it with its outputs; a cell that raises stops it with the error."""
+    it with its outputs and its :func:`fingerprint` (taken before running); a cell that raises
+    stops it with the error."""
     from nbclient import NotebookClient
 
     path = pathlib.Path(path)
     nb = nbformat.read(str(path), as_version=4)
+    executed_with = fingerprint(nb)
     NotebookClient(nb, timeout=timeout, kernel_name="python3",
                    resources={"metadata": {"path": str(path.parent)}}).execute()
+    nb.metadata.setdefault("qcourse", {})["executed_with"] = executed_with
     nbformat.write(nb, str(path))
 
 

@@ -1,13 +1,19 @@
-"""Exercises of notebook 02: post-training quantization."""
+"""Exercises of notebook 02: post-training quantization (bytes, per-token int8, clipping,
+LLM.int8()'s outliers, SmoothQuant) and two predictions."""
 from __future__ import annotations
 
 import torch
 
+from qcourse import calib, quant
 from qcourse.eval import model_size_bytes
 from qcourse.exercises import Question
 from qcourse.layers import outlier_features, quantize_per_token
 from qcourse.layers import QuantLinear
+from qcourse.quant import QuantScheme
 from qcourse.smoothquant import smoothing_scales
+
+QUANTIZERS = (quant.quantize, quant.scale_and_zero, quant.fake_quantize, QuantScheme.params,
+              QuantScheme.quantize, QuantScheme.apply_grid, QuantScheme.fake_quantize)
 
 
 def _layer_bytes(out_features: int, in_features: int, bits: int, group_size: int | None) -> int:
@@ -39,6 +45,24 @@ def _smoothing_cases() -> list[tuple]:
                                                      torch.tensor([[1.0, -0.25]]), 0.5)]
 
 
+def _clip_reference(x: torch.Tensor, bits: int, ratios: list[float]) -> float:
+    return calib.mse_clip_ratio(x, bits, symmetric=True, granularity="tensor",
+                                ratios=ratios).item()
+
+
+def _clip_cases() -> list[tuple]:
+    generator = torch.Generator().manual_seed(5)
+    heavy = torch.randn(256, generator=generator)
+    heavy[17] = 12.0                                  # one outlier stretches the range
+    u = torch.rand(512, generator=generator) - 0.5
+    laplace = -u.sign() * torch.log1p(-2 * u.abs())   # Laplace(0, 1) by inverse transform
+    return [(heavy, 3, [1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3]),
+            (heavy, 8, [1.0, 0.9, 0.5]),                  # 8 bits: clipping costs more than it saves
+            (laplace * 0.01, 4, [0.4, 1.0, 0.7, 0.55]),   # ratios in no particular order
+            (torch.zeros(8), 4, [0.5, 0.75, 1.0]),        # every ratio ties: keep the largest
+            (torch.linspace(-1, 1, 9), 2, [1.0, 0.75, 0.5])]
+
+
 layer_bytes = Question(
     name="02.1 layer_bytes",
     prompt="Write layer_bytes(out_features, in_features, bits, group_size) returning the bytes a "
@@ -46,10 +70,15 @@ layer_bytes = Question(
            "points, one fp16 scale per output row and group, and an int32 g_idx per input column. "
            "group_size=None means one group per row.",
     reference=_layer_bytes,
+    forbid=(model_size_bytes,),
     cases=lambda: [(256, 768, 4, 128), (128, 256, 3, None), (768, 256, 2, 32), (256, 256, 8, 64),
                    (64, 4096, 4, 128)],
-    hint_text="N·K·b/8 for the weights; with G = K/g groups, N·G·b/8 for the zeros and N·G·2 for "
-              "the fp16 scales; 4·K for g_idx.",
+    hints=("Add up four tensors: the packed codes, the packed zero points, the scales and "
+           "g_idx. How many of each are there for a weight [N, K] with G = K / group_size "
+           "groups per row?",
+           "Codes: N·K values of `bits` bits. Zero points: one per row and group, also `bits` "
+           "bits each. Scales: one per row and group, 2 bytes each (fp16). g_idx: one int32 "
+           "per input column."),
     solution_text="def layer_bytes(n, k, bits, group_size):\n"
                   "    groups = k // (group_size or k)\n"
                   "    return n * k * bits // 8 + n * groups * bits // 8 + 2 * n * groups + 4 * k",
@@ -60,9 +89,12 @@ quantize_tokens = Question(
     prompt="Write quantize_tokens(x) for activations x [tokens, K]: symmetric int8 with one scale "
            "per token (row), scale = max|x_row| / 127; return (q as torch.int8, scale [tokens, 1]).",
     reference=quantize_per_token,
+    forbid=(quantize_per_token, *QUANTIZERS),
     cases=_activations,
-    hint_text="scale = x.abs().amax(dim=1, keepdim=True) / 127; q = round(x / scale), clamped to "
-              "[-128, 127]. The max is over the features of a token, i.e. along dim 1.",
+    hints=("One scale per token: a token is a row of x. Over which dimension do you take the "
+           "max, and how do you keep the result shaped [tokens, 1]?",
+           "The row's largest |x| must land on the largest int8 level (127, not 128); then "
+           "round and keep q inside the int8 range before converting the dtype."),
     solution_text="def quantize_tokens(x):\n"
                   "    scale = x.abs().amax(dim=1, keepdim=True) / 127\n"
                   "    q = torch.round(x / scale).clamp(-128, 127).to(torch.int8)\n"
@@ -74,9 +106,12 @@ outlier_columns = Question(
     prompt="Write outlier_columns(x, threshold) for x [tokens, K]: a boolean tensor [K], True for "
            "the input features that LLM.int8() keeps in floating point (some |x| > threshold).",
     reference=outlier_features,
+    forbid=(outlier_features, calib.ActivationStats.outlier_channels),
     cases=_outlier_cases,
-    hint_text="Take the absolute value first (outliers can be negative), then the max over the "
-              "tokens (dim 0), then compare.",
+    hints=("A feature is a column of x. It is an outlier feature if *any* token has a large "
+           "value in it: which reduction over the tokens answers 'any value above'?",
+           "Outliers can be negative (-12 counts): compare magnitudes, then reduce over the "
+           "token dimension (dim 0) so one boolean per column remains."),
     solution_text="def outlier_columns(x, threshold):\n"
                   "    return x.abs().amax(dim=0) > threshold",
 )
@@ -86,10 +121,71 @@ smoothing = Question(
     prompt="Write smoothing(act_absmax, weight, alpha): SmoothQuant's per-input-channel scales "
            "s_j = max|X_j|^alpha / max|W_j|^(1 - alpha), with act_absmax [K] and weight [N, K].",
     reference=lambda act, weight, alpha: smoothing_scales(act, [weight], alpha),
+    forbid=(smoothing_scales,),
     cases=_smoothing_cases,
     rtol=1e-4,
-    hint_text="max|W_j| is the max over the output rows of column j: weight.abs().amax(dim=0).",
+    hints=("s has one entry per input channel j, i.e. per column of weight [N, K]. What is "
+           "max|W_j| in terms of the columns?",
+           "max|W_j| is a max over the output rows (dim 0) of |weight|; raise the activation "
+           "max to alpha and divide by the weight max raised to 1 - alpha."),
     solution_text="def smoothing(act_absmax, weight, alpha):\n"
                   "    w = weight.abs().amax(dim=0)\n"
                   "    return act_absmax ** alpha / w ** (1 - alpha)",
+)
+
+best_clip_ratio = Question(
+    name="02.5 best_clip_ratio",
+    prompt="Write best_clip_ratio(x, bits, ratios) -> float: of the clip ratios in `ratios`, the "
+           "one whose symmetric per-tensor quantization of x (range r · max|x|, values beyond "
+           "it saturate) gives the lowest mean squared error Σ(x - x')²; on a tie, the larger "
+           "ratio. You may use qcourse.quant.fake_quantize(x, bits, symmetric=True, "
+           "granularity='tensor', clip_ratio=r) for one quantization: the exercise is the "
+           "search.",
+    reference=_clip_reference,
+    forbid=(calib.mse_clip_ratio, calib.best_ratio_on_grid),
+    cases=_clip_cases,
+    hints=("Try every ratio: quantize, dequantize, measure the error, keep the best. What "
+           "should happen when two ratios give exactly the same error?",
+           "Visit the ratios from the largest to the smallest and replace the best only on a "
+           "strictly lower error: then a tie keeps the larger ratio, whatever order `ratios` "
+           "came in."),
+    solution_text=(
+        "from qcourse.quant import fake_quantize\n\n"
+        "def best_clip_ratio(x, bits, ratios):\n"
+        "    best, best_err = None, None\n"
+        "    for r in sorted(ratios, reverse=True):\n"
+        "        fq = fake_quantize(x, bits, symmetric=True, granularity='tensor', clip_ratio=r)\n"
+        "        err = (x - fq).pow(2).sum().item()\n"
+        "        if best_err is None or err < best_err:\n"
+        "            best, best_err = r, err\n"
+        "    return best"),
+)
+
+two_bit_rtn = Question(
+    name="02.6 two_bit_rtn",
+    prompt="Predict before the sweep: with RTN at 2 bits per channel (asymmetric: 4 levels, "
+           "unlike notebook 00's symmetric 3), how much higher than fp32 will the perplexity "
+           "on the 8 test windows be?",
+    choices={"a": "within 1 %", "b": "between 5 % and 50 %", "c": "2 to 3 times",
+             "d": "more than 10 times"},
+    reference=lambda: "b",  # measured in the notebook: +20 % (tests/test_ex02.py re-measures it)
+    hints=("Notebook 00's symmetric 2-bit grid had 3 levels and tripled the perplexity. What "
+           "does a fourth level and a zero point that follows the row's range change?",
+           "With 4 levels spread from the row's min to its max, small weights are no longer "
+           "all sent to 0: the damage is real but far from notebook 00's."),
+    solution_text="two_bit_rtn = 'b'   # about +20 % here; symmetric 3-level 2-bit tripled it",
+)
+
+outlier_layer = Question(
+    name="02.7 outlier_layer",
+    prompt="Predict before the measurement: the inputs of which linear layers of a Llama block "
+           "have the largest activations (largest channel max over the median channel)?",
+    choices={"a": "q_proj, k_proj, v_proj (after the attention norm)", "b": "o_proj",
+             "c": "gate_proj, up_proj (after the MLP norm)", "d": "down_proj"},
+    reference=lambda: "d",  # measured in the notebook (tests/test_ex02.py re-measures it)
+    hints=("Which inputs come straight out of an RMSNorm, whose job is to keep magnitudes in "
+           "check, and which one does not?",
+           "down_proj reads SiLU(gate) ⊙ up: a product of two projections, with no norm "
+           "between them and the linear layer."),
+    solution_text="outlier_layer = 'd'   # SiLU(gate) * up: a product, not normalised",
 )

@@ -1,11 +1,19 @@
-"""Exercises of notebook 05: AWQ's scales, folding them away, and what the search evaluates."""
+"""Exercises of notebook 05: AWQ's scales, folding them away, what the search evaluates, the
+cost of the format, and predictions about what AWQ changes on qcourse-tiny."""
 from __future__ import annotations
+
+import inspect
 
 import torch
 
+from qcourse import awq, transforms
 from qcourse.awq import awq_scales
 from qcourse.exercises import Question
 from qcourse.quant import fake_quantize
+
+# decorated (torch.no_grad) package functions are forbidden through the function they wrap
+FOLDS = tuple(inspect.unwrap(f) for f in (transforms.fold_scale_into_norm,
+                                          transforms.fold_scale_into_linear)) + (awq.fold_scales,)
 
 
 def _scale_cases() -> list[tuple]:
@@ -51,10 +59,13 @@ awq_scale = Question(
     prompt="Write awq_scale(x_mean, alpha): AWQ's per-input-channel scales s = x_mean ** alpha, "
            "normalised so that max(s) * min(s) = 1 (divide by sqrt(max(s) * min(s))).",
     reference=awq_scales,
+    forbid=(awq_scales, inspect.unwrap(awq.search_scale)),
     cases=_scale_cases,
     rtol=1e-4,
-    hint_text="Compute s = x_mean ** alpha first, then divide the whole vector by "
-              "torch.sqrt(s.max() * s.min()). With alpha = 0 every scale is 1.",
+    hints=("Two steps: the raw scales x_mean ** alpha, then one number that divides them all. "
+           "What must that number be for max(s) · min(s) to become 1?",
+           "If you divide every entry by c, the product of the largest and smallest is divided "
+           "by c². Check alpha = 0: every scale should come out as 1."),
     solution_text="def awq_scale(x_mean, alpha):\n"
                   "    s = x_mean ** alpha\n"
                   "    return s / torch.sqrt(s.max() * s.min())",
@@ -67,9 +78,12 @@ fold_scale = Question(
            "linear layer's weight [N, K] is multiplied by s along its input columns, so that "
            "linear(norm(x)) is unchanged.",
     reference=_fold_reference,
+    forbid=FOLDS,
     cases=_fold_cases,
-    hint_text="weight * s broadcasts s over the last dimension, the input columns. The norm "
-              "output is divided by s, so its weight is divided too.",
+    hints=("The product is unchanged if one side is divided by s and the other multiplied by "
+           "s. Which side is the norm's output, and which the linear layer's input columns?",
+           "weight [N, K] times s [K] broadcasts s over the last dimension, the input columns; "
+           "the RMSNorm multiplies its output element-wise by its weight [K]."),
     solution_text="def fold_scale(norm_weight, weight, s):\n"
                   "    return norm_weight / s, weight * s",
 )
@@ -82,11 +96,14 @@ scaled_quantization = Question(
            "(qcourse.quant.fake_quantize(..., symmetric=False, granularity='group', "
            "group_size=group_size)).",
     reference=_scaled_quantization_reference,
+    forbid=(inspect.unwrap(awq.search_scale),),
     cases=_scaled_quantization_cases,
     rtol=1e-4,
     atol=1e-5,
-    hint_text="Scale the columns up (weight * s), quantize and dequantize, then scale them back "
-              "down (/ s): the layer then multiplies the unscaled input.",
+    hints=("Three operations in a row: one before the quantizer, the quantizer, one after. "
+           "Which input does the layer multiply after folding?",
+           "The columns are scaled up before quantizing (so a salient column uses more of the "
+           "grid) and scaled back down after, since the folded input is x / s."),
     solution_text="from qcourse.quant import fake_quantize\n\n"
                   "def scaled_quantization(weight, s, bits, group_size):\n"
                   "    q = fake_quantize(weight * s, bits, symmetric=False, granularity='group',\n"
@@ -99,7 +116,38 @@ bits_per_weight = Question(
     prompt="How many bits per weight does AWQ's usual format cost: 4-bit integers with one fp16 "
            "scale and one 4-bit zero point per group of 128 weights (ignore g_idx)? A number.",
     reference=lambda: 4 + (16 + 4) / 128,
-    hint_text="Each group of 128 weights stores 128 × 4 bits plus 16 bits of scale and 4 bits "
-              "of zero point; divide by 128.",
+    hints=("Count the bits one group of 128 weights stores, then divide by 128.",
+           "128 codes of 4 bits, one fp16 scale (16 bits) and one zero point packed in 4 bits "
+           "like the codes."),
     solution_text="bits_per_weight = 4 + (16 + 4) / 128   # 4.15625",
+)
+
+salient_recovery = Question(
+    name="05.5 salient_recovery",
+    prompt="Predict before section 2's experiment: at 3 bits (groups of 128), keeping the 1 % of "
+           "input channels with the largest activations in fp32 will recover how much of the "
+           "perplexity RTN loses on qcourse-tiny?",
+    choices={"a": "most of it (more than half)", "b": "some of it (10 to 50 %)",
+             "c": "almost none (under 10 %)"},
+    reference=lambda: "c",  # measured in the notebook (tests/test_ex05.py re-measures it)
+    hints=("The AWQ paper's effect comes from a few input channels whose activations are far "
+           "larger than the rest. How large are the largest channels of qcourse-tiny (section 1)?",
+           "Section 1 found the largest mean |x_j| only 2 to 4 times the median: there are no "
+           "strong outlier channels to protect here."),
+    solution_text="salient_recovery = 'c'   # no strong outlier channels in qcourse-tiny",
+)
+
+clipped_share = Question(
+    name="05.6 clipped_share",
+    prompt="Predict before section 5 measures it: on block 1's mlp.down_proj at 3 bits, for what "
+           "share of the (output channel, group) pairs will the clip search choose a ratio "
+           "below 1?",
+    choices={"a": "none", "b": "about a quarter", "c": "about half", "d": "most of them (over 75 %)"},
+    reference=lambda: "d",  # measured in the notebook (tests/test_ex05.py re-measures it)
+    hints=("With 8 levels (3 bits) over the range of 128 weights, how wide is a step compared "
+           "with the typical weight?",
+           "A range set by the one or two largest weights of a group makes the step coarse for "
+           "the 126 others: trading a little error on the extremes for a finer step usually "
+           "pays at 3 bits."),
+    solution_text="clipped_share = 'd'   # about 90 % of the groups here",
 )

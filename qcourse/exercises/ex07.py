@@ -1,10 +1,13 @@
-"""Exercises of notebook 07: reading a packed int32 word, bytes moved by a GEMV, the roofline."""
+"""Exercises of notebook 07: reading a packed int32 word, bytes moved by a GEMV, the roofline,
+and reading the recorded GPU measurements."""
 from __future__ import annotations
 
 import torch
 
+from qcourse import pack
 from qcourse.exercises import Question
-from qcourse.kernels import roofline
+from qcourse.kernels import reference, roofline
+from qcourse.kernels.checks import PACK
 from qcourse.kernels.layout import dequantize_w4a16
 
 
@@ -24,6 +27,13 @@ def _unpack_word_cases() -> list[tuple]:
             (305419896, 0.03125, 7.0)]           # 0x12345678
 
 
+def _gemm_word_loads() -> float:
+    """How often the GEMM kernel's tile step loads each int32 word: its word address is
+    ``ks // 8`` for ``ks`` = the BLOCK_K consecutive inputs of the step (any BLOCK_K)."""
+    ks = torch.arange(64)                                   # one step of BLOCK_K = 64 inputs
+    return ks.numel() / torch.unique(ks // PACK).numel()
+
+
 def _gemv_bytes_reference(n: int, k: int, group_size: int) -> int:
     return roofline.bytes_w4a16(1, n, k, group_size)
 
@@ -40,9 +50,12 @@ unpack_word = Question(
            "w_j = (q_j - zero) * scale. `word` is a Python int as torch prints an int32 "
            "(it may be negative).",
     reference=_unpack_word_reference,
+    forbid=(dequantize_w4a16, pack.unpack_int32, pack.unpack_bits, reference.w4a16_reference),
     cases=_unpack_word_cases,
-    hint_text="q_j = (word >> (4 * j)) & 0xF. In Python, & 0xF also works for negative ints "
-              "(two's complement), so the sign bit needs no special care.",
+    hints=("Nibble j sits at bits 4j..4j+3: which shift brings it down to bits 0..3, and which "
+           "mask keeps only those 4 bits?",
+           "Shift right by 4·j, then & 0xF. Python's integers behave as two's complement under "
+           ">> and &, so a negative word needs no special care; then apply the zero and scale."),
     solution_text="def unpack_word(word, scale, zero):\n"
                   "    return [(((word >> (4 * j)) & 0xF) - zero) * scale for j in range(8)]",
 )
@@ -54,10 +67,13 @@ gemv_bytes = Question(
            "one fp16 zero point per group of group_size inputs and per output, x in fp16 "
            "(read) and y in fp16 (written).",
     reference=_gemv_bytes_reference,
+    forbid=(roofline.bytes_w4a16, roofline.bytes_fp16, roofline.bytes_w8a8),
     cases=lambda: [(8, 16, 8), (4096, 4096, 128), (14336, 4096, 128), (4096, 14336, 64),
                    (256, 768, 32)],
-    hint_text="Codes: N·K/2 bytes. Scales and zeros: (K/g)·N values each, 2 bytes each. "
-              "x: 2K bytes, y: 2N bytes.",
+    hints=("Four things cross the memory bus once each: the codes, the per-group metadata, x "
+           "and y. Count the bytes of each.",
+           "Codes: half a byte per weight. Metadata: K / group_size groups per output, each "
+           "with a 2-byte scale and a 2-byte zero. x holds K fp16 values, y holds N."),
     solution_text="def gemv_bytes(n, k, group_size):\n"
                   "    return n * k // 2 + 2 * 2 * (k // group_size) * n + 2 * k + 2 * n",
 )
@@ -69,14 +85,44 @@ memory_bound = Question(
            "(GB/s) and fp16 peak (TFLOPS): its arithmetic intensity (FLOPs / bytes of W, x and "
            "y, 2 bytes each) is below the ridge point peak_flops / peak_bandwidth.",
     reference=_memory_bound_reference,
+    forbid=(roofline.matmul_flops, roofline.bytes_fp16, roofline.roofline_seconds),
     cases=lambda: [(1, 4096, 4096, 3350, 989), (256, 4096, 4096, 3350, 989),
                    (320, 4096, 4096, 3350, 989),     # intensity 277 < ridge 295: still memory
                    (4096, 4096, 4096, 3350, 989), (64, 4096, 4096, 300, 121),
                    (512, 14336, 4096, 4800, 989), (340, 4096, 4096, 3350, 989),
                    (512, 4096, 4096, 3350, 989)],                  # 410: compute-bound
-    hint_text="FLOPs = 2·M·N·K. Bytes = 2·N·K + 2·M·K + 2·M·N. Ridge = tflops·1e12 / "
-              "(bandwidth_gbs·1e9) FLOP/byte. Memory-bound when FLOPs/bytes < ridge.",
+    hints=("Two ratios to compare: the kernel's FLOPs per byte, and the card's peak FLOP/s per "
+           "peak byte/s. Mind the units (TFLOPS and GB/s).",
+           "A multiply-add is 2 FLOPs per term of M·N·K; the bytes are those of W, x and y at 2 "
+           "bytes each. For large M the x and y terms are what makes 'intensity ≈ M' wrong."),
     solution_text="def memory_bound(m, n, k, bandwidth_gbs, tflops):\n"
                   "    intensity = 2 * m * n * k / (2 * n * k + 2 * m * k + 2 * m * n)\n"
                   "    return intensity < tflops * 1e12 / (bandwidth_gbs * 1e9)",
+)
+
+kernel_vs_fp16 = Question(
+    name="07.4 kernel_vs_fp16",
+    prompt="Predict before section 8 shows the recorded run: on an H100, at M = 1 (decode), a "
+           "4096×4096 layer, this course's Triton W4A16 GEMV compared with fp16 cuBLAS "
+           "(F.linear) runs ...",
+    choices={"a": "about 3.5 times faster, near the roofline bound",
+             "b": "1.5 to 2.5 times faster", "c": "about as fast", "d": "slower"},
+    reference=lambda: "d",  # the recorded JSON: x0.66 (tests/test_ex07.py reads it)
+    hints=("The bound says what is possible if the kernel streams its 8.9 MB at the card's "
+           "bandwidth. How much of the peak does a simple kernel reach?",
+           "cuBLAS reaches about 40 % of the peak bandwidth on this shape (33.6 MB). Work out "
+           "the time of a kernel moving 8.9 MB at 5, 10 or 20 % of the peak, and compare."),
+    solution_text="kernel_vs_fp16 = 'd'   # recorded: x0.66 at M = 1",
+)
+
+gemm_word_loads = Question(
+    name="07.5 gemm_word_loads",
+    prompt="In w4a16_gemm_kernel (section 4), one step loads `words` at qweight_ptr + (ks // 8) * "
+           "N + cols for the BLOCK_K inputs ks of the step. How many times per step is each "
+           "int32 word loaded? (a number)",
+    reference=_gemm_word_loads,
+    hints=("The address depends on the input k only through ks // 8. Does it change for every "
+           "k of the step?",
+           "Write out ks // 8 for ks = 0, 1, ..., 15 and count how often each value repeats."),
+    solution_text="gemm_word_loads = 8   # once per nibble row: 8 loads of the same address",
 )
