@@ -34,9 +34,14 @@ group's range, chosen to minimize the group's output error ``Σ_t (x_t,G · (w_n
 (not for q and k, whose errors are multiplied together in ``q·k``; AutoAWQ skips them too).
 Finally every linear layer is quantized asymmetrically (4-bit, groups of 128 by default) into a
 :class:`~qcourse.layers.QuantLinear`, block by block (:func:`qcourse.blocks.sequential`).
+
+Models whose scales cannot be folded (a post-norm encoder such as BERT: its LayerNorm output is
+also the residual stream) get :func:`quantize_explicit`: the same search per layer, the division
+by ``s`` kept explicit in front of the layer (:class:`~qcourse.layers.scaled.ScaledInput`).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 
@@ -46,6 +51,7 @@ from torch import nn
 from qcourse import blocks
 from qcourse.calib import ActivationStats, best_ratio_on_grid, check_samples
 from qcourse.layers import QuantLinear
+from qcourse.layers.scaled import ScaledInput
 from qcourse.models import decoder_layers, get_module, linear_layers, set_module
 from qcourse.pack import check_packable_bits
 from qcourse.quant import QuantScheme
@@ -53,7 +59,7 @@ from qcourse.transforms import fold_scale_into_linear, fold_scale_into_norm
 
 ALPHAS = torch.arange(20) / 20              # 0, 0.05, ..., 0.95
 CLIP_RATIOS = 1 - torch.arange(10) / 20     # 1, 0.95, ..., 0.55
-NO_CLIP = ("q_proj", "k_proj")              # their errors meet in q·k: not clipped
+NO_CLIP = ("q_proj", "k_proj", "query", "key")  # errors meet in q·k: not clipped (Llama, BERT)
 SALIENT_CRITERIA = ("activation", "weight", "random")
 
 
@@ -237,19 +243,27 @@ def search_clip(weight: torch.Tensor, x: torch.Tensor, scheme: QuantScheme, *,
 # one block, the whole model
 
 
+@contextlib.contextmanager
+def recorded_inputs(module: nn.Module, names: list[str]):
+    """Within the block, the input each named linear layer of ``module`` receives is appended
+    to ``seen[name]`` (``seen`` is what the block gets)."""
+    seen: dict[str, list[torch.Tensor]] = {name: [] for name in names}
+    handles = [module.get_submodule(name).register_forward_hook(
+        lambda layer, args, output, name=name: seen[name].append(args[0].detach()))
+        for name in names]
+    try:
+        yield seen
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 @torch.no_grad()
 def capture_linear_inputs(block: nn.Module, inputs: blocks.BlockInputs, names: list[str]
                           ) -> dict[str, list[torch.Tensor]]:
     """The input each named linear layer of ``block`` receives, per batch of ``inputs``."""
-    seen: dict[str, list[torch.Tensor]] = {name: [] for name in names}
-    handles = [block.get_submodule(name).register_forward_hook(
-        lambda module, args, output, name=name: seen[name].append(args[0].detach()))
-        for name in names]
-    try:
+    with recorded_inputs(block, names) as seen:
         blocks.run_block(block, inputs)
-    finally:
-        for handle in handles:
-            handle.remove()
     return seen
 
 
@@ -326,6 +340,34 @@ def quantize_model(model: nn.Module, samples: torch.Tensor, bits: int = 4,
 
     return blocks.sequential(model, samples, process, batch_size=batch_size, desc="AWQ",
                              progress=progress)
+
+
+@torch.no_grad()
+def quantize_explicit(model: nn.Module, samples, bits: int = 4, group_size: int | None = 128, *,
+                      clip: bool = True, batch_size: int = 8) -> nn.Module:
+    """AWQ for any model whose scales cannot be folded, in place: for every linear layer (not
+    the head), :func:`search_scale` with the layer itself as the scope (inputs from one pass of
+    the float model over ``samples``), its weight columns ``*= s``, the clip search, a
+    :class:`QuantLinear`, wrapped in a :class:`ScaledInput` that divides its input by ``s``.
+    ``samples``: token ids ``[n, T]`` or a list of ``[1, T]`` tensors. Returns the model."""
+    scheme = QuantScheme(bits, group_size, symmetric=False)
+    check_packable_bits(bits)
+    layers = linear_layers(model)
+    for name, linear in layers.items():
+        scheme.group_size_for(linear.in_features, name)
+    with recorded_inputs(model, list(layers)) as feats:   # one pass of the float model
+        for batch in check_samples(samples):
+            for chunk in batch.split(batch_size):
+                model(chunk)
+    for name, linear in layers.items():
+        xs = feats.pop(name)
+        s = search_scale(linear, [linear], xs, [{}] * len(xs), scheme).scales
+        linear.weight.mul_(s.to(linear.weight.dtype))
+        ratio = (search_clip(linear.weight, _flat([x / s for x in xs]), scheme)
+                 if clip and not name.endswith(NO_CLIP) else 1.0)
+        set_module(model, name, ScaledInput(QuantLinear.from_float(linear, scheme,
+                                                                   clip_ratio=ratio), s))
+    return model
 
 
 # ---------------------------------------------------------------------------------------------

@@ -5,8 +5,8 @@ of :mod:`qcourse.layers`.
 * RTN (round-to-nearest), weight-only: every linear weight becomes ``bits``-bit integers with a
   scale and zero point per output channel or per group, stored packed in a
   :class:`~qcourse.layers.QuantLinear`; activations stay in floating point.
-* W8A8: int8 weights per channel and int8 activations per token, multiplied in integers
-  (:class:`~qcourse.layers.W8A8Linear`).
+* W8A8: int8 weights per channel and int8 activations per token (or per tensor), multiplied
+  in integers (:class:`~qcourse.layers.W8A8Linear`).
 * LLM.int8(): W8A8 with the outlier input features kept in float
   (:class:`~qcourse.layers.Int8MixedLinear`).
 * NF4: 4-bit NormalFloat codes in blocks of 64 (:class:`~qcourse.layers.NF4Linear`).
@@ -19,7 +19,7 @@ from torch import nn
 
 from qcourse.calib import mse_clip_ratio
 from qcourse.layers import Int8MixedLinear, NF4Linear, QuantLinear, W8A8Linear
-from qcourse.layers.int8 import check_threshold
+from qcourse.layers.int8 import check_activations, check_threshold
 from qcourse.models import swap_linears
 from qcourse.nf4 import BLOCK_SIZE
 from qcourse.pack import check_packable_bits
@@ -74,9 +74,12 @@ def quantize_rtn(model: nn.Module, bits: int, granularity: str, group_size: int 
         linear, scheme, per_tensor=granularity == "tensor", clip=clip))
 
 
-def quantize_w8a8(model: nn.Module) -> nn.Module:
-    """Swap every linear layer (not the output head) for a :class:`W8A8Linear`, in place."""
-    return swap_linears(model, lambda name, linear: W8A8Linear.from_float(linear))
+def quantize_w8a8(model: nn.Module, activations: str = "token") -> nn.Module:
+    """Swap every linear layer (not the output head) for a :class:`W8A8Linear`, in place.
+    ``activations``: ``"token"`` (one scale per token) or ``"tensor"`` (one per batch)."""
+    check_activations(activations)
+    return swap_linears(model, lambda name, linear: W8A8Linear.from_float(
+        linear, activations=activations))
 
 
 def quantize_llm_int8(model: nn.Module, threshold: float = 6.0) -> nn.Module:

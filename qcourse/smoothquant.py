@@ -15,6 +15,10 @@ The division of X costs nothing at run time when it is folded into what produces
 ``down_proj`` in a Llama block.
 
 Layers sharing one input (q, k, v) share one ``s``, with max|W_j| taken over all of them.
+
+Where nothing can absorb the division (a post-norm encoder such as BERT, whose LayerNorm output
+is also the residual stream), :func:`smooth_explicit` keeps it as an explicit division of each
+layer's input (:class:`~qcourse.layers.scaled.ScaledInput`), one ``s`` per layer.
 """
 from __future__ import annotations
 
@@ -22,7 +26,8 @@ import torch
 from torch import nn
 
 from qcourse.calib import ActivationStats, collect_activation_stats
-from qcourse.models import decoder_layers
+from qcourse.layers.scaled import ScaledInput
+from qcourse.models import decoder_layers, linear_layers, set_module
 from qcourse.ptq import quantize_w8a8
 from qcourse.transforms import fold_scale_into_linear, fold_scale_into_norm
 
@@ -64,6 +69,25 @@ def smooth_llama(model: nn.Module, stats: dict[str, ActivationStats], alpha: flo
             s = smoothing_scales(stats[name].absmax, [mlp.down_proj.weight], alpha)
             fold_scale_into_linear(mlp.up_proj, mlp.down_proj, s)
             scales[name] = s
+    return scales
+
+
+@torch.no_grad()
+def smooth_explicit(model: nn.Module, stats: dict[str, ActivationStats], alpha: float = 0.5
+                    ) -> dict[str, torch.Tensor]:
+    """SmoothQuant's transformation for any model, in place: every linear layer with
+    statistics (not the head) gets its weight columns ``*= s`` and is wrapped in a
+    :class:`~qcourse.layers.scaled.ScaledInput` that divides its input by ``s`` (the float
+    model's outputs are unchanged). Returns the scales by layer name; quantize afterwards
+    (e.g. :func:`qcourse.ptq.quantize_w8a8`, which reaches the wrapped layers)."""
+    scales = {}
+    for name, linear in linear_layers(model).items():
+        if name not in stats:
+            continue
+        s = smoothing_scales(stats[name].absmax, [linear.weight], alpha)
+        linear.weight.mul_(s.to(linear.weight.dtype))
+        set_module(model, name, ScaledInput(linear, s))
+        scales[name] = s
     return scales
 
 

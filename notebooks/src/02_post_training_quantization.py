@@ -26,7 +26,9 @@ perplexity and what it saves in bytes.
     ("code", r"""
 %matplotlib inline
 import copy
+import gc
 import inspect
+import json
 import logging
 import math
 
@@ -39,6 +41,7 @@ from qcourse.exercises import ex02
 from qcourse.formats import human_bytes
 from qcourse.layers import QuantLinear
 from qcourse.models import minilm
+from qcourse.paths import REPO_DIR
 
 torch.manual_seed(0)
 logging.getLogger("transformers").setLevel(logging.ERROR)
@@ -58,9 +61,11 @@ print(f"fp32: perplexity {fp32_ppl:.1f}, {human_bytes(fp32_bytes)} "
     ("md", r"""
 **About the numbers.** To keep this notebook under two minutes on a laptop CPU, every perplexity
 here is measured on the first 8 windows of 512 tokens of the test split (4,088 predicted tokens),
-not the whole split (228 windows): the *differences* between methods are what matter, and they
-keep their order on the whole split (the closing table of this notebook's issue, and
-`ev.perplexity(m, tokenizer)` without `max_windows` if you have a few minutes).
+not the whole split (228 windows). These first windows are harder than the average (notebook 00
+shows why), so the perplexities are higher than the 29.2 of the whole split: compare the
+*differences* between rows. The end of section 1 puts the RTN rows next to the whole-split
+numbers recorded by `benchmarks/gptq.py` (or run `ev.perplexity(m, tokenizer)` without
+`max_windows` if you have a few minutes).
 
 ## 1. Round-to-nearest (RTN), the baseline of every PTQ method
 
@@ -72,6 +77,19 @@ scale and zero point per output channel or per group of `g` input columns:
 `QuantLinear` is the layer every method of the course (RTN here, GPTQ and AWQ later) stores
 into. It keeps the integers **packed** (GPTQ's int32 layout: 8 four-bit values per word along the
 input dimension) with fp16 scales and packed zero points, and dequantizes on the fly.
+
+**Exercise 02.1.** How many bytes does it really store? Work it out before the cells below count
+them. Replace the `...` and run the cell; `check` runs hidden cases and prints *correct*, *wrong*
+(with the first failing case) or *not attempted*; `ex02.layer_bytes.hint()` gives a hint (call
+it again for the next), `.solution()` an answer.
+"""),
+    ("code", r"""
+print(ex02.layer_bytes.prompt)
+
+def layer_bytes(out_features, in_features, bits, group_size):
+    return ...  # your code here
+
+ex02.layer_bytes.check(layer_bytes);
 """),
     ("code", r"""
 print(inspect.getsource(QuantLinear.from_float))
@@ -93,7 +111,14 @@ print(f"largest weight error {err:.4f}")
     ("md", r"""
 `quantize_rtn(model, bits, granularity, group_size)` swaps every `nn.Linear` for a `QuantLinear`
 (not the output head, which shares its weight with the token embedding: both stay fp32 here, as in
-most PTQ tools). We sweep 8/4/3/2 bits × (per-channel, groups of 128, 64, 32).
+most PTQ tools). We sweep 8/4/3/2 bits × (per-channel, groups of 128, 64, 32). The grid is
+asymmetric (`symmetric=False`: a zero point per row or group), so 2 bits give four levels, not
+the three of notebook 00's symmetric rounding. Predict first:
+"""),
+    ("code", r"""
+ex02.two_bit_rtn.show()
+two_bit_rtn = ...  # a letter
+ex02.two_bit_rtn.check(two_bit_rtn);
 """),
     ("code", r"""
 print(inspect.getsource(ptq.quantize_rtn))
@@ -135,14 +160,32 @@ plt.show()
 What to read from it:
 
 * **8-bit** is free: the perplexity does not move. **4-bit** costs a little, **3-bit** more,
-  and **2-bit** RTN is by far the worst at every granularity (on this small model it degrades
-  rather than collapses; larger models lose more at 2 bits, see the GPTQ paper's RTN baselines).
+  and **2-bit** RTN is by far the worst at every granularity: +9 % (groups of 32) to +20 %
+  (per channel) here. That is far from notebook 00's tripling, because this grid is asymmetric
+  (4 levels that follow each row's range, not 3 centred on 0). Real LLMs are more fragile: the
+  GPTQ authors' LLaMA-7B, rounded per channel, goes from perplexity 5.68 (fp16) to 6.29 at 4 bits
+  and 25.54 at 3 bits (WikiText-2; IST-DASLab/gptq README, LLaMA table).
 * **Smaller groups** buy back quality at low bits for a small size cost (an fp16 scale and a
   b-bit zero per group: 0.6 extra bits per weight at g32, 0.16 at g128).
 * The size never drops below about 4.2 MB: the fp32 token embedding (4096 × 256 = 1M parameters,
   shared with the output head) is not quantized. In a 7B model the embedding is a small fraction;
   in a tiny model it dominates, so look at the *linear layers'* share of the saving.
 
+The same RTN settings on the whole test split, as recorded by `benchmarks/gptq.py` (machine and
+date printed), next to the 8 windows used here: the differences keep their order.
+"""),
+    ("code", r"""
+recorded = sorted((REPO_DIR / "benchmarks" / "results").glob("gptq-*.json"))[-1]
+run = json.loads(recorded.read_text())
+whole = run["perplexity"]
+print(f"{recorded.name}: recorded {run['date'][:10]} on {run['processor']}, "
+      f"{run['torch_threads']} torch thread(s)")
+print(f"{'setting':16} {'8 windows':>10} {'whole split':>12}")
+for label, key, here in [("fp32", "float", fp32_ppl), ("RTN 4-bit g128", "rtn_4bit_g128", rtn[4, "g128"][0]),
+                         ("RTN 3-bit g128", "rtn_3bit_g128", rtn[3, "g128"][0])]:
+    print(f"{label:16} {here:10.1f} {whole[key]:12.2f}")
+"""),
+    ("md", r"""
 ## 2. Calibration and clipping
 
 Min-max makes the grid cover the largest value. One large weight (or activation) then stretches
@@ -152,6 +195,17 @@ few values beyond it. Three ways to choose the range (`qcourse.calib`):
 * min-max: `r = 1`;
 * percentile: the range holding p % of the values, `r = quantile(|x|, p) / max|x|`;
 * MSE-optimal: the `r` on a grid that minimizes `Σ (x − x')²`, separately for each scale.
+
+**Exercise 02.5.** Write the MSE-optimal search yourself (for one scale per tensor) before the
+package's version is shown.
+"""),
+    ("code", r"""
+print(ex02.best_clip_ratio.prompt)
+
+def best_clip_ratio(x, bits, ratios):
+    return ...  # your code here
+
+ex02.best_clip_ratio.check(best_clip_ratio);
 """),
     ("code", r"""
 print(inspect.getsource(calib.mse_clip_ratio))
@@ -203,6 +257,16 @@ itself runs on integers (int8 tensor cores, VNNI on CPUs), with int32 accumulati
 Weights get one scale per output channel (computed once). Activations change with every input,
 so their scales are computed **at run time, one per token** (*dynamic per-token* quantization):
 a token with large activations does not coarsen the grid of the others.
+
+**Exercise 02.2.** Write dynamic per-token int8 quantization before reading the layer's code.
+"""),
+    ("code", r"""
+print(ex02.quantize_tokens.prompt)
+
+def quantize_tokens(x):
+    return ...  # your code here
+
+ex02.quantize_tokens.check(quantize_tokens);
 """),
     ("code", r"""
 print(inspect.getsource(layers.W8A8Linear.int8_linear))
@@ -218,14 +282,21 @@ print(f"W8A8 (per-token acts)   {w8a8_ppl:8.1f}   {human_bytes(ev.model_size_byt
     ("md", r"""
 ## 4. Activation outliers
 
-Large language models are known to develop a few **outlier feature dimensions**: input channels
-of a linear layer whose activations are 10–100× larger than the rest, in every token
-(Dettmers et al. 2022 saw them in all layers of OPT models from 6.7B parameters up; magnitudes
-up to 20× the typical value and beyond). With one scale per token, such a channel sets the scale of
-every token, and the other channels are left with a few integer levels.
+Large language models are known to develop a few **outlier feature dimensions**: hidden
+dimensions whose activations are far larger than the rest. Dettmers et al. (2022) report features
+"with magnitudes up to 20x larger than in other dimensions"; from about 6.7B parameters on they
+affect all layers and about 75 % of the sequence positions, concentrated in only about 6 feature
+dimensions (LLM.int8() paper, abstract and section 4). With one scale per token, such a channel
+sets the scale of every token it appears in, and the other channels are left with a few integer
+levels.
 
 We measure them with forward hooks on every linear layer over calibration samples
-(`calib.collect_activation_stats`: per input channel, max |x|, mean |x|, mean x²).
+(`calib.collect_activation_stats`: per input channel, max |x|, mean |x|, mean x²). Predict first:
+"""),
+    ("code", r"""
+ex02.outlier_layer.show()
+outlier_layer = ...  # a letter
+ex02.outlier_layer.check(outlier_layer);
 """),
     ("code", r"""
 samples = data.calibration_samples(tokenizer, 8, 256, seed=0)
@@ -260,7 +331,8 @@ spread over many channels rather than concentrated in a handful of systematic ou
 as in multi-billion-parameter models. A 6-layer, 5.8M-parameter model trained for half an hour is
 too small to grow those, and W8A8 costs it nothing measurable (section 3). So we measure what
 LLM.int8() and SmoothQuant do on qcourse-tiny, then demonstrate them on a real pretrained
-transformer that has a true outlier dimension (section 6).
+transformer that has a true outlier dimension (section 6), and on qcourse-tiny given outlier
+channels by an exact equivalence transform (section 6b).
 
 ## 5. LLM.int8(): keep the outlier features in floating point
 
@@ -269,6 +341,17 @@ LLM.int8() (Dettmers et al. 2022) splits the matmul by input feature: the featur
 rest in int8 with per-token scales that the outliers no longer inflate:
 
     Y = X[:, O] · W'[:, O]ᵀ + s_x · s_w · Xq[:, ~O] · Wq[:, ~O]ᵀ
+
+**Exercise 02.3.** Which input features go to floating point? Write the rule before the layer's
+code shows it.
+"""),
+    ("code", r"""
+print(ex02.outlier_columns.prompt)
+
+def outlier_columns(x, threshold):
+    return ...  # your code here
+
+ex02.outlier_columns.check(outlier_columns);
 """),
     ("code", r"""
 print(inspect.getsource(layers.Int8MixedLinear.matmul))
@@ -298,6 +381,16 @@ weight column j by the same factor, which leaves `X Wᵀ` unchanged:
 With α = 0.5 the largest activation and the largest weight of a channel end up equal. The
 division of X is folded into the RMSNorm before `q/k/v` and `gate/up` (and into the rows of `up`
 for `down_proj`), so it costs nothing at run time. Then W8A8 as before.
+
+**Exercise 02.4.** Compute the smoothing factors before reading the package's code.
+"""),
+    ("code", r"""
+print(ex02.smoothing.prompt)
+
+def smoothing(act_absmax, weight, alpha):
+    return ...  # your code here
+
+ex02.smoothing.check(smoothing);
 """),
     ("code", r"""
 print(inspect.getsource(smoothquant.smoothing_scales))
@@ -349,6 +442,10 @@ if bert is not None:
     print(f"input of encoder.layer.0.intermediate.dense: max|x| {fc1.max():.1f} in channel "
           f"{int(fc1.argmax())}, median channel {fc1.median():.2f} ({fc1.max() / fc1.median():.0f}x); "
           f"channels above 6: {int((fc1 > 6).sum())}")
+    for layer in range(bert.config.num_hidden_layers):
+        a = bert_stats[f"encoder.layer.{layer}.intermediate.dense"].absmax
+        print(f"  layer {layer}: largest FFN input channel {int(a.argmax()):4d} "
+              f"({a.max() / a.median():.0f}x the median)")
     fig, ax = plt.subplots(figsize=(6.5, 2.4))
     ax.bar(range(len(fc1)), fc1.numpy(), width=1.0)
     ax.set_xlabel("input channel (hidden size 384)")
@@ -372,21 +469,106 @@ if bert is not None:
         print(f"{label:28} {1 - quality:11.1e}")
 """),
     ("md", r"""
-On this real model the outlier channel (the same one in every layer: it lives in the residual
-stream) makes W8A8 several times worse than weight-only int8, and LLM.int8(), which sends that
-one channel through floating point, recovers most of the gap.
+On this real model the outlier channel (channel 99, the largest FFN input in every one of the six
+layers above: it lives in the residual stream) makes W8A8 several times worse than weight-only
+int8, and LLM.int8(), which sends that channel through floating point, recovers most of the gap.
 
 SmoothQuant cannot simply be folded here: BERT is *post-LN*, so the LayerNorm output that feeds
 `query/key/value` is also the residual stream; dividing its weight by `s` would change the
 residual too. SmoothQuant targets pre-norm decoders (OPT, BLOOM, Llama), where the norm output
 feeds only the linear layers, as in qcourse-tiny above.
+"""),
+    ("md", r"""
+## 6b. Making the outliers visible: qcourse-tiny with outlier channels
 
+On qcourse-tiny every 8-bit method above lands on the same perplexity, which is a real lesson
+(on a model without outliers these methods buy nothing) but hides why they exist. To *see* them
+work we give qcourse-tiny the outlier channels of a large model **without changing what it
+computes**. `models.with_outliers` picks 4 residual channels and, in every block, multiplies the
+RMSNorm weight of those channels by 100 and divides the matching input columns of the layers the
+norm feeds (`q/k/v`, `gate/up`) by 100: the inverse of SmoothQuant's migration,
+
+    y = (w ⊙ x̂) Wᵀ = (w ⊙ f ⊙ x̂) (W diag(1/f))ᵀ,      f_j = 100 on the chosen channels, 1 elsewhere
+
+so the float model's logits are unchanged (to float32 rounding) while the inputs of q/k/v and
+gate/up carry 4 channels about 100× the median channel, the size SmoothQuant (§3) reports for
+multi-billion-parameter models. It is a stand-in, honestly labelled: the same float function as
+qcourse-tiny, with the activation statistics of an outlier model (notebook 10 compares it with
+MiniLM's real outlier channel and discusses where the two differ).
+"""),
+    ("code", r"""
+outlier = models.with_outliers(model)          # a copy; `model` is not modified
+with torch.no_grad():
+    drift = (model(samples[:2]).logits - outlier(samples[:2]).logits).abs().max().item()
+outlier_stats = calib.collect_activation_stats(outlier, samples)
+print(f"outlier channels {list(outlier.outlier_channels)}, x{outlier.outlier_factor:g}; "
+      f"largest logit change {drift:.0e} (float rounding)")
+print(f"{'input of':32} {'max|x| / median channel':>24}")
+for name in ("model.layers.3.self_attn.q_proj", "model.layers.3.mlp.gate_proj",
+             "model.layers.3.mlp.down_proj"):
+    a, b = stats[name].absmax, outlier_stats[name].absmax
+    print(f"{name:32} {a.max() / a.median():9.1f}x -> {b.max() / b.median():5.0f}x")
+"""),
+    ("md", r"""
+The same methods as above, on both models. W8A8 now also appears with **one activation scale per
+tensor** (`quantize_w8a8(m, "tensor")`, SmoothQuant's static-friendly setting): one outlier
+anywhere in the batch coarsens every token's grid.
+"""),
+    ("code", r"""
+def smoothed(base, base_stats, alpha):
+    m = copy.deepcopy(base)
+    smoothquant.smooth_llama(m, base_stats, alpha=alpha)
+    return m
+
+
+methods = {
+    "W8A8 per-tensor": lambda m, s: ptq.quantize_w8a8(copy.deepcopy(m), "tensor"),
+    "W8A8 per-token": lambda m, s: ptq.quantize_w8a8(copy.deepcopy(m)),
+    "LLM.int8() threshold 6": lambda m, s: ptq.quantize_llm_int8(copy.deepcopy(m)),
+    "SmoothQuant α=0.5 + W8A8 per-tensor": lambda m, s: ptq.quantize_w8a8(smoothed(m, s, 0.5),
+                                                                          "tensor"),
+    "SmoothQuant α=0.5 + W8A8 per-token": lambda m, s: ptq.quantize_w8a8(smoothed(m, s, 0.5)),
+}
+compared = {label: (ppl(quantize(model, stats)), ppl(quantize(outlier, outlier_stats)))
+            for label, quantize in methods.items()}
+print(f"{'perplexity':38} {'qcourse-tiny':>12} {'outlier model':>14}")
+print(f"{'fp32 (the same function)':38} {fp32_ppl:12.2f} {ppl(outlier):14.2f}")
+for label, (plain, with_outliers) in compared.items():
+    print(f"{label:38} {plain:12.2f} {with_outliers:14.2f}")
+
+fig, ax = plt.subplots(figsize=(6.5, 2.6))
+labels = list(compared)
+for k, (column, color) in enumerate((("qcourse-tiny", "tab:blue"), ("outlier model", "tab:red"))):
+    ax.barh([i + 0.4 * k for i in range(len(labels))],
+            [100 * (compared[label][k] / fp32_ppl - 1) for label in labels],
+            height=0.4, color=color, label=column)
+ax.set_yticks([i + 0.2 for i in range(len(labels))], labels, fontsize=8)
+ax.invert_yaxis()
+ax.set_xlabel("perplexity change vs fp32 (%)")
+ax.legend(fontsize=8)
+plt.tight_layout()
+plt.show()
+"""),
+    ("md", r"""
+On qcourse-tiny all five rows sit within about 0.1 of fp32, as before. On the outlier model,
+which computes exactly the same function, W8A8 breaks: one scale per tensor raises the perplexity
+by about three quarters, and even one scale per token by about 6 %, because in every token the
+outlier channels set the scale and the other 252 channels are left with a few integer levels.
+The two fixes of this notebook then do what they were designed for: LLM.int8() sends the outlier
+features (above 6.0) through floating point and is back at fp32 (a hair below it: noise of 8
+windows), and SmoothQuant, whose migration moves the outliers' range into the weights, brings
+both the per-tensor and the per-token W8A8 back to within 0.05 of fp32. The methods separate
+only when the model has outliers, and that is why they exist.
+"""),
+    ("md", r"""
 ## 7. bitsandbytes: the production LLM.int8() and NF4
 
 bitsandbytes implements LLM.int8() (`Linear8bitLt`) and QLoRA's NF4 (`Linear4bit`); with
-transformers you ask for them with a `BitsAndBytesConfig` when loading (since version 0.45 they
-run on the CPU too; transformers needs `accelerate` for it). `qcourse.references.bnb.load_bnb` does exactly
-that for qcourse-tiny.
+transformers you ask for them with a `BitsAndBytesConfig` when loading. Running them on a CPU is
+recent: bitsandbytes' installation guide for 0.45.1 still says it is "only supported on CUDA GPUs"
+(a multi-backend alpha existed separately), and the guide for 0.48 lists official CPU support;
+this course uses 0.50.2 (transformers also needs `accelerate` for it).
+`qcourse.references.bnb.load_bnb` does exactly that for qcourse-tiny.
 
 NF4 stores each block of 64 weights as 4-bit indices into a 16-value code book (quantiles of a
 normal distribution), times the block's absmax: `w' = NF4_CODE[code] · absmax`.
@@ -395,6 +577,8 @@ normal distribution), times the block's absmax: `w' = NF4_CODE[code] · absmax`.
 print(inspect.getsource(nf4.quantize_nf4))
 """),
     ("code", r"""
+del bert, outlier, outlier_stats  # free MiniLM and the outlier copy before bitsandbytes (Binder: 2 GB)
+gc.collect()
 try:
     from qcourse.references import bnb
     bnb.require_bitsandbytes()
@@ -416,85 +600,53 @@ if bnb is not None:
     print(f"bitsandbytes NF4 after its first forward pass here: {human_bytes(bnb.size_bytes(bnb_nf4))}")
 """),
     ("code", r"""
-if bnb is not None:
+def nf4_differences(bnb_model):
     differ = total = 0
     for name, linear in models.linear_layers(model).items():
-        theirs = bnb.dequantized_nf4_weight(models.get_module(bnb_nf4, name))
+        theirs = bnb.dequantized_nf4_weight(models.get_module(bnb_model, name))
         ours = nf4.fake_nf4(linear.weight.detach())
         differ += int((ours != theirs).sum())
         total += ours.numel()
-    print(f"NF4 weights that differ between our code and bitsandbytes: {differ} of {total:,}")
+    return differ, total
+
+
+if bnb is not None:
+    fresh = bnb.load_bnb("nf4")      # as loaded: no forward pass yet
+    for label, m in (("as loaded", fresh), ("after its forward passes above", bnb_nf4)):
+        differ, total = nf4_differences(m)
+        print(f"NF4 weights that differ from our code, bitsandbytes {label}: {differ:,} of {total:,}")
 """),
     ("md", r"""
-Our NF4 gives bitsandbytes' dequantized weights bit for bit (same code book, same float32 block
-absmax), except for a weight that lands *exactly* on the midpoint between two codes, if any: we
-round such ties up, bitsandbytes rounds them down (`tests/test_bitsandbytes.py` checks both facts). The
-int8 models differ a little more: bitsandbytes casts weights and activations to fp16 before
-quantizing, and its outlier rule differs in details, so the perplexities agree closely but not
-exactly. The sizes are those of the models as loaded: on some CPUs (an AVX-512 Xeon here)
-bitsandbytes 0.50 repacks an NF4 layer at its first batched forward pass and keeps the block
-absmax in bfloat16 from then on, 4.25 instead of 4.5 bits per weight: compare the last line.
+As loaded, our NF4 gives bitsandbytes' dequantized weights bit for bit (same code book, same
+float32 block absmax), except for the few weights that land *exactly* on the midpoint between two
+codes: we round such ties up, bitsandbytes rounds them down (`tests/test_bitsandbytes.py` checks
+both facts). After its first batched forward pass the picture changes: on some CPUs (an AVX-512
+Xeon here) bitsandbytes 0.50 repacks an NF4 layer for its CPU kernel and keeps the block absmax in
+bfloat16 from then on (4.25 instead of 4.5 bits per weight: the smaller size printed in the cell
+before), so almost every dequantized weight moves by the bfloat16 rounding of its scale, while
+the perplexity stays put. The int8 models differ a little more: bitsandbytes casts weights and
+activations to fp16 before quantizing, and its outlier rule differs in details, so the
+perplexities agree closely but not exactly.
 
-## 8. Exercises
-
-Each `check` runs hidden cases and prints *correct*, *wrong* (with the first failing case) or
-*not attempted*. `ex02.<question>.hint()` and `.solution()` help.
-
-**8.1** How many bytes does a `QuantLinear` really store?
-"""),
-    ("code", r"""
-print(ex02.layer_bytes.prompt)
-
-def layer_bytes(out_features, in_features, bits, group_size):
-    return ...  # your code here
-
-ex02.layer_bytes.check(layer_bytes);
-"""),
-    ("md", r"""
-**8.2** Dynamic per-token int8 quantization of activations.
-"""),
-    ("code", r"""
-print(ex02.quantize_tokens.prompt)
-
-def quantize_tokens(x):
-    return ...  # your code here
-
-ex02.quantize_tokens.check(quantize_tokens);
-"""),
-    ("md", r"""
-**8.3** Which input features does LLM.int8() keep in floating point?
-"""),
-    ("code", r"""
-print(ex02.outlier_columns.prompt)
-
-def outlier_columns(x, threshold):
-    return ...  # your code here
-
-ex02.outlier_columns.check(outlier_columns);
-"""),
-    ("md", r"""
-**8.4** SmoothQuant's smoothing factors.
-"""),
-    ("code", r"""
-print(ex02.smoothing.prompt)
-
-def smoothing(act_absmax, weight, alpha):
-    return ...  # your code here
-
-ex02.smoothing.check(smoothing);
+Stuck on an exercise? Every question has progressive hints: `ex02.smoothing.hint()`, then
+`ex02.smoothing.hint(2)`; `.solution()` shows an answer (withheld in a graded workshop).
 """),
     ("md", r"""
 ## Summary
 
-* RTN is the baseline: 8-bit is free, 4-bit with groups costs little, 3-bit hurts, 2-bit breaks.
+* RTN is the baseline: 8-bit is free, 4-bit with groups costs little, 3-bit more, and asymmetric
+  2-bit costs 9–20 % here (real LLMs break earlier: LLaMA-7B RTN at 3 bits quadruples).
   Smaller groups trade a fraction of a bit per weight for quality; the saving is real only when
   the integers are packed (`QuantLinear` counts its real bytes).
 * Clipping (percentile, MSE-optimal) helps at low bit widths and costs nothing at run time.
 * W8A8 quantizes activations too, per token at run time, so the matmul runs in int8.
 * Outlier features make activations hard to quantize. LLM.int8() keeps them in floating point;
   SmoothQuant moves them into the weights with an exact rescaling folded into the norms.
-  qcourse-tiny is too small to have strong outliers; all-MiniLM-L6-v2 has one, and shows both
-  the damage and the cure.
+  qcourse-tiny is too small to have strong outliers; all-MiniLM-L6-v2 has one, and shows the
+  damage (W8A8) and LLM.int8()'s cure; SmoothQuant's folding does not apply to its post-LN blocks.
+  `models.with_outliers` gives qcourse-tiny a large model's outlier channels without changing its
+  float function: there W8A8 breaks (per-tensor much more than per-token) and LLM.int8() and
+  SmoothQuant bring it back to fp32 (section 6b; notebook 10 goes further).
 * bitsandbytes gives the same NF4 weights as our code and a close LLM.int8().
 
 Next, notebook 03 trains *with* quantization in the loop (QAT), and notebook 04 (GPTQ) uses
@@ -506,6 +658,8 @@ calibration data to choose the rounding itself.
   arXiv:2106.08295.
 * Dettmers et al., *LLM.int8(): 8-bit Matrix Multiplication for Transformers at Scale*, NeurIPS
   2022 (outlier features, threshold 6.0, mixed decomposition). arXiv:2208.07339.
+* Frantar et al., GPTQ reference code, github.com/IST-DASLab/gptq README (LLaMA RTN baselines).
+* bitsandbytes installation guides v0.45.1 and v0.48.1 (huggingface.co/docs/bitsandbytes).
 * Xiao et al., *SmoothQuant: Accurate and Efficient Post-Training Quantization for Large Language
   Models*, ICML 2023 (s = max|X|^α / max|W|^(1−α)). arXiv:2211.10438.
 * Dettmers et al., *QLoRA: Efficient Finetuning of Quantized LLMs*, 2023 (NF4). arXiv:2305.14314.

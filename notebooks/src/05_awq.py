@@ -96,7 +96,13 @@ weight with RTN, but keep **1 % of the input channels in full precision**, chose
 magnitude, by weight magnitude, or at random. Keeping the channels with the largest activations
 recovers most of the loss; choosing them by weight norm or at random helps little (AWQ paper,
 Table 1). `awq.keep_salient` runs it on our model (fake quantization: the kept columns simply stay
-float):
+float). Predict first (replace the `...`, run the cell: `check` records your answer; `.hint()`
+helps, `.solution()` gives it away):
+"""),
+    ("code", r"""
+ex05.salient_recovery.show()
+salient_recovery = ...  # a letter
+ex05.salient_recovery.check(salient_recovery);
 """),
     ("code", r"""
 print(inspect.getsource(awq.salient_channels))
@@ -180,11 +186,51 @@ feeds two heads of `o`, so a per-channel scale of `o`'s 256 inputs cannot be fol
 outputs. AutoAWQ skips that pair when the shapes differ (`v_proj.weight.shape ==
 o_proj.weight.shape`), and so do we: three groups per block. AutoAWQ also offers
 `duo_scaling` (its default): `s_j = mean|x_j|^α / w̄_j^(1−α)` with `w̄_j` the mean normalised
-weight magnitude of channel j; here it is `duo_scaling=True`.
+weight magnitude of channel j. Ours defaults to `duo_scaling=False`, the paper's
+`s = mean|x|^α`; the AutoAWQ runs of section 7 use AutoAWQ's default, `True`, so the recorded
+benchmark also runs ours with `duo_scaling=True` to compare like with like.
+
+**Exercises 05.1 and 05.3.** Write the scales and the weight the search evaluates, before the
+package's code below shows them. Replace each `...` and run the cell; `check` runs hidden cases
+and prints *correct*, *wrong* (with the first failing case) or *not attempted*.
+"""),
+    ("code", r"""
+print(ex05.awq_scale.prompt)
+
+
+def awq_scale(x_mean, alpha):
+    return ...  # s = x_mean ** alpha, normalised so that max(s) * min(s) = 1
+
+
+ex05.awq_scale.check(awq_scale);
+"""),
+    ("code", r"""
+print(ex05.scaled_quantization.prompt)
+
+
+def scaled_quantization(weight, s, bits, group_size):
+    return ...  # Q(W · diag(s)) · diag(s)^-1
+
+
+ex05.scaled_quantization.check(scaled_quantization);
 """),
     ("code", r"""
 print(inspect.getsource(awq.awq_scales))
 print(inspect.getsource(awq.search_scale))
+"""),
+    ("md", r"""
+**Exercise 05.2.** Folding `1/s` into the RMSNorm before `q/k/v`: write it before the package's
+`fold_scales` is shown.
+"""),
+    ("code", r"""
+print(ex05.fold_scale.prompt)
+
+
+def fold_scale(norm_weight, weight, s):
+    return ...  # (new norm weight, new linear weight)
+
+
+ex05.fold_scale.check(fold_scale);
 """),
     ("code", r"""
 print(inspect.getsource(awq.fold_scales))
@@ -202,12 +248,28 @@ print(f"largest logit change after folding: {diff:.1e}")
     ("md", r"""
 ## 5. Clipping
 
-After scaling, AWQ also shrinks each group's range: for every output channel and group, a clip
-ratio `r ∈ {1, 0.95, …, 0.55}` multiplies the group's min and max, and the ratio with the lowest
-**output** error of that group, `Σ_t (x_t,G · (w_n,G − Q_r(w_n,G)))²`, is kept. Ratio 1 (no
-clipping) is on the grid, so clipping never increases that error. With `H_G = Σ_t x_t,Gᵀ x_t,G`
-the error is `Δw · H_G · Δwᵀ`, computed without touching the tokens again. q and k are not
-clipped: their errors meet in the product `q·k` (AutoAWQ skips them too).
+After scaling, AWQ also shrinks each group's range before quantizing, searching for every output
+channel and group a ratio `r ∈ {1, 0.95, …, 0.55}` (20 steps, at most 45 % shrink) that lowers
+the group's **output** error. Two variants of "shrink the range" exist, and they differ when a
+group is lopsided (min ≠ −max):
+
+* **ours** (`awq.search_clip`, with `quantize(..., clip_ratio=r)`): the group's min and max are
+  *both multiplied* by r; the asymmetric grid then spans `[r·min, r·max]` and values beyond it
+  saturate. The error of a ratio is `Σ_t (x_t,G · (w_n,G − Q_r(w_n,G)))²` over all calibration
+  tokens, computed as `Δw · H_G · Δwᵀ` with `H_G = Σ_t x_t,Gᵀ x_t,G`, without touching the tokens
+  again;
+* **AutoAWQ** (`AwqQuantizer._compute_best_clip`, then `apply_clip`): the weights are *clamped* to
+  `±r·max|w|` of the group and the clamped group is quantized min–max; only a side longer than
+  `r·max|w|` is cut, so a lopsided group keeps its short side. The error is the mean over at most
+  512 tokens (a strided subsample of the calibration tokens).
+
+In both, ratio 1 (no clipping) is on the grid, so clipping never increases the error the search
+measures; q and k are not clipped (their errors meet in the product `q·k`). Predict first:
+"""),
+    ("code", r"""
+ex05.clipped_share.show()
+clipped_share = ...  # a letter
+ex05.clipped_share.check(clipped_share);
 """),
     ("code", r"""
 print(inspect.getsource(awq.search_clip))
@@ -217,6 +279,35 @@ clipped = fake_quantize(w, 3, symmetric=False, granularity="group", group_size=1
 err = lambda w_hat: ((x @ (w - w_hat).t()) ** 2).mean().item()  # noqa: E731
 print(f"block 1 down_proj, 3-bit: {100 * (ratio < 1).float().mean():.0f}% of the groups clipped, "
       f"output error x{err(clipped) / err(plain):.2f} of no clipping")
+"""),
+    ("md", r"""
+Both rules on the same layer, measured by `benchmarks/awq.py`: our search and AutoAWQ's own
+`_compute_best_clip` (called on AutoAWQ's quantizer), each on the benchmark's calibration tokens
+and each relative to its own quantizer without clipping:
+"""),
+    ("code", r"""
+recorded = sorted(p for p in (paths.REPO_DIR / "benchmarks" / "results").glob("awq-*.json")
+                  if "quick" not in p.name)
+result = json.loads(recorded[-1].read_text()) if recorded else {}
+clip = result.get("clip_search")
+if clip:
+    print(f"{recorded[-1].name} (recorded {result['date'][:10]} on {result['machine']}): "
+          f"{clip['layer']}, {clip['bits']}-bit g{clip['group_size']}, {clip['tokens']} tokens")
+    for who in ("ours", "autoawq"):
+        row = clip[who]
+        print(f"  {who:8} {row['rule']:60} groups clipped {100 * row['groups_clipped']:3.0f}%, "
+              f"output error x{row['output_error_vs_no_clip']:.2f}")
+else:
+    print("no recorded clip comparison: python benchmarks/awq.py")
+groups = w.reshape(w.shape[0], -1, 128)
+low, high = groups.amin(-1).abs(), groups.amax(-1)
+balance = torch.minimum(low, high) / torch.maximum(low, high)
+print(f"this layer's groups: short side / long side of the range, median {balance.median():.2f}")
+"""),
+    ("md", r"""
+On this layer the two rules behave alike: both clip about 90 % of the groups and roughly halve the
+layer's output error. Its groups are fairly balanced around zero (last line), so "scale min and
+max by r" and "clamp to ±r·max|w|" pick similar ranges; they would part ways on lopsided groups.
 """),
     ("md", r"""
 ## 6. The whole model, block by block
@@ -252,7 +343,12 @@ print(f"chosen α over the {len(alphas)} groups: min {min(alphas):.2f}, max {max
 
 All three store the same format (4 or 3 bits, groups of 128, fp16 scales, packed zero points),
 so the sizes are identical and only the perplexity differs. GPTQ comes from notebook 04's
-`qcourse.gptq.quantize_model`.
+`qcourse.gptq.quantize_model`. First, the cost of that format:
+"""),
+    ("code", r"""
+print(ex05.bits_per_weight.prompt)
+bits_per_weight = ...
+ex05.bits_per_weight.check(bits_per_weight);
 """),
     ("code", r"""
 def gptq_model(bits):
@@ -280,19 +376,23 @@ for (method, bits), m in rows.items():
               f"{human_bytes(ev.model_size_bytes(m)):>9}")
 """),
     ("md", r"""
-On the whole test split, with more calibration data (`python benchmarks/awq.py`; the latest
-recorded run is read below if it exists), together with AutoAWQ on the same calibration windows:
+On the whole test split, with more calibration data (`python benchmarks/awq.py --extra`; the
+latest recorded run is read below, with its machine and date), together with AutoAWQ on the same
+calibration windows. AutoAWQ runs with its default `duo_scaling=True`; so does the "ours,
+duo_scaling" row, the like-for-like comparison. The file also holds each run's wall time, but
+this run shared the machine's two cores with other jobs, so those times are not a speed
+comparison and are not shown.
 """),
     ("code", r"""
 recorded = sorted((paths.REPO_DIR / "benchmarks" / "results").glob("awq-*.json"))
 recorded = [p for p in recorded if "quick" not in p.name]
 if recorded:
     result = json.loads(recorded[-1].read_text())
-    print(f"{recorded[-1].name}: {result['calibration']} calibration, test windows: "
-          f"{result['test_windows']}")
+    print(f"{recorded[-1].name}: recorded {result['date'][:10]} on {result['machine']}, "
+          f"{result['torch_threads']} torch thread(s); {result['calibration']} calibration, "
+          f"test windows: {result['test_windows']}")
     for name, row in result["rows"].items():
         print(f"  {name:32} perplexity {row['ppl']:7.2f}")
-    print(f"wall time AutoAWQ / ours (4-bit, whole model): {result['time_ratio_autoawq_over_ours']}")
 else:
     print("no recorded run: python benchmarks/awq.py")
 """),
@@ -301,11 +401,58 @@ How to read it. At 4 bits, round-to-nearest with groups of 128 already loses ver
 model (about 0.1 perplexity), and neither our AWQ nor AutoAWQ improves on it on the whole split:
 there are no strong activation outliers to protect, and what the search gains on the calibration
 windows is within the noise of the test set. At 3 bits, where rounding costs more, AWQ recovers
-part of the loss, and ours agrees with AutoAWQ. GPTQ, which corrects each rounding error with the
-layer's second-order statistics instead of only rescaling channels, does better here at both
-widths and runs faster on this CPU. On large LLMs with real outlier channels, the AWQ paper
-reports AWQ on par with or better than GPTQ (AWQ paper, its LLaMA / Llama-2 perplexity table);
-which method wins depends on the model, which is why we measure.
+about a third of RTN's loss (29.72 → 29.57–29.59). Like with like (`duo_scaling=True` on both
+sides), ours and AutoAWQ land within 0.02 of each other at both widths (29.30 and 29.32 at 4
+bits, 29.59 and 29.58 at 3); the paper's plain `s = mean|x|^α` (ours by default) does as well.
+GPTQ, which corrects each rounding error with the layer's second-order statistics instead of
+only rescaling channels, does better here at both widths.
+
+**Real models.** The AWQ paper's Table 4 (Lin et al., 2024; WikiText-2 perplexity, groups of 128)
+for Llama-2-7B, next to the tiny model's recorded numbers above:
+
+| Llama-2-7B, g128 | fp16 | RTN | GPTQ | GPTQ act-order | AWQ |
+|---|---|---|---|---|---|
+| 4-bit | 5.47 | 5.73 | 5.69 | 5.63 | 5.60 |
+| 3-bit | 5.47 | 6.66 | 6.43 | 6.42 | 6.24 |
+
+On that model, with real outlier channels, AWQ beats GPTQ at both widths; on qcourse-tiny GPTQ
+wins. Which method wins depends on the model, which is why we measure.
+"""),
+    ("md", r"""
+## 7b. Where AWQ earns its keep: a model with outlier channels
+
+AWQ protects the input channels with large activations, and qcourse-tiny has none worth
+protecting. `models.with_outliers` (notebook 02, section 6b) gives it four: in every block the
+RMSNorm weight of 4 residual channels is multiplied by 100 and the matching input columns of
+`q/k/v` and `gate/up` divided by 100, an exact equivalence transform (the float model computes the
+same logits) that leaves those layers with inputs about 100× the median channel, as in
+multi-billion-parameter models. A weight-only quantizer now meets the problem of section 1: the
+output error of column j is its rounding error times `x_j`, and `x_j` is 100 times larger on the
+outlier channels. Same calibration windows, same 4-bit format (groups of 128), both models:
+"""),
+    ("code", r"""
+from qcourse import gptq
+
+outlier = models.with_outliers(model)
+outlier_rows = {
+    "RTN": ptq.quantize_rtn(copy.deepcopy(outlier), 4, "group", 128),
+    "GPTQ": gptq.quantize_model(copy.deepcopy(outlier), samples, 4, 128, progress=False),
+    "AWQ": awq.quantize_model(copy.deepcopy(outlier), samples, 4, 128, progress=False),
+}
+print(f"{'4-bit g128':8} {'qcourse-tiny':>12} {'outlier model':>14}   (fp32: {fp32_ppl:.2f} and "
+      f"{ppl(outlier):.2f}, the same function)")
+for method, m in outlier_rows.items():
+    print(f"{method:8} {ppl(rows[method, 4]):12.2f} {ppl(m):14.2f}")
+"""),
+    ("md", r"""
+The outliers separate the methods. Round-to-nearest loses almost twice as much on the outlier
+model as on qcourse-tiny (+0.49 instead of +0.27 perplexity over fp32, 16 windows): the
+rounding errors of the outlier columns are multiplied by activations 100 times larger. AWQ loses
+the same on both models (+0.21 and +0.22): its scales `s = mean|x|^α` are largest exactly on the
+outlier channels and undo the damage, so here AWQ beats RTN, which it did not on the plain model.
+GPTQ, the best on qcourse-tiny (+0.01), loses more on the outlier model (+0.20) and ends level
+with AWQ. On a model without outliers AWQ buys little; on one with them it is what keeps 4 bits
+close to fp32.
 """),
     ("md", r"""
 ## 8. AWQ in production tools
@@ -329,9 +476,20 @@ It still runs on a CPU here, and the course cross-checks against it
 catch found while doing so: its scale search saves the weights with `v.cpu()`, which copies on a
 GPU but returns the *same* tensor on a CPU, so every α of the grid multiplies into the "saved"
 weights and the float model is silently changed (llm-awq issue #163 reports the same code).
-`qcourse.awq` patches that for the cross-check. It matters: on the whole test split at 4 bits
-(16 calibration windows of 512 tokens), AutoAWQ as released reaches perplexity 29.57 on a CPU and
-29.32 with the fix (`python benchmarks/awq.py --extra`; fp32: 29.20).
+`qcourse.references.autoawq` patches that for the cross-check. It matters, as the recorded run
+shows (`python benchmarks/awq.py --extra`, whole test split, 4 bits, 16 calibration windows of 512
+tokens):
+"""),
+    ("code", r"""
+rows = result.get("rows", {})
+if "AutoAWQ (as released) 4-bit" in rows:
+    print(f"fp32 {rows['fp32']['ppl']:.2f}; AutoAWQ 0.2.9 on a CPU, 4-bit: as released "
+          f"{rows['AutoAWQ (as released) 4-bit']['ppl']:.2f}, with the CPU fix "
+          f"{rows['AutoAWQ (CPU fix) 4-bit']['ppl']:.2f}  ({recorded[-1].name})")
+else:
+    print("not recorded: python benchmarks/awq.py --extra")
+"""),
+    ("md", r"""
 
 **llm-compressor** (vLLM project) is the maintained successor. Its `AWQModifier` is a transform
 followed by a quantization scheme (as text: in this environment it fails on CPU with "Cannot
@@ -359,57 +517,25 @@ print(llm.generate("def fibonacci(n):")[0].outputs[0].text)
 ```
 """),
     ("md", r"""
-## 9. Exercises
-
-Replace each `...` and run the cell; `check` tells you whether your answer is right.
-`ex05.<question>.hint()` and `.solution()` help if you are stuck.
-"""),
-    ("code", r"""
-print(ex05.awq_scale.prompt)
-
-
-def awq_scale(x_mean, alpha):
-    return ...  # s = x_mean ** alpha, normalised so that max(s) * min(s) = 1
-
-
-ex05.awq_scale.check(awq_scale)
-"""),
-    ("code", r"""
-print(ex05.fold_scale.prompt)
-
-
-def fold_scale(norm_weight, weight, s):
-    return ...  # (new norm weight, new linear weight)
-
-
-ex05.fold_scale.check(fold_scale)
-"""),
-    ("code", r"""
-print(ex05.scaled_quantization.prompt)
-
-
-def scaled_quantization(weight, s, bits, group_size):
-    return ...  # Q(W · diag(s)) · diag(s)^-1
-
-
-ex05.scaled_quantization.check(scaled_quantization)
-"""),
-    ("code", r"""
-print(ex05.bits_per_weight.prompt)
-bits_per_weight = ...
-ex05.bits_per_weight.check(bits_per_weight)
+Stuck on an exercise? Every question has progressive hints: `ex05.fold_scale.hint()`, then
+`ex05.fold_scale.hint(2)`; `.solution()` shows an answer (withheld in a graded workshop).
 """),
     ("md", r"""
 ## Summary
 
 * The output error of a weight column is multiplied by its input activation: the channels with
-  large activations are the salient ones, and keeping 1 % of them exact helps more than keeping
-  the largest weights (AWQ paper, Table 1).
+  large activations are the salient ones. In the AWQ paper (OPT models, Table 1) keeping 1 % of
+  them exact helps much more than keeping the largest weights; on qcourse-tiny, which has no
+  strong activation outliers, no criterion changes much (section 2).
 * Scaling a channel up by `s` before quantization shrinks its error by about `s`, as long as it
   does not become its group's maximum; the inverse scale is folded into the previous RMSNorm or
   linear layer, so all weights keep one hardware-friendly format.
-* AWQ searches one exponent α per group of layers sharing an input (`s = mean|x|^α`, 20 values)
-  on the output error of the block part, then a clip ratio per output channel and group.
+* AWQ searches one exponent α per group of layers sharing an input (`s = mean|x|^α`, 20 values;
+  AutoAWQ's default `duo_scaling` also divides by a weight term) on the output error of the block
+  part, then a clip ratio per output channel and group (ours scales the group's min and max,
+  AutoAWQ clamps to ±r·max|w|).
+* On a model with outlier channels (qcourse-tiny through `models.with_outliers`, section 7b)
+  round-to-nearest loses about twice as much at 4 bits, and AWQ, unaffected, beats it.
 * Under grouped-query attention the v → o pair cannot be folded per channel and is skipped.
 * AutoAWQ is deprecated (and, on a CPU, changes the float weights during its search unless
   patched); llm-compressor's `AWQModifier` is its successor, and vLLM serves the checkpoints.

@@ -6,6 +6,10 @@
 
       Y[t, n] = s_x[t] · s_w[n] · Σ_k Xq[t, k] · Wq[n, k]  (+ bias)
 
+  With ``activations="tensor"`` one scale serves every token of the batch,
+  ``s_x = max_{t,k} |X[t,k]| / 127`` (per-tensor dynamic, SmoothQuant's "O2" setting): one
+  outlier anywhere coarsens the grid of every token.
+
 * LLM.int8() (Dettmers et al., 2022): as W8A8, except that the input features holding an
   activation larger than ``threshold`` (6.0 in the paper) in the current batch are multiplied
   in floating point (with the dequantized int8 weight, as bitsandbytes does at inference):
@@ -37,6 +41,24 @@ def quantize_per_token(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return q, scale
 
 
+def quantize_per_tensor(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Dynamic symmetric int8 quantization of ``x [tokens, K]`` with one scale for all of it
+    (returned as ``[1, 1]``, so it broadcasts like the per-token scales)."""
+    q, scale, _ = quantize(x, 8, symmetric=True, granularity="tensor")
+    return q, scale.reshape(1, 1)
+
+
+ACTIVATION_QUANTIZERS = {"token": quantize_per_token, "tensor": quantize_per_tensor}
+
+
+def check_activations(activations: str) -> str:
+    """How activations get their scales: ``"token"`` (one per token) or ``"tensor"``."""
+    if activations not in ACTIVATION_QUANTIZERS:
+        raise ValueError(f"activations must be one of {tuple(ACTIVATION_QUANTIZERS)} (one scale "
+                         f"per token, or one for the whole batch), got {activations!r}")
+    return activations
+
+
 def outlier_features(x: torch.Tensor, threshold: float) -> torch.Tensor:
     """Boolean mask ``[K]`` of the input features (columns of ``x [tokens, K]``) holding at
     least one activation with ``|x| > threshold``."""
@@ -51,10 +73,13 @@ def check_threshold(threshold: float) -> float:
 
 
 class W8A8Linear(QuantizedLinear):
-    """Linear layer with int8 weights (per output channel) and int8 activations (per token)."""
+    """Linear layer with int8 weights (per output channel) and int8 activations (per token, or
+    per tensor with ``activations="tensor"``)."""
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = False) -> None:
+    def __init__(self, in_features: int, out_features: int, bias: bool = False,
+                 activations: str = "token") -> None:
         super().__init__(in_features, out_features, bias)
+        self.activations = check_activations(activations)
         self.register_buffer("qweight", torch.zeros(out_features, in_features, dtype=torch.int8))
         self.register_buffer("weight_scale", torch.ones(out_features, 1))
 
@@ -75,7 +100,7 @@ class W8A8Linear(QuantizedLinear):
 
     def int8_linear(self, x: torch.Tensor) -> torch.Tensor:
         """``s_x · s_w · (Xq Wq^T)`` for ``x [tokens, K]`` (float32, no bias)."""
-        qx, scale_x = quantize_per_token(x)
+        qx, scale_x = ACTIVATION_QUANTIZERS[self.activations](x)
         return int8_matmul(qx, self.qweight).float() * scale_x * self.weight_scale.t()
 
     def matmul(self, rows: torch.Tensor) -> torch.Tensor:
@@ -91,7 +116,7 @@ class W8A8Linear(QuantizedLinear):
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
-                f"W8 per-channel, A8 per-token, bias={self.bias is not None}")
+                f"W8 per-channel, A8 per-{self.activations}, bias={self.bias is not None}")
 
 
 class Int8MixedLinear(W8A8Linear):
@@ -101,8 +126,8 @@ class Int8MixedLinear(W8A8Linear):
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = False,
-                 threshold: float = 6.0) -> None:
-        super().__init__(in_features, out_features, bias)
+                 threshold: float = 6.0, activations: str = "token") -> None:
+        super().__init__(in_features, out_features, bias, activations)
         self.threshold = check_threshold(threshold)
         self.last_outliers = 0
 

@@ -12,7 +12,8 @@ model card), all-MiniLM-L6-v2 for the outlier demos, and helpers to find and swa
 from .loader import DEFAULT_MODEL, load, resolve
 from .modules import (decoder_layers, get_module, linear_layers, parameter_count, set_module,
                       swap_linears)
+from .outliers import with_outliers
 from .tiny import tiny_config
 
 __all__ = ["DEFAULT_MODEL", "load", "resolve", "tiny_config", "linear_layers", "decoder_layers",
-           "get_module", "set_module", "swap_linears", "parameter_count"]
+           "get_module", "set_module", "swap_linears", "parameter_count", "with_outliers"]
