@@ -30,3 +30,28 @@ def tiny():
     """The embedded model and its tokenizer, loaded once per test session."""
     torch.manual_seed(0)
     return models.load("qcourse-tiny")
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny matmuls: one thread is as fast, and far faster on a busy machine
+    (``pytestmark = pytest.mark.usefixtures("one_thread")`` in a module that wants it)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def small_llama():
+    """A builder of 2-layer Llamas with qcourse-tiny's vocabulary (every linear width a multiple
+    of 32), random weights from ``seed``: ``small_llama(seed=0)``."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    def build(seed: int = 0) -> LlamaForCausalLM:
+        torch.manual_seed(seed)
+        config = LlamaConfig(vocab_size=4096, hidden_size=64, intermediate_size=128,
+                             num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                             head_dim=16, max_position_embeddings=128, tie_word_embeddings=True)
+        return LlamaForCausalLM(config).eval()
+    return build

@@ -35,25 +35,27 @@ def require_bitsandbytes():
     return bitsandbytes
 
 
-def bnb_config(mode: str, threshold: float = 6.0):
-    """The ``BitsAndBytesConfig`` for ``mode`` "int8" (LLM.int8()) or "nf4" (block size 64)."""
+def bnb_config(mode: str, threshold: float = 6.0, double_quant: bool = False):
+    """The ``BitsAndBytesConfig`` for ``mode`` "int8" (LLM.int8()) or "nf4" (block size 64;
+    ``double_quant``: the absmax values quantized again to 8 bits, as QLoRA does)."""
     from transformers import BitsAndBytesConfig
 
     if mode == "int8":
         return BitsAndBytesConfig(load_in_8bit=True, llm_int8_threshold=threshold)
     if mode == "nf4":
         return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                  bnb_4bit_use_double_quant=False,
+                                  bnb_4bit_use_double_quant=double_quant,
                                   bnb_4bit_compute_dtype=torch.float32)
     raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
 
 
-def load_bnb(mode: str, name: str = "qcourse-tiny", threshold: float = 6.0) -> nn.Module:
+def load_bnb(mode: str, name: str = "qcourse-tiny", threshold: float = 6.0,
+             double_quant: bool = False) -> nn.Module:
     """Load model ``name`` quantized by bitsandbytes (``mode`` "int8" or "nf4"), on the CPU."""
     require_bitsandbytes()
     from transformers import AutoModelForCausalLM
 
-    config = bnb_config(mode, threshold)
+    config = bnb_config(mode, threshold, double_quant)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = AutoModelForCausalLM.from_pretrained(resolve(name), quantization_config=config,

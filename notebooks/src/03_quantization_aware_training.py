@@ -1,0 +1,671 @@
+"""Source of notebooks/03_quantization_aware_training.ipynb (run this file to regenerate it)."""
+import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+import nbbuild  # noqa: E402
+
+CELLS = [
+    ("md", r"""
+# 03 · Quantization-aware training and QLoRA
+
+Post-training quantization (notebooks 02, 04, 05) rounds a finished model and tries to make the
+rounding hurt as little as possible. **Quantization-aware training** (QAT) goes further: it keeps
+training the model *while it computes with its rounded weights*, so the weights learn to live on
+the grid. **QLoRA** trains with quantized weights too, but for another purpose: it freezes a
+4-bit model and trains small adapters next to it, to adapt the model to new data cheaply.
+
+**Learning goals.** After this notebook you can
+1. explain why rounding has no useful gradient, and derive the straight-through estimator (STE)
+   that QAT trains with, clipping included;
+2. explain LSQ (learned step size): its gradient, its gradient scale `1/√(N·Q_P)`, its start;
+3. run QAT on a real model with `qcourse.qat` (`prepare` → `train` → `convert`) and read what it
+   buys over RTN and GPTQ, at what cost in training tokens, time and memory;
+4. do the same with torchao, the maintained PyTorch QAT, and say how its grid differs from ours;
+5. fine-tune a 4-bit model with LoRA adapters (QLoRA), count the memory it saves, merge the
+   adapters, and see what it does to the domain it was trained on and to the other one;
+6. choose between PTQ, QAT and QLoRA from measured and published figures.
+"""),
+    ("code", r"""
+%matplotlib inline
+import copy
+import inspect
+import json
+import logging
+import time
+import warnings
+
+import matplotlib.pyplot as plt
+import torch
+
+from qcourse import eval as ev
+from qcourse import models, paths, ptq, qat, qlora
+from qcourse.exercises import ex03
+from qcourse.formats import human_bytes
+from qcourse.quant import QuantScheme
+
+torch.manual_seed(0)
+logging.getLogger("transformers").setLevel(logging.ERROR)
+model, tokenizer = models.load()
+
+WINDOWS = 8  # perplexity on the first 8 windows of 512 test tokens (whole split: section 6)
+
+
+def ppl(m, domain=None):
+    return ev.perplexity(m, tokenizer, max_windows=WINDOWS, domain=domain)
+
+
+fp32_ppl = ppl(model)
+print(f"fp32 perplexity on {WINDOWS} test windows: {fp32_ppl:.2f}")
+"""),
+    ("md", r"""
+**About the numbers.** Live cells here train for a few seconds and score perplexity on 8 test
+windows, so that the notebook runs in under two minutes on a laptop CPU. The comparison of every
+method at every width comes from `benchmarks/qat.py`, recorded with the machine, the date and
+its load (section 6).
+
+## 1. Rounding has no gradient
+
+Training needs `∂loss/∂w`. A quantized weight is `ŵ = s · round(w/s)`: a staircase in `w`. It
+is flat between the steps (derivative 0) and jumps at them (no derivative at all). So the
+gradient of the loss through `ŵ` is zero almost everywhere: gradient descent gets no signal to
+move any weight. PyTorch agrees:
+"""),
+    ("code", r"""
+w = torch.linspace(-1, 1, 9, requires_grad=True)
+s = 0.3
+(s * torch.round(w / s)).sum().backward()
+print("w             ", [round(v, 2) for v in w.tolist()])
+print("s·round(w/s)  ", [round(v, 2) for v in (s * torch.round(w / s)).tolist()])
+print("d/dw          ", w.grad.tolist())
+"""),
+    ("md", r"""
+## 2. The straight-through estimator
+
+The STE (Bengio, Léonard & Courville, 2013) keeps the rounded value in the forward pass and, in
+the backward pass, *pretends* `round` was the identity: `∂round(u)/∂u := 1`. With the grid's
+clamp kept, the fake quantizer of our scheme (`QuantScheme`: scale `s`, zero point `z`, integers
+`[qmin, qmax]`) and its gradient are
+
+    u = w/s + z        ŵ = (clamp(round(u), qmin, qmax) − z) · s
+
+    ∂ŵ/∂w = 1   if qmin ≤ u ≤ qmax      (inside the grid: pass the gradient straight through)
+            0   otherwise                (clipped: moving w does not move ŵ at all)
+
+This is the *clipped* STE: the backward pass is the exact derivative of the clipped identity
+`clamp(w, s·(qmin − z), s·(qmax − z))`, the smooth function the staircase follows. Beyond the
+grid the two agree exactly (both are flat), which `tests/test_qat.py` checks against finite
+differences; inside, the STE is a choice, and the test checks the rule. Here it is as a
+`torch.autograd.Function` (with LSQ's gradients for `s` and `z`, section 3):
+"""),
+    ("code", r"""
+print(inspect.getsource(qat.FakeQuantize))
+"""),
+    ("code", r"""
+scheme = QuantScheme(3, None, symmetric=True)            # integers -4 … 3
+u = torch.linspace(-6, 5, 500, dtype=torch.float64)
+x = (u * 0.5).requires_grad_(True)                        # s = 0.5, z = 0
+y = qat.fake_quantize(x, torch.tensor(0.5, dtype=torch.float64),
+                      torch.tensor(0.0, dtype=torch.float64), scheme)
+y.sum().backward()
+fig, axes = plt.subplots(1, 2, figsize=(10, 3))
+axes[0].plot(x.detach(), y.detach(), label="forward: ŵ (the staircase)")
+axes[0].plot(x.detach(), x.detach().clamp(-2, 1.5), "--", label="clipped identity")
+axes[0].set(xlabel="w", title="3-bit signed grid, s = 0.5")
+axes[0].legend(fontsize=8)
+axes[1].plot(x.detach(), x.grad, color="C2")
+axes[1].set(xlabel="w", ylabel="∂ŵ/∂w used by backward", title="clipped STE")
+plt.tight_layout()
+plt.show()
+"""),
+    ("md", r"""
+**Exercise 3.1.** Write the STE yourself. The check compares your forward values *and* the
+gradient your function hands back, on values inside the grid, exactly on both edges, just past
+them and far outside.
+"""),
+    ("code", r"""
+print(ex03.ste_fake_quantize.prompt)
+
+def ste_fake_quantize(x, scale, zero, qmin, qmax):
+    return ...  # your code here
+
+ex03.ste_fake_quantize.check(ste_fake_quantize);
+"""),
+    ("md", r"""
+## 3. Learned step size (LSQ)
+
+So far the grid comes from each group's min and max (as RTN), recomputed from the current
+weights at every step. LSQ (Esser et al., ICLR 2020) makes the step size `s` (and here the zero
+point `z`) a parameter trained with the weights. Treating `round` by the STE:
+
+    ∂ŵ/∂s = round(u) − u      inside the grid          ∂ŵ/∂z = 0     inside
+            qmin − z, qmax − z below / above                   −s    outside
+
+Inside, a larger `s` moves `ŵ` by its rounding offset; outside, it stretches the end of the grid
+to reach the clipped weight. Two more pieces:
+
+* **Gradient scale.** One `s` is shared by `N` weights, so its gradient sums `N` terms, while a
+  weight's gradient has one. LSQ multiplies `∂L/∂s` by `g = 1/√(N·Q_P)` (`Q_P` = grid levels
+  above zero, `2^(b−1) − 1`) so that step sizes and weights learn at comparable rates. With
+  Adam, as here, the per-parameter normalization already cancels most of a constant factor; the
+  scale matters most with SGD, which the paper used.
+* **Initialization.** `s = 2·mean(|w|)/√Q_P` (`init="lsq"`). `init="minmax"` (the default here)
+  starts from RTN's grid instead, so QAT starts exactly where RTN ends.
+"""),
+    ("md", r"""
+**Exercise 3.2.** Before you read the package's version below: LSQ's gradient scale, for `n`
+weights sharing one step size at `bits` bits.
+"""),
+    ("code", r"""
+print(ex03.lsq_grad_scale.prompt)
+
+def lsq_grad_scale(n, bits):
+    return ...  # your code here
+
+ex03.lsq_grad_scale.check(lsq_grad_scale);
+"""),
+    ("code", r"""
+print(inspect.getsource(qat.lsq_grad_scale))
+print(inspect.getsource(qat.lsq_init))
+"""),
+    ("code", r"""
+g = 64
+w_group = model.model.layers[0].mlp.up_proj.weight[0, :g].detach()
+s_lsq, z_lsq = qat.lsq_init(w_group.reshape(1, g), QuantScheme(2, g, symmetric=False))
+s_mm, z_mm = QuantScheme(2, g, symmetric=False).params(w_group)
+print(f"one group of {g} weights, 2 bits: min-max step {s_mm.item():.4f} (zero {z_mm.item():.0f}), "
+      f"LSQ's initial step {s_lsq.item():.4f} (zero {z_lsq.item():.0f}); "
+      f"gradient scale g = {qat.lsq_grad_scale(g, 2):.4f}")
+for init in ("minmax", "lsq"):
+    start = qat.prepare(copy.deepcopy(model), 2, 64, learn_scales=True, init=init)
+    print(f"whole model at W2 g64 before any training, init={init!r}: perplexity {ppl(start):.2f}")
+del start
+"""),
+    ("md", r"""
+For this group LSQ's formula starts from a step close to min-max's, and over the whole model
+its start is a little worse than RTN's grid before any training (the perplexities above). The
+recorded runs of section 6 start LSQ from the min-max grid (`init="minmax"`), so the STE and LSQ
+rows start from the same RTN grid and differ only in whether the grid learns.
+"""),
+    ("md", r"""
+## 4. QAT on qcourse-tiny: prepare → train → convert
+
+`qat.prepare` swaps every linear layer (not the tied output head) for a `FakeQuantLinear`: it
+keeps the float weight as a trainable *latent* weight and computes with its fake-quantized
+value. Scales are stored as fp16 and zero points as integers, exactly as `QuantLinear` stores
+them, so what the model computes while training is what it computes after `convert`.
+"""),
+    ("code", r"""
+print(inspect.getsource(qat.FakeQuantLinear.fake_weight))
+print(inspect.getsource(qat.prepare))
+"""),
+    ("md", r"""
+2 bits, groups of 64, is where round-to-nearest hurts most, so that is where a short run shows
+most. We train the whole model (every weight, embeddings and norms too) for 30 steps of 4
+windows of 128 tokens of the train split, AdamW at a learning rate of 1e-4.
+"""),
+    ("code", r"""
+BITS, GROUP = 2, 64
+rtn_ppl = ppl(ptq.quantize_rtn(copy.deepcopy(model), BITS, "group", GROUP))
+student = qat.prepare(copy.deepcopy(model), BITS, GROUP)
+start_ppl = ppl(student)
+layer = student.model.layers[3].mlp.down_proj
+w_before = layer.weight.detach().clone()
+log = qat.train(student, tokenizer, 30, lr=1e-4, batch_size=4, seq_len=128, progress=False)
+qat_ppl = ppl(student)
+print(f"fp32 {fp32_ppl:.2f}   RTN {rtn_ppl:.2f}   QAT at step 0 {start_ppl:.2f}   "
+      f"QAT after {log['tokens']:,} tokens {qat_ppl:.2f}")
+plt.figure(figsize=(5, 2.8))
+plt.plot(log["loss"], lw=0.8)
+plt.xlabel("step")
+plt.ylabel("train loss (nats/token)")
+plt.title(f"QAT, W{BITS} g{GROUP}")
+plt.show()
+"""),
+    ("md", r"""
+QAT at step 0 computes RTN's grid (its scales rounded to fp16 first, so its perplexity is within
+a hair of RTN's), and 30 short steps take back about a quarter of what rounding cost. The loss
+curve is noisy: each step sees only 512 tokens.
+`convert` stores the result in the same packed `QuantLinear` as RTN and GPTQ, so it exports to a
+GPTQ checkpoint or GGUF like any other; its logits are the fake-quantized model's, bit for bit:
+"""),
+    ("code", r"""
+ids = torch.randint(0, 4096, (1, 64), generator=torch.Generator().manual_seed(0))
+with torch.no_grad():
+    fake_logits = student(ids).logits
+    packed = qat.convert(copy.deepcopy(student))
+    same = torch.equal(fake_logits, packed(ids).logits)
+print(f"converted logits equal the fake-quantized ones: {same}; "
+      f"{type(packed.model.layers[0].mlp.down_proj).__name__}, "
+      f"{human_bytes(ev.model_size_bytes(packed))} vs {human_bytes(ev.model_size_bytes(model))} fp32")
+"""),
+    ("md", r"""
+## 5. Which weights does QAT move?
+
+The latent weights move; the grid follows each group's min and max (it moves only when a
+group's extreme weight moves). A weight's integer code changes when it crosses a rounding
+boundary, half a step from the grid points, or when its group's grid moves under it.
+
+**Exercise 3.3.** Predict before you look.
+"""),
+    ("code", r"""
+print(ex03.which_weights_move.prompt)
+
+which = ...  # "a", "b" or "c"
+
+ex03.which_weights_move.check(which);
+"""),
+    ("md", r"""
+The distance of each weight of `model.layers.3.mlp.down_proj` to its nearest grid point, in
+steps (0: on a grid point, 0.5: on a rounding boundary), before and after the 40 steps above,
+and how often a weight's code changed, by where it started:
+"""),
+    ("code", r"""
+print(inspect.getsource(qat.grid_position))
+"""),
+    ("code", r"""
+grid = QuantScheme(BITS, GROUP)
+d_before, codes_before = qat.grid_position(w_before, grid)
+d_after, codes_after = qat.grid_position(layer.weight, grid)
+changed = codes_after != codes_before
+bins = torch.clamp((d_before / 0.125).long(), max=3)
+rates = [changed[bins == b].float().mean().item() for b in range(4)]
+fig, axes = plt.subplots(1, 2, figsize=(10, 3))
+axes[0].hist([d_before.flatten(), d_after.flatten()], bins=20, range=(0, 0.5),
+             label=["before", "after QAT"])
+axes[0].set(xlabel="distance to the nearest grid point (steps)", ylabel="weights")
+axes[0].legend()
+axes[1].bar(["0–⅛", "⅛–¼", "¼–⅜", "⅜–½"], rates)
+axes[1].set(xlabel="starting distance (steps)", ylabel="fraction whose code changed")
+plt.tight_layout()
+plt.show()
+print(f"codes changed: {changed.float().mean():.2%} of the layer; by starting distance: "
+      + ", ".join(f"{r:.2%}" for r in rates))
+step = grid.params(w_before)[0].repeat_interleave(GROUP, dim=1)          # [N, K]: each weight's step
+moved = (layer.weight.detach() - w_before).abs() / step
+print(f"how far the weights moved, in steps: median {moved.median():.2%}, largest {moved.max():.1%}")
+"""),
+    ("md", r"""
+The weights that started within ⅛ of a step of a rounding boundary changed their code several
+times as often as the others, and the histogram of distances hardly changed. The last line says
+why: with AdamW each step moves a weight by about the learning rate (1e-4), so 30 steps move it
+by a few percent of a 2-bit step at most. Only a weight that already sat that close to a
+boundary can cross it; QAT this short does not push the weights towards grid points, it decides
+on which side of a boundary the undecided ones land.
+
+The benchmark of section 6 trained far longer; it recorded the same picture for this layer
+after its QAT (STE) run at W2 g64:
+"""),
+    ("code", r"""
+recorded = sorted(p for p in (paths.REPO_DIR / "benchmarks" / "results").glob("qat-*.json")
+                  if "quick" not in p.name)
+finished = [r for r in map(json.loads, (p.read_text() for p in recorded)) if r.get("complete")]
+record = finished[-1] if finished else None   # the latest complete run
+if record:
+    stats = next(r["layer"] for r in record["rows"]
+                 if r["width"] == "W2 g64" and r["method"] == "QAT (STE)")
+    edges = [i / 40 for i in range(20)]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3))
+    axes[0].bar(edges, stats["histogram_before"], width=0.025, align="edge", alpha=0.6,
+                label="before")
+    axes[0].bar(edges, stats["histogram_after"], width=0.025, align="edge", alpha=0.6,
+                label="after QAT")
+    axes[0].set(xlabel="distance to the nearest grid point (steps)", ylabel="weights",
+                title=f"{stats['name']}, recorded")
+    axes[0].legend()
+    axes[1].bar(["0–⅛", "⅛–¼", "¼–⅜", "⅜–½"], stats["codes_changed_by_start"])
+    axes[1].set(xlabel="starting distance (steps)", ylabel="fraction whose code changed")
+    plt.tight_layout()
+    plt.show()
+    print(f"recorded: codes changed {stats['codes_changed']:.2%}; by starting distance: "
+          + ", ".join(f"{r:.2%}" for r in stats["codes_changed_by_start"]))
+else:
+    print("no recorded run: python benchmarks/qat.py")
+"""),
+    ("md", r"""
+The recorded run tells the same story: the weights that started within ⅛ of a step of a
+rounding boundary changed their code several times as often as the others, and the two
+histograms are nearly the same. The others are not at zero because the min-max grid itself
+moves a little when a group's extreme weight moves. A picture in which QAT piles the weights
+onto grid points needs far longer training (or a larger learning rate) than either run here.
+
+## 6. The whole test split: PTQ against QAT (recorded)
+
+`benchmarks/qat.py` runs every method in one process, seed 0 (on the whole test split by
+default; the run recorded here is a bounded one, scored on 8 windows: see its header): RTN,
+GPTQ (128 windows of 512 calibration tokens), QAT with the STE, with LSQ, with distillation from
+the float model's logits (as LLM-QAT, Liu et al. 2023, does), our QAT on torchao's symmetric
+grid, and torchao's own QAT. All QAT runs see the same windows with the same optimizer.
+"""),
+    ("code", r"""
+def recovered(row):  # the share of RTN's perplexity increase (over fp32) a method takes back
+    rtn = next(r["ppl"] for r in record["rows"] if r["width"] == row["width"] and r["method"] == "RTN")
+    return (rtn - row["ppl"]) / (rtn - record["rows"][0]["ppl"])
+
+
+if record:
+    print(f"recorded {record['date'][:16].replace('T', ' ')} UTC on {record['processor']} "
+          f"({record['cpus']} cores shared with other jobs, torch threads: "
+          f"{record['torch_threads']}; load average {record['load_average_at_start'][0]} at start, "
+          f"{record['load_average_at_end'][0]} at the end: times are not quiet-machine times)")
+    print(f"test windows: {record['test_windows']} of 512 tokens; QAT: {record['qat']['steps']} "
+          f"steps of {record['qat']['batch_size']}×{record['qat']['seq_len']} tokens, AdamW, "
+          f"lr {record['qat']['lr']}; GPTQ: {record['gptq_calibration_windows']} windows of 512\n")
+    print(f"{'width':9s} {'method':26s} {'ppl':>7s} {'of RTN loss':>11s} {'train tokens':>12s} "
+          f"{'time':>6s} {'peak MB':>7s}")
+    for r in record["rows"]:
+        share = f"{recovered(r):11.0%}" if r["width"] != "float" and r["method"] != "RTN" else " " * 11
+        print(f"{r['width']:9s} {r['method']:26s} {r['ppl']:7.2f} {share} "
+              f"{r['training_tokens']:>12,} {r['seconds']:5.0f}s {r['peak_memory_mb']:7.0f}")
+    print("\n'of RTN loss': the share of RTN's perplexity increase over fp32 that the method takes back")
+else:
+    print("no recorded run: python benchmarks/qat.py")
+"""),
+    ("code", r"""
+if record:
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    for width in dict.fromkeys(r["width"] for r in record["rows"] if r["width"] != "float"):
+        ste = next(r for r in record["rows"] if r["width"] == width and r["method"] == "QAT (STE)")
+        points = sorted({**{int(k): v for k, v in ste["sweep"].items()},
+                         ste["training_tokens"]: ste["ppl"]}.items())
+        line, = ax.plot(*zip(*points), marker="o", label=f"QAT (STE) {width}")
+        for method, style in (("GPTQ", "--"), ("RTN", ":")):
+            value = next(r["ppl"] for r in record["rows"] if r["width"] == width and r["method"] == method)
+            ax.axhline(value, ls=style, color=line.get_color(), lw=0.8)
+    ax.set(xscale="log", yscale="log", xlabel="QAT training tokens",
+           ylabel=f"test perplexity ({record['test_windows']} windows)",
+           title="QAT (STE) vs GPTQ (--) and RTN (:), recorded")
+    ax.legend(fontsize=7)
+    plt.show()
+    print("training tokens QAT (STE) needed to beat GPTQ:", record["tokens_to_beat_gptq"])
+"""),
+    ("md", r"""
+What this recorded run shows (a short budget: 8,192 training tokens per QAT run, 8 test
+windows; read the table above for each figure):
+
+* **At 4 and 3 bits (groups of 128) rounding costs little on this model**: RTN loses under 2 %
+  of perplexity and GPTQ takes back a good part of that. A short QAT run does not beat either.
+  Fine-tuning by itself moves the model: the float model trained with the very same loop and
+  tokens ("float, fine-tuned alike") ends about 1 % *worse* on these windows. The QAT rows land
+  near that control, so the training noise they add is as large as the rounding error they fix.
+  Distillation (training towards the float model's outputs instead of the train split's labels)
+  avoids most of that drift and is the best QAT row at every width.
+* **At 2 bits (groups of 64) RTN loses about 10 %**, and every QAT run on the asymmetric grid
+  (STE, LSQ, distillation) takes part of it back; LSQ's learned scales do no better than the
+  STE in 16 steps. (The symmetric rows are discussed in section 7.)
+  GPTQ, with no training at all, still takes back the most.
+* **Training tokens to beat GPTQ:** none of the checkpoints of this run (1,024 to 8,192 tokens)
+  beat it at any width. This bounded run cannot say how many tokens it would take; the
+  default `python benchmarks/qat.py` (64 steps of 8 windows of 256 tokens: 131,072 tokens per
+  run, scored on the whole test split) is the run that answers it, on a quiet machine.
+* **Time and memory:** the times were measured on 2 cores shared with other jobs (load average
+  in the header), so compare them with each other, not with your laptop. "peak MB" is the
+  growth of the process's resident memory while the row ran; the allocator reuses memory freed
+  by earlier rows, so only the first QAT row's figure is the real cost of training this model.
+
+## 7. The same with torchao, and the legacy path
+
+**torchao** is where PyTorch's quantization lives today. Its QAT is two calls around any
+training loop (here ours, `qat.fine_tune`):
+
+```python
+from torchao.quantization import quantize_, IntxWeightOnlyConfig, PerGroup
+from torchao.quantization.qat import QATConfig
+
+base = IntxWeightOnlyConfig(weight_dtype=torch.int4, granularity=PerGroup(32))
+quantize_(model, QATConfig(base, step="prepare"))   # nn.Linear -> FakeQuantizedLinear
+train(model)                                        # any loop
+quantize_(model, QATConfig(base, step="convert"))   # real int4 weights
+```
+
+`Int8DynamicActivationIntxWeightConfig` adds int8 activations per token (W4A8), which
+`qat.prepare(..., activations="int8")` reproduces. `qcourse.references.torchao.qat` wraps these
+calls; here is torchao's fake quantization of one layer next to ours:
+"""),
+    ("code", r"""
+from qcourse.references.torchao import qat as torchao_qat
+
+ao_model = torchao_qat.prepare(copy.deepcopy(model), 4, 32)
+ao_layer = ao_model.model.layers[0].mlp.down_proj
+theirs, ao_scale = torchao_qat.fake_quantized_weight(ao_layer)
+w = ao_layer.weight.detach()
+sym4 = QuantScheme(4, 32, symmetric=True)
+ours_same_scale = qat.fake_quantize(w.reshape(w.shape[0], -1, 32), ao_scale[..., None],
+                                    torch.zeros(()), sym4).reshape(w.shape)
+ours_own = qat.prepare(copy.deepcopy(model), 4, 32, symmetric=True).model.layers[0].mlp.down_proj
+with torch.no_grad():
+    ours_own_weight, our_scale = ours_own.fake_weight(), ours_own.params()[0]
+print(f"torchao's scale / ours: {(ao_scale / our_scale).mean():.4f} "
+      f"(max|w|/7.5 against max|w|/7, ours in fp16)")
+print(f"on torchao's scale, weights that differ: {(ours_same_scale != theirs).sum().item()} of "
+      f"{w.numel():,} (one step each: ties at ±7.5, where torchao computes w·(1/s), we w/s)")
+print(f"each on its own scale: RMS error vs w, torchao {(theirs - w).pow(2).mean().sqrt():.5f}, "
+      f"ours {(ours_own_weight - w).pow(2).mean().sqrt():.5f}")
+"""),
+    ("md", r"""
+So on a shared scale the grids and the rounding are the same (half to even, clamp), except at
+exact ties, where torchao multiplies by `1/s` and we divide (a one-step difference on at most one
+weight per group, tested in `tests/test_torchao_qat.py`). What differs is the symmetric scale
+rule: torchao divides the group's absmax by `(qmax − qmin)/2 = 7.5` and uses all 16 levels
+(the largest positive weight is clipped half a step), we divide by `qmax = 7` and never clip. Its
+QAT only supports symmetric weights; ours also does asymmetric grids, which is why the benchmark
+has a "QAT (STE, symmetric)" row to compare like with like.
+
+The recorded benchmark trained torchao's QAT and ours on its symmetric grid with the same loop,
+windows and learning rate:
+"""),
+    ("code", r"""
+if record:
+    for width in dict.fromkeys(r["width"] for r in record["rows"][2:]):
+        row = {r["method"]: r for r in record["rows"] if r["width"] == width}
+        ours, theirs = row["QAT (STE, symmetric)"]["ppl"], row["torchao QAT (symmetric)"]["ppl"]
+        print(f"{width}: ours (symmetric) {ours:7.2f}, torchao {theirs:7.2f}, "
+              f"difference {ours / theirs - 1:+.1%}; time ours "
+              f"{row['QAT (STE, symmetric)']['seconds']:.0f} s, torchao "
+              f"{row['torchao QAT (symmetric)']['seconds']:.0f} s")
+"""),
+    ("md", r"""
+At 4 and 3 bits torchao's QAT and ours on a symmetric grid land within a few percent of each
+other after the same training (and within 1 % in `tests/test_torchao_qat.py`'s 30-step run at 4
+bits, groups of 32). At 2 bits they part, and the reason is the scale rule, not the training:
+with integers −2…1, our rule `s = max|w| / qmax = max|w|` maps every weight to −1, 0 or 1 with a
+step as large as the group's largest weight, while torchao's `s = max|w| / 1.5` uses all four
+levels with a step a third smaller. That is why our QAT defaults to the asymmetric grid, which
+uses all four levels too.
+
+**The legacy path.** Tutorials from before 2024 show eager-mode QAT from `torch.ao.quantization`:
+"""),
+    ("code", r"""
+import torch.ao.quantization as tq
+
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    toy = torch.nn.Sequential(tq.QuantStub(), torch.nn.Linear(16, 8), tq.DeQuantStub()).train()
+    toy.qconfig = tq.get_default_qat_qconfig("fbgemm")
+    tq.prepare_qat(toy, inplace=True)
+print(toy[1])
+print(next(str(w.message).splitlines()[0] for w in caught if w.category is DeprecationWarning))
+"""),
+    ("md", r"""
+It inserts observers and fake quantizers per tensor or per channel at 8 bits (FBGEMM's x86
+int8 kernels), needs `QuantStub`/`DeQuantStub` around the model, and converts to
+`torch.ao.nn.quantized` modules. It has no grouped low-bit weights, which is what LLMs need, and
+as the warning says the module is deprecated: torchao's `quantize_` with `QATConfig` replaces the
+eager path, and torchao's `prepare_pt2e`/`convert_pt2e` replace the FX graph path.
+
+## 8. QLoRA: train small adapters next to a frozen 4-bit model
+
+QLoRA (Dettmers et al., 2023) stores the base model in NF4 (notebook 02) and freezes it; every
+linear layer gets a trainable low-rank update (LoRA; Hu et al., 2021):
+
+    y = x·W'ᵀ + (α/r)·(x·Aᵀ)·Bᵀ        W' NF4 (frozen),  A [r, K],  B [N, r]
+
+`B` starts at zero, so training starts from the quantized model. Gradients and optimizer state
+exist only for `A` and `B`. Here is our minimal version, on `NF4Linear`:
+"""),
+    ("code", r"""
+print(inspect.getsource(qlora.LoRALinear.forward))
+print(inspect.getsource(qlora.prepare))
+"""),
+    ("md", r"""
+Domain adaptation is what QLoRA is used for. Our corpus has two domains: prose (the standard
+library's documentation) and code (its source). We fine-tune rank-8 adapters on the prose half
+of the train split only, and score both halves of the test split:
+"""),
+    ("code", r"""
+adapted = qlora.prepare(copy.deepcopy(model), rank=8)
+before = {d: ppl(adapted, d) for d in ("prose", "code")}
+qlog = qlora.train(adapted, tokenizer, 30, lr=1e-3, batch_size=4, seq_len=128, domain="prose",
+                   progress=False)
+after = {d: ppl(adapted, d) for d in ("prose", "code")}
+float_ppl = {d: ppl(model, d) for d in ("prose", "code")}
+for d in ("prose", "code"):
+    print(f"{d:6s} fp32 {float_ppl[d]:6.2f}   NF4 {before[d]:6.2f}   NF4 + adapters trained on "
+          f"prose {after[d]:6.2f}")
+full = copy.deepcopy(model)
+flog = qat.fine_tune(full, tokenizer, 1, [{"params": list(full.parameters()), "lr": 1e-5}],
+                     batch_size=4, seq_len=128, progress=False)
+print(f"trainable parameters: QLoRA {qlog['trainable_parameters']:,}, full fine-tuning "
+      f"{flog['trainable_parameters']:,}; training state (weights + gradients + AdamW moments): "
+      f"{human_bytes(qlog['training_state_bytes'])} vs {human_bytes(flog['training_state_bytes'])}")
+"""),
+    ("code", r"""
+with torch.no_grad():
+    with_adapters = adapted(ids).logits
+    merged = qlora.merge(adapted)
+    diff = (merged(ids).logits - with_adapters).abs().max().item()
+print(f"merged: {type(merged.model.layers[0].mlp.down_proj).__name__} layers, "
+      f"max logit change {diff:.1e}")
+"""),
+    ("md", r"""
+The production path is peft's LoRA on a bitsandbytes NF4 base with double quantization
+(`qcourse.references.peft_qlora`). The benchmark trained it next to ours, from the same `A`
+matrices, on the same windows of prose (recorded, same machine as section 6):
+"""),
+    ("code", r"""
+if record:
+    q = record["qlora"]
+    print(f"{q['steps']} steps of {record['qat']['batch_size']}×{record['qat']['seq_len']} prose "
+          f"tokens, rank {record['qlora_settings']['rank']}, lr {record['qlora_settings']['lr']}; "
+          f"fp32: prose {q['float']['prose']:.2f}, code {q['float']['code']:.2f}")
+    for name in ("ours", "peft"):
+        r = q[name]
+        print(f"{name:5s} prose {q['start'][name]['prose']:6.2f} -> {r['prose']:6.2f}   code "
+              f"{q['start'][name]['code']:6.2f} -> {r['code']:6.2f}   trainable "
+              f"{r['trainable_parameters']:,}, state {human_bytes(r['training_state_bytes'])}, "
+              f"{r['seconds']:.0f} s")
+    f = q["full_fine_tuning"]
+    print(f"full fine-tuning: trainable {f['trainable_parameters']:,}, state "
+          f"{human_bytes(f['training_state_bytes'])}")
+    print("largest logit change on merging: ours {ours:.1e}, peft {peft:.1e}".format(
+        **q["merge_max_logit_change"]))
+"""),
+    ("md", r"""
+From the same start (the same `A` matrices, the same windows) ours and peft's end at the same
+perplexities to the second decimal: the two NF4 bases differ only by bitsandbytes' double
+quantization of the block absmax values. Training on prose took the prose perplexity below
+even the float model's, and code moved a little too, in the same direction (the halves share a
+vocabulary, and the documentation is full of code). The adapters hold a small fraction of the
+training state of full fine-tuning. Merging differs: ours keeps the merged weight in float (the
+logits move by rounding only), while peft's `merge_and_unload` into a 4-bit base re-quantizes the
+merged weight to NF4, which moved the logits visibly: to serve in 4 bits, either keep the adapters
+beside the NF4 base or merge and accept (and measure) a second rounding.
+
+## 9. PTQ, QAT or QLoRA?
+
+Older course material claims that QAT costs "1–7 days" and "10K–100K samples" and that PTQ loses
+"2–5 % quality". Here is what this course measured instead (recorded run of section 6):
+"""),
+    ("code", r"""
+if record:
+    fp32 = record["rows"][0]["ppl"]
+    for width in dict.fromkeys(r["width"] for r in record["rows"][2:]):
+        row = {r["method"]: r for r in record["rows"] if r["width"] == width}
+        best = min((r for m, r in row.items() if m.startswith("QAT")), key=lambda r: r["ppl"])
+        print(f"{width}: perplexity +{row['RTN']['ppl'] / fp32 - 1:.1%} RTN, "
+              f"+{row['GPTQ']['ppl'] / fp32 - 1:.1%} GPTQ ({row['GPTQ']['seconds']:.0f} s), "
+              f"+{best['ppl'] / fp32 - 1:.1%} best QAT ({best['method']}, "
+              f"{best['training_tokens']:,} tokens, {best['seconds']:.0f} s)")
+    control = record["rows"][1]
+    print(f"fp32 fine-tuned with the same loop and tokens: {control['ppl']:.2f} (fp32 {fp32:.2f})")
+"""),
+    ("md", r"""
+So "2–5 % quality loss" is not a property of PTQ: it depends on the width and the model. Here
+it is well under 2 % at 4 and 3 bits and about 10 % (RTN) or 5 % (GPTQ) at 2 bits. And QAT's
+cost is not "1–7 days" or "10K–100K samples" by nature either: it is a training run, and its
+price scales with the model and the tokens you give it. Published figures, each with its source:
+
+| source | model and setting | PTQ | QAT | cost reported |
+|---|---|---|---|---|
+| PyTorch blog (Or et al., 2024) | Llama-3-8B, int4 grouped weights + int8 per-token activations, fine-tuned on C4 | — | recovers up to 96 % of PTQ's hellaswag accuracy loss and 68 % of its wikitext perplexity loss | — |
+| same, lowered to XNNPACK | Llama-3-8B, same scheme | wikitext word perplexity 23.32 | 19.40 (16.8 % lower) | same size, same on-device speed |
+| EfficientQAT model zoo (Chen et al.) | Llama-3-8B, WikiText2 perplexity (2,048 context) / average of 5 zero-shot tasks; fp16 6.14 / 68.58 | — | w4g128 6.47 / 68.43, w3g128 7.09 / 67.35, w2g64 9.41 / 60.76 | block-wise phase trains on 4,096 samples by default |
+| EfficientQAT paper (abstract) | Llama-2-70B, 2 bits | — | average accuracy 69.48 vs 72.41 in fp16 | 41 hours on one A100-80GB |
+
+**When is each worth its cost?**
+
+* **PTQ first** (RTN, GPTQ, AWQ, notebooks 02, 04, 05): minutes, a few hundred calibration
+  windows, no training. At 4 bits with groups it is close to free on this model, and in the
+  published Llama figures the 4-bit losses are small too. If PTQ's loss at your target width is
+  acceptable, stop there.
+* **QAT** when PTQ's loss at the width you need is not acceptable (2–3 bits, or low-bit
+  activations as in the PyTorch blog's W4A8) *and* you can afford a real training run on data
+  like the model's own: the published gains come from runs of many GPU-hours, while a short
+  run like ours adds training noise of the same size as the rounding error. Distill from the
+  float model rather than train on labels. QAT's output is the same packed format as PTQ's
+  (`convert` → `QuantLinear`), so deployment does not change.
+* **QLoRA** answers a different question: not "how do I lose less when I quantize" but "how do I
+  adapt a model I can only afford to hold in 4 bits". It trains a few hundred thousand adapter
+  numbers instead of every weight (the training state above is a small fraction of full
+  fine-tuning's), improves the domain it was trained on and leaves the base model frozen. To
+  serve it in 4 bits you either keep the adapters beside the NF4 base or merge and quantize
+  again (peft's merge into NF4 does exactly that).
+
+## Summary
+
+* Rounding has zero gradient almost everywhere; the **straight-through estimator** uses the
+  derivative of the clipped identity instead: 1 inside the grid, 0 outside
+  (`qat.FakeQuantize`). **LSQ** also learns each group's step size, with gradient
+  `round(u) − u` inside and `qmin − z`/`qmax − z` outside, scaled by `1/√(N·Q_P)`.
+* `qat.prepare` → `qat.train` → `qat.convert` fine-tunes through the rounding and stores the
+  result as the same packed `QuantLinear` as RTN and GPTQ; the converted logits equal the
+  fake-quantized ones exactly.
+* QAT moves few weights across a rounding boundary, mostly the ones that started near one.
+* torchao's `QATConfig` prepare/convert computes the same grid and rounding on a shared scale;
+  its symmetric scale rule (`max|w|/((qmax − qmin)/2)`) differs from ours and matters at 2 bits.
+  `torch.ao.quantization`'s eager `prepare_qat` is the deprecated path it replaces.
+* On qcourse-tiny, with a short recorded budget, GPTQ beat every QAT variant at every width;
+  QAT took back part of RTN's 2-bit loss, distillation the most. Published results show QAT
+  beating PTQ on Llama-3-8B with far longer training.
+* QLoRA trains small adapters on a frozen NF4 base: a fraction of full fine-tuning's training
+  state, a better perplexity on the domain it trained on, and adapters that merge into one
+  weight per layer.
+
+## Sources
+
+* Bengio, Léonard, Courville, *Estimating or Propagating Gradients Through Stochastic Neurons for
+  Conditional Computation*, 2013. arXiv:1308.3432 (the straight-through estimator).
+* Esser, McKinstry, Bablani, Appuswamy, Modha, *Learned Step Size Quantization*, ICLR 2020.
+  arXiv:1902.08153 (LSQ: gradient, gradient scale, initialization).
+* Bhalgat, Lee, Nagel, Blankevoort, Kwak, *LSQ+: Improving low-bit quantization through learnable
+  offsets and better initialization*, CVPR workshops 2020. arXiv:2004.09576.
+* Liu et al., *LLM-QAT: Data-Free Quantization Aware Training for Large Language Models*, 2023.
+  arXiv:2305.17888 (distillation from the float model's logits).
+* Dettmers, Pagnoni, Holtzman, Zettlemoyer, *QLoRA: Efficient Finetuning of Quantized LLMs*,
+  NeurIPS 2023. arXiv:2305.14314. Hu et al., *LoRA*, ICLR 2022. arXiv:2106.09685.
+* Or, Zhang, Smothers, Khandelwal, Rao, *Quantization-Aware Training for Large Language Models
+  with PyTorch*, PyTorch blog, 2024 (https://pytorch.org/blog/quantization-aware-training):
+  Llama-3-8B, int8 per-token activations + int4 grouped weights, fine-tuned on C4.
+* Chen, Shao, Xu, Wang, Gao, Zhang, Qiao, Luo, *EfficientQAT: Efficient Quantization-Aware
+  Training for Large Language Models*, 2024. arXiv:2407.11062 (the 70B figure), and the model
+  zoo table of its README (github.com/OpenGVLab/EfficientQAT: the Llama-3-8B figures, lm-eval
+  0.4.2; `--train_size` 4096 by default).
+* torchao 0.18 (`QATConfig`, `IntxWeightOnlyConfig`, `Int8DynamicActivationIntxWeightConfig`),
+  peft 0.21 (`LoraConfig`, `merge_and_unload`), bitsandbytes 0.50.2 (`BitsAndBytesConfig`).
+"""),
+]
+
+EXTRAS = "reference"  # what the Colab cell installs
+
+if __name__ == "__main__":
+    nbbuild.main(__file__, CELLS, extras=EXTRAS)
