@@ -1,0 +1,772 @@
+"""Source of notebooks/11_frontier_formats.ipynb (run this file to regenerate it)."""
+import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+import nbbuild  # noqa: E402
+
+CELLS = [
+    ("md", r"""
+# 11 · Frontier formats: FP8, MXFP4/NVFP4, KV-cache quantization, HQQ and rotations
+
+The integer formats of notebooks 01–06 are what most open checkpoints shipped in until 2024.
+Production serving in 2026 runs on other things: **FP8** on Hopper and Ada GPUs, **MXFP4** and
+**NVFP4** on Blackwell (OpenAI's gpt-oss ships its expert weights in MXFP4), a **quantized KV
+cache**, calibration-free weight quantizers such as **HQQ**, and **rotations** (QuaRot,
+SpinQuant) that make 4-bit *activations* usable. This notebook builds each one from scratch in
+`qcourse`, checks it against the production library bit for bit where one runs here (torch's
+casts, torchao, hqq, transformers, llama.cpp), and measures what it does to `qcourse-tiny`.
+
+**Learning goals.** After this notebook you can
+1. encode and decode a minifloat (E4M3, E5M2, E3M2, E2M3, E2M1) by hand: bias, subnormals,
+   rounding to nearest even, saturation, NaN and infinity as each format defines them;
+2. explain why E4M3 carries weights and activations and E5M2 gradients, and what per-tensor,
+   per-channel and 128×128 block scales buy;
+3. build MX blocks (a shared power-of-two E8M0 scale per 32 values) and NVFP4 blocks (an E4M3
+   scale per 16 plus a float32 tensor scale), and pack them into bits;
+4. place every format on an error-versus-bits-per-weight chart next to INT4, NF4 and the K-quants;
+5. derive HQQ's half-quadratic solver, and see what its default constants really do;
+6. size a KV cache, quantize it per token and head, and measure what that costs in quality;
+7. fold a Hadamard rotation into a Llama without changing its outputs, and predict what it does to
+   an outlier channel and to 4-bit activations;
+8. say which hardware runs which format natively.
+
+The three exercises sit next to the material they check, each before the cell that answers it.
+"""),
+    ("code", r"""
+%matplotlib inline
+import copy
+import functools
+import inspect
+import json
+import logging
+import math
+import pathlib
+
+import matplotlib.pyplot as plt
+import torch
+
+from qcourse import calib, data, formats, hqq, kvcache, models, mx, nf4, rotate
+from qcourse import eval as qeval
+from qcourse.exercises import ex11
+from qcourse.layers import fake_quantize_weights, quantize_inputs
+from qcourse.quant import fake_quantize
+
+torch.manual_seed(0)
+torch.set_num_threads(2)
+logging.getLogger("transformers").setLevel(logging.ERROR)
+model, tok = models.load()
+WINDOWS = 4   # live perplexities: the first 4 windows of 512 test tokens (harder than average:
+              # the whole split gives 29.2)
+ppl = functools.partial(qeval.perplexity, tokenizer=tok, max_windows=WINDOWS)
+fp32_ppl = ppl(model)
+block0 = {name: m.weight.detach() for name, m in model.model.layers[0].named_modules()
+          if isinstance(m, torch.nn.Linear)}
+
+record_files = sorted(pathlib.Path("../benchmarks/results").glob("frontier-*.json"))
+record = json.loads(record_files[-1].read_text()) if record_files else None
+SPLIT = (f"first {record['max_windows']} test windows" if record and record["max_windows"]
+         else "whole test split")
+print(f"fp32 perplexity on {WINDOWS} test windows: {fp32_ppl:.2f}")
+print("recorded run:", f"{record['date'][:10]} on {record['processor']}, {record['torch_threads']} "
+      f"thread(s), {SPLIT}, load average {record['load_average_start'][0]:.1f} at its start"
+      if record else "none found (run benchmarks/frontier.py)")
+"""),
+    ("md", r"""
+## 1. Minifloats, bit by bit
+
+A minifloat with `e` exponent bits and `m` mantissa bits stores a sign `s`, a biased exponent `E`
+and a mantissa `M` (bias `2^(e-1) − 1`):
+
+    normal     (E > 0):  (−1)^s · (1 + M/2^m) · 2^(E − bias)
+    subnormal  (E = 0):  (−1)^s · (M/2^m)     · 2^(1 − bias)
+
+The formats differ in how they split the bits, and in what they do with the top exponent:
+
+* **E4M3** (OCP FP8, `torch.float8_e4m3fn`): no infinities; only `S.1111.111` is NaN, so the
+  top binade still holds numbers and the largest is 1.75 · 2^8 = **448**;
+* **E5M2** (`torch.float8_e5m2`): IEEE-like, the top exponent means ±inf or NaN; largest 57344;
+* **E3M2, E2M3** (FP6) and **E2M1** (FP4) of the OCP MX spec: every code is a number, no NaN,
+  no inf: E2M1's eight magnitudes are 0, 0.5, 1, 1.5, 2, 3, 4, 6;
+* **E8M0**, the MX scale: eight exponent bits and nothing else, `2^(code − 127)`.
+"""),
+    ("code", r"""
+LAYOUTS = [("FP16", 5, 10), ("BF16", 8, 7), ("E4M3", 4, 3), ("E5M2", 5, 2), ("E3M2", 3, 2),
+           ("E2M3", 2, 3), ("E2M1", 2, 1), ("E8M0 (scale)", 8, 0)]
+fig, ax = plt.subplots(figsize=(9, 3.4))
+for row, (name, e, m) in enumerate(LAYOUTS):
+    sign = 0 if name.startswith("E8M0") else 1
+    fields = [("S", sign, "tab:red"), ("E", e, "tab:blue"), ("M", m, "tab:green")]
+    x = 0
+    for label, width, color in fields:
+        for i in range(width):
+            ax.add_patch(plt.Rectangle((x + i, -row), 0.95, 0.8, color=color, alpha=0.7))
+            ax.text(x + i + 0.47, -row + 0.4, label, ha="center", va="center", fontsize=7)
+        x += width
+    ax.text(-0.5, -row + 0.4, f"{name} ({sign + e + m} bits)", ha="right", va="center", fontsize=9)
+ax.set_xlim(-6.5, 16.5)
+ax.set_ylim(-len(LAYOUTS) + 0.7, 0.9)
+ax.axis("off")
+ax.set_title("sign · exponent · mantissa")
+plt.show()
+
+print("format  bits  bias  largest    smallest normal  smallest subnormal  finite values")
+for spec in mx.ELEMENTS.values():
+    v = spec.values()
+    finite = torch.unique(v[torch.isfinite(v)])
+    print(f"{spec.name:6s}  {spec.bits:4d}  {spec.bias:4d}  {spec.max:<9g}  {2.0 ** spec.emin:<15g}  "
+          f"{2.0 ** (spec.emin - spec.mbits):<18g}  {len(finite)}")
+"""),
+    ("md", r"""
+**Encoding** is one rounding once the spacing of the grid around a value is known: inside the
+binade `[2^e, 2^(e+1))` the values are `2^(e−m)` apart, and below the smallest normal exponent
+`emin` the subnormals keep the spacing `2^(emin−m)`:
+
+    e  = max(floor(log2 |x|), emin)
+    x' = round_half_even(|x| / 2^(e−m)) · 2^(e−m),   then the format's overflow rule
+
+`qcourse.mx.minifloat` writes exactly that, then turns the rounded magnitude into its code
+`E·2^m + M`:
+"""),
+    ("code", r"""
+print(inspect.getsource(mx.minifloat.round_to_grid))
+print(inspect.getsource(mx.encode))
+"""),
+    ("md", r"""
+Is it right? torch has E4M3 and E5M2 casts. We feed both every one of the 65,536 bfloat16 bit
+patterns (all signs, exponents, subnormals, ±inf and NaNs) and the 65,536 float16 patterns, and
+compare the bytes:
+"""),
+    ("code", r"""
+def all_patterns(dtype):
+    return torch.arange(-32768, 32768, dtype=torch.int32).to(torch.int16).view(dtype).float()
+
+
+for spec, dtype in ((mx.E4M3, torch.float8_e4m3fn), (mx.E5M2, torch.float8_e5m2)):
+    for source in (torch.bfloat16, torch.float16):
+        x = all_patterns(source)
+        same = (mx.encode(x, spec) == x.to(dtype).view(torch.uint8)).sum().item()
+        print(f"{spec.name} from every {str(source)[6:]:8s} pattern: {same} of {x.numel()} codes equal torch's cast")
+x = torch.tensor([float("nan"), float("inf"), 1000.0, 61440.0, 2.0**-10, -0.0])
+print("x            ", x.tolist())
+print("E4M3 (ours)  ", mx.fake_quantize(x, "fp8_e4m3").tolist())
+print("E5M2 (ours)  ", mx.fake_quantize(x, "fp8_e5m2").tolist())
+"""),
+    ("md", r"""
+E4M3 saturates (1000 and even +inf become 448: it has no infinity), E5M2 rounds 1000 to 1024 and
+overflows 61440 (the tie between its largest value 57344 and the next power of two) to inf, as
+IEEE rounding does. 2^-10 is half of E4M3's smallest subnormal 2^-9, a tie, and rounds to the
+even code 0.
+
+## 2. FP8: which half for what, and where the scale goes
+
+**E4M3 or E5M2?** One more mantissa bit halves the rounding step; one more exponent bit doubles the
+number of binades. The forward pass (weights, activations) has values of similar size within a
+tensor once it is scaled, so it wants precision: E4M3. Gradients spread over many more binades
+within one tensor, so the backward pass wants range: E5M2 (the *hybrid* recipe of NVIDIA's
+Transformer Engine; Micikevicius et al., 2022). Measured on `qcourse-tiny`: the weights of block 0,
+and the gradients of one training batch, each scaled per tensor so that its absmax lands on the
+format's largest value:
+"""),
+    ("code", r"""
+batch = data.calibration_samples(tok, 2, 256, seed=0)
+grad_model = copy.deepcopy(model)
+grad_model(batch, labels=batch).loss.backward()
+gradients = torch.cat([p.grad.flatten() for p in grad_model.parameters() if p.grad is not None])
+weights = torch.cat([w.flatten() for w in block0.values()])
+del grad_model
+
+print("tensor      binades spanned   format   rel. error   flushed to zero")
+for name, t in (("weights", weights), ("gradients", gradients)):
+    nonzero = t[t != 0].abs()
+    span = math.log2(nonzero.max() / nonzero.min())
+    for fmt in ("fp8_e4m3", "fp8_e5m2"):
+        back = mx.fake_quantize_fp8(t[None, :], fmt, "tensor")[0]
+        err = ((back - t).pow(2).sum() / t.pow(2).sum()).item()
+        flushed = ((back == 0) & (t != 0)).float().mean().item()
+        print(f"{name:10s}  {span:6.1f}            {fmt[4:]:6s}   {err:.2e}     {flushed:.1%}")
+"""),
+    ("md", r"""
+E4M3's one extra mantissa bit halves the rounding step, so its squared error is a quarter of
+E5M2's, on weights and on gradients alike: the large values dominate that sum. What E4M3 cannot do
+is *range*: it spans 17.8 binades (448 down to its smallest subnormal 2^-9), the gradients of one
+batch span about 35, and the smallest of them are flushed to zero in E4M3 but kept by E5M2's 31.8
+binades. Those small gradients are the ones that add up over thousands of steps; that, not the
+error of one cast, is why training keeps E5M2 (or finer scales) for the backward pass.
+
+**Scales.** Production FP8 divides by a scale first, `s = absmax / 448`, per **tensor**, per
+**channel** (one per output row of a weight, or per token of an activation) or per **block**
+(DeepSeek-V3 uses 128×128 weight blocks and 1×128 activation tiles). On a layer of `qcourse-tiny`,
+and on the same layer divided by 1000:
+"""),
+    ("code", r"""
+print(inspect.getsource(mx.quantize_fp8))
+W = block0["mlp.down_proj"]
+print("down_proj [256, 768], E4M3     relative error   same weight / 1000")
+for label, fn in (("plain cast", lambda w: mx.fake_quantize(w, "fp8_e4m3")),
+                  ("per tensor", lambda w: mx.fake_quantize_fp8(w, "fp8_e4m3", "tensor")),
+                  ("per channel", lambda w: mx.fake_quantize_fp8(w, "fp8_e4m3", "channel")),
+                  ("128x128 blocks", lambda w: mx.fake_quantize_fp8(w, "fp8_e4m3", "block"))):
+    errors = [((fn(w) - w).pow(2).sum() / w.pow(2).sum()).item() for w in (W, W / 1000)]
+    print(f"  {label:15s}              {errors[0]:.2e}         {errors[1]:.2e}")
+"""),
+    ("md", r"""
+Unlike an integer grid, a float grid has the same *relative* precision in every binade: once the
+values are inside the format's range, a finer scale granularity buys almost nothing. The scale is
+about range: `qcourse-tiny`'s weights (mostly between 2^-8 and 2^-1) already fit E4M3 and the
+plain cast loses only the few below 2^-6, among the subnormals; the same weight divided by 1000
+falls off the bottom, and only a scale brings it back.
+
+torchao's `Float8Tensor.from_hp` (per tensor, per row, `PerBlock([128, 128])`) is the production
+version; `qcourse.references.torchao.mx` runs it on the CPU. Same codes, same float32 scales, same
+dequantized values, on every linear weight of block 0:
+"""),
+    ("code", r"""
+from qcourse.references.torchao import mx as torchao_mx
+
+for fmt in ("fp8_e4m3", "fp8_e5m2"):
+    for granularity in ("tensor", "channel", "block"):
+        codes = scales = total = 0
+        for name, W in block0.items():
+            ours, theirs = mx.quantize_fp8(W, fmt, granularity), torchao_mx.fp8_codes(W, fmt, granularity)
+            codes += (ours.codes == theirs["codes"]).sum().item()
+            scales += torch.equal(ours.scale, theirs["scale"])
+            total += W.numel()
+        print(f"{fmt} {granularity:8s} codes equal {codes}/{total}, scale tensors equal {scales}/{len(block0)}")
+"""),
+    ("md", r"""
+**W8A8 in FP8** quantizes the activations too, at run time: each token's row of a layer's input
+gets its own scale (per token), and the weights their per-channel scale. Here both are
+fake-quantized (rounded onto the FP8 grid and back: what an FP8 kernel computes, up to summation
+order); the CPU has no FP8 matmul.
+"""),
+    ("code", r"""
+per_channel = functools.partial(mx.fake_quantize_fp8, fmt="fp8_e4m3", granularity="channel")
+w8a8 = quantize_inputs(fake_quantize_weights(copy.deepcopy(model), per_channel), per_channel)
+print(f"fp32 {fp32_ppl:.3f}   W8A8-FP8 (E4M3, weights per channel, activations per token) {ppl(w8a8):.3f}")
+if record:
+    print(f"recorded, {SPLIT}: fp32 {record['float_perplexity']:.3f}   W8A8-FP8 "
+          f"{record['activations']['W8A8 FP8 E4M3 (channel / token)']:.3f}")
+del w8a8
+"""),
+    ("md", r"""
+## 3. Microscaling: MXFP8, MXFP6, MXFP4 and NVFP4
+
+FP8 with one scale per tensor or row still needs 8 bits per value. To go to 6 and 4 bits the
+scale must follow the data closely: **one scale per small block**. The OCP Microscaling (MX) v1.0
+spec fixes the block at 32 consecutive values and the scale at a power of two, stored as an E8M0
+byte (8.25, 6.25 and 4.25 bits per value). Its scale rule puts the block's absmax in the
+element's top binade:
+
+    X = 2^(floor(log2 absmax) − emax_elem)        codes = element(x / X)        x' = element⁻¹(codes) · X
+
+`emax_elem` is the exponent of the element's top binade (2 for E2M1, whose largest value is 6 =
+1.5 · 2^2). Flooring has a cost: a block whose absmax is 7.9 gets X = 1, and 7.9 saturates to 6.
+**NVFP4** (NVIDIA, Blackwell) fixes that with a finer scale: blocks of 16, an **E4M3** block scale
+(any value, not just powers of two) and a float32 scale for the whole tensor that lifts the block
+scales into E4M3's range (4.5 bits per value).
+"""),
+    ("code", r"""
+print(inspect.getsource(mx.shared_exponent))
+print(inspect.getsource(mx.quantize_mx))
+print(inspect.getsource(mx.quantize_nvfp4))
+"""),
+    ("md", r"""
+**Exercise 11.1.** Before the next cell decodes a block for you, decode one MXFP4 element
+yourself. Each exercise's `check` runs hidden cases and prints *correct*, *wrong* (with the first
+failing case) or *not attempted*; `ex11.<question>.hint()` and `.solution()` help.
+"""),
+    ("code", r"""
+print(ex11.decode_mxfp4.prompt)
+
+def decode_mxfp4(nibble, scale):
+    return ...  # your code here
+
+ex11.decode_mxfp4.check(decode_mxfp4);
+"""),
+    ("md", r"""
+One block by hand, in MXFP4 and NVFP4 (the other 28/12 values of each block are zeros):
+"""),
+    ("code", r"""
+x = torch.zeros(1, 32)
+x[0, :4] = torch.tensor([7.9, 1.0, -0.3, 2.6])
+q = mx.quantize(x, "mxfp4")
+print(f"MXFP4: E8M0 code {q.scales.item()} -> X = 2^{q.scales.item() - 127}; "
+      f"nibbles {[f'{c:04b}' for c in q.codes[0, :4].tolist()]} -> {mx.dequantize(q)[0, :4].tolist()}")
+n = mx.quantize(x, "nvfp4")
+print(f"NVFP4: tensor scale {n.tensor_scale.item():.6f}, E4M3 block scale "
+      f"{mx.decode(n.scales[0, :1], mx.E4M3).item():g} -> {[round(v, 3) for v in mx.dequantize(n)[0, :4].tolist()]}")
+"""),
+    ("md", r"""
+MXFP4 clips 7.9 to 6. NVFP4's block scale (7.9/6 ≈ 1.32, stored as E4M3 448 times the tensor
+scale) keeps 7.9 exactly and 2.6 closer (2.63 against 3), but its grid is now 1.32 apart at the
+small end: 1.0 becomes 1.32 and −0.3 becomes −0. Which wins depends on the block; over whole
+layers NVFP4's error is lower (next section).
+
+**Bit packing.** Two FP4 codes per byte (the first in the low nibble, as torchao and
+`qcourse.pack` do); FP6 as two bit planes, the low 4 bits two per byte and the high 2 bits four
+per byte (6 bits a value, the way llama.cpp's Q6_K splits `ql`/`qh`); one scale byte per block:
+"""),
+    ("code", r"""
+print(inspect.getsource(mx.pack_codes))
+W = block0["mlp.down_proj"]
+for fmt in ("mxfp8_e4m3", "mxfp6_e2m3", "mxfp4", "nvfp4"):
+    q = mx.quantize(W, fmt)
+    print(f"{fmt:11s} {q.nbytes:7d} bytes for {W.numel()} weights = {8 * q.nbytes / W.numel():.3f} bits "
+          f"per weight (catalog: {mx.get_format(fmt).bits_per_weight})")
+"""),
+    ("md", r"""
+**Against torchao.** torchao 0.18's `MXTensor.to_mx` (default `ScaleCalculationMode.FLOOR`) and
+`NVFP4Tensor.to_nvfp4` (with the per-tensor scale) are the production implementations. On every
+linear weight of block 0 (the test suite covers every weight of the model, bf16 inputs, zero and
+subnormal blocks):
+"""),
+    ("code", r"""
+for fmt in ("mxfp8_e4m3", "mxfp8_e5m2", "mxfp6_e3m2", "mxfp6_e2m3", "mxfp4", "nvfp4"):
+    codes = scales = values = total = 0
+    for W in block0.values():
+        ours = mx.quantize(W, fmt)
+        theirs = torchao_mx.nvfp4_codes(W) if fmt == "nvfp4" else torchao_mx.mx_codes(W, fmt)
+        packed = ours.codes if fmt.startswith("mxfp6") else mx.pack(ours)["codes"]  # torchao: FP6 unpacked
+        codes += (packed == theirs["packed"]).sum().item()
+        total += packed.numel()
+        scales += (ours.scales == theirs["scales"]).all().item()
+        values += torch.equal(mx.dequantize(ours), theirs["dequantized"])
+    print(f"{fmt:11s} stored bytes equal {codes}/{total}, scales equal {scales}/7, dequantized equal {values}/7")
+"""),
+    ("md", r"""
+## 4. Error against bits per weight
+
+Every weight of block 0 through every format, next to INT4 with groups of 128 (RTN, fp16 scale and
+4-bit zero: 4.16 bits), NF4 (blocks of 64, 4.5 bits) and llama.cpp's K-quants (bit-exact with
+llama.cpp, notebook 06). The error is `Σ‖W − W'‖² / Σ‖W‖²`:
+"""),
+    ("code", r"""
+from qcourse import gguf
+from qcourse.gguf.quants import bits_per_weight as gguf_bpw
+
+
+def kquant(W, qtype):
+    blocks = gguf.quantize(W.numpy(), qtype)
+    return torch.from_numpy(gguf.dequantize(blocks, qtype, tuple(W.shape)).copy())
+
+
+candidates = {fmt: (mx.get_format(fmt).bits_per_weight, functools.partial(mx.fake_quantize, fmt=fmt))
+              for fmt in ("mxfp8_e4m3", "mxfp6_e3m2", "mxfp6_e2m3", "mxfp4", "nvfp4")}
+candidates["fp8_e4m3 per channel"] = (8.0, functools.partial(mx.fake_quantize_fp8, granularity="channel"))
+candidates["INT4 g128"] = (formats.bits_per_weight(4, 128, 16, 4), lambda W: fake_quantize(
+    W, 4, symmetric=False, granularity="group", group_size=128))
+candidates["NF4"] = (4.5, nf4.fake_nf4)
+for qtype in ("Q8_0", "Q4_K", "Q3_K"):
+    candidates[qtype] = (gguf_bpw(qtype), functools.partial(kquant, qtype=qtype))
+
+table = {}
+for name, (bpw, fn) in candidates.items():
+    num = sum((fn(W) - W).pow(2).sum().item() for W in block0.values())
+    table[name] = (bpw, num / sum(W.pow(2).sum().item() for W in block0.values()))
+fig, ax = plt.subplots(figsize=(7, 4))
+for name, (bpw, err) in table.items():
+    kind = "tab:blue" if name.startswith(("mx", "nv", "fp8")) else "tab:gray"
+    ax.scatter(bpw, err, color=kind)
+    ax.annotate(name, (bpw, err), fontsize=7, xytext=(3, 3), textcoords="offset points")
+ax.set(yscale="log", xlabel="bits per weight (stored)", ylabel="relative squared error",
+       title="block 0 of qcourse-tiny: floats (blue) and integer formats (gray)")
+plt.show()
+for name, (bpw, err) in sorted(table.items(), key=lambda kv: kv[1][0]):
+    print(f"{name:22s} {bpw:6.3f} bits   error {err:.2e}")
+"""),
+    ("md", r"""
+The recorded run (`benchmarks/frontier.py`) puts every weight of the model through each format
+and measures the perplexity on the test windows it names (GPTQ calibrated on the windows of 512
+tokens it names):
+"""),
+    ("code", r"""
+if record:
+    print(f"recorded {record['date'][:10]} on {record['processor']}, {SPLIT}, GPTQ calibrated on "
+          f"{record['calibration'][0]} windows; fp32 perplexity {record['float_perplexity']:.3f}")
+    print(f"{'format':26s} {'bits/weight':>11s} {'rel. error':>11s} {'perplexity':>11s}")
+    for name, row in sorted(record["weights"].items(), key=lambda kv: -kv[1]["bits_per_weight"]):
+        print(f"{name:26s} {row['bits_per_weight']:11.3f} {row['relative_error']:11.2e} {row['perplexity']:11.3f}")
+    print()
+    for name, value in record["activations"].items():
+        print(f"{name:34s} perplexity {value:.3f}")
+"""),
+    ("md", r"""
+What the recorded table shows. At 8 bits every format, float or integer, stays within a few
+hundredths of the float perplexity: errors below 3·10⁻³ are too small for this model to notice
+(E5M2 has about four times E4M3's error: one mantissa bit fewer). Around 4 bits the error sorts the
+formats: MXFP4 is the worst (1.3·10⁻², its power-of-two scale leaves part of E2M1's range unused
+and saturates the rest), then INT4 g128 by RTN, HQQ g128, NVFP4 (its E4M3 scale fits each block of 16
+closely), NF4, Q4_0 and Q4_K (5.1·10⁻³: llama.cpp searches its scales, notebook 06). Perplexity
+follows only loosely: on a 5.8M-parameter model the 4-bit differences are a few tenths, close to
+what a different sample of test windows would move. With 4-bit *activations* too, NVFP4's finer
+scale matters more: W4A4 in NVFP4 stays much closer to the float model than W4A4 in MXFP4.
+
+## 5. HQQ: half-quadratic quantization, no calibration data
+
+RTN takes each group's scale and zero point from its min and max. HQQ (Badri & Shaji, 2023) keeps
+the min-max scale but *optimizes the zero point*, with no data, to minimise a sparsity-promoting
+error with an l_p norm, p < 1 (it forgives a few large errors to make most errors small):
+
+    min_z ‖W − Q_z⁻¹(Q_z(W))‖_p^p,     Q_z(W) = clamp(round(W·s + z), 0, 2^b − 1),   Q_z⁻¹(q) = (q − z)/s
+
+(`s` is the *inverse* scale, as in the `hqq` package.) Rounding makes this non-smooth, so HQQ adds
+the error as a variable `W_e` and alternates two problems that each have a closed form
+(half-quadratic splitting):
+
+    W_e ← shrink_p(W − Q_z⁻¹(Q_z(W)), β),    shrink_p(x, β) = sign(x)·relu(|x| − |x|^(p−1)/β)
+    z   ← mean over the group of (Q_z(W) − (W − W_e)·s)
+"""),
+    ("code", r"""
+print(inspect.getsource(hqq.shrink_lp))
+print(inspect.getsource(hqq.optimize_zero))
+"""),
+    ("md", r"""
+**What β = 10 means.** `shrink_p(x, β)` is zero unless `|x|^(2−p) > 1/β`, that is `|x| > 0.17`.
+A rounding error of a weight is a fraction of a group's step, far below that. So on weights `W_e`
+is exactly zero at every step and the update is `z = mean(Q_z(W) − W·s)`: the least-squares zero
+point for the current codes, alternated with re-rounding. The l_p machinery only acts on tensors
+with larger values:
+"""),
+    ("code", r"""
+def shrunk_share(t, bits=4, group=64):
+    groups = t.reshape(-1, group)
+    s, z = hqq.initial_parameters(groups, bits, round_zero=False)
+    q = torch.round(groups * s + z).clamp(0, 2**bits - 1)
+    W_e = hqq.shrink_lp(groups - (q - z) / s, 10.0, 0.7)
+    return (W_e != 0).float().mean().item()
+
+
+keys = torch.randn(64, 64) * 3      # values of a KV-cache's size (qcourse-tiny's keys reach ~10)
+print(f"share of W_e that is not zero: block 0 weights {shrunk_share(weights):.1%}, "
+      f"a tensor of scale 3 {shrunk_share(keys):.1%}")
+"""),
+    ("md", r"""
+Against the `hqq` package (0.2.8, its `Quantizer.quantize` with the defaults of
+`BaseQuantizeConfig`: 4-bit zeros start rounded, 20 steps at most, early stopping): every weight
+of block 0, at 4 and 3 bits, groups of 64, then our error against RTN's (min-max, integer zero).
+"""),
+    ("code", r"""
+from qcourse.references import hqq_lib
+
+for bits in (4, 3):
+    same, hqq_err, rtn_err, norm = 0, 0.0, 0.0, 0.0
+    for W in block0.values():
+        ours, theirs = hqq.hqq_quantize(W, bits, 64), hqq_lib.quantize_weight(W, bits, 64)
+        same += torch.equal(ours.q, theirs["q"]) and torch.equal(ours.weight, theirs["dequantized"])
+        hqq_err += (ours.weight - W).pow(2).sum().item()
+        rtn_err += (fake_quantize(W, bits, symmetric=False, granularity="group", group_size=64) - W).pow(2).sum().item()
+        norm += W.pow(2).sum().item()
+    print(f"{bits}-bit g64: bit-exact with hqq on {same}/7 weights;  relative error RTN {rtn_err / norm:.2e}, HQQ {hqq_err / norm:.2e}")
+"""),
+    ("md", r"""
+HQQ's zero point is a float, not an integer on the grid, so `QuantLinear` (integer zeros packed
+next to the codes, the GPTQ/AWQ layout) cannot hold it exactly. `qcourse.layers.FloatZeroLinear`
+stores the packed codes with an fp16 scale *and* an fp16 zero per group, what `hqq` stores too
+(4 + 32/64 = 4.5 bits per weight at g64). Perplexities (recorded) of RTN, HQQ and GPTQ, groups
+of 128:
+"""),
+    ("code", r"""
+if record:
+    w = record["weights"]
+    for bits in (4, 3):
+        print(f"{bits}-bit g128:  RTN {w[f'INT{bits} g128 (RTN)']['perplexity']:.3f}   "
+              f"HQQ {w[f'HQQ {bits}-bit g128']['perplexity']:.3f}   GPTQ {w[f'GPTQ {bits}-bit g128']['perplexity']:.3f}")
+    print(f"hqq package 4-bit g64 {w['hqq package 4-bit g64']['perplexity']:.3f}, ours "
+          f"{w['HQQ 4-bit g64']['perplexity']:.3f}")
+"""),
+    ("md", r"""
+HQQ lowers RTN's weight error at 4 and 3 bits, with no data, and is bit-exact with the `hqq`
+package. In perplexity it is not a clear win on this model: at 4 bits it sits a little below RTN,
+at 3 bits level with it (within the noise of the recorded windows), while GPTQ, which *uses*
+calibration data and minimises the error of each layer's output rather than of its weights, is
+the best at both widths. HQQ's selling point is speed and no calibration set ("less than 5
+minutes" for Llama-2-70B, "over 50x faster" than GPTQ, in its authors' blog; not measured here),
+not beating GPTQ.
+
+## 6. The KV cache
+
+While generating, a decoder keeps the keys and values of every past token, in every layer:
+
+    bytes = 2 (K and V) · layers · kv_heads · head_dim · tokens · batch · bytes per value
+
+**Exercise 11.2.** Write that count as a function, with a scale per group, before the next cell
+uses the package's.
+"""),
+    ("code", r"""
+print(ex11.kv_bytes_saved.prompt)
+
+def kv_bytes_saved(layers, kv_heads, head_dim, tokens, batch, bits, group_size):
+    return ...  # your code here
+
+ex11.kv_bytes_saved.check(kv_bytes_saved);
+"""),
+    ("md", r"""
+For `qcourse-tiny` the cache is small; for a Llama-3-8B-shaped model (32 layers, 8 kv heads of
+128) at 32k tokens and a batch of 8 it outgrows the 16 GB of its fp16 weights:
+"""),
+    ("code", r"""
+from transformers import LlamaConfig
+
+llama8b = LlamaConfig(num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8,
+                      head_dim=128, hidden_size=4096)
+contexts = [2**k for k in range(10, 18)]
+fig, ax = plt.subplots(figsize=(6, 3.5))
+for label, scheme in (("fp16", None), ("int8 (fp16 scale per head)", kvcache.KVScheme("int", 8)),
+                      ("int4 g32 (like q4_0)", kvcache.KVScheme("int", 4, 32))):
+    ax.plot(contexts, [kvcache.cache_bytes(llama8b, t, scheme, batch=8) / 1e9 for t in contexts],
+            marker="o", label=label)
+ax.axhline(16.1, color="gray", ls="--", lw=0.8, label="8B weights in fp16")
+ax.set(xscale="log", xlabel="context (tokens)", ylabel="GB", title="KV cache, Llama-3-8B shape, batch 8")
+ax.legend(fontsize=8)
+plt.show()
+print(f"qcourse-tiny, 512 tokens, fp16: {kvcache.cache_bytes(model.config, 512) / 1e6:.2f} MB")
+"""),
+    ("md", r"""
+`qcourse.kvcache` quantizes each **token and head** on arrival, over its 64 `head_dim` values (or
+groups of 32, like llama.cpp's `q8_0`/`q4_0` cache types): symmetric int8/int4, asymmetric int
+with a float zero point (KIVI), optionally HQQ-optimized, or FP8. `QuantizedKVCache` is a
+transformers `Cache`, so the model's own attention reads the dequantized keys and values and
+`model.generate(..., past_key_values=cache)` works unchanged:
+"""),
+    ("code", r"""
+print(inspect.getsource(kvcache.KVScheme.quantize))
+print(inspect.getsource(kvcache.QuantizedKVLayer.update))
+"""),
+    ("code", r"""
+prompts = data.calibration_samples(tok, 1, 32, seed=1)   # one prompt, 64 greedy tokens (live)
+reference = kvcache.greedy(model, prompts, 64)
+print(f"{'cache':14s} {'bits/value':>10s} {'perplexity':>11s} {'same greedy tokens':>19s} {'first difference':>17s}")
+print(f"{'float':14s} {16:10.2f} {fp32_ppl:11.3f}")
+for scheme in (kvcache.KVScheme("int", 8), kvcache.KVScheme("fp8_e4m3"), kvcache.KVScheme("int", 4, 32),
+               kvcache.KVScheme("int", 2, symmetric=False)):
+    agree = kvcache.agreement(reference, kvcache.greedy(model, prompts, 64, scheme))
+    print(f"{scheme.name:14s} {8 * scheme.bytes_per_value(64):10.2f} "
+          f"{ppl(kvcache.WithQuantizedCache(model, scheme)):11.3f} {agree['same_tokens']:19.0%} "
+          f"{agree['first_difference']:17.0f}")
+"""),
+    ("md", r"""
+**Cross-checks.** transformers' own `QuantizedCache(backend="hqq")` quantizes with hqq's
+optimizer; our `KVScheme("int", 4, symmetric=False, hqq=True)` does the same with `qcourse.hqq`.
+On real keys of `qcourse-tiny` (layer 2, 96 tokens):
+"""),
+    ("code", r"""
+from transformers import DynamicCache
+
+cache = DynamicCache(config=model.config)
+with torch.no_grad():
+    model(data.calibration_samples(tok, 1, 96, seed=0), past_key_values=cache, use_cache=True)
+keys = cache.layers[2].keys
+hf_layer = hqq_lib.quantized_cache(model.config, bits=4, group_size=64).layers[0]
+hf_layer.lazy_initialization(keys, keys)
+theirs = hf_layer._dequantize(hf_layer._quantize(keys.contiguous(), axis=1))
+ours_scheme = kvcache.KVScheme("int", 4, symmetric=False, hqq=True, meta_dtype=torch.float32)
+ours = ours_scheme.dequantize(ours_scheme.quantize(keys))
+print(f"keys {tuple(keys.shape)}: {(ours == theirs).sum().item()} of {keys.numel()} dequantized values identical")
+"""),
+    ("md", r"""
+(`_quantize`/`_dequantize` are that class's own hooks, the only way to see its quantizer alone.)
+The recorded numbers, long generations (the prompt and the greedy tokens fill the 512-token
+context), transformers' cache (which keeps the newest 128 tokens and the prompt in float)
+and llama.cpp's `type_k`/`type_v` run for real on a GGUF export of the same model:
+"""),
+    ("code", r"""
+if record:
+    g = record["greedy"]
+    print(f"recorded ({SPLIT}): {g['prompts']} prompts of {g['prompt_tokens']} tokens, {g['new_tokens']} greedy tokens each")
+    print(f"{'cache':52s} {'bits/value':>10s} {'perplexity':>10s} {'same tokens':>11s} {'1st diff':>8s}")
+    for name, row in record["kv_cache"].items():
+        print(f"{name:52s} {row.get('bits_per_value', float('nan')):10.2f} {row.get('perplexity', float('nan')):10.3f} "
+              f"{row.get('same_tokens', 1.0):11.1%} {row.get('first_difference', g['new_tokens']):8.0f}")
+    for name, row in record["llamacpp_kv_cache"].items():
+        print(f"{'llama.cpp ' + name:52s} {row['bits_per_value']:10.2f} {row['perplexity']:10.3f}")
+"""),
+    ("md", r"""
+In the recorded run only the int8 caches (a scale per token and head, or per 32 values) keep
+every greedy token of the float model over the whole generation, at a perplexity within 0.01.
+FP8 E4M3, a plain cast without a scale, costs as little perplexity, but its 3 mantissa bits move
+attention enough that long greedy generations part from the float model's after a few dozen
+tokens. int4 costs 0.02 to 0.14 of perplexity and its generations part sooner still; once one
+token differs, the continuation differs from there on, so the share of same tokens falls much
+further than perplexity suggests. 2 bits costs clearly (about +2 perplexity, +1.4 in groups of
+32). llama.cpp's `q8_0`/`q4_0` cache types, run for real, move perplexity in the same direction
+and order as our int8/int4 caches in groups of 32, q4_0 by more (+0.08 against our +0.02; we did
+not isolate why: one candidate is that its CPU flash-attention path also rounds the queries to
+q8_0 to take dot products with quantized keys). transformers' `QuantizedCache` keeps the newest
+128 tokens in float, so much of what its attention reads is not quantized at all: its 4-bit
+generations stay with the float model's far longer than ours, which quantizes every token.
+
+## 7. Rotations: making 4-bit activations possible
+
+Weights quantize well to 4 bits; activations do not, because of **outlier channels**: a few
+channels carry values 10–100× larger than the rest, so a per-token scale fitted to them leaves the
+other channels a handful of grid steps. Rotations remove them without changing the model: for any
+orthogonal `Q`, a linear layer fed `x Q` with weight `W Q` computes `(xQ)(WQ)ᵀ = x Wᵀ`. A random
+**Hadamard** matrix (±1/√n entries, random signs) spreads every channel evenly over all n:
+a channel holding M becomes ±M/√n everywhere.
+
+**Exercise 11.3.** Predict it exactly, for a token that holds nothing but the outlier:
+"""),
+    ("code", r"""
+print(ex11.outlier_after_rotation.prompt)
+
+def outlier_after_rotation(M, D):
+    return ...  # your code here
+
+ex11.outlier_after_rotation.check(outlier_after_rotation);
+"""),
+    ("md", r"""
+Now a real activation of `qcourse-tiny` (the input of layer 3's `gate_proj`), into which we inject
+one outlier channel 20 or 100 times the layer's typical |x| (SmoothQuant reports outliers ~100×
+larger than most activation values in real LLMs):
+"""),
+    ("code", r"""
+stats_input = {}
+hook = model.model.layers[3].mlp.gate_proj.register_forward_hook(lambda m, a, o: stats_input.update(x=a[0].detach()))
+with torch.no_grad():
+    model(data.calibration_samples(tok, 1, 128, seed=2))
+hook.remove()
+x = stats_input["x"][0]                                   # [128 tokens, 256 channels]
+Q = rotate.random_hadamard(256, seed=0).float()
+others = torch.arange(256) != 17
+print("outlier on channel 17     peak-to-RMS per token    4-bit error on the other 255 channels")
+for factor in (None, 20, 100):                            # x the typical |x| of the layer
+    x_out = x.clone()
+    if factor:
+        x_out[:, 17] = factor * x.abs().mean()
+    for label, t, back in (("plain", x_out, lambda r: r), ("rotated", x_out @ Q, lambda r: r @ Q.t())):
+        rec = back(fake_quantize(t, 4, symmetric=True, granularity="channel", axis=0))
+        err = (rec - x_out)[:, others].pow(2).sum() / x_out[:, others].pow(2).sum()
+        print(f"{f'{factor}x' if factor else 'none':6s} {label:8s}          {rotate.peak_to_rms(t).mean():5.1f}"
+              f"                    {err.item():6.1%}")
+fig, axes = plt.subplots(1, 2, figsize=(10, 3))
+for ax, (label, t) in zip(axes, (("100x outlier on channel 17", x_out), ("after the Hadamard rotation", x_out @ Q))):
+    ax.plot(t.abs().amax(0), lw=0.8)
+    ax.set(title=label, xlabel="channel", ylabel="max |x| over tokens")
+plt.tight_layout()
+plt.show()
+"""),
+    ("md", r"""
+Folded into a Llama (`rotate_model`, QuaRot's recipe): RMSNorm weights go into the next linear
+layers (a norm without weight commutes with `Q`), the residual stream is rotated by `Q` (the
+embedding, every layer reading the stream `W ← W Q`, every layer writing to it `W ← Qᵀ W`; tied
+embeddings are untied first), each head's values by a Hadamard `R` fused into `v_proj` and
+`o_proj`, and `down_proj`'s input online (after the SiLU nothing can absorb it).
+"""),
+    ("code", r"""
+print(inspect.getsource(rotate.rotate_model))
+rotated = rotate.rotate_model(copy.deepcopy(model))
+ids = data.calibration_samples(tok, 2, 128, seed=3)
+with torch.no_grad():
+    diff = (rotated(ids).logits - model(ids).logits).abs().max().item()
+print(f"largest logit difference, rotated vs original: {diff:.1e} (logits reach ~{model(ids).logits.abs().max().item():.0f})")
+peaks = {}
+for kind, m in (("plain", model), ("rotated", rotated)):
+    stats = calib.collect_activation_stats(m, data.calibration_samples(tok, 4, 128, seed=4))
+    peaks[kind] = [(s.absmax.max() / s.mean_sq.mean().sqrt()).item() for s in stats.values()]
+print("channel peak-to-RMS of each linear layer's input, mean over layers: "
+      f"plain {sum(peaks['plain']) / len(peaks['plain']):.1f}, rotated {sum(peaks['rotated']) / len(peaks['rotated']):.1f}")
+"""),
+    ("md", r"""
+W4A4 (weights per channel, activations per token, both symmetric RTN) with and without the
+rotation (live on 2 windows; recorded on more), then the same on notebook 10's outlier model:
+"""),
+    ("code", r"""
+live = rotate.rotation_experiment(model, tok, settings=((4, 4),), max_windows=2)
+print("live, 2 windows:", {kind: {k: round(v, 2) for k, v in row.items()} for kind, row in live.items()})
+if record:
+    rot = record["rotation"]
+    print(f"recorded, {SPLIT}:{'':13s}" + "".join(f"{k:>12s}" for k in rot["plain"]))
+    for label, rows in (("qcourse-tiny", rot), ("outlier model", rot.get("outlier model", {}))):
+        for kind, row in rows.items():
+            if kind in ("plain", "rotated"):
+                print(f"  {label:14s} {kind:8s}" + "".join(f"{v:12.3f}" for v in row.values()))
+outlier_model = models.with_outliers(model)   # notebook 10: 4 residual channels 100x larger
+outliers = rotate.rotation_experiment(outlier_model, tok, settings=((4, 4),), max_windows=2,
+                                      kinds=("plain", "norms folded", "rotated"))
+print("outlier model, 2 windows:", {kind: {k: round(v, 2) for k, v in row.items()} for kind, row in outliers.items()})
+"""),
+    ("md", r"""
+On plain `qcourse-tiny` the activations have no strong outlier channels (peak-to-RMS per channel
+of a few, except `down_proj`'s inputs), so W4A8 costs little and W4A4 costs more; the rotation
+still helps W4A4 but there is not much to fix. On notebook 10's outlier model, the same function
+with four residual channels 100× larger at the inputs of q/k/v and gate/up, per-token 4-bit
+activations collapse (perplexity in the millions): the outlier channels take the whole grid and
+the other channels round to zero; W4A8 suffers too. Here folding the norms alone already undoes
+the damage, by construction: `with_outliers` put the factor into the norm weights, and folding
+moves it into the weights of the next layers, where per-channel weight scales absorb it. The
+Hadamard rotation fixes it as well, and would wherever the outliers came from: it spreads them
+over all 256 channels (the rotated outlier model *is* the rotated `qcourse-tiny`, with the same
+perplexities). QuaRot folds the norms too and then rotates, because in real LLMs the outliers live
+in the residual stream itself, which folding does not touch (figures below, from the papers, not
+measured here).
+
+On real models the rotation is what makes W4A4 work at all. Cited from the papers' abstracts:
+QuaRot (Ashkboos et al., NeurIPS 2024)
+quantizes LLaMA-2-70B end to end (weights, activations and KV cache) to 4 bits with at most **0.47**
+WikiText-2 perplexity lost and 99 % of the zero-shot accuracy kept, and reports lossless 6- and
+8-bit models with RTN and no calibration data. SpinQuant (Liu et al., ICLR 2025) *learns* the
+rotations (random ones differ by up to 13 points of zero-shot accuracy) and narrows the W4A4KV4 gap
+on LLaMA-2-7B to **2.9 points** (19.1 better than LLM-QAT, 25.0 better than SmoothQuant), and by up
+to 45.1 % relative to QuaRot on LLaMA-3-8B.
+
+## 8. Which hardware runs which format natively
+
+| format | natively on | notes |
+|---|---|---|
+| FP8 E4M3/E5M2, per tensor | NVIDIA Ada (compute capability 8.9: L4, L40S, RTX 40), Hopper (9.0: H100, H200), Blackwell | Transformer Engine support matrix |
+| FP8 with 128×128 / 1×128 block scales | Hopper, Blackwell | TE's `Float8BlockScaling`; DeepSeek-V3's training recipe |
+| MXFP8, NVFP4 | Blackwell data center (10.0: B200, B300, GB300) | TE support matrix; NVFP4 "partial" on RTX 50 / RTX PRO (12.0) |
+| MXFP4, MXFP6 | Blackwell; AMD Instinct MI350 series (CDNA 4) | NVIDIA's NVFP4 blog lists FP4/MXFP4/NVFP4 on Blackwell; AMD CDNA 4 white paper |
+| FP8 "FNUZ" variants (bias one higher, no −0, no inf) | AMD MI300 (CDNA 3) | proposed by Graphcore, AMD and Qualcomm (StableHLO RFC); `torch.float8_e4m3fnuz`; OCP E4M3 checkpoints are converted for AMD GPUs (Modular's `convert_e4m3fn_to_e4m3fnuz`) |
+| all of them | this CPU: none | here everything runs as fake quantization, so the course measures quality, not speed |
+
+The formats earn their keep in memory and bandwidth: gpt-oss-120b's MXFP4 expert weights (4.25
+bits per parameter, 90 %+ of its parameters) are what let it fit on one 80 GB GPU (OpenAI's model
+card).
+"""),
+    ("md", r"""
+## Summary
+
+* A minifloat is sign, biased exponent and mantissa; rounding is `round(|x| / 2^(e−m))` on the
+  grid of its binade, then the format's own overflow rule: E4M3 saturates at 448 and has no inf,
+  E5M2 overflows to inf, the MX sub-byte formats saturate and have no NaN. Ours equals torch's casts
+  on every 16-bit input pattern.
+* FP8 needs a scale: per tensor, per channel or per 128×128 block. E4M3 (precision) for weights and
+  activations, E5M2 (range) for gradients.
+* MX formats share a power-of-two E8M0 scale per 32 values (4.25 / 6.25 / 8.25 bits); NVFP4 an E4M3
+  scale per 16 plus a float32 tensor scale (4.5 bits). Ours and torchao's produce the same bytes.
+* HQQ optimizes the zero point with no data; with its default β, on weights, that reduces to a
+  least-squares zero alternated with re-rounding. Bit-exact with the `hqq` package.
+* The KV cache grows with context × batch; per-token, per-head int8 and FP8 are nearly free in
+  quality, int4 costs a little, int2 a lot.
+* A Hadamard rotation folded into the weights leaves the model's function unchanged and spreads
+  outlier channels evenly, which is what makes 4-bit activations usable.
+
+## Sources
+
+* OCP, *Microscaling Formats (MX) Specification v1.0* (2023); Rouhani et al., *Microscaling Data
+  Formats for Deep Learning*, arXiv:2310.10537.
+* Micikevicius et al., *FP8 Formats for Deep Learning*, arXiv:2209.05433 (E4M3 for the forward
+  pass, E5M2 for gradients).
+* NVIDIA, *Introducing NVFP4 for Efficient and Accurate Low-Precision Inference* (developer blog,
+  2025); Transformer Engine, *Datatype and hardware support matrix*.
+* DeepSeek-AI, *DeepSeek-V3 Technical Report*, arXiv:2412.19437 (128×128 / 1×128 FP8 blocks).
+* OpenAI, *gpt-oss-120b & gpt-oss-20b model card* (2025): MXFP4 MoE weights, 4.25 bits per parameter.
+* AMD, *Introducing AMD CDNA 4 Architecture* (white paper, 2025); OpenXLA StableHLO RFC
+  *FP8 FNUZ types* (2023); Modular MAX docs, `convert_e4m3fn_to_e4m3fnuz`.
+* Badri & Shaji, *Half-Quadratic Quantization of Large Machine Learning Models* (Mobius Labs blog,
+  2023); the `hqq` package 0.2.8.
+* Liu et al., *KIVI: A Tuning-Free Asymmetric 2bit Quantization for KV Cache*, arXiv:2402.02750;
+  transformers' `QuantizedCache`; llama.cpp's `--cache-type-k/-v`.
+* Ashkboos et al., *QuaRot: Outlier-Free 4-Bit Inference in Rotated LLMs*, NeurIPS 2024,
+  arXiv:2404.00456.
+* Liu et al., *SpinQuant: LLM Quantization with Learned Rotations*, ICLR 2025, arXiv:2405.16406.
+* torchao 0.18 (`MXTensor`, `NVFP4Tensor`, `Float8Tensor`).
+"""),
+]
+
+EXTRAS = "reference"  # what the Colab cell installs
+
+if __name__ == "__main__":
+    nbbuild.main(__file__, CELLS, extras=EXTRAS)

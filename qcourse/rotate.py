@@ -1,0 +1,198 @@
+"""Rotations: turn a Llama into one that computes the same function with activations that have
+no outlier channels, so that 4-bit activations become usable (QuaRot, Ashkboos et al. 2024;
+SpinQuant, Liu et al. 2024).
+
+For any orthogonal ``Q`` (``Q Qᵀ = I``), a linear layer fed ``x Q`` with weight ``W Q`` computes
+``(x Q)(W Q)ᵀ = x Wᵀ``: nothing changes. A *random Hadamard* matrix ``Q = diag(±1) · H_n / √n``
+(``H_n``: Sylvester's ±1 matrix, ``n`` a power of two) spreads every coordinate of ``x`` evenly
+over all ``n`` outputs: a channel carrying an outlier ``M`` becomes ``±M/√n`` in every channel.
+Per-token absmax scales then fit the bulk of the values instead of one channel.
+
+Folded into a Llama (everything is exact in real arithmetic):
+
+1. RMSNorm weights are folded into the linear layers that read them (``W ← W diag(w)``, the norm
+   keeps weight 1): an RMSNorm without weight commutes with ``Q`` (``‖x Q‖ = ‖x‖``).
+2. The residual stream is rotated by ``Q`` (width ``hidden``): the embedding ``E ← E Q``, every
+   layer reading the stream (q, k, v, gate, up, lm_head) ``W ← W Q``, every layer writing into it
+   (o, down) ``W ← Qᵀ W``. Tied embeddings are untied first (lm_head = E diag(w_final) Q ≠ E Q).
+3. The values are rotated per head by ``R`` (``head_dim``): ``v_proj`` rows ``← Rᵀ W_v[h]``, and
+   ``o_proj`` columns of each head ``← W_o[:, h] R``: the attention output of each head arrives
+   rotated at o_proj's input (QuaRot's fused rotation of the values).
+4. ``down_proj``'s input (after SiLU, no linear map to fold into) is rotated *online*: an
+   :class:`OnlineRotation` multiplies it by a block-diagonal Hadamard ``H`` and ``W_down ← W_down H``
+   (QuaRot's online Hadamard).
+"""
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+from qcourse import eval as qeval
+from qcourse.layers import int_activations, quantize_inputs
+from qcourse.models import decoder_layers
+from qcourse.ptq import quantize_rtn
+
+READS_STREAM = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "mlp.gate_proj",
+                "mlp.up_proj")
+WRITES_STREAM = ("self_attn.o_proj", "mlp.down_proj")
+
+
+def hadamard(n: int) -> torch.Tensor:
+    """Sylvester's Hadamard matrix divided by √n, ``[n, n]`` float64 (orthogonal, symmetric):
+    ``H_1 = [1]``, ``H_2n = [[H_n, H_n], [H_n, -H_n]]``; ``n`` a power of two."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1 or n & (n - 1):
+        raise ValueError(f"a Sylvester Hadamard matrix needs n a power of two, got {n!r}")
+    H = torch.ones(1, 1, dtype=torch.float64)
+    while H.shape[0] < n:
+        H = torch.cat([torch.cat([H, H], 1), torch.cat([H, -H], 1)], 0)
+    return H / math.sqrt(n)
+
+
+def random_hadamard(n: int, seed: int = 0) -> torch.Tensor:
+    """``diag(±1) · H_n / √n`` with random signs (seeded): a random orthogonal matrix that still
+    spreads every coordinate over all n (float64 ``[n, n]``). If ``n`` is not a power of two,
+    block-diagonal with the largest power-of-two blocks that divide it (768 = 3 × 256)."""
+    block = n & -n                                    # largest power of two dividing n
+    H = torch.block_diag(*[hadamard(block)] * (n // block))
+    signs = torch.randint(0, 2, (n,), generator=torch.Generator().manual_seed(seed)) * 2 - 1
+    return signs[:, None].double() * H
+
+
+class OnlineRotation(nn.Module):
+    """``layer(x R)``: the rotation of an input that no earlier weight can absorb (down_proj's,
+    after the SiLU); ``layer``'s weight must have been multiplied by ``R`` on its input side."""
+
+    def __init__(self, layer: nn.Module, R: torch.Tensor) -> None:
+        super().__init__()
+        self.layer = layer
+        self.register_buffer("R", R.float())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layer(x @ self.R.to(x.dtype))
+
+
+@torch.no_grad()
+def fold_norm(norm: nn.Module, linears: Iterable[nn.Linear]) -> None:
+    """``W ← W diag(w)`` for each linear reading the norm's output; the norm's weight becomes 1."""
+    w = norm.weight.detach().clone()
+    for linear in linears:
+        linear.weight.mul_(w.to(linear.weight.dtype))
+    norm.weight.fill_(1.0)
+
+
+@torch.no_grad()
+def untie_embeddings(model: nn.Module) -> None:
+    """Give the output head its own copy of the embedding matrix (and say so in the config)."""
+    head, embed = model.get_output_embeddings(), model.get_input_embeddings()
+    if head.weight is embed.weight or head.weight.data_ptr() == embed.weight.data_ptr():
+        head.weight = nn.Parameter(embed.weight.detach().clone())
+    model.config.tie_word_embeddings = False
+
+
+@torch.no_grad()
+def rotate_linear(linear: nn.Linear, Q: torch.Tensor, side: str) -> None:
+    """``W ← W Q`` (``side="input"``) or ``W ← Qᵀ W`` (and bias ``← Qᵀ b``, ``side="output"``),
+    computed in float64."""
+    W = linear.weight.double()
+    if side == "input":
+        linear.weight.copy_(W @ Q)
+    else:
+        linear.weight.copy_(Q.t() @ W)
+        if linear.bias is not None:
+            linear.bias.copy_(Q.t() @ linear.bias.double())
+
+
+@torch.no_grad()
+def rotate_values(attention: nn.Module, R: torch.Tensor, head_dim: int) -> None:
+    """Rotate each head's values by ``R [head_dim, head_dim]``: v_proj rows of every kv head
+    ``← Rᵀ W_v[h]``, o_proj columns of every query head ``← W_o[:, h] R``."""
+    v, o = attention.v_proj, attention.o_proj
+    Wv = v.weight.double().reshape(-1, head_dim, v.in_features)        # [kv_heads, d, hidden]
+    v.weight.copy_((R.t() @ Wv).reshape(v.weight.shape))
+    Wo = o.weight.double().reshape(o.out_features, -1, head_dim)       # [hidden, heads, d]
+    o.weight.copy_((Wo @ R).reshape(o.weight.shape))
+
+
+@torch.no_grad()
+def fold_norms(model: nn.Module) -> nn.Module:
+    """Step 1 alone: every RMSNorm weight folded into the linear layers it feeds (the final norm
+    into the untied output head); the norms keep weight 1. Same function; returns the model."""
+    untie_embeddings(model)
+    for layer in decoder_layers(model):
+        fold_norm(layer.input_layernorm, [layer.get_submodule(n) for n in READS_STREAM[:3]])
+        fold_norm(layer.post_attention_layernorm, [layer.get_submodule(n) for n in READS_STREAM[3:]])
+    fold_norm(model.model.norm, [model.get_output_embeddings()])
+    return model
+
+
+@torch.no_grad()
+def rotate_model(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Fold QuaRot's rotations into a Llama-family ``model`` in place (module docstring); the
+    function it computes is unchanged up to float rounding. Returns the model."""
+    config = model.config
+    hidden, head_dim = config.hidden_size, getattr(config, "head_dim", None) or \
+        config.hidden_size // config.num_attention_heads
+    Q = random_hadamard(hidden, seed)
+    R = random_hadamard(head_dim, seed + 1)
+    fold_norms(model)
+    embed = model.get_input_embeddings()
+    embed.weight.copy_(embed.weight.double() @ Q)
+    rotate_linear(model.get_output_embeddings(), Q, "input")
+    for layer in decoder_layers(model):
+        for name in READS_STREAM:
+            rotate_linear(layer.get_submodule(name), Q, "input")
+        for name in WRITES_STREAM:
+            rotate_linear(layer.get_submodule(name), Q, "output")
+        rotate_values(layer.self_attn, R, head_dim)
+        down = layer.mlp.down_proj
+        H = random_hadamard(down.in_features, seed + 2)
+        rotate_linear(down, H, "input")
+        layer.mlp.down_proj = OnlineRotation(down, H)
+    return model
+
+
+# --- the experiment: W4A4 / W4A8 with and without the rotation --------------------------------
+
+def quantize_weights_activations(model: nn.Module, w_bits: int, a_bits: int | None) -> nn.Module:
+    """RTN weights (symmetric, per output channel, packed ``QuantLinear``) and, unless ``a_bits``
+    is None, activations fake-quantized per token (symmetric) at every linear input; in place."""
+    quantize_rtn(model, w_bits, "channel", symmetric=True)
+    if a_bits is not None:
+        quantize_inputs(model, int_activations(a_bits))
+    return model
+
+
+PREPARE = {"plain": lambda model, seed: model, "norms folded": lambda model, seed: fold_norms(model),
+           "rotated": rotate_model}
+
+
+def rotation_experiment(model: nn.Module, tokenizer, settings=((4, None), (4, 8), (4, 4)), *,
+                        kinds=("plain", "rotated"), seed: int = 0, **perplexity_options
+                        ) -> dict[str, dict[str, float]]:
+    """Perplexity of ``model`` (any Llama; left unchanged) in float and at each ``(w_bits,
+    a_bits)`` of ``settings``, for each of ``kinds`` ("plain", "norms folded", "rotated"):
+    ``{"plain": {...}, "rotated": {...}}`` keyed "float", "W4A16", "W4A8", ...
+    ``perplexity_options`` go to :func:`qcourse.eval.perplexity`."""
+    unknown = [kind for kind in kinds if kind not in PREPARE]
+    if unknown:
+        raise ValueError(f"kinds must be among {tuple(PREPARE)}, got {unknown}")
+    results = {}
+    for kind in kinds:
+        base = PREPARE[kind](copy.deepcopy(model), seed)
+        row = {"float": qeval.perplexity(base, tokenizer, **perplexity_options)}
+        for w_bits, a_bits in settings:
+            quantized = quantize_weights_activations(copy.deepcopy(base), w_bits, a_bits)
+            row[f"W{w_bits}A{a_bits or 16}"] = qeval.perplexity(quantized, tokenizer,
+                                                                **perplexity_options)
+        results[kind] = row
+    return results
+
+
+def peak_to_rms(x: torch.Tensor) -> torch.Tensor:
+    """For each token (row) of ``x [tokens, K]``: ``max_k |x| / rms(x)``, how far the largest
+    value sticks out (√K when one channel holds everything, ~3–4 for Gaussian rows of 256)."""
+    return x.abs().amax(-1) / x.pow(2).mean(-1).sqrt()
