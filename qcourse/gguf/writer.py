@@ -173,6 +173,9 @@ def _add_tokenizer(writer, tokenizer, vocab_size: int) -> None:
             getattr(writer, f"add_{kind}_token_id")(token_id)
     writer.add_add_bos_token(False)  # our tokenizer adds no BOS; nor should llama.cpp
     writer.add_add_eos_token(False)
+    template = getattr(tokenizer, "chat_template", None)
+    if isinstance(template, str) and template:  # the same Jinja template llama.cpp renders chats with
+        writer.add_chat_template(template)
 
 
 def export(model: nn.Module, tokenizer, path: str | os.PathLike, ftype: str = "F32", *,
