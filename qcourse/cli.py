@@ -49,8 +49,8 @@ def release(args: argparse.Namespace) -> None:
 # Chapters that add commands of their own: each module has ``add_commands(subparsers)`` and
 # imports its heavy dependencies only inside the command functions, so `qcourse --help` is quick.
 CHAPTER_COMMANDS = (
-    # "qcourse.deploy.commands",   # serve, loadtest, export-deploy (notebook 08)
-    # "qcourse.bench",             # compare (notebook 09)
+    "qcourse.deploy.commands",     # serve, loadtest, export-deploy (notebook 08)
+    "qcourse.bench",               # compare (notebook 09)
 )
 
 

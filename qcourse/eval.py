@@ -168,3 +168,221 @@ def process_peak_rss() -> int:
     """Peak resident memory of this process so far, in bytes."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak if sys.platform == "darwin" else peak * 1024
+
+
+# ---------------------------------------------------------------------------------------------
+# Beyond perplexity: how far does a quantized model drift from the float model it came from?
+#
+# Over the same predicted tokens as :func:`perplexity`, with p the reference (float) model's
+# next-token distribution and q the quantized model's (llama.cpp's ``--kl-divergence``):
+#
+#     KL(p || q)       = Σ_v p(v) · (log p(v) − log q(v))         (mean over predicted tokens)
+#     top-1 agreement  = fraction of positions where argmax q = argmax p
+#
+# and, generating instead of scoring, the greedy-continuation match length: from the same
+# prompt, how many tokens the two models' greedy continuations share before they first differ.
+
+LogitsFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+def logits_fn(model) -> LogitsFn:
+    """``token ids [B, T] -> float32 logits [B, T, V]`` for a Hugging Face causal LM (anything
+    whose call returns ``.logits``); a plain callable with that contract is returned unchanged
+    (e.g. a wrapper around llama.cpp)."""
+    if isinstance(model, nn.Module):
+        device = next(model.parameters()).device
+
+        @torch.no_grad()
+        def call(ids: torch.Tensor) -> torch.Tensor:
+            return model(ids.to(device)).logits.float().cpu()
+        return call
+    if callable(model):
+        return model
+    raise TypeError(f"expected an nn.Module or a callable ids -> logits, got {type(model).__name__}")
+
+
+def kl_per_token(logits: torch.Tensor, reference_logits: torch.Tensor) -> torch.Tensor:
+    """``KL(p || q)`` at every position, ``[..., V] -> [...]`` (nats), where
+    ``p = softmax(reference_logits)`` and ``q = softmax(logits)``, computed in float64."""
+    if logits.shape != reference_logits.shape:
+        raise ValueError(f"logits {tuple(logits.shape)} and reference logits "
+                         f"{tuple(reference_logits.shape)} must have the same shape")
+    log_q = F.log_softmax(logits.double(), dim=-1)
+    log_p = F.log_softmax(reference_logits.double(), dim=-1)
+    return (log_p.exp() * (log_p - log_q)).sum(dim=-1)
+
+
+class Divergence:
+    """Running sums over predicted tokens: the model's negative log-likelihood (its perplexity),
+    ``KL(p_reference || q_model)`` and top-1 agreement. :meth:`update` with the logits of a
+    batch of windows (the reference's may be left out: perplexity only); :meth:`result` for the
+    token-weighted means."""
+
+    def __init__(self) -> None:
+        self.nll = 0.0
+        self.tokens = 0
+        self.kl = 0.0
+        self.agree = 0
+        self.compared = 0
+
+    def update(self, logits: torch.Tensor, reference_logits: torch.Tensor | None,
+               ids: torch.Tensor) -> None:
+        """``logits``, ``reference_logits`` ``[B, T, V]`` of windows ``ids [B, T]``; position t
+        predicts token t+1, so the last position of each window is not scored."""
+        logits = logits[:, :-1].float()
+        targets = ids[:, 1:]                                              # [B, T-1]
+        self.nll += F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1),
+                                    reduction="sum").item()
+        self.tokens += targets.numel()
+        if reference_logits is None:
+            return
+        reference_logits = reference_logits[:, :-1].float()
+        self.kl += kl_per_token(logits, reference_logits).sum().item()
+        self.agree += (logits.argmax(-1) == reference_logits.argmax(-1)).sum().item()
+        self.compared += targets.numel()
+
+    def result(self) -> dict:
+        """``{"perplexity", "tokens", "kl_divergence", "top1_agreement", "compared_tokens"}``
+        (KL and top-1 over the tokens compared with the reference)."""
+        if self.tokens == 0:
+            raise ValueError("no tokens were scored")
+        out = {"perplexity": math.exp(self.nll / self.tokens), "tokens": self.tokens}
+        if self.compared:
+            out.update(kl_divergence=self.kl / self.compared,
+                       top1_agreement=self.agree / self.compared, compared_tokens=self.compared)
+        return out
+
+
+def evaluation_windows(tokenizer, split: str = "test", seq_len: int = 512,
+                       max_windows: int | None = None) -> torch.Tensor:
+    """The windows :func:`perplexity` scores, ``[count, seq_len]`` (the first ``max_windows``)."""
+    if split not in data.SPLITS:
+        raise ValueError(f"unknown split {split!r}: choose one of {data.SPLITS}")
+    batches = windows(data.token_ids(tokenizer, split), seq_len)
+    return batches if max_windows is None else batches[:max_windows]
+
+
+def divergence(model, reference, tokenizer, split: str = "test", seq_len: int = 512, *,
+               max_windows: int | None = None, compare_windows: int | None = None,
+               batch_size: int = 8, progress: bool = False) -> dict:
+    """Perplexity of ``model`` and its KL divergence from / top-1 agreement with ``reference``,
+    in one pass over the windows of :func:`perplexity` (``compare_windows``: compare with the
+    reference on the first windows only; perplexity still uses every window). ``model`` and
+    ``reference``: Hugging Face causal LMs or callables ``ids -> logits`` (:func:`logits_fn`).
+    See :class:`Divergence`."""
+    model_logits, reference_logits = logits_fn(model), logits_fn(reference)
+    meter = Divergence()
+    batches = evaluation_windows(tokenizer, split, seq_len, max_windows)
+    compared = batches.size(0) if compare_windows is None else compare_windows
+    starts = range(0, batches.size(0), batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+        starts = tqdm(starts, desc="windows", leave=False)
+    for start in starts:
+        chunk = batches[start:start + batch_size]
+        logits = model_logits(chunk)
+        k = max(0, min(len(chunk), compared - start))             # windows to compare here
+        if k < len(chunk):
+            meter.update(logits[k:], None, chunk[k:])
+        if k:
+            meter.update(logits[:k], reference_logits(chunk[:k]), chunk[:k])
+    return meter.result()
+
+
+def kl_divergence(model, reference, tokenizer, split: str = "test", seq_len: int = 512,
+                  **options) -> float:
+    """Mean ``KL(p_reference || q_model)`` per predicted token (nats); see :func:`divergence`."""
+    return divergence(model, reference, tokenizer, split, seq_len, **options)["kl_divergence"]
+
+
+def top1_agreement(model, reference, tokenizer, split: str = "test", seq_len: int = 512,
+                   **options) -> float:
+    """Fraction of predicted tokens where both models rank the same token first."""
+    return divergence(model, reference, tokenizer, split, seq_len, **options)["top1_agreement"]
+
+
+def match_length(a, b) -> int:
+    """Length of the common prefix of two token sequences: ``[5, 7, 9]`` and ``[5, 7, 2]`` -> 2."""
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+@torch.no_grad()
+def greedy_tokens(model, prompt_ids, new_tokens: int) -> list[int]:
+    """The ``new_tokens`` tokens greedy decoding appends to ``prompt_ids``. A Hugging Face model
+    decodes with its KV cache (``generate``); any other ``ids -> logits`` callable (llama.cpp)
+    re-reads the whole sequence at each step."""
+    ids = torch.as_tensor(list(prompt_ids), dtype=torch.long)[None]     # [1, T]
+    if isinstance(model, nn.Module):                                     # no EOS stop, no sampling
+        step = model(ids, use_cache=True)
+        out = []
+        for _ in range(new_tokens):
+            token = step.logits[0, -1].argmax().view(1, 1)                # [1, 1]
+            out.append(int(token))
+            step = model(token, past_key_values=step.past_key_values, use_cache=True)
+        return out
+    call, out = logits_fn(model), []
+    for _ in range(new_tokens):
+        token = int(call(ids)[0, -1].argmax())
+        out.append(token)
+        ids = torch.cat([ids, torch.tensor([[token]])], dim=1)            # [1, T + 1]
+    return out
+
+
+def greedy_continuations(model, prompts: torch.Tensor, new_tokens: int) -> list[list[int]]:
+    """:func:`greedy_tokens` for every prompt of ``prompts [n, T]``."""
+    return [greedy_tokens(model, p.tolist(), new_tokens) for p in prompts]
+
+
+def continuation_prompts(tokenizer, count: int, prompt_tokens: int = 64, split: str = "test",
+                         seed: int = 0) -> torch.Tensor:
+    """``count`` prompts of ``prompt_tokens`` tokens drawn (seeded) from ``split``,
+    LongTensor ``[count, prompt_tokens]`` (:func:`qcourse.data.calibration_samples`)."""
+    return data.calibration_samples(tokenizer, count, prompt_tokens, seed, split=split)
+
+
+def greedy_match_length(model, reference, tokenizer=None, *, prompts: torch.Tensor | None = None,
+                        count: int = 8, new_tokens: int = 32, split: str = "test",
+                        seed: int = 0) -> float:
+    """Mean number of leading tokens on which the greedy continuations of ``model`` and
+    ``reference`` agree (``new_tokens`` = they never diverge), over ``prompts [n, T]`` (default:
+    ``count`` seeded prompts of 64 tokens from ``split``, which needs ``tokenizer``).
+    ``reference`` may also be its continuations, already computed (a list of token lists)."""
+    if prompts is None:
+        if tokenizer is None:
+            raise ValueError("pass prompts, or a tokenizer to draw them from the corpus")
+        prompts = continuation_prompts(tokenizer, count, split=split, seed=seed)
+    if not isinstance(reference, list):
+        reference = greedy_continuations(reference, prompts, new_tokens)
+    ours = greedy_continuations(model, prompts, new_tokens)
+    if len(ours) != len(reference):
+        raise ValueError(f"{len(reference)} reference continuations for {len(ours)} prompts")
+    return sum(match_length(a, b) for a, b in zip(ours, reference)) / len(ours)
+
+
+def reset_peak_rss() -> bool:
+    """Make the peak resident memory start again from the current one (Linux: writing 5 to
+    ``/proc/self/clear_refs`` resets ``VmHWM``); False where the system does not allow it."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        return False
+    return True
+
+
+def peak_rss() -> int:
+    """Peak resident memory of this process since it started or since :func:`reset_peak_rss`,
+    in bytes (``VmHWM``; :func:`process_peak_rss` where /proc is missing)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return process_peak_rss()
