@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Iterable
 
 import torch
 from torch import nn
@@ -35,6 +34,7 @@ from qcourse import eval as qeval
 from qcourse.layers import int_activations, quantize_inputs
 from qcourse.models import decoder_layers
 from qcourse.ptq import quantize_rtn
+from qcourse.transforms import fold_norm_weight
 
 READS_STREAM = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "mlp.gate_proj",
                 "mlp.up_proj")
@@ -76,15 +76,6 @@ class OnlineRotation(nn.Module):
 
 
 @torch.no_grad()
-def fold_norm(norm: nn.Module, linears: Iterable[nn.Linear]) -> None:
-    """``W ← W diag(w)`` for each linear reading the norm's output; the norm's weight becomes 1."""
-    w = norm.weight.detach().clone()
-    for linear in linears:
-        linear.weight.mul_(w.to(linear.weight.dtype))
-    norm.weight.fill_(1.0)
-
-
-@torch.no_grad()
 def untie_embeddings(model: nn.Module) -> None:
     """Give the output head its own copy of the embedding matrix (and say so in the config)."""
     head, embed = model.get_output_embeddings(), model.get_input_embeddings()
@@ -123,9 +114,11 @@ def fold_norms(model: nn.Module) -> nn.Module:
     into the untied output head); the norms keep weight 1. Same function; returns the model."""
     untie_embeddings(model)
     for layer in decoder_layers(model):
-        fold_norm(layer.input_layernorm, [layer.get_submodule(n) for n in READS_STREAM[:3]])
-        fold_norm(layer.post_attention_layernorm, [layer.get_submodule(n) for n in READS_STREAM[3:]])
-    fold_norm(model.model.norm, [model.get_output_embeddings()])
+        attention_in, mlp_in = ([layer.get_submodule(n) for n in names]
+                                for names in (READS_STREAM[:3], READS_STREAM[3:]))
+        fold_norm_weight(layer.input_layernorm, attention_in)
+        fold_norm_weight(layer.post_attention_layernorm, mlp_in)
+    fold_norm_weight(model.model.norm, [model.get_output_embeddings()])
     return model
 
 

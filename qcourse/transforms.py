@@ -51,3 +51,14 @@ def fold_scale_into_linear(previous: nn.Linear, linear: nn.Linear, s: torch.Tens
     if previous.bias is not None:
         previous.bias.div_(s.to(previous.bias.dtype))
     linear.weight.mul_(s.to(linear.weight.dtype))
+
+
+@torch.no_grad()
+def fold_norm_weight(norm: nn.Module, linears: list[nn.Linear]) -> None:
+    """``W ← W diag(w)`` for each linear reading the norm's output, then ``w ← 1``: the norm's
+    own weight (of any sign, so not a scale for :func:`fold_scale_into_norm`) moves into the
+    linears (rotations need norms without a weight)."""
+    w = norm.weight.detach().clone()
+    for linear in linears:
+        linear.weight.mul_(w.to(linear.weight.dtype))
+    norm.weight.fill_(1.0)

@@ -18,10 +18,11 @@ import nbbuild  # noqa: E402
 
 # The production libraries of qcourse.references (and the GGUF runtime), by import name.
 REFERENCE_LIBRARIES = ("llmcompressor", "compressed_tensors", "awq", "bitsandbytes", "torchao",
-                       "peft", "hqq", "onnxruntime", "llama_cpp")
+                       "peft", "hqq", "onnxruntime", "llama_cpp", "lm_eval")
 METHOD_MODULES = ("quant", "pack", "formats", "calib", "transforms", "blocks", "layers", "ptq",
                   "nf4", "smoothquant", "gptq", "gptq_checkpoint", "awq", "eval", "data", "models",
-                  "gguf")
+                  "gguf", "qat", "qlora", "hqq", "rotate", "kvcache", "mx", "diagnose", "cost",
+                  "tasks", "bench", "deploy")
 
 
 def package_modules():
@@ -83,8 +84,8 @@ def test_method_modules_import_no_reference_library():
     # transformers itself imports some of them when they are installed (hqq, for its HQQ
     # integration): only what importing qcourse adds on top of transformers counts
     code = ("import sys\n"
-            "from transformers import AutoModelForCausalLM, AutoTokenizer\n"
-            f"before = set(sys.modules)\n"
+            "from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM\n"
+            "before = set(sys.modules)\n"
             + "".join(f"import qcourse.{m}\n" for m in METHOD_MODULES)
             + f"print([m for m in {REFERENCE_LIBRARIES!r} if m in set(sys.modules) - before])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -8,7 +8,7 @@ from hypothesis import given, settings, strategies as st
 from torch import nn
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from qcourse import rotate
+from qcourse import rotate, transforms
 from qcourse.layers import QuantizedInput
 from qcourse.quant import fake_quantize
 
@@ -91,7 +91,7 @@ def test_fold_norm_keeps_the_output():
     linears = [nn.Linear(8, 5, bias=False), nn.Linear(8, 3, bias=False)]
     x = torch.randn(4, 8)
     before = [lin(norm(x)) for lin in linears]
-    rotate.fold_norm(norm, linears)
+    transforms.fold_norm_weight(norm, linears)
     assert torch.equal(norm.weight.detach(), torch.ones(8))
     for b, lin in zip(before, linears):
         torch.testing.assert_close(lin(norm(x)), b)

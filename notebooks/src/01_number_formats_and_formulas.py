@@ -139,10 +139,12 @@ def asymmetric_quantize(x, bits):
 
 ex01.asymmetric_quantize.check(asymmetric_quantize);
 """),
-    ("md", "The package's code, which every later notebook uses:"),
+    ("md", r"""
+The package's code, which every later notebook uses (`quant.quantize`, which also handles the
+per-channel and per-group scales of section 4, comes after exercise 01.3):
+"""),
     ("code", r"""
 print(inspect.getsource(quant.scale_and_zero))
-print(inspect.getsource(quant.quantize))
 print(inspect.getsource(quant.dequantize))
 """),
     ("md", r"""
@@ -217,6 +219,14 @@ def group_scales(W, bits, group_size):
     return ...  # your code here
 
 ex01.group_scales.check(group_scales);
+"""),
+    ("md", r"""
+How the package does it: `quant.quantize` checks the granularity and, for groups, hands over to
+`QuantScheme.quantize`, which views `[N, K]` as `[N, K/g, g]` and takes one scale and zero per group.
+"""),
+    ("code", r"""
+print(inspect.getsource(quant.quantize))
+print(inspect.getsource(quant.QuantScheme.quantize))
 """),
     ("code", r"""
 print(f"{'granularity':14} {'MSE at 4 bits':>14} {'MSE at 3 bits':>14} {'bits/weight (4-bit, fp16 scale)':>32}")

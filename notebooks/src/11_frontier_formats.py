@@ -680,7 +680,7 @@ if record:
     for label, rows in (("qcourse-tiny", rot), ("outlier model", rot.get("outlier model", {}))):
         for kind, row in rows.items():
             if kind in ("plain", "rotated"):
-                print(f"  {label:14s} {kind:8s}" + "".join(f"{v:12.3f}" for v in row.values()))
+                print(f"  {label:14s} {kind:8s}" + "".join(f"{v:12.3f}" if v < 1e6 else f"{v:12.3e}" for v in row.values()))
 outlier_model = models.with_outliers(model)   # notebook 10: 4 residual channels 100x larger
 outliers = rotate.rotation_experiment(outlier_model, tok, settings=((4, 4),), max_windows=2,
                                       kinds=("plain", "norms folded", "rotated"))

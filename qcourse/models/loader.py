@@ -6,6 +6,7 @@ usable offline. Any other name is a local folder or a Hugging Face Hub id (e.g.
 """
 from __future__ import annotations
 
+import logging
 import os
 import pathlib
 
@@ -45,7 +46,11 @@ def load(name: str = DEFAULT_MODEL, dtype: torch.dtype = torch.float32):
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(f"dtype must be a floating torch.dtype such as torch.float32, got {dtype!r}")
     source = resolve(name)
-    # transformers' model classes import torch._dynamo (and triton): only when a model is loaded
+    # transformers' model classes import torch._dynamo (and triton): only when a model is loaded.
+    # With torchao installed they import it too, which logs notes that do not concern a CPU run
+    # (its CUDA-only extension, torch's Enum deprecation): keep them out of every notebook.
+    for noisy in ("torchao", "torch.utils._pytree"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
