@@ -7,6 +7,7 @@ import nbformat
 import pytest
 
 from qcourse import grading
+from qcourse.exercises import Question, ex00
 
 pytestmark = pytest.mark.slow  # every submission runs in a fresh kernel
 
@@ -36,6 +37,9 @@ SUBMISSIONS = {
 }
 
 
+EX00_POINTS = {q.name: q.points for q in vars(ex00).values() if isinstance(q, Question)}
+
+
 def write_notebook(path, sources):
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
@@ -61,10 +65,12 @@ def statuses(result):
 
 def test_right_and_wrong_answers(graded):
     _, by_student = graded
-    assert statuses(by_student["alice"]) == {"00.1 weight_bytes": "correct",
-                                             "00.2 perplexity_from_nll": "correct"}
-    assert statuses(by_student["bob"]) == {"00.1 weight_bytes": "wrong",
-                                           "00.2 perplexity_from_nll": "not attempted"}
+    alice, bob = statuses(by_student["alice"]), statuses(by_student["bob"])
+    assert set(alice) == set(bob) == set(EX00_POINTS)         # every question of the notebook
+    assert alice["00.1 weight_bytes"] == alice["00.2 perplexity_from_nll"] == "correct"
+    assert {alice[q] for q in EX00_POINTS if q[:4] not in ("00.1", "00.2")} == {"not attempted"}
+    assert bob["00.1 weight_bytes"] == "wrong"
+    assert bob["00.2 perplexity_from_nll"] == "not attempted"
     assert by_student["henry"].notebook == "00_welcome.ipynb"
     assert statuses(by_student["henry"])["00.2 perplexity_from_nll"] == "correct"
 
@@ -104,7 +110,8 @@ def test_reports_for_the_instructor(graded, tmp_path):
     out = grading.write_reports(list(by_student.values()), tmp_path / "grades")
     roster = json.loads((out / "roster.json").read_text())["students"]
     alice = next(r for r in roster if r["student"] == "alice")
-    assert alice["points"] == alice["possible"] == 2.0
+    assert alice["points"] == EX00_POINTS["00.1 weight_bytes"] + EX00_POINTS["00.2 perplexity_from_nll"]
+    assert alice["possible"] == sum(EX00_POINTS.values())
     summary = (out / "summary.md").read_text()
     assert "| 00.1 weight_bytes | 2 |" in summary          # alice and erin got it right
     assert "qcourse.formats.memory_bytes" in summary       # carol's, among the common wrong answers

@@ -50,7 +50,13 @@ def lab(tmp_path_factory):
     playwright = pytest.importorskip("playwright.sync_api")
     root = tmp_path_factory.mktemp("lab")
     for name in NOTEBOOKS:
-        shutil.copy(ROOT / "notebooks" / name, root / name)
+        # without the committed outputs and prompts [1]:, [2]: ..., so that "every prompt is
+        # numbered" means this run finished (and a widget shown is this kernel's)
+        nb = nbformat.read(ROOT / "notebooks" / name, as_version=4)
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                cell.outputs, cell.execution_count = [], None
+        nbformat.write(nb, str(root / name))
     port, token = free_port(), secrets.token_hex(16)
     command = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1",
                f"--ServerApp.port={port}", f"--IdentityProvider.token={token}",
@@ -96,15 +102,14 @@ def lab(tmp_path_factory):
 def open_and_run_all(lab, name):
     """Open notebook ``name``, run every cell, wait until all have run, save; return the page."""
     page = lab["browser"].new_page(viewport={"width": 1400, "height": 1000})
-    page.goto(f"{lab['url']}/lab/tree/{name}?token={lab['token']}")
+    # a workspace of its own, reset: no tab of an earlier test is restored next to this one
+    workspace = pathlib.Path(name).stem
+    page.goto(f"{lab['url']}/lab/workspaces/{workspace}/tree/{name}?reset&token={lab['token']}")
     page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
     page.wait_for_selector("#jp-main-statusbar :text('Idle')", timeout=60_000)
-    page.click(".jp-Notebook .jp-Cell")
+    page.locator(".jp-Notebook .jp-Cell:visible").first.click()   # this tab's, not a restored one
     page.keyboard.press("Escape")
-    page.keyboard.press("Control+Shift+C")     # the command palette
-    page.fill(".lm-CommandPalette-input", "Run All Cells")
-    page.wait_for_selector(".lm-CommandPalette-item.lm-mod-active", timeout=10_000)
-    page.keyboard.press("Enter")
+    run_command(page, "Run All Cells")
     prompts = "() => Array.from(document.querySelectorAll('.jp-CodeCell .jp-InputPrompt'))" \
               ".map(e => e.innerText.trim())"
     deadline = time.time() + RUN_SECONDS
@@ -117,6 +122,14 @@ def open_and_run_all(lab, name):
     page.keyboard.press("Control+s")
     time.sleep(2)
     return page
+
+
+def run_command(page, label: str) -> None:
+    """Run a JupyterLab command by its label, through the command palette."""
+    page.keyboard.press("Control+Shift+C")
+    page.fill(".lm-CommandPalette-input", label)
+    page.wait_for_selector(".lm-CommandPalette-item.lm-mod-active", timeout=10_000)
+    page.keyboard.press("Enter")
 
 
 def error_outputs(path):
