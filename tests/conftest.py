@@ -55,3 +55,24 @@ def small_llama():
                              head_dim=16, max_position_embeddings=128, tie_word_embeddings=True)
         return LlamaForCausalLM(config).eval()
     return build
+
+
+@pytest.fixture(scope="session")
+def hints_and_solutions():
+    """``check(module, namespace=None, only_with_cases=False)``: every question of an exercise
+    module has two or more hints and none quotes a line of its solution; with a ``namespace``
+    (what the notebook has defined), each solution (of the questions with hidden cases, if
+    ``only_with_cases``) runs there and is graded correct."""
+    from qcourse.exercises import Question
+
+    def check(module, namespace=None, only_with_cases=False):
+        for q in [q for q in vars(module).values() if isinstance(q, Question)]:
+            assert len(q.hints) >= 2, q.name
+            code = [line for line in q.solution_text.splitlines()[1:] if line.strip()]
+            assert not any(line in hint for hint in q.hints for line in code), q.name
+            if namespace is None or (only_with_cases and q.cases is None):
+                continue
+            scope = dict(namespace)
+            exec(q.solution_text, scope)
+            assert q.check(scope[q.answer_name]).status == "correct", q.name
+    return check

@@ -136,15 +136,8 @@ def test_prediction_verdicts():
     assert verdict(ex02.outlier_layer, "a") == "wrong"
 
 
-def test_every_question_has_progressive_hints_short_of_the_solution():
-    for q in [q for q in vars(ex02).values() if isinstance(q, ex02.Question)]:
-        assert len(q.hints) >= 2, q.name
-        code = [line for line in q.solution_text.splitlines()[1:] if line.strip()]
-        assert not any(line in hint for hint in q.hints for line in code), q.name
-        if q.cases is not None:
-            namespace = {"torch": torch}
-            exec(q.solution_text, namespace)
-            assert verdict(q, namespace[q.answer_name]) == "correct", q.name
+def test_every_question_has_progressive_hints_short_of_the_solution(hints_and_solutions):
+    hints_and_solutions(ex02, {"torch": torch}, only_with_cases=True)
 
 
 @pytest.mark.slow

@@ -143,16 +143,9 @@ def test_prediction_verdicts():
     assert verdict(ex06.first_to_hurt, "b") == "wrong"
 
 
-def test_every_question_has_progressive_hints_short_of_the_solution():
-    for q in [q for q in vars(ex06).values() if isinstance(q, ex06.Question)]:
-        assert len(q.hints) >= 2, q.name
-        code = [line for line in q.solution_text.splitlines()[1:] if line.strip()]
-        assert not any(line in hint for hint in q.hints for line in code), q.name
-        if q.cases is not None:
-            namespace = {"np": np, "BLOCK_SIZE": ex06.BLOCK_SIZE, "TYPE_SIZE": ex06.TYPE_SIZE,
-                         "q4_k_scale_min": scale_min}
-            exec(q.solution_text, namespace)
-            assert verdict(q, namespace[q.answer_name]) == "correct", q.name
+def test_every_question_has_progressive_hints_short_of_the_solution(hints_and_solutions):
+    hints_and_solutions(ex06, {"np": np, "BLOCK_SIZE": ex06.BLOCK_SIZE, "TYPE_SIZE": ex06.TYPE_SIZE,
+                               "q4_k_scale_min": scale_min}, only_with_cases=True)
 
 
 @pytest.mark.slow
