@@ -19,12 +19,11 @@ import platform
 import time
 
 import torch
-from transformers import LlamaForCausalLM
 
 from qcourse import data
 from qcourse.models import parameter_count, tiny_config
-from qcourse.paths import TINY_DIR
 from qcourse.models.tokenizer import save_tokenizer, train_tokenizer
+from qcourse.paths import TINY_DIR
 
 
 def learning_rate(step: int, total: int, peak: float, warmup: int) -> float:
@@ -78,6 +77,8 @@ def train(
     train_ids = data.token_ids(tokenizer, "train")
     val_windows = fixed_windows(data.token_ids(tokenizer, "validation"), seq_len, 64)
     print(f"tokenizer + corpus: {time.time() - t0:.0f}s, train split {len(train_ids):,} tokens")
+
+    from transformers import LlamaForCausalLM  # here, so importing qcourse.qat stays light
 
     model = LlamaForCausalLM(tiny_config())
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
