@@ -138,13 +138,18 @@ channel and with groups of 128, W8A8, LLM.int8(), NF4 (ours and bitsandbytes), G
 and llama.cpp's Q8_0, Q6_K, Q5_K_M, Q4_K_M, Q3_K_M and Q2_K. The first table was made with
 
 ```bash
-nice -n 10 python benchmarks/compare.py --quick    # = qcourse compare --quick, saved per method
+qcourse compare --quick --no-cache --json FILE   # every method recomputed: 7 min 13 s here
 ```
 
-on a subset (the settings line above the table says which), and the second with the same
-command without `--quick`, on the whole test split (228 windows of 512 tokens), for the methods
-it measured before the time it was given ran out (the rest are listed as not run; rerunning the
-command completes it, reusing the rows already measured). **Speed and memory were recorded while
+on a subset (the settings line above the table says which), and the second with
+
+```bash
+nice -n 10 python benchmarks/compare.py   # the whole test split, saved after every method
+```
+
+on the whole test split (228 windows of 512 tokens). Both reuse the rows of the per-method cache
+when nothing a row depends on has changed, so a rerun only computes what is new; the file's
+`note` and each row's `measured` time say when each row was measured. **Speed and memory were recorded while
 other jobs shared the machine's two cores** (the load averages are printed above): `tok/s`
 compares methods within one run, never with a quiet machine. Size is what the artifact
 stores: the tensors of a PyTorch model (its embeddings and head stay float32: 1 M of the 5.8 M
@@ -241,8 +246,15 @@ What the recorded runs show (see the printed tables and the correlations above):
 * **Task accuracy does not rank close methods.** Its standard error (printed above: about ±9
   points on the 25 questions per task of the quick run, ±5 points on the 100 of the whole-split
   run) is larger than every difference between the methods in these tables; next-line accuracy
-  does not move at all. A published "no accuracy loss on task X" can hide a real change, and a
+  does not move at all in the quick run and by at most 2 points (two questions) in the other. A published "no accuracy loss on task X" can hide a real change, and a
   one-point "win" of one 4-bit method over another on a small task is noise.
+* **Perplexity can mislead where the model was trained.** The QAT row is a model fine-tuned
+  for 100 steps on the train split while it learned the rounding: on the whole split its
+  perplexity is *below* the float model's, yet its KL and top-1 agreement are the worst of the
+  table and its greedy outputs part from the float model's after about 3 tokens. Perplexity
+  measures how well a model fits the text; KL measures how faithfully it reproduces the model
+  you quantized. After QAT (or any fine-tuning) the first can improve while the second says
+  you now ship a different model: evaluate it on your task as a new model.
 * **Greedy match is the harshest**: one changed token changes everything after it. Only the
   8-bit methods keep every greedy token of the quick run's prompts; the 4-bit ones diverge after
   a few tokens. It is the number to look at when reproducible outputs matter.
@@ -261,7 +273,7 @@ def kv_cache_bytes(config, context, batch):
     ...  # your code: bytes of an fp16 KV cache
 
 
-ex09.kv_cache_bytes.check(kv_cache_bytes)
+ex09.kv_cache_bytes.check(kv_cache_bytes);
 """),
     ("code", r"""
 print(inspect.getsource(cost.kv_cache_bytes))
@@ -347,7 +359,7 @@ measure once on your card.
 """),
     ("code", r"""
 fits_24gb = ...  # your answer: a list of format names from ex09.CANDIDATES (empty if none)
-ex09.formats_that_fit.check(fits_24gb)
+ex09.formats_that_fit.check(fits_24gb);
 """),
     ("code", r"""
 print(f"{'format':10s} {'weights':>8s} {'KV':>6s} {'act.':>6s} {'total GB':>9s}  24 GiB  2 x 24 GiB")
@@ -378,7 +390,7 @@ def cost_per_million_tokens(usd_per_hour, tokens_per_second):
     ...  # your code
 
 
-ex09.cost_per_million_tokens.check(cost_per_million_tokens)
+ex09.cost_per_million_tokens.check(cost_per_million_tokens);
 """),
     ("code", r"""
 print(inspect.getsource(cost.cost_per_million_tokens))
@@ -574,7 +586,8 @@ print(f"AWQ benchmark ({awq_run['date'][:10]}): " + ", ".join(
   context and batch (section 5). If fp16 fits with room for the cache, the quality question does
   not arise; if the KV cache dominates, quantize the cache before going below 4 bits.
 * **8 bits are close to free.** W8A8, LLM.int8() and Q8_0 have the smallest KL of every method
-  measured here and keep the float model's greedy outputs; pick by runtime (llama.cpp on
+  measured here and keep the float model's greedy outputs longest (29 to 30 of 32 tokens in the
+  whole-split run, all 16 in the quick one); pick by runtime (llama.cpp on
   CPU/Apple, FP8 or INT8 W8A8 on Ada/Hopper GPUs).
 * **4 bits: calibrate, or use llama.cpp's mixes.** With the same bytes, GPTQ cuts the KL of RTN
   g128 to about a third; AWQ helps little on this model (the whole-split perplexities printed
