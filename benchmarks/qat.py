@@ -1,12 +1,14 @@
 """QAT against PTQ on qcourse-tiny, on the CPU, in one run: test perplexity on the whole split,
 training tokens, wall time and peak memory of every method, at three widths.
 
-    python benchmarks/qat.py            # the full run: 131,072 training tokens per QAT run,
-                                        # the whole test split (hours on 2 cores; not yet recorded)
+    python benchmarks/qat.py --threads 1
+                                        # the full run: 131,072 training tokens per QAT run,
+                                        # the whole test split; recorded on 2026-11-30 in 47
+                                        # minutes on one thread (2 cores shared with two other
+                                        # one-thread benchmarks)
     python benchmarks/qat.py --steps 16 --batch-size 4 --seq-len 128 --samples 32 \
         --max-windows 8 --qlora-steps 16 --threads 1
-                                        # the bounded run recorded on 2026-11-30 (about 30
-                                        # minutes on 2 cores shared with other jobs)
+                                        # a bounded run: 8,192 tokens per QAT run, 8 windows
     python benchmarks/qat.py --quick    # a few steps and 4 test windows: checks that it all runs
 
 0. The float model, and the float model fine-tuned with the same loop, data and tokens as the QAT
