@@ -162,9 +162,9 @@ class Context:
     the float model's GGUF export and its greedy continuations (each made once, on demand)."""
 
     def __init__(self, model, tokenizer, settings: Settings, workdir: pathlib.Path,
-                 model_name: str = "qcourse-tiny") -> None:
+                 model_name: str = "qcourse-tiny", progress: bool = True) -> None:
         self.model, self.tokenizer, self.settings = model, tokenizer, settings
-        self.model_name = model_name
+        self.model_name, self.progress = model_name, progress
         self.workdir = workdir
         self._made: dict = {}
 
@@ -368,7 +368,7 @@ def measure(ctx: Context, artifact: Artifact) -> dict:
 
     start = time.perf_counter()
     row.update(qeval.divergence(artifact.scorer, ctx.model, ctx.tokenizer, max_windows=s.windows,
-                                compare_windows=s.compare_windows, progress=True))
+                                compare_windows=s.compare_windows, progress=ctx.progress))
     ours = qeval.greedy_continuations(artifact.scorer, ctx.prompts(), s.new_tokens)
     row["greedy_match"] = sum(qeval.match_length(a, b) for a, b in
                               zip(ours, ctx.float_continuations())) / len(ours)
@@ -567,7 +567,7 @@ def compare(methods=None, *, quick: bool = False, threads: int = 1, use_cache: b
         model, tokenizer = models.load(model_name)
         folder = pathlib.Path(workdir) if workdir else cache_dir() / "compare"
         folder.mkdir(parents=True, exist_ok=True)
-        ctx = Context(model, tokenizer, s, folder, model_name)
+        ctx = Context(model, tokenizer, s, folder, model_name, progress)
         rows = []
         bar = tqdm(names, desc="compare", disable=not progress)
         for name in bar:

@@ -204,3 +204,14 @@ def test_a_quick_comparison_of_real_methods(tmp_path):
     again = bench.compare(["rtn-g128"], quick=True, workdir=tmp_path, progress=False)
     assert again["rows"][0]["cached"] and again["rows"][0]["perplexity"] == \
         rows["rtn-g128"]["perplexity"]
+
+
+def test_progress_false_draws_no_progress_bar(tmp_path, capsys):
+    # a notebook cell asks for none: measuring must not draw its own (it did, per window)
+    tiny = {"windows": 1, "compare_windows": 1, "prompts": 1, "new_tokens": 2, "task_limit": 0,
+            "runtime": False}
+    bench.compare(["fp32"], quick=True, workdir=tmp_path, progress=False, overrides=tiny)
+    assert capsys.readouterr().err == ""
+    bench.compare(["fp32"], quick=True, workdir=tmp_path, progress=True, overrides=tiny,
+                  use_cache=False)
+    assert "windows" in capsys.readouterr().err
