@@ -52,6 +52,11 @@ from qcourse.quant import QuantScheme
 from qcourse.references import peft_qlora
 from qcourse.references.torchao import qat as torchao_qat
 
+# This folder is on sys.path (for gptq.py above) and would stand in for the optional `kernels`
+# package that bitsandbytes looks for: take it off again.
+HERE = pathlib.Path(__file__).parent.resolve()
+sys.path = [p for p in sys.path if pathlib.Path(p or ".").resolve() != HERE]
+
 RESULTS = pathlib.Path(__file__).parent / "results"
 WIDTHS = ((4, 128), (3, 128), (2, 64))
 SWEEP = (8, 4, 2)       # the STE run is also scored after 1/8, 1/4 and 1/2 of its steps
