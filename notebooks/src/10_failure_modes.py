@@ -414,6 +414,23 @@ With about a hundred pairs one query is about one point of accuracy, so accuracy
 separates the 8-bit methods; the agreement with the float model's top-1 and the embedding
 distance are the finer measures.
 
+Read with those measures, the whole model does not repeat the one-layer picture of section 1.
+Per token, SmoothQuant does help: it halves W8A8's embedding error and LLM.int8() does better
+still. Per tensor, smoothing every linear layer with scales from the 32 calibration sentences made
+W8A8 *worse* at every α of the recorded sweep (next cell; α = 0.75 is the least bad), although
+it cut one layer's error twenty-fold above. What helps one layer need not help the model: measure
+the whole model, on its task, before you ship a recipe.
+"""),
+    ("code", r"""
+if mini:
+    print("all-MiniLM-L6-v2, SmoothQuant + W8A8, 1 - cosine of the sentence embeddings "
+          f"(W8A8 without smoothing: per-tensor {mini['table']['W8A8 per-tensor']['one_minus_cosine']:.1e}, "
+          f"per-token {mini['table']['W8A8 per-token']['one_minus_cosine']:.1e})")
+    for activations in ("per-tensor", "per-token"):
+        print(f"  {activations:10} " + "  ".join(f"α={a}: {v:.1e}"
+                                               for a, v in mini["alpha_sweep"][activations].items()))
+"""),
+    ("md", r"""
 ## 2. 2-bit collapse, and the symmetric-grid trap
 
 At 2 bits a group of 128 weights gets four levels. Round-to-nearest error grows with the step,
