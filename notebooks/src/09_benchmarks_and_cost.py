@@ -51,8 +51,10 @@ for run in (RECORDED, WHOLE):
           f"{run['date'][:10]}, {run['machine']['cpu']}, {run['machine']['cores']} cores, "
           f"{run['settings']['threads']} thread, {len(run['rows'])} methods measured"
           + (f", not run: {', '.join(run['not_run'])}" if run["not_run"] else ""))
-    print(f"  load average (1, 5, 15 min) at start {run['loadavg_start']}, at end "
-          f"{[round(x, 1) for x in run['loadavg_end']]}: other jobs shared the 2 cores")
+    shared = max(run["loadavg_start"][0], run["loadavg_end"][0]) > 1.5   # the run itself: ~1
+    print(f"  load average (1, 5, 15 min) at start {[round(x, 1) for x in run['loadavg_start']]}, "
+          f"at end {[round(x, 1) for x in run['loadavg_end']]}: "
+          + ("other jobs shared the 2 cores" if shared else "nothing else ran"))
 """),
     ("md", r"""
 **About the numbers.** Two kinds of numbers appear below. *Live* ones are computed as this
@@ -149,9 +151,9 @@ nice -n 10 python benchmarks/compare.py   # the whole test split, saved after ev
 
 on the whole test split (228 windows of 512 tokens). Both reuse the rows of the per-method cache
 when nothing a row depends on has changed, so a rerun only computes what is new; the file's
-`note` and each row's `measured` time say when each row was measured. **Speed and memory were recorded while
-other jobs shared the machine's two cores** (the load averages are printed above): `tok/s`
-compares methods within one run, never with a quiet machine. Size is what the artifact
+`note` and each row's `measured` time say when each row was measured. **The quick run's speed and
+memory were recorded while other jobs shared the machine's two cores; the whole-split run ran
+alone** (the load averages are printed above): compare `tok/s` between methods of one run. Size is what the artifact
 stores: the tensors of a PyTorch model (its embeddings and head stay float32: 1 M of the 5.8 M
 parameters) or the whole GGUF file (llama.cpp quantizes the tied embedding too, as Q6_K or
 Q8_0). Speed and peak memory come from a fresh process of the runtime that serves the format:
@@ -599,7 +601,7 @@ print(f"AWQ benchmark ({awq_run['date'][:10]}): " + ", ".join(
 * **Speed needs a kernel.** Fewer bytes only speed things up where a kernel computes with them:
   in the recorded runs llama.cpp decodes its 2-to-8-bit files far faster than PyTorch runs the
   float model, while the course's teaching layers, which unpack every weight at every step, are
-  slower than float (section 3's `tok/s`, measured under load; section 7).
+  slower than float (section 3's `tok/s`; section 7).
 * **Money follows load.** At low load an API is cheaper than an always-on card; self-hosting pays
   when batching fills the card.
 
