@@ -207,13 +207,18 @@ def test_special_floats_and_unknown_objects_survive_the_trip():
 
 
 def test_a_portable_outcome_gives_the_same_verdict():
-    from qcourse.exercises import ex04
-    q = ex04.error_feedback
-    for answer in (lambda W1, u, q: W1 - ((W1[:, 0] - q) / u[0])[:, None] * u[None, :],
-                   lambda W1, u, q: W1, ...):
-        local = q.verdict(q.outcome(answer))
-        remote = q.verdict(json.loads(json.dumps(q.outcome(answer, portable=True))))
-        assert (local.status, local.message) == (remote.status, remote.message)
+    from qcourse.exercises import ex04, ex09
+    for q, answers in ((ex04.error_feedback,
+                        (lambda W1, u, q: W1 - ((W1[:, 0] - q) / u[0])[:, None] * u[None, :],
+                         lambda W1, u, q: W1, ...)),
+                       (ex09.formats_that_fit, ([], ["fp16"])),          # a value: a list
+                       (exercises.Question("x.8 t", "?", reference=lambda: torch.ones(2)),
+                        (torch.ones(2), torch.zeros(2)))):
+        for answer in answers:
+            local = q.verdict(q.outcome(answer))
+            remote = q.verdict(json.loads(json.dumps(q.outcome(answer, portable=True))))
+            assert (local.status, local.message) == (remote.status, remote.message), q.name
+    assert ex09.formats_that_fit.verdict(ex09.formats_that_fit.outcome([], portable=True)).correct
 
 
 # ---- partial credit, time limits, predictions in graded mode ---------------------------------

@@ -394,7 +394,7 @@ class Question:
         if _is_placeholder(answer):
             return {"kind": "placeholder"}
         if self.cases is None:
-            return {"kind": "value", "value": pack(answer)}
+            return {"kind": "value", "value": pack(answer), "portable": portable}
         if not callable(answer):
             return {"kind": "not callable", "what": describe(answer)}
         function, results, cases = self.wrap(answer), [], self.cases()
@@ -441,7 +441,7 @@ class Question:
         if kind == "not callable":
             return Verdict(self.name, WRONG, f"Expected a function, got {outcome['what']}.")
         if kind == "value":
-            value = outcome["value"]
+            value = decode(outcome["value"]) if outcome.get("portable") else outcome["value"]
             return self._judge_choice(value) if self.choices is not None \
                 else self._judge_value(value)
         if kind != "function":
