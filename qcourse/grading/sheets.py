@@ -43,11 +43,12 @@ def placeholder(question: exercises.Question) -> str:
 
 
 def sheet(modules: list[str], answers: dict[str, str] | None = None, *,
-          preamble: str = PREAMBLE, graded: bool = False) -> nbformat.NotebookNode:
+          preamble: str = PREAMBLE, graded: bool = False,
+          checks: bool = True) -> nbformat.NotebookNode:
     """A notebook with the exercises of ``modules`` (e.g. ``["qcourse.exercises.ex00"]``): per
     question, its prompt and a cell with ``answers[answer_name]`` (code), or the placeholder,
-    then the check. ``preamble``: code run first (imports the answers use); ``graded``: with
-    the cell ``qcourse release`` adds."""
+    then (with ``checks``) the check. ``preamble``: code run first (imports the answers use);
+    ``graded``: with the cell ``qcourse release`` adds."""
     answers = answers or {}
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
@@ -65,8 +66,9 @@ def sheet(modules: list[str], answers: dict[str, str] | None = None, *,
             choices = "".join(f"\n- ({k}) {v}" for k, v in (q.choices or {}).items())
             cells.append(nbformat.v4.new_markdown_cell(f"**{q.name}.** {q.prompt}{choices}"))
             code = answers.get(q.answer_name, placeholder(q))
-            cells.append(nbformat.v4.new_code_cell(
-                f"{code}\n\n{alias}.{variable_of(q, module)}.check({q.answer_name});"))
+            check = f"\n\n{alias}.{variable_of(q, module)}.check({q.answer_name});" if checks \
+                else ""
+            cells.append(nbformat.v4.new_code_cell(code + check))
     nb.cells = cells
     return nb
 
