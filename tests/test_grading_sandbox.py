@@ -91,7 +91,8 @@ def attacks():
                 nb.cells = [nbformat.v4.new_code_cell(c) for c in (HEAD, answer)]
                 nbformat.write(nb, str(folder / f"{student}.ipynb"))
             with pytest.MonkeyPatch.context() as patch:   # worker and kernel import the copy
-                patch.setenv("PYTHONPATH", str(root / "package"))
+                patch.setenv("PYTHONPATH", os.pathsep.join(
+                    filter(None, [str(root / "package"), os.environ.get("PYTHONPATH")])))
                 results = grading.grade_folder(folder, timeout=60, question_seconds=10,
                                                jobs=2, sandboxed=sandboxed)
             copied = root / "package" / "qcourse" / "exercises" / "__init__.py"

@@ -307,3 +307,11 @@ def test_a_submission_without_a_notebook_on_gradescope(tmp_path):
     validate_gradescope(report)
     assert report["score"] == 0 and "No notebook (.ipynb)" in report["output"]
     assert (tmp_path / "results" / "results.json").exists()
+
+
+def test_a_notebook_that_imports_an_exercise_module_that_does_not_exist(tmp_path):
+    from qcourse.grading import runner
+    write_notebook(tmp_path / "typo.ipynb", ["from qcourse.exercises import ex99"])
+    result = runner.grade_notebook(tmp_path / "typo.ipynb")
+    assert "no qcourse exercises" in result.problem and "qcourse.exercises.ex99 do(es) not exist" \
+        in result.problem and not result.marks

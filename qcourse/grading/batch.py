@@ -121,9 +121,13 @@ def grade_submissions(found: list[submissions.Submission], *, timeout: int = 600
             report.done(results[i])
 
     def grade(i: int, s: submissions.Submission, kept: pathlib.Path | None) -> None:
-        result = grade_notebook(s.path, timeout=timeout, memory_mb=memory_mb, student=s.student,
-                                question_seconds=question_seconds, sandboxed=sandboxed,
-                                folder=s.folder, protect=protect)
+        try:
+            result = grade_notebook(s.path, timeout=timeout, memory_mb=memory_mb,
+                                    student=s.student, question_seconds=question_seconds,
+                                    sandboxed=sandboxed, folder=s.folder, protect=protect)
+        except Exception as err:     # one notebook the grader cannot handle: the batch goes on
+            result = Result(s.student, s.path.name, chapters.get(s.path), {},
+                            f"the grader failed: {type(err).__name__}: {err}", 0.0)
         if s.problem and not result.problem:
             result.problem = s.problem
         if kept is not None and result.marks and not (result.problem or "").startswith(

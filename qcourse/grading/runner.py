@@ -17,6 +17,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import importlib
+import importlib.util
 import json
 import os
 import pathlib
@@ -164,15 +165,20 @@ def grade_notebook(path: str | pathlib.Path, *, timeout: int = 600, memory_mb: i
         nb = notebooks.read(path)
     except ValueError as err:
         return Result(student, path.name, None, {}, str(err), 0.0)
-    modules = notebooks.exercise_modules(nb)
+    imported = notebooks.exercise_modules(nb)
+    modules = [m for m in imported if importlib.util.find_spec(m) is not None]
+    unknown = sorted(set(imported) - set(modules))
     if not modules:
         return Result(student, path.name, None, {}, "no qcourse exercises: the notebook imports "
-                      "no qcourse.exercises module (a notebook of another course?)", 0.0)
+                      "no qcourse.exercises module (a notebook of another course?)"
+                      + (f"; {', '.join(unknown)} do(es) not exist" if unknown else ""), 0.0)
     questions = [q for m in modules for q in questions_of(m)]
     report = _run_worker(path, timeout=timeout, memory_mb=memory_mb, sandboxed=sandboxed,
                          question_seconds=question_seconds, folder=folder, protect=protect)
     marks = judge(questions, report["outcomes"] or {}, nb, report["problem"])
-    return Result(student, path.name, notebooks.chapter(modules), marks, report["problem"],
+    problem = "; ".join(filter(None, [report["problem"], f"it imports {', '.join(unknown)}, "
+                                      "which do(es) not exist" if unknown else None])) or None
+    return Result(student, path.name, notebooks.chapter(modules), marks, problem,
                   round(time.time() - start, 1))
 
 

@@ -150,13 +150,11 @@ def environment(scratch: pathlib.Path, base: dict[str, str]) -> dict[str, str]:
 
 
 def remove_tree(folder: pathlib.Path) -> None:
-    """Delete ``folder``, including folders a kernel or overlay left without permissions."""
-    def allow_and_retry(function, path, _):
-        os.chmod(os.path.dirname(path), stat.S_IRWXU)
-        if os.path.isdir(path) and not os.path.islink(path):
-            os.chmod(path, stat.S_IRWXU)
-        function(path)
-    if sys.version_info >= (3, 12):
-        shutil.rmtree(folder, onexc=allow_and_retry)
-    else:
-        shutil.rmtree(folder, onerror=allow_and_retry)
+    """Delete ``folder``, including folders a kernel or the overlay left without permissions
+    (each folder is made accessible before it is entered)."""
+    for root, dirs, _ in os.walk(folder):
+        for name in dirs:
+            path = os.path.join(root, name)
+            if not os.path.islink(path):
+                os.chmod(path, stat.S_IRWXU)
+    shutil.rmtree(folder, ignore_errors=True)
