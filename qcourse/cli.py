@@ -34,9 +34,24 @@ def train_tiny(args: argparse.Namespace) -> None:
     train.main(args.rest)
 
 
-def grade(args: argparse.Namespace) -> None:
+def grade(args: argparse.Namespace) -> int:
     from qcourse import grading
-    grading.main(args.folder, args.timeout, args.memory_mb, args.out)
+    if args.gradescope_autograder:
+        from qcourse.grading import gradescope
+        path = gradescope.autograder_zip(args.gradescope_autograder, timeout=args.timeout,
+                                         memory_mb=args.memory_mb)
+        print(f"wrote {path}: upload it as the assignment's autograder on Gradescope")
+        return 0
+    if args.gradescope:
+        from qcourse.grading import gradescope
+        gradescope.grade(args.gradescope_root, timeout=args.timeout, memory_mb=args.memory_mb,
+                         sandboxed=args.sandbox, question_seconds=args.question_seconds)
+        return 0
+    if args.folder is None:
+        raise SystemExit("qcourse grade: give the folder of submissions (or --gradescope)")
+    return grading.main(args.folder, args.timeout, args.memory_mb, args.out, jobs=args.jobs,
+                        sandboxed=args.sandbox, roster=args.roster,
+                        question_seconds=args.question_seconds)
 
 
 def release(args: argparse.Namespace) -> None:
@@ -63,13 +78,26 @@ def main(argv: list[str] | None = None) -> int | None:
     p = sub.add_parser("train-tiny", help="train qcourse-tiny from scratch (options: --help)", add_help=False)
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(func=train_tiny)
-    p = sub.add_parser("grade", help="grade a folder of submitted notebooks: roster and summaries")
-    p.add_argument("folder", help="notebooks in it (student = file name) or in one subfolder each "
-                                  "(student = folder name)")
+    p = sub.add_parser("grade", help="grade a folder of submitted notebooks: roster, Canvas and "
+                                     "Gradescope files, feedback pages (docs/instructors.md)")
+    p.add_argument("folder", nargs="?", help="notebooks in it (student = file name) or in one "
+                                             "subfolder each (student = folder name)")
+    p.add_argument("--out", help="where the grades go (default FOLDER/grades)")
+    p.add_argument("--jobs", type=int, default=1, help="notebooks graded at once (default 1; "
+                                                       "lowered to fit the CPUs and memory)")
+    p.add_argument("--sandbox", action="store_true", help="run each notebook with read-only "
+                   "files, no network and no privileges (Linux; stops if not available)")
     p.add_argument("--timeout", type=int, default=600, help="seconds per cell (default 600)")
     p.add_argument("--memory-mb", type=int, default=3000, help="memory per notebook (default 3000)")
-    p.add_argument("--out", help="where roster.csv/.json and summary.md/.html go "
-                                 "(default FOLDER/grades)")
+    p.add_argument("--question-seconds", type=int, default=30,
+                   help="seconds for one answer on all its hidden cases (default 30)")
+    p.add_argument("--roster", help="CSV of the class: a 'student' column, or Canvas's gradebook "
+                                    "export")
+    p.add_argument("--gradescope", action="store_true", help="grade inside Gradescope's "
+                   "autograder (/autograder/submission -> /autograder/results/results.json)")
+    p.add_argument("--gradescope-root", default="/autograder", help=argparse.SUPPRESS)
+    p.add_argument("--gradescope-autograder", metavar="ZIP", help="write the autograder zip to "
+                   "upload to Gradescope, and stop")
     p.set_defaults(func=grade)
     p = sub.add_parser("release", help="student copies of course notebooks (graded mode on)")
     p.add_argument("notebooks", nargs="+")

@@ -1,5 +1,6 @@
 import json
 import math
+import time
 
 import pytest
 import torch
@@ -206,10 +207,125 @@ def test_special_floats_and_unknown_objects_survive_the_trip():
 
 
 def test_a_portable_outcome_gives_the_same_verdict():
-    from qcourse.exercises import ex04
-    q = ex04.error_feedback
-    for answer in (lambda W1, u, q: W1 - ((W1[:, 0] - q) / u[0])[:, None] * u[None, :],
-                   lambda W1, u, q: W1, ...):
-        local = q.verdict(q.outcome(answer))
-        remote = q.verdict(json.loads(json.dumps(q.outcome(answer, portable=True))))
-        assert (local.status, local.message) == (remote.status, remote.message)
+    from qcourse.exercises import ex04, ex09
+    for q, answers in ((ex04.error_feedback,
+                        (lambda W1, u, q: W1 - ((W1[:, 0] - q) / u[0])[:, None] * u[None, :],
+                         lambda W1, u, q: W1, ...)),
+                       (ex09.formats_that_fit, ([], ["fp16"])),          # a value: a list
+                       (exercises.Question("x.8 t", "?", reference=lambda: torch.ones(2)),
+                        (torch.ones(2), torch.zeros(2)))):
+        for answer in answers:
+            local = q.verdict(q.outcome(answer))
+            remote = q.verdict(json.loads(json.dumps(q.outcome(answer, portable=True))))
+            assert (local.status, local.message) == (remote.status, remote.message), q.name
+    assert ex09.formats_that_fit.verdict(ex09.formats_that_fit.outcome([], portable=True)).correct
+
+
+# ---- partial credit, time limits, predictions in graded mode ---------------------------------
+
+def counting_question(case_points=None):
+    """Four cases x = 0..3 of the identity; an answer can pass any subset."""
+    return exercises.Question("x.4 ident", "return x", reference=lambda x: x,
+                              cases=lambda: [(0,), (1,), (2,), (3,)], case_points=case_points)
+
+
+def test_partial_credit_is_the_share_of_passing_cases():
+    q = counting_question()
+    result = q.judge(lambda x: x if x != 2 else -1)
+    assert (result.status, result.score, result.passed, result.total) == ("wrong", 0.75, 3, 4)
+    assert result.message.startswith("3 of 4 hidden cases pass. Case 3 with inputs (2,)")
+    assert result.failure == {"case": 3, "inputs": "(2,)", "expected": "2", "got": "-1"}
+    assert q.judge(lambda x: x).score == 1.0 and q.judge(lambda x: x).correct
+    assert q.judge(lambda x: -1).score == 0.0
+
+
+def test_case_points_weigh_the_cases():
+    q = counting_question(case_points=(1, 1, 2, 0))
+    assert q.judge(lambda x: x if x != 2 else -1).score == 0.5
+    assert q.judge(lambda x: x if x != 3 else -1).status == "wrong"    # a 0-point case still fails
+    assert q.judge(lambda x: x if x != 3 else -1).score == 1.0
+    with pytest.raises(ValueError, match="one non-negative number per hidden case"):
+        counting_question(case_points=(1, 2)).case_weights(4)
+
+
+def test_a_case_that_raises_fails_alone():
+    def flaky(x):
+        if x == 1:
+            raise ZeroDivisionError("boom")
+        return x
+    result = counting_question().judge(flaky)
+    assert result.score == 0.75 and result.failure["raised"] == "ZeroDivisionError: boom"
+    assert "raised ZeroDivisionError: boom" in result.message
+
+
+def test_a_time_limit_stops_the_cases_and_cannot_be_swallowed():
+    def stuck(x):
+        while x == 2:
+            try:
+                time.sleep(0.05)
+            except Exception:          # a learner's catch-all does not catch OutOfTime
+                pass
+        return x
+    q = counting_question()
+    start = time.time()
+    outcome = q.outcome(stuck, seconds=0.5)
+    assert time.time() - start < 3
+    assert [r.get("raised", "ok")[:9] for r in outcome["results"]] == ["ok", "ok", "OutOfTime"]
+    result = q.verdict(outcome)
+    assert result.score == 0.5 and "took longer than 0.5 s" in result.message
+
+
+def test_a_gradient_question_is_judged_the_same_by_check_and_by_judge():
+    from qcourse.exercises import ex03
+    q = ex03.ste_fake_quantize
+    namespace = {"torch": torch}
+    exec(q.solution_text, namespace)
+    assert q.judge(namespace["ste_fake_quantize"]).correct      # what qcourse grade calls
+    assert q.check(namespace["ste_fake_quantize"]).correct
+
+
+def test_which_questions_are_predictions():
+    assert ex00.two_bit_perplexity.prediction                              # multiple choice
+    assert exercises.Question("x.5 p", "Predict before ...", reference=lambda: 1).prediction
+    assert not ex00.two_bit_levels.prediction and not ex00.weight_bytes.prediction
+    assert not exercises.Question("x.6 p", "?", reference=lambda: "a", choices={"a": "x"},
+                                  prediction=False).prediction
+
+
+def test_in_graded_mode_a_predictions_first_answer_counts(capsys):
+    q = exercises.Question("x.7 pick", "which?", reference=lambda: "b",
+                           choices={"a": "first", "b": "second"})
+    exercises.FIRST_ANSWERS.clear()
+    assert q.check("a").status == "wrong" and "Try again" in capsys.readouterr().out
+    assert q.check("b").correct                             # not graded: each answer counts
+    exercises.set_graded(True)
+    try:
+        assert q.check(...).status == "not attempted"      # the placeholder is no answer
+        assert q.check("z").status == "wrong"              # nor is a letter that is not offered
+        first = q.check("a")
+        assert first.status == "wrong" and "your first answer, 'a', is the one that counts" \
+            in first.message and "Try again" not in first.message
+        again = q.check("b")                               # changed after seeing the verdict
+        assert again.status == "wrong" and "'a'" in again.message
+        assert exercises.FIRST_ANSWERS == {"x.7 pick": "a"}
+        assert q.judge("b").correct                         # judge() itself has no memory
+    finally:
+        exercises.set_graded(False)
+        exercises.FIRST_ANSWERS.clear()
+
+
+def test_the_reference_itself_is_never_an_answer():
+    q = ex00.perplexity_from_nll                          # a private reference in ex00
+    for cheat in (q.reference, lambda nll: q.reference(nll)):
+        result = q.judge(cheat)
+        assert result.status == "wrong" and "reference solution of 00.2" in result.message
+
+
+def test_describe_gives_shapes_and_dtypes():
+    assert exercises.describe(torch.tensor([1, 2], dtype=torch.int8)) == \
+        "tensor [1, 2] (shape (2,), int8)"
+    assert exercises.describe(torch.zeros(3, 4)) == \
+        "tensor values from 0 to 0 (shape (3, 4), float32)"
+    assert exercises.describe((torch.ones(1), 2)) == "(tensor [1.0] (shape (1,), float32), 2)"
+    import numpy as np
+    assert "shape (2, 2), uint8" in exercises.describe(np.zeros((2, 2), np.uint8))

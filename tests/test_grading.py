@@ -1,8 +1,8 @@
-"""Grading a folder of generated submissions: correct, wrong, one that calls the package's own
-function, one that forges its results, one that never ends, one that kills its kernel, one that
-eats memory, and files that are not course notebooks."""
-import json
-
+"""Grading a folder of generated submissions: right, partly right and wrong answers, one that
+calls the package's own function, one that forges its results, one that never ends, one that
+kills its kernel, one that eats memory, and the bad input an instructor meets (files that are
+not course notebooks, an empty student folder, duplicate names, two notebooks of one chapter).
+Graded two at a time; each bad input gets a message and the rest of the batch is graded."""
 import nbformat
 import pytest
 
@@ -16,7 +16,8 @@ RIGHT_BYTES = "def weight_bytes(n_params, bits):\n    return math.ceil(n_params 
 RIGHT_PPL = "def perplexity_from_nll(nll):\n    return math.exp(nll.mean().item())"
 SUBMISSIONS = {
     "alice": [HEAD, RIGHT_BYTES, "ex00.weight_bytes.check(weight_bytes)", RIGHT_PPL],
-    "bob": [HEAD, "def weight_bytes(n_params, bits):\n    return n_params * bits", "1/0"],
+    "bob": [HEAD, "def weight_bytes(n_params, bits):\n    return n_params * bits", "1/0",
+            "def perplexity_from_nll(nll):\n    return nll.exp().mean().item()"],
     "carol": [HEAD, "from qcourse.formats import memory_bytes\n"
                     "def weight_bytes(n_params, bits):\n    return memory_bytes(n_params, bits)",
               RIGHT_PPL],
@@ -31,12 +32,12 @@ SUBMISSIONS = {
              "def weight_bytes(n_params, bits):\n    return 0",
              "ex00.weight_bytes.check(weight_bytes)"],
     "erin": [HEAD, RIGHT_BYTES, "while True:\n    pass",
-             "def perplexity_from_nll(nll):\n    while True:\n        pass"],
+             "def perplexity_from_nll(nll):\n    while True:\n        try:\n"
+             "            pass\n        except Exception:\n            pass"],
     "frank": [HEAD, RIGHT_BYTES, "import os\nos._exit(3)", RIGHT_PPL],
     "gina": [HEAD, RIGHT_BYTES, "hog = torch.ones(2**30)  # 4 GB", RIGHT_PPL],
+    "Henry": [HEAD, RIGHT_BYTES],                      # and a folder named henry/
 }
-
-
 EX00_POINTS = {q.name: q.points for q in vars(ex00).values() if isinstance(q, Question)}
 
 
@@ -53,47 +54,71 @@ def graded(tmp_path_factory):
     folder = tmp_path_factory.mktemp("submissions")
     for student, sources in SUBMISSIONS.items():
         write_notebook(folder / f"{student}.ipynb", sources)
+    nb = nbformat.read(folder / "alice.ipynb", as_version=4)      # alice ran her check
+    nb.cells[2].outputs = [nbformat.v4.new_output(
+        "stream", name="stdout", text="✅ 00.1 weight_bytes: correct. All 7 hidden cases pass.\n")]
+    nbformat.write(nb, str(folder / "alice.ipynb"))
     (folder / "henry").mkdir()                        # a student folder holding the notebook
     write_notebook(folder / "henry" / "00_welcome.ipynb", [HEAD, RIGHT_PPL])
-    results = grading.grade_folder(folder, timeout=15, memory_mb=1500, question_seconds=5)
-    return folder, {r.student: r for r in results}
+    (folder / "corrupt.ipynb").write_text("{ not json")
+    write_notebook(folder / "other.ipynb", ["print('another course')"])
+    (folder / "zoe").mkdir()                          # a student folder with no notebook
+    (folder / "yan").mkdir()                          # two notebooks of chapter 00
+    for name in ("00_welcome.ipynb", "00_welcome (1).ipynb"):
+        write_notebook(folder / "yan" / name, [HEAD, RIGHT_BYTES])
+    results = grading.grade_folder(folder, timeout=20, memory_mb=1500, question_seconds=5,
+                                   jobs=2)
+    return folder, {r.student: r for r in results}, results
 
 
 def statuses(result):
-    return {q: s for q, (s, _) in result.verdicts.items()}
+    return {q: m.status for q, m in result.marks.items()}
 
 
-def test_right_and_wrong_answers(graded):
-    _, by_student = graded
-    alice, bob = statuses(by_student["alice"]), statuses(by_student["bob"])
-    assert set(alice) == set(bob) == set(EX00_POINTS)         # every question of the notebook
-    assert alice["00.1 weight_bytes"] == alice["00.2 perplexity_from_nll"] == "correct"
-    assert {alice[q] for q in EX00_POINTS if q[:4] not in ("00.1", "00.2")} == {"not attempted"}
-    assert bob["00.1 weight_bytes"] == "wrong"
-    assert bob["00.2 perplexity_from_nll"] == "not attempted"
-    assert by_student["henry"].notebook == "00_welcome.ipynb"
-    assert statuses(by_student["henry"])["00.2 perplexity_from_nll"] == "correct"
+def test_right_wrong_and_partly_right_answers(graded):
+    _, by_student, _ = graded
+    alice, bob = by_student["alice"], by_student["bob"]
+    assert set(alice.marks) == set(bob.marks) == set(EX00_POINTS)   # every question
+    assert statuses(alice)["00.1 weight_bytes"] == statuses(alice)["00.2 perplexity_from_nll"] \
+        == "correct"
+    assert {statuses(alice)[q] for q in EX00_POINTS if q[:4] not in ("00.1", "00.2")} == \
+        {"not attempted"}
+    assert alice.earned == EX00_POINTS["00.1 weight_bytes"] + EX00_POINTS["00.2 perplexity_from_nll"]
+    assert statuses(bob)["00.1 weight_bytes"] == "wrong" and bob.marks["00.1 weight_bytes"].score == 0
+    # the mean of exp: right on the cases where every value is the same (2 of 4), partial credit
+    ppl = bob.marks["00.2 perplexity_from_nll"]
+    assert (ppl.status, ppl.score, ppl.passed, ppl.total) == ("wrong", 0.5, 2, 4)
+    assert ppl.failure["case"] == 2 and "shape (3,), float32" in ppl.failure["inputs"]
+    henry = by_student["henry [henry/]"]
+    assert henry.notebook == "00_welcome.ipynb" and statuses(henry)["00.2 perplexity_from_nll"] \
+        == "correct"
+
+
+def test_the_notebooks_own_check_output_is_compared_with_the_grader(graded):
+    alice = graded[1]["alice"]            # her saved notebook shows weight_bytes' check only
+    assert alice.marks["00.1 weight_bytes"].shown == "correct"
+    assert alice.marks["00.2 perplexity_from_nll"].shown is None
 
 
 def test_calling_the_package_function_is_not_graded_correct(graded):
     carol = graded[1]["carol"]
-    status, message = carol.verdicts["00.1 weight_bytes"]
-    assert status == "wrong" and "qcourse.formats.memory_bytes" in message
-    assert carol.verdicts["00.2 perplexity_from_nll"][0] == "correct"
+    mark = carol.marks["00.1 weight_bytes"]
+    assert mark.status == "wrong" and mark.score == 0 and "qcourse.formats.memory_bytes" in mark.message
+    assert carol.marks["00.2 perplexity_from_nll"].status == "correct"
 
 
 def test_forged_results_and_patched_checks_do_not_count(graded):
-    folder, by_student = graded
-    assert by_student["dave"].verdicts["00.1 weight_bytes"][0] == "wrong"
-    assert (folder / "results.jsonl").exists()  # the forgery happened; nobody read it
+    folder, by_student, _ = graded
+    assert by_student["dave"].marks["00.1 weight_bytes"].status == "wrong"
+    assert not (folder / "results.jsonl").exists()  # written in the scratch copy, never read
 
 
 def test_an_endless_notebook_is_interrupted_and_still_graded(graded):
     erin = graded[1]["erin"]
-    assert "ran longer than 15 s" in erin.problem
-    assert erin.verdicts["00.1 weight_bytes"][0] == "correct"
-    status, message = erin.verdicts["00.2 perplexity_from_nll"]
-    assert status == "wrong" and "longer than 5 s" in message
+    assert "ran longer than 20 s" in erin.problem
+    assert erin.marks["00.1 weight_bytes"].status == "correct"
+    mark = erin.marks["00.2 perplexity_from_nll"]
+    assert mark.status == "wrong" and "longer than 5 s" in mark.message
     assert erin.seconds < 120
 
 
@@ -105,27 +130,24 @@ def test_a_dead_kernel_or_a_memory_hog_marks_the_questions(graded):
     assert set(statuses(gina).values()) == {"error"}
 
 
-def test_reports_for_the_instructor(graded, tmp_path):
-    folder, by_student = graded
-    out = grading.write_reports(list(by_student.values()), tmp_path / "grades")
-    roster = json.loads((out / "roster.json").read_text())["students"]
-    alice = next(r for r in roster if r["student"] == "alice")
-    assert alice["points"] == EX00_POINTS["00.1 weight_bytes"] + EX00_POINTS["00.2 perplexity_from_nll"]
-    assert alice["possible"] == sum(EX00_POINTS.values())
-    summary = (out / "summary.md").read_text()
-    assert "| 00.1 weight_bytes | 2 |" in summary          # alice and erin got it right
-    assert "qcourse.formats.memory_bytes" in summary       # carol's, among the common wrong answers
-    assert (out / "roster.csv").read_text().startswith("student,points,possible")
-    assert "<table" in (out / "summary.html").read_text()
+def test_bad_input_gets_a_message_and_the_rest_is_graded(graded):
+    _, by_student, _ = graded
+    assert "not a readable notebook" in by_student["corrupt"].problem
+    assert "no qcourse exercises" in by_student["other"].problem
+    assert by_student["zoe"].problem == "zoe/ holds no notebook" and not by_student["zoe"].marks
+    yan = [r for r in graded[2] if r.student == "yan"]
+    assert len(yan) == 2 and all("2 notebooks of chapter 00" in r.problem and not r.marks
+                                 for r in yan)
+    # Henry.ipynb and henry/: graded apart, each named after where it came from
+    clash = {s: r for s, r in by_student.items() if s.lower().startswith("henry")}
+    assert set(clash) == {"Henry [Henry.ipynb]", "henry [henry/]"}
+    assert all("2 submissions are named" in r.problem for r in clash.values())
+    assert clash["Henry [Henry.ipynb]"].marks["00.1 weight_bytes"].status == "correct"
 
 
-def test_files_that_are_not_course_notebooks(tmp_path):
-    (tmp_path / "corrupt.ipynb").write_text("{ not json")
-    write_notebook(tmp_path / "other.ipynb", ["print('another course')"])
-    results = {r.student: r for r in grading.grade_folder(tmp_path, timeout=15)}
-    assert "not a readable notebook" in results["corrupt"].problem
-    assert "no qcourse exercises" in results["other"].problem
+def test_a_missing_or_empty_folder_is_an_error(tmp_path):
     (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "alice").mkdir()
     with pytest.raises(ValueError, match="no .ipynb"):
         grading.grade_folder(tmp_path / "empty")
     with pytest.raises(ValueError, match="not a folder"):

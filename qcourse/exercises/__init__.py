@@ -4,17 +4,32 @@ A :class:`Question` holds hidden cases and a reference (the package's own implem
 ``question.check(answer)`` prints one verdict and returns it:
 
 * ``correct``: every hidden case matches the reference;
-* ``wrong``: the first failing case, what was expected and what came back (an exception raised
-  by the learner's code is reported the same way, never re-raised); a function that calls the
-  package's own implementation of what it is asked to write is wrong too: the check runs it
-  with those functions unavailable (:attr:`Question.forbid`);
+* ``wrong``: some case fails; the verdict says how many pass, and shows the first failing case
+  (its inputs, what was expected and what came back, with shapes and dtypes). An exception
+  raised by the learner's code fails that case and is reported the same way, never re-raised.
+  A function that calls the package's own implementation of what it is asked to write (or the
+  question's reference) is wrong, whatever it returns: the check runs it with those functions
+  unavailable (:attr:`Question.forbidden`);
 * ``not attempted``: the answer is still the placeholder ``...`` (or a function returning it).
+
+**Partial credit.** A function question's score is the share of its hidden cases that pass,
+each case weighted by :attr:`Question.case_points` (equal weights by default):
+
+    score = Σ_{passing cases} points_i / Σ_{all cases} points_i ∈ [0, 1],
+
+so 7 of 10 equally weighted cases earn 7/10 of the question's :attr:`Question.points`. Value
+and multiple-choice questions are all or nothing.
+
+**Predictions** (multiple choice, or a prompt that starts with "Predict") are asked before the
+cell that measures the answer. In graded mode (``QCOURSE_GRADED=1`` or :func:`set_graded`) the
+first answer given to a prediction's ``check()`` is the one that counts: later calls judge that
+first answer again, and the printed verdict says so (``qcourse grade`` reads it back from the
+submitted notebook). Graded mode also withholds ``solution()``.
 
 Kinds of questions: a function (hidden ``cases``), a value (``reference()`` computes it; a
 prediction asked before the cell that measures it uses a loose ``rtol``), or multiple choice
 (``choices``; the answer is the letter). Hints are progressive: ``hint()`` shows the next one,
-``hint(2)`` the second; the last one stops short of the solution. In graded mode
-(``QCOURSE_GRADED=1`` or :func:`set_graded`) ``solution()`` refuses.
+``hint(2)`` the second; the last one stops short of the solution.
 
 Every verdict is recorded in :data:`RESULTS`; if the environment variable ``QCOURSE_RESULTS``
 names a file, it is also appended there as one JSON line (a learner's own log). ``qcourse grade``
@@ -27,6 +42,8 @@ import dataclasses
 import json
 import math
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -36,6 +53,8 @@ import torch
 
 CORRECT, WRONG, NOT_ATTEMPTED = "correct", "wrong", "not attempted"
 RESULTS: list[dict] = []
+FIRST_ANSWERS: dict[str, Any] = {}   # graded mode: a prediction's first answer, by question name
+FIRST_ANSWER_NOTE = "Graded mode: your first answer, {answer}, is the one that counts."
 _GRADED = False
 
 
@@ -55,6 +74,11 @@ class ReferenceCalled(BaseException):
     BaseException, so that a learner's ``except Exception`` does not swallow it)."""
 
 
+class OutOfTime(BaseException):
+    """Raised when a learner's function runs past the time a grader allows it (a BaseException,
+    so that a learner's ``except Exception`` does not swallow it)."""
+
+
 def _raise_reference_called(*args, **kwargs):
     # runs with the swapped function's globals: reach everything through builtins only
     exercises = __import__("qcourse.exercises", fromlist=["ReferenceCalled"])
@@ -68,18 +92,21 @@ def _plain_function(f: Callable):
 
 
 @contextlib.contextmanager
-def unavailable(functions: Sequence[Callable]):
+def unavailable(functions: Sequence[Callable] | Mapping[Callable, str]):
     """Within the block, calling any of ``functions`` raises :class:`ReferenceCalled` — however
     the caller got hold of it (module attribute, ``from ... import``, a default argument, the
     function object itself): the function's code is swapped for one that raises, and restored
-    afterwards."""
+    afterwards. A mapping gives each function the name the exception carries (by default
+    ``module.qualname``)."""
+    labels = dict(functions) if isinstance(functions, Mapping) else dict.fromkeys(functions)
     swapped = []
     try:
-        for f in {id(f): f for f in map(_plain_function, functions) if f is not None}.values():
-            if f.__closure__:  # its code cannot be swapped for one without free variables
-                continue
+        for f, label in labels.items():
+            f = _plain_function(f)
+            if f is None or f.__closure__ or any(f is g for g, _ in swapped):
+                continue  # a closure's code cannot be swapped for one without free variables
             stub = _raise_reference_called.__code__.replace(
-                co_name=f.__name__, co_qualname=f"{f.__module__}.{f.__qualname__}")
+                co_name=f.__name__, co_qualname=label or f"{f.__module__}.{f.__qualname__}")
             swapped.append((f, f.__code__))
             f.__code__ = stub
         yield
@@ -88,11 +115,47 @@ def unavailable(functions: Sequence[Callable]):
             f.__code__ = code
 
 
+@contextlib.contextmanager
+def time_limit(seconds: float | None):
+    """Within the block, raise :class:`OutOfTime` once ``seconds`` of wall time have passed
+    (``None``: no limit). Uses SIGALRM, so it only limits the main thread of a POSIX process;
+    elsewhere it does nothing."""
+    usable = seconds is not None and hasattr(signal, "setitimer") \
+        and threading.current_thread() is threading.main_thread()
+    if not usable:
+        yield
+        return
+
+    def stop(signum, frame):
+        raise OutOfTime(f"took longer than {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 @dataclasses.dataclass
 class Verdict:
+    """One question's verdict. ``score`` is the share of the question's points earned (1 when
+    correct, the weighted share of passing cases for a function, else 0); ``passed`` and
+    ``total`` count a function's hidden cases; ``failure`` describes the first failing case
+    (``case``, ``inputs``, then ``expected`` and ``got``, or ``raised``)."""
+
     question: str
     status: str
     message: str
+    score: float | None = None
+    passed: int | None = None
+    total: int | None = None
+    failure: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.score is None:
+            self.score = 1.0 if self.status == CORRECT else 0.0
 
     @property
     def correct(self) -> bool:
@@ -136,10 +199,23 @@ def close(expected: Any, got: Any, rtol: float = 1e-5, atol: float = 1e-6) -> bo
 
 
 def describe(value: Any, limit: int = 120) -> str:
-    """Short printable form of a value for a verdict."""
-    if isinstance(value, torch.Tensor):
-        body = repr(value.tolist()) if value.numel() <= 8 else f"shape {tuple(value.shape)}"
-        return f"tensor {body} ({str(value.dtype).replace('torch.', '')})"
+    """Short printable form of a value for a verdict: a tensor or array always with its shape
+    and dtype (its values when it has at most 8, else its range), containers item by item."""
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        kind = "tensor" if isinstance(value, torch.Tensor) else "array"
+        dtype = str(value.dtype).replace("torch.", "")
+        values = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else value
+        if values.size <= 8:
+            body = repr(values.tolist())
+        elif np.issubdtype(values.dtype, np.number) and not np.iscomplexobj(values):
+            body = f"values from {values.min():.4g} to {values.max():.4g}"
+        else:
+            body = f"{values.size} values"
+        return f"{kind} {body} (shape {tuple(value.shape)}, {dtype})"
+    if isinstance(value, (tuple, list)) and any(isinstance(v, (torch.Tensor, np.ndarray))
+                                                for v in value):
+        inner = ", ".join(describe(v, limit) for v in value)
+        return f"({inner})" if isinstance(value, tuple) else f"[{inner}]"
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
@@ -210,10 +286,14 @@ class Question:
     ``reference`` is the right function (for function questions) or a zero-argument function
     computing the right value (for value and multiple-choice questions, ``cases`` empty).
     ``cases`` are tuples of positional arguments, built lazily by a function so hidden inputs can
-    be random but seeded. ``forbid``: package functions a learner's function must not call (by
-    default the reference itself, if it is a named function). ``hints``: progressive hints (or
-    one ``hint_text``). ``choices``: ``{letter: text}`` for a multiple-choice question, whose
-    reference returns the right letter. ``points``: its weight in grading.
+    be random but seeded; ``case_points`` weighs them for partial credit (one number per case;
+    equal weights by default). ``forbid``: package functions a learner's function must not call
+    (by default the reference itself, if it is a named package function); the reference is
+    never available to the learner's function either. ``hints``: progressive hints (or one
+    ``hint_text``). ``choices``: ``{letter: text}`` for a multiple-choice question, whose
+    reference returns the right letter. ``points``: its weight in grading. ``prediction``:
+    whether it is asked before the cell that measures it (by default: multiple choice, or a
+    prompt starting with "Predict"); in graded mode a prediction's first answer counts.
     """
 
     name: str
@@ -228,11 +308,18 @@ class Question:
     forbid: Sequence[Callable] | None = None
     choices: Mapping[str, str] | None = None
     points: float = 1.0
+    case_points: Sequence[float] | None = None
+    prediction: bool | None = None
 
     def __post_init__(self) -> None:
         if not self.hints and self.hint_text:
             self.hints = (self.hint_text,)
+        if self.prediction is None:
+            self.prediction = self.choices is not None \
+                or self.prompt.lstrip().lower().startswith("predict")
         self._hints_shown = 0
+        self._expected = None          # the reference's value, computed once (value questions)
+        self._expected_lock = threading.Lock()
 
     @property
     def answer_name(self) -> str:
@@ -240,52 +327,99 @@ class Question:
         return self.name.split(" ", 1)[-1]
 
     @property
-    def forbidden(self) -> tuple[Callable, ...]:
+    def forbidden(self) -> dict[Callable, str | None]:
+        """The functions unavailable while the learner's function runs, each with the name a
+        verdict gives it: :attr:`forbid` (or by default the reference, if it is a named package
+        function) and the reference itself."""
         if self.forbid is not None:
-            return tuple(self.forbid)
-        named = getattr(self.reference, "__name__", "<lambda>")
-        is_package = getattr(self.reference, "__module__", "").startswith("qcourse.") \
-            and not getattr(self.reference, "__module__", "").startswith("qcourse.exercises")
-        return (self.reference,) if self.cases is not None and is_package \
-            and not named.startswith(("<", "_")) else ()
+            found = dict.fromkeys(self.forbid)
+        else:
+            named = getattr(self.reference, "__name__", "<lambda>")
+            module = getattr(self.reference, "__module__", "") or ""
+            is_package = module.startswith("qcourse.") and not module.startswith("qcourse.exercises")
+            found = {self.reference: None} if is_package and not named.startswith(("<", "_")) \
+                else {}
+        if self.cases is not None and (getattr(self.reference, "__module__", "") or "").startswith(
+                "qcourse.") and self.reference not in found:
+            found[self.reference] = f"reference solution of {self.name}"
+        return found
+
+    def case_weights(self, n_cases: int) -> list[float]:
+        """The points of each of the ``n_cases`` hidden cases (:attr:`case_points`, or 1 each)."""
+        if self.case_points is None:
+            return [1.0] * n_cases
+        if len(self.case_points) != n_cases or any(p < 0 for p in self.case_points) \
+                or sum(self.case_points) <= 0:
+            raise ValueError(f"{self.name}: case_points must give one non-negative number per "
+                             f"hidden case ({n_cases}), not all zero; got {list(self.case_points)}")
+        return [float(p) for p in self.case_points]
 
     def check(self, answer: Any) -> Verdict:
-        """Run the hidden cases against ``answer``; print and return the verdict."""
+        """Run the hidden cases against ``answer``; print and return the verdict. In graded mode
+        a prediction judges its first answer (see the module docstring)."""
+        note = ""
+        if graded() and self.prediction and self._answers_the_question(answer):
+            answer = FIRST_ANSWERS.setdefault(self.name, answer)
+            note = FIRST_ANSWER_NOTE.format(answer=repr(answer))
         verdict = self.judge(answer)
+        if note:
+            verdict.message = f"{verdict.message} {note}".strip()
+        elif self.choices is not None and verdict.status == WRONG:
+            verdict.message += " Try again."
         record(verdict)
         print(verdict)
         return verdict
+
+    def _answers_the_question(self, answer: Any) -> bool:
+        """Whether ``answer`` is an answer at all (a first answer to record): not the
+        placeholder, and one of the letters for a multiple-choice question."""
+        if _is_placeholder(answer):
+            return False
+        return self.choices is None or (isinstance(answer, str)
+                                        and answer.strip().lower() in self.choices)
 
     def judge(self, answer: Any) -> Verdict:
         """The verdict on ``answer``, without printing or recording it; never raises."""
         return self.verdict(self.outcome(answer))
 
-    def outcome(self, answer: Any, *, portable: bool = False) -> dict:
+    def outcome(self, answer: Any, *, portable: bool = False,
+                seconds: float | None = None) -> dict:
         """What ``answer`` gives, before any comparison: the value itself, or for a function its
         result (or the exception it raised) on each hidden case, run with :attr:`forbidden`
-        unavailable. ``portable``: values encoded as JSON-safe data (:func:`encode`), so a
-        grader can compare them in another process. Never raises."""
+        unavailable and, if ``seconds`` is given, within that many seconds for all the cases
+        together (the cases left when time runs out are not run). ``portable``: values encoded
+        as JSON-safe data (:func:`encode`), so a grader can compare them in another process.
+        Never raises."""
         pack = encode if portable else (lambda v: v)
         if _is_placeholder(answer):
             return {"kind": "placeholder"}
         if self.cases is None:
-            return {"kind": "value", "value": pack(answer)}
+            return {"kind": "value", "value": pack(answer), "portable": portable}
         if not callable(answer):
             return {"kind": "not callable", "what": describe(answer)}
-        results = []
-        for args in self.cases():
-            try:
-                with unavailable(self.forbidden):
-                    got = answer(*_copy(args))
-            except ReferenceCalled as err:
-                return {"kind": "reference called", "name": str(err)}
-            except Exception as err:  # a learner's bug is a verdict, not a crash
-                results.append({"raised": f"{type(err).__name__}: {err}"})
-                break
-            if _is_placeholder(got):
-                return {"kind": "placeholder"}
-            results.append({"value": pack(got)})
+        function, results, cases = self.wrap(answer), [], self.cases()
+        try:
+            with time_limit(seconds):
+                for args in cases:
+                    try:
+                        with unavailable(self.forbidden):
+                            got = function(*_copy(args))
+                    except Exception as err:  # a learner's bug fails the case, not the check
+                        results.append({"raised": f"{type(err).__name__}: {err}"})
+                        continue
+                    if _is_placeholder(got):
+                        return {"kind": "placeholder"}
+                    results.append({"value": pack(got)})
+        except ReferenceCalled as err:
+            return {"kind": "reference called", "name": str(err)}
+        except OutOfTime as err:
+            results.append({"raised": f"OutOfTime: {err}"})
         return {"kind": "function", "results": results, "portable": portable}
+
+    def wrap(self, answer: Callable) -> Callable:
+        """The function the hidden cases call and compare with the reference: the answer itself
+        (a subclass may wrap it, e.g. to measure its gradient as well as its value)."""
+        return answer
 
     def verdict(self, outcome: dict) -> Verdict:
         """The verdict on an :meth:`outcome` (computed here, with the reference of this process);
@@ -307,28 +441,52 @@ class Question:
         if kind == "not callable":
             return Verdict(self.name, WRONG, f"Expected a function, got {outcome['what']}.")
         if kind == "value":
-            value = outcome["value"]
+            value = decode(outcome["value"]) if outcome.get("portable") else outcome["value"]
             return self._judge_choice(value) if self.choices is not None \
                 else self._judge_value(value)
         if kind != "function":
             return Verdict(self.name, WRONG, f"No answer could be read ({kind}).")
-        unpack = decode if outcome.get("portable") else (lambda v: v)
+        return self._judge_cases(outcome["results"],
+                                 decode if outcome.get("portable") else (lambda v: v))
+
+    def _judge_cases(self, results: list[dict], unpack: Callable[[Any], Any]) -> Verdict:
+        """Compare each case's result with the reference: the weighted share that pass, and the
+        first failing case in words."""
         cases = list(self.cases())
-        for i, (args, result) in enumerate(zip(cases, outcome["results"]), 1):
+        weights = self.case_weights(len(cases))
+        earned, passed, failure = 0.0, 0, None
+        for i, (args, weight) in enumerate(zip(cases, weights), 1):
+            result = results[i - 1] if i <= len(results) else {"raised": "not run (no time left)"}
             if "raised" in result:
-                return Verdict(self.name, WRONG, f"Case {i} with inputs {describe(args)} raised "
-                                                 f"{result['raised']}")
+                failure = failure or {"case": i, "inputs": describe(args),
+                                      "raised": result["raised"]}
+                continue
             want, got = self.reference(*_copy(args)), unpack(result["value"])
-            if not close(want, got, self.rtol, self.atol):
-                return Verdict(self.name, WRONG, f"Case {i} with inputs {describe(args)}: "
-                                                 f"expected {describe(want)}, got {describe(got)}.")
-        if len(outcome["results"]) < len(cases):
-            return Verdict(self.name, WRONG, "Not every hidden case was run.")
-        return Verdict(self.name, CORRECT, f"All {len(cases)} hidden cases pass.")
+            if close(want, got, self.rtol, self.atol):
+                earned, passed = earned + weight, passed + 1
+            else:
+                failure = failure or {"case": i, "inputs": describe(args),
+                                      "expected": describe(want), "got": describe(got)}
+        total, score = len(cases), earned / sum(weights)
+        if failure is None:
+            return Verdict(self.name, CORRECT, f"All {total} hidden cases pass.", 1.0, passed,
+                           total)
+        first = f"Case {failure['case']} with inputs {failure['inputs']} " + (
+            f"raised {failure['raised']}" if "raised" in failure
+            else f"gave {failure['got']}; expected {failure['expected']}.")
+        return Verdict(self.name, WRONG, f"{passed} of {total} hidden cases pass. {first}",
+                       score, passed, total, failure)
+
+    def expected(self) -> Any:
+        """The right answer of a value or multiple-choice question (``reference()``, computed
+        once per process: some references measure a model)."""
+        with self._expected_lock:
+            if self._expected is None:
+                self._expected = (self.reference(),)
+            return self._expected[0]
 
     def _judge_value(self, answer: Any) -> Verdict:
-        expected = self.reference()
-        if close(expected, answer, self.rtol, self.atol):
+        if close(self.expected(), answer, self.rtol, self.atol):
             return Verdict(self.name, CORRECT, "")
         return Verdict(self.name, WRONG, f"Got {describe(answer)}; not what we computed.")
 
@@ -337,9 +495,9 @@ class Question:
         if not isinstance(answer, str) or answer.strip().lower() not in self.choices:
             return Verdict(self.name, WRONG, f"Answer with one letter: {letters}; got "
                                              f"{describe(answer)}.")
-        if answer.strip().lower() == self.reference():
+        if answer.strip().lower() == self.expected():
             return Verdict(self.name, CORRECT, "")
-        return Verdict(self.name, WRONG, f"Not {answer.strip().lower()}. Try again.")
+        return Verdict(self.name, WRONG, f"Not {answer.strip().lower()}.")
 
     def show(self) -> None:
         """Print the question (and its choices)."""
@@ -373,7 +531,8 @@ def _copy(args: tuple) -> tuple:
 
 def record(verdict: Verdict) -> None:
     """Keep the verdict in :data:`RESULTS` and, if ``QCOURSE_RESULTS`` is set, in that file."""
-    entry = {"question": verdict.question, "status": verdict.status, "time": time.time()}
+    entry = {"question": verdict.question, "status": verdict.status, "score": verdict.score,
+             "time": time.time()}
     RESULTS.append(entry)
     path = os.environ.get("QCOURSE_RESULTS")
     if path:

@@ -51,11 +51,8 @@ class GradientQuestion(Question):
     """A question whose answer is a function of ``(x, scale, zero, qmin, qmax)``: its value
     *and* its gradient with respect to ``x`` are checked."""
 
-    def check(self, answer):
-        if answer is not Ellipsis and callable(answer):
-            learner = answer
-            answer = lambda *args: value_and_gradient(learner, *args)   # noqa: E731
-        return super().check(answer)
+    def wrap(self, answer):
+        return lambda *args: value_and_gradient(answer, *args)
 
 
 ste_fake_quantize = GradientQuestion(
