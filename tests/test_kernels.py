@@ -150,8 +150,8 @@ def test_every_autotuning_candidate_is_correct(m, g):
 
 def test_default_config_fills_the_gpu_with_k_slices():
     from qcourse.kernels.triton_w4a16 import default_config
-    decode = default_config(1, 4096, 4096, 128, sms=132)          # 64 blocks of 64 outputs
-    assert (decode.block_m, decode.split_k) == (1, 9)             # ~4 programs per SM
+    decode = default_config(1, 4096, 4096, 128, sms=132)          # 32 blocks of 128 outputs
+    assert (decode.block_m, decode.split_k) == (1, 17)            # ~4 programs per SM
     assert default_config(16, 4096, 4096, 128, sms=132).block_m == 16
     assert default_config(1, 4096, 256, 128, sms=132).split_k == 2  # at most one slice per step
     assert default_config(64, 14336, 4096, 128, sms=132).split_k == 5   # 112 tiles
@@ -188,6 +188,43 @@ def test_triton_kernels_need_groups_of_16():
     kernels.w4a16_reference(x, qweight, scales, zeros, 8)             # the format allows g = 8
     with pytest.raises(ValueError, match="multiple of 16 for the Triton kernels"):
         w4a16_matmul(x, qweight, scales, zeros, 8)
+
+
+COMPILE_FOR_H100 = r"""
+import re, triton, triton.language as tl
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from qcourse.kernels import triton_w4a16 as k
+POINTERS = {"x_ptr": "*fp16", "qweight_ptr": "*i32", "scales_ptr": "*fp16", "zeros_ptr": "*fp16",
+            "y_ptr": "*fp32"}
+def ptx(fn, scalars, constexprs):   # as a launch specializes it: 16-byte aligned pointers
+    signature = {**POINTERS, **{s: "i32" for s in scalars}, **{c: "constexpr" for c in constexprs}}
+    attrs = {(fn.arg_names.index(p),): [["tt.divisibility", 16]] for p in POINTERS}
+    source = ASTSource(fn=fn, signature=signature, constexprs=constexprs, attrs=attrs)
+    return triton.compile(source, target=GPUTarget("cuda", 90, 32),
+                          options={"num_warps": 4, "num_stages": 3}).asm["ptx"]
+gemv = ptx(k.w4a16_gemv_kernel, ["N", "K", "group_size", "steps_per_split"],
+           {"BLOCK_N": 128, "BLOCK_K": 128, "SPLIT_K": 2})
+gemm = ptx(k.w4a16_gemm_kernel, ["M", "N", "K", "group_size", "steps_per_split"],
+           {"BLOCK_M": 16, "BLOCK_N": 64, "BLOCK_K": 128, "SPLIT_K": 1, "DOT_DTYPE": tl.float16})
+for name, code in (("gemv", gemv), ("gemm", gemm)):
+    assert not re.search(r"cvt\.rn\.f32\.[us]32", code), name   # codes become floats by the magic number
+print("v4" if "ld.global.v4.b32" in gemv else "no v4",
+      "mma" if re.search(r"mma\.sync|wgmma", gemm) else "no mma",
+      "async" if "cp.async" in gemm else "no async")
+"""
+
+
+def test_triton_kernels_compile_for_an_h100():
+    """Triton compiles for a GPU target without a GPU (ptxas ships with it): the kernels
+    compile for sm_90, the GEMV's words come in 128-bit loads, the GEMM uses the tensor cores
+    with asynchronous copies, and neither converts integers to floats instruction by
+    instruction."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["TRITON_DEFAULT_FP_FUSION"] = "1"
+    result = subprocess.run([sys.executable, "-c", COMPILE_FOR_H100], capture_output=True,
+                            text=True, env=env)
+    assert result.stdout.split() == ["v4", "mma", "async"], result.stderr[-3000:]
 
 
 # -- the checkpoint layout <-> the kernels' layout ------------------------------------------------
