@@ -5,6 +5,7 @@ import os
 
 os.environ["TRITON_INTERPRET"] = "1"  # before anything imports triton (qcourse imports it lazily)
 
+import pathlib
 import shutil
 import subprocess
 import sys
@@ -227,6 +228,29 @@ def test_triton_kernels_compile_for_an_h100():
     assert result.stdout.split() == ["v4", "mma", "async"], result.stderr[-3000:]
 
 
+def test_the_gpu_benchmark_runs_its_code_on_the_cpu(tmp_path):
+    """benchmarks/kernels.py is the one prepared script for a GPU session: --cpu-check runs all
+    of it (autotuning, correctness checks, record, plot) on tiny shapes with faked times."""
+    import json
+    script = pathlib.Path(__file__).parents[1] / "benchmarks" / "kernels.py"
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    result = subprocess.run([sys.executable, str(script), "--cpu-check", "--out", str(tmp_path)],
+                            capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (record_file,) = tmp_path.glob("kernels-cpu-check-*.json")
+    record = json.loads(record_file.read_text())
+    assert record["cpu_check"] and (tmp_path / record_file.name.replace(".json", ".png")).exists()
+    timed = {(r["kernel"], r["M"]) for r in record["rows"] if "error" not in r}
+    assert timed == {(kernel, m) for kernel in ("fp16_linear", "w4a16_triton") for m in (1, 4, 16)}
+    for r in record["rows"]:
+        if r["kernel"] == "w4a16_triton":
+            tried = r["launch"]["autotuned"]
+            assert len(tried) >= 4 and all(t == 1e-3 for t in tried.values())
+            assert r["rel_error_vs_reference"] < 1e-2
+    assert any(r["kernel"] == "tinygemm_int4" and "error" in r for r in record["rows"])
+    assert len(record["targets"]) == 4                         # M = 1, 4, 16 here: x1; M = 16: x1.8
+
+
 # -- the checkpoint layout <-> the kernels' layout ------------------------------------------------
 
 def test_checkpoint_layout_round_trip():
@@ -409,6 +433,21 @@ def test_cuda_source_compiles(tmp_path):
                              str(kernels_cuda.KERNEL_SOURCE),
                              "-o", str(tmp_path / "k.o")], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+@needs_nvcc
+def test_cuda_kernel_is_built_as_designed(tmp_path):
+    """The PTX shows the redesign: 128-bit loads, the warp's shuffle reduction, dequantization
+    on pairs of fp16/bf16 values, one atomic add per warp and row."""
+    result = subprocess.run([NVCC, "--ptx", "-std=c++17", "-arch=sm_90",
+                             str(kernels_cuda.KERNEL_SOURCE), "-o", str(tmp_path / "k.ptx")],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    ptx = (tmp_path / "k.ptx").read_text()
+    for instruction in ("ld.global.nc.v4.u32", "shfl.sync.bfly", "sub.f16x2", "mul.f16x2",
+                        "sub.bf16x2", "atom.global.add.f32"):
+        assert instruction in ptx, instruction
+    assert "cvt.rn.f32.u32" not in ptx and "cvt.rn.f32.s32" not in ptx   # magic numbers instead
 
 
 @needs_nvcc
