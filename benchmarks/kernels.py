@@ -39,6 +39,7 @@ SHAPES = [(4096, 4096), (14336, 4096), (4096, 14336)]      # (N, K): Llama-3-8B-
 M_VALUES = [1, 4, 16, 64]
 GROUP_SIZE = 128
 CUDA_SPLITS = (1, 2, 4, 8)
+AUTOTUNE_MS = 20                                            # timing budget per candidate
 RESULTS = pathlib.Path(__file__).parent / "results"
 # issue 27's targets on H100/H200: (M, shapes or None for all, min speed-up over fp16, min % peak)
 TARGETS = [(1, [(4096, 4096), (14336, 4096)], 2.5, 65.0), (16, None, 1.8, None)] + \
@@ -86,7 +87,8 @@ def candidates(x, qweight, scales, zeros, expected, timer_ms, cuda_ok):
     triton_calls = {config: (lambda config=config: kernels.w4a16_matmul(
         x, qweight, scales, zeros, GROUP_SIZE, config=config))
         for config in triton_w4a16.candidate_configs(m, n, k, GROUP_SIZE, sms)}
-    best, tried = timing.fastest(triton_calls, lambda f: timer_ms(checked(f, expected)))
+    best, tried = timing.fastest(triton_calls,
+                                 lambda f: timer_ms(checked(f, expected), rep_ms=AUTOTUNE_MS))
     found = {"w4a16_triton": (triton_calls[best], expected,
                               {**dataclasses.asdict(best),
                                "autotuned": {str(c): t for c, t in tried.items()}})}
@@ -94,7 +96,8 @@ def candidates(x, qweight, scales, zeros, expected, timer_ms, cuda_ok):
     if cuda_ok and m <= 16:
         splits = {s: (lambda s=s: kernels.cuda.w4a16_gemv(x, qweight, scales, zeros, GROUP_SIZE,
                                                           split_k=s)) for s in CUDA_SPLITS}
-        split, _ = timing.fastest(splits, lambda f: timer_ms(checked(f, expected)))
+        split, _ = timing.fastest(splits,
+                                  lambda f: timer_ms(checked(f, expected), rep_ms=AUTOTUNE_MS))
         found["w4a16_cuda"] = (splits[split], expected, {"split_k": split})
     try:
         found["tinygemm_int4"] = (*tinygemm(x, qweight, scales, zeros, GROUP_SIZE), None)
@@ -198,15 +201,15 @@ def plot(rows: list[dict], gpu, path: pathlib.Path, device: str) -> None:
     fig.savefig(path, dpi=120)
 
 
-def cpu_check_timer(fn, eager=False) -> float:
+def cpu_check_timer(fn, eager=False, rep_ms=None) -> float:
     """--cpu-check: run the call (so that every code path executes) and fake its time (1 µs)."""
     fn()
     return 1e-3
 
 
-def gpu_timer(fn, eager=False) -> float:
+def gpu_timer(fn, eager=False, rep_ms=100) -> float:
     from qcourse.kernels import timing
-    return timing.eager_ms(fn) if eager else timing.graph_ms(fn)
+    return timing.eager_ms(fn, rep_ms) if eager else timing.graph_ms(fn, rep_ms)
 
 
 def main(argv: list[str] | None = None) -> None:

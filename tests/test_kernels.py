@@ -136,6 +136,12 @@ def test_w4a16_property(m, n_blocks, groups, g, dtype, seed):
     assert_matches(y, expected, bound)
 
 
+def distinct_launches(configs):
+    """One config per grid and tiles: num_warps and num_stages change nothing in the
+    interpreter (they are the compiler's business)."""
+    return list({(c.block_m, c.block_n, c.block_k, c.split_k): c for c in configs}.values())
+
+
 @pytest.mark.parametrize("m,g", [(1, 32), (1, 128), (5, 64), (16, 128), (40, 32)])
 def test_every_autotuning_candidate_is_correct(m, g):
     """benchmarks/kernels.py times the candidates and keeps the fastest: each must be right."""
@@ -144,7 +150,7 @@ def test_every_autotuning_candidate_is_correct(m, g):
     expected = kernels.w4a16_reference(x, qweight, scales, zeros, g)
     configs = candidate_configs(m, 72, 4 * g, g, sms=2)
     assert len(configs) > 4 and len(set(configs)) == len(configs)
-    for config in configs:
+    for config in distinct_launches(configs):
         y = w4a16_matmul(x, qweight, scales, zeros, g, config=config)
         assert torch.allclose(y, expected, atol=1e-4, rtol=1e-5), config
 
@@ -228,6 +234,7 @@ def test_triton_kernels_compile_for_an_h100():
     assert result.stdout.split() == ["v4", "mma", "async"], result.stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_the_gpu_benchmark_runs_its_code_on_the_cpu(tmp_path):
     """benchmarks/kernels.py is the one prepared script for a GPU session: --cpu-check runs all
     of it (autotuning, correctness checks, record, plot) on tiny shapes with faked times."""

@@ -12,15 +12,18 @@ memory-bound, as fast as the bytes it asks for. So both kernels ask for each byt
   inputs. ``BLOCK_K`` is a power of two that divides g, so a step lies inside one group: it needs
   one scale and one zero per output, loaded once per step (once per group when ``BLOCK_K = g``).
 * A step loads its ``[BLOCK_N, BLOCK_K/8]`` words once (each row a contiguous run of one output's
-  codes), unpacks the 8 nibbles of every word in registers and dequantizes the tile once.
+  codes: 128-bit loads) and unpacks the 8 nibbles of every word in registers (:func:`codes`).
 * x: a step loads its ``[BLOCK_M, BLOCK_K]`` slice of x once. Every block of N outputs reads x
   again, from the L2 cache: x is K values per row against K·N/2 bytes of weight.
 
-Then the two kernels differ only in how they multiply the tile:
+Then the two kernels differ in how they multiply:
 
-* GEMV (M = 1, decoding): ``tile · x`` summed along K, in float32, on the CUDA cores;
-* GEMM (M ≥ 2): ``tl.dot`` on the tensor cores, which take at least 16 rows: rows of x beyond M
-  are masked (never loaded), so M = 2..16 read the weight once, as M = 1 does.
+* GEMV (M = 1, decoding), on the CUDA cores in float32: nibble by nibble, codes times inputs;
+  within a group ``Σ (q - zero)·scale·x = scale·(Σ q·x - zero·Σ x)``, so the zero point and the
+  scale are applied once per output and step, outside the inner loop;
+* GEMM (M ≥ 2): the step's ``[BLOCK_N, BLOCK_K]`` tile of W', rounded to x's dtype, into
+  ``tl.dot`` on the tensor cores, which take at least 16 rows: rows of x beyond M are masked
+  (never loaded), so M = 2..16 read the weight once, as M = 1 does.
 
 With few outputs there are few programs, too few to keep every SM streaming: K is split into
 ``SPLIT_K`` slices whose partial sums are added with atomics into a float32 y.
