@@ -165,13 +165,13 @@ def test_default_config_fills_the_gpu_with_k_slices():
     assert default_config(4096, 4096, 4096, 128, sms=132).split_k == 1  # 2048 tiles
 
 
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("m", [1, 16])
 @pytest.mark.parametrize("n,k", [(4096, 4096), (14336, 4096), (4096, 14336)])
 @pytest.mark.slow
-def test_w4a16_on_the_benchmark_shapes(m, n, k, dtype):
-    """The Llama-8B-sized layers benchmarks/kernels.py times, with its group size, as an H100
-    would launch them (132 SMs): right before any GPU time is spent on them."""
+def test_w4a16_on_the_benchmark_shapes(m, n, k, dtype=torch.float16):
+    """The Llama-8B-sized layers benchmarks/kernels.py times, with its group size and dtype, as
+    an H100 would launch them (132 SMs): right before any GPU time is spent on them (about a
+    minute each in the interpreter)."""
     from qcourse.kernels.triton_w4a16 import default_config
     x, (qweight, scales, zeros), _ = w4_case(m, n, k, 128, dtype, seed=n + k)
     y = w4a16_matmul(x, qweight, scales, zeros, 128,
