@@ -85,29 +85,57 @@ def test_answers_that_call_the_package_are_wrong():
 
 # --- predictions, hints ------------------------------------------------------------------------
 
+OLD_RUN = "kernels-nvidia-h100-80gb-hbm3-2026-11-27.json"   # the first kernels, timed on an H100
+
+
 def test_the_kernel_prediction_matches_the_recorded_gpu_run():
     import json
     import pathlib
 
     results = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "results"
-    runs = [json.loads(p.read_text()) for p in sorted(results.glob("kernels-*.json"))]
-    rows = [r for run in runs for r in run["rows"] if r["kernel"] == "w4a16_triton"
-            and r["M"] == 1 and (r["N"], r["K"]) == (4096, 4096)]
-    assert rows and all(r["speedup_vs_fp16"] < 1 for r in rows)          # kernel_vs_fp16: d
+    run = json.loads((results / OLD_RUN).read_text())
+    (row,) = [r for r in run["rows"] if r["kernel"] == "w4a16_triton" and r["M"] == 1
+              and (r["N"], r["K"]) == (4096, 4096)]
+    assert row["speedup_vs_fp16"] < 1                                  # kernel_vs_fp16: d
     assert verdict(ex07.kernel_vs_fp16, "d") == "correct"
     assert verdict(ex07.kernel_vs_fp16, "a") == "wrong"
 
 
-def test_the_word_loads_question_reads_the_kernel_as_it_is():
+def test_the_word_loads_question_reads_the_first_kernel_as_it_is():
     import inspect
 
-    from qcourse.kernels import triton_w4a16
+    from qcourse.kernels import triton_w4a16_v1
 
-    source = inspect.getsource(triton_w4a16.w4a16_gemm_kernel.fn)
+    source = inspect.getsource(triton_w4a16_v1.w4a16_gemm_kernel.fn)
     assert "qweight_ptr + (ks // 8)[:, None] * N" in source   # one load per k, 8 k per word
     assert verdict(ex07.gemm_word_loads, 8) == "correct"
     assert verdict(ex07.gemm_word_loads, 1) == "wrong"          # "each word once"
     assert verdict(ex07.gemm_word_loads, 4) == "wrong"
+
+
+def test_the_old_gemv_prediction_is_what_the_counter_measures():
+    from qcourse.kernels.w4a16_traffic import requested_bytes
+
+    measured = requested_bytes("old", 1, 256, 1024, 128, sms=4, sample=False).weight_ratio
+    assert abs(ex07.old_gemv_ratio.reference() - measured) < 1e-9
+    assert verdict(ex07.old_gemv_ratio, ...) == "not attempted"
+    assert verdict(ex07.old_gemv_ratio, 1.88) == "correct"
+    assert verdict(ex07.old_gemv_ratio, (4 + 4) / (4 + 4 / 16)) == "correct"
+    assert verdict(ex07.old_gemv_ratio, 1.0) == "wrong"         # "each word once: no waste"
+    assert verdict(ex07.old_gemv_ratio, 16) == "wrong"          # the scales' ratio alone
+    assert verdict(ex07.old_gemv_ratio, 15.06) == "wrong"       # the GEMM's ratio
+    assert verdict(ex07.old_gemv_ratio, (4 + 2) / (4 + 2 / 16)) == "wrong"   # zero forgotten
+
+
+def test_questions_are_numbered_in_order_of_appearance():
+    import pathlib
+    import re
+
+    source = (pathlib.Path(__file__).resolve().parents[1] / "notebooks" / "src" /
+              "07_kernels.py").read_text()
+    order = re.findall(r"ex07\.(\w+)\.check\(", source)
+    numbers = [getattr(ex07, name).name.split()[0] for name in order]
+    assert numbers == [f"07.{i}" for i in range(1, len(order) + 1)] and len(order) == 6
 
 
 def test_every_question_has_progressive_hints_short_of_the_solution(hints_and_solutions):

@@ -5,6 +5,7 @@ import os
 
 os.environ["TRITON_INTERPRET"] = "1"  # before anything imports triton (qcourse imports it lazily)
 
+import pathlib
 import shutil
 import subprocess
 import sys
@@ -47,11 +48,11 @@ def w4_case(m, n, k, g, dtype, seed=0, scale_dtype=torch.float16):
 def test_prepare_w4a16_layout_against_quant_and_pack():
     weight = torch.randn(24, 64, generator=torch.Generator().manual_seed(1))
     qweight, scales, zeros = kernels.prepare_w4a16(weight, 32)
-    assert (qweight.dtype, tuple(qweight.shape)) == (torch.int32, (8, 24))
+    assert (qweight.dtype, tuple(qweight.shape)) == (torch.int32, (24, 8))
     assert scales.dtype == zeros.dtype == torch.float16 and tuple(scales.shape) == (2, 24)
     q, scale, zero = quantize(weight, 4, symmetric=False, granularity="group", group_size=32)
-    # word i of column n holds q[n, 8i + j] in nibble j: check one word by hand
-    word = int(qweight[3, 5]) & 0xFFFFFFFF
+    # word i of row n holds q[n, 8i + j] in nibble j: check one word by hand
+    word = int(qweight[5, 3]) & 0xFFFFFFFF
     assert [(word >> (4 * j)) & 0xF for j in range(8)] == q[5, 24:32].tolist()
     expected = dequantize(q, scale, zero, group_size=32)
     assert torch.allclose(kernels.dequantize_w4a16(qweight, scales, zeros, 32), expected,
@@ -61,10 +62,11 @@ def test_prepare_w4a16_layout_against_quant_and_pack():
 
 # -- Triton W4A16 against the reference -----------------------------------------------------------
 
-# K and N multiples of the group size but not of the tiles (BLOCK_N 64/128, BLOCK_K 64/32,
-# GEMV steps of 128 inputs); M on both paths (GEMV < 16 <= GEMM) and across tile edges.
-W4_SHAPES = [(m, n, k, g) for m in (1, 3, 16, 33)
-             for (n, k, g) in ((96, 160, 32), (72, 192, 64), (136, 384, 128))]
+# N not a multiple of the tiles (BLOCK_N 64/128), K not a multiple of the largest step (128) nor
+# of the K slices (the interpreter's default launch splits K unevenly); M on both paths (the
+# GEMV at M = 1, the GEMM above, odd M, M across the 16- and 32-row tiles).
+W4_SHAPES = [(m, n, k, g) for m in (1, 3, 16, 17, 33)
+             for (n, k, g) in ((96, 160, 32), (72, 192, 64), (136, 384, 128), (40, 640, 64))]
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
@@ -89,7 +91,7 @@ def test_w4a16_approximates_the_float_matmul():
     assert 0.02 < rel < 0.2  # 4-bit error: present, but small
 
 
-@pytest.mark.parametrize("m", [2, 20], ids=["gemv", "gemm"])
+@pytest.mark.parametrize("m", [1, 2, 20], ids=["gemv", "gemm16", "gemm32"])
 @pytest.mark.parametrize("split_k", [1, 2, 3, 5])
 def test_w4a16_split_k_gives_the_same_result(m, split_k):
     x, (qweight, scales, zeros), _ = w4_case(m, 40, 640, 64, torch.float32, seed=7)
@@ -112,13 +114,14 @@ def test_w4a16_extreme_codes_and_zero_points():
     """All-0 and all-15 codes, zero points at both ends: the sign bit of the int32 word is set
     when the top nibble is >= 8, so a signed shift without the mask would go wrong."""
     k, n, g = 64, 16, 32
-    q = torch.tensor([0, 15, 8, 7] * (k * n // 4), dtype=torch.uint8).reshape(k, n)
-    qweight = pack_int32(q, 4, dim=0)
+    q = torch.tensor([0, 15, 8, 7] * (k * n // 4), dtype=torch.uint8).reshape(n, k)
+    qweight = pack_int32(q, 4, dim=1)
     scales = torch.full((k // g, n), 0.5, dtype=torch.float16)
     zeros = torch.tensor([[0.0] * (n // 2) + [15.0] * (n // 2)] * (k // g), dtype=torch.float16)
-    x = torch.ones(1, k)
-    expected = ((q.float() - zeros.float().repeat_interleave(g, 0)) * 0.5).sum(0)
-    assert torch.equal(w4a16_matmul(x, qweight, scales, zeros, g)[0], expected)
+    expected = ((q.float() - zeros.float().t().repeat_interleave(g, 1)) * 0.5).sum(1)
+    for m in (1, 2):                                                   # GEMV and GEMM
+        y = w4a16_matmul(torch.ones(m, k), qweight, scales, zeros, g)
+        assert torch.equal(y, expected.expand(m, n))
 
 
 @settings(max_examples=8, deadline=None)
@@ -131,6 +134,184 @@ def test_w4a16_property(m, n_blocks, groups, g, dtype, seed):
     expected = kernels.w4a16_reference(x, qweight, scales, zeros, g)
     bound = x.float().abs() @ kernels.dequantize_w4a16(qweight, scales, zeros, g).abs().t()
     assert_matches(y, expected, bound)
+
+
+def distinct_launches(configs):
+    """One config per grid and tiles: num_warps and num_stages change nothing in the
+    interpreter (they are the compiler's business)."""
+    return list({(c.block_m, c.block_n, c.block_k, c.split_k): c for c in configs}.values())
+
+
+@pytest.mark.parametrize("m,g", [(1, 32), (1, 128), (5, 64), (16, 128), (40, 32)])
+def test_every_autotuning_candidate_is_correct(m, g):
+    """benchmarks/kernels.py times the candidates and keeps the fastest: each must be right."""
+    from qcourse.kernels.triton_w4a16 import candidate_configs
+    x, (qweight, scales, zeros), _ = w4_case(m, 72, 4 * g, g, torch.float32, seed=m + g)
+    expected = kernels.w4a16_reference(x, qweight, scales, zeros, g)
+    configs = candidate_configs(m, 72, 4 * g, g, sms=2)
+    assert len(configs) > 4 and len(set(configs)) == len(configs)
+    for config in distinct_launches(configs):
+        y = w4a16_matmul(x, qweight, scales, zeros, g, config=config)
+        assert torch.allclose(y, expected, atol=1e-4, rtol=1e-5), config
+
+
+def test_default_config_fills_the_gpu_with_k_slices():
+    from qcourse.kernels.triton_w4a16 import default_config
+    decode = default_config(1, 4096, 4096, 128, sms=132)          # 32 blocks of 128 outputs
+    assert (decode.block_m, decode.split_k) == (1, 17)            # ~4 programs per SM
+    assert default_config(16, 4096, 4096, 128, sms=132).block_m == 16
+    assert default_config(1, 4096, 256, 128, sms=132).split_k == 2  # at most one slice per step
+    assert default_config(64, 14336, 4096, 128, sms=132).split_k == 5   # 112 tiles
+    assert default_config(4096, 4096, 4096, 128, sms=132).split_k == 1  # 2048 tiles
+
+
+@pytest.mark.parametrize("m", [1, 16])
+@pytest.mark.parametrize("n,k", [(4096, 4096), (14336, 4096), (4096, 14336)])
+@pytest.mark.slow
+def test_w4a16_on_the_benchmark_shapes(m, n, k, dtype=torch.float16):
+    """The Llama-8B-sized layers benchmarks/kernels.py times, with its group size and dtype, as
+    an H100 would launch them (132 SMs): right before any GPU time is spent on them (about a
+    minute each in the interpreter)."""
+    from qcourse.kernels.triton_w4a16 import default_config
+    x, (qweight, scales, zeros), _ = w4_case(m, n, k, 128, dtype, seed=n + k)
+    y = w4a16_matmul(x, qweight, scales, zeros, 128,
+                     config=default_config(m, n, k, 128, sms=132))
+    expected = kernels.w4a16_reference(x, qweight, scales, zeros, 128)
+    bound = x.float().abs() @ kernels.dequantize_w4a16(qweight, scales, zeros, 128).abs().t()
+    assert_matches(y, expected, bound)
+
+
+def test_w4a16_config_is_checked():
+    from qcourse.kernels.triton_w4a16 import Config
+    x, qweight, scales, zeros = _w4_inputs()
+    with pytest.raises(ValueError, match="not both"):
+        w4a16_matmul(x, qweight, scales, zeros, 32, split_k=2, config=Config(16, 64, 32))
+    with pytest.raises(ValueError, match="does not fit M = 2"):
+        w4a16_matmul(x, qweight, scales, zeros, 32, config=Config(1, 64, 32))
+
+
+def test_triton_kernels_need_groups_of_16():
+    x, (qweight, scales, zeros), _ = w4_case(2, 16, 64, 8, torch.float32)
+    kernels.w4a16_reference(x, qweight, scales, zeros, 8)             # the format allows g = 8
+    with pytest.raises(ValueError, match="multiple of 16 for the Triton kernels"):
+        w4a16_matmul(x, qweight, scales, zeros, 8)
+
+
+COMPILE_FOR_H100 = r"""
+import re, triton, triton.language as tl
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from qcourse.kernels import triton_w4a16 as k
+POINTERS = {"x_ptr": "*fp16", "qweight_ptr": "*i32", "scales_ptr": "*fp16", "zeros_ptr": "*fp16",
+            "y_ptr": "*fp32"}
+def ptx(fn, scalars, constexprs):   # as a launch specializes it: 16-byte aligned pointers
+    signature = {**POINTERS, **{s: "i32" for s in scalars}, **{c: "constexpr" for c in constexprs}}
+    attrs = {(fn.arg_names.index(p),): [["tt.divisibility", 16]] for p in POINTERS}
+    source = ASTSource(fn=fn, signature=signature, constexprs=constexprs, attrs=attrs)
+    return triton.compile(source, target=GPUTarget("cuda", 90, 32),
+                          options={"num_warps": 4, "num_stages": 3}).asm["ptx"]
+gemv = ptx(k.w4a16_gemv_kernel, ["N", "K", "group_size", "steps_per_split"],
+           {"BLOCK_N": 128, "BLOCK_K": 128, "SPLIT_K": 2})
+gemm = ptx(k.w4a16_gemm_kernel, ["M", "N", "K", "group_size", "steps_per_split"],
+           {"BLOCK_M": 16, "BLOCK_N": 64, "BLOCK_K": 128, "SPLIT_K": 1, "DOT_DTYPE": tl.float16})
+for name, code in (("gemv", gemv), ("gemm", gemm)):
+    assert not re.search(r"cvt\.rn\.f32\.[us]32", code), name   # codes become floats by the magic number
+print("v4" if "ld.global.v4.b32" in gemv else "no v4",
+      "mma" if re.search(r"mma\.sync|wgmma", gemm) else "no mma",
+      "async" if "cp.async" in gemm else "no async")
+"""
+
+
+def test_triton_kernels_compile_for_an_h100():
+    """Triton compiles for a GPU target without a GPU (ptxas ships with it): the kernels
+    compile for sm_90, the GEMV's words come in 128-bit loads, the GEMM uses the tensor cores
+    with asynchronous copies, and neither converts integers to floats instruction by
+    instruction."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["TRITON_DEFAULT_FP_FUSION"] = "1"
+    result = subprocess.run([sys.executable, "-c", COMPILE_FOR_H100], capture_output=True,
+                            text=True, env=env)
+    assert result.stdout.split() == ["v4", "mma", "async"], result.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_the_gpu_benchmark_runs_its_code_on_the_cpu(tmp_path):
+    """benchmarks/kernels.py is the one prepared script for a GPU session: --cpu-check runs all
+    of it (autotuning, correctness checks, record, plot) on tiny shapes with faked times."""
+    import json
+    script = pathlib.Path(__file__).parents[1] / "benchmarks" / "kernels.py"
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    result = subprocess.run([sys.executable, str(script), "--cpu-check", "--out", str(tmp_path)],
+                            capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (record_file,) = tmp_path.glob("kernels-cpu-check-*.json")
+    record = json.loads(record_file.read_text())
+    assert record["cpu_check"] and (tmp_path / record_file.name.replace(".json", ".png")).exists()
+    timed = {(r["kernel"], r["M"]) for r in record["rows"] if "error" not in r}
+    assert timed == {(kernel, m) for kernel in ("fp16_linear", "w4a16_triton") for m in (1, 4, 16)}
+    for r in record["rows"]:
+        if r["kernel"] == "w4a16_triton":
+            tried = r["launch"]["autotuned"]
+            assert len(tried) >= 4 and all(t == 1e-3 for t in tried.values())
+            assert r["rel_error_vs_reference"] < 1e-2
+    assert any(r["kernel"] == "tinygemm_int4" and "error" in r for r in record["rows"])
+    assert len(record["targets"]) == 4                         # M = 1, 4, 16 here: x1; M = 16: x1.8
+
+
+# -- the checkpoint layout <-> the kernels' layout ------------------------------------------------
+
+def test_checkpoint_layout_round_trip():
+    qweight, scales, zeros = kernels.prepare_w4a16(torch.randn(32, 128), 64)
+    ckpt_qweight, qzeros, ckpt_scales = kernels.layout.to_checkpoint(qweight, scales, zeros)
+    assert ckpt_qweight.shape == (16, 32) and qzeros.shape == (2, 4)   # [K/8, N], [K/g, N/8]
+    back = kernels.layout.from_checkpoint(ckpt_qweight, qzeros, ckpt_scales)
+    for a, b in zip(back, (qweight, scales, zeros)):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="integers in \\[0, 15\\]"):
+        kernels.layout.to_checkpoint(qweight, scales, zeros + 0.5)
+
+
+def test_quantlinear_gives_the_kernels_what_prepare_w4a16_gives():
+    from qcourse.kernels.quantlinear import kernel_inputs
+    from qcourse.layers import QuantLinear
+    linear = torch.nn.Linear(256, 48, bias=False)
+    layer = QuantLinear.from_float(linear, 4, 64)
+    qweight, scales, zeros, g = kernel_inputs(layer)
+    expected = kernels.prepare_w4a16(linear.weight.detach(), 64)
+    assert g == 64 and all(torch.equal(a, b) for a, b in zip((qweight, scales, zeros), expected))
+    assert kernel_inputs(layer)[0] is qweight                          # converted once, cached
+    layer.qweight.zero_()                                              # ... until it changes
+    assert not kernel_inputs(layer)[0].any()
+
+
+def test_a_gptq_checkpoint_feeds_the_kernels_the_same_tensors(tmp_path):
+    """Kernel tensors -> QuantLinear buffers -> saved GPTQ checkpoint -> loaded -> kernel tensors."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from qcourse import gptq_checkpoint, models
+    from qcourse.kernels.quantlinear import kernel_inputs
+    from qcourse.layers import QuantLinear
+    config = LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=1, vocab_size=32)
+    model = LlamaForCausalLM(config).eval()
+    originals = {}
+    for name, linear in list(gptq_checkpoint.quant_linears(model).items()) or \
+            [(n, m) for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)
+             and n != "lm_head"]:
+        packed = kernels.prepare_w4a16(linear.weight.detach(), 32)
+        layer = QuantLinear(linear.in_features, linear.out_features, 4, 32)
+        ckpt_qweight, qzeros, scales = kernels.layout.to_checkpoint(*packed)
+        layer.qweight.copy_(ckpt_qweight)
+        layer.qzeros.copy_(qzeros)
+        layer.scales.copy_(scales)
+        models.set_module(model, name, layer)
+        originals[name] = packed
+    gptq_checkpoint.save_gptq_checkpoint(model, tmp_path / "ckpt", checkpoint_format="gptq_v2")
+    loaded, _ = gptq_checkpoint.load_gptq_checkpoint(tmp_path / "ckpt")
+    layers = gptq_checkpoint.quant_linears(loaded)
+    assert set(layers) == set(originals) and len(layers) == 7
+    for name, packed in originals.items():
+        assert all(torch.equal(a, b) for a, b in zip(kernel_inputs(layers[name])[:3], packed))
 
 
 # -- Triton W8A8 ----------------------------------------------------------------------------------
@@ -175,7 +356,7 @@ def _w4_inputs():
 
 @pytest.mark.parametrize("fn", ["triton", "reference"])
 @pytest.mark.parametrize("change,error,words", [
-    (lambda a: {**a, "x": a["x"][:, :32]}, ValueError, "packed rows"),          # K mismatch
+    (lambda a: {**a, "x": a["x"][:, :32]}, ValueError, "packed columns"),       # K mismatch
     (lambda a: {**a, "x": torch.zeros(2, 60, dtype=torch.float16)}, ValueError, "multiple of 8"),
     (lambda a: {**a, "group_size": 12}, ValueError, "multiple of 8"),
     (lambda a: {**a, "group_size": 48}, ValueError, "not a multiple of group_size"),
@@ -262,6 +443,21 @@ def test_cuda_source_compiles(tmp_path):
 
 
 @needs_nvcc
+def test_cuda_kernel_is_built_as_designed(tmp_path):
+    """The PTX shows the redesign: 128-bit loads, the warp's shuffle reduction, dequantization
+    on pairs of fp16/bf16 values, one atomic add per warp and row."""
+    result = subprocess.run([NVCC, "--ptx", "-std=c++17", "-arch=sm_90",
+                             str(kernels_cuda.KERNEL_SOURCE), "-o", str(tmp_path / "k.ptx")],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    ptx = (tmp_path / "k.ptx").read_text()
+    for instruction in ("ld.global.nc.v4.u32", "shfl.sync.bfly", "sub.f16x2", "mul.f16x2",
+                        "sub.bf16x2", "atom.global.add.f32"):
+        assert instruction in ptx, instruction
+    assert "cvt.rn.f32.u32" not in ptx and "cvt.rn.f32.s32" not in ptx   # magic numbers instead
+
+
+@needs_nvcc
 @pytest.mark.skipif(not os.environ.get("QCOURSE_COMPILE_BINDING"),
                     reason="slow (minutes): set QCOURSE_COMPILE_BINDING=1 to compile the binding")
 def test_cuda_torch_binding_compiles(tmp_path):
@@ -279,31 +475,40 @@ HARNESS = r"""
 #include <cstdio>
 #include <vector>
 #include "w4a16_gemv.cu"
+using namespace qcourse;
+// The kernel's work on the host: every warp (output n, K slice, tile of kRows rows), its 32
+// lanes' partial sums (lane_sums, the kernel's own code), added as the warp reduction would.
 template <typename T> void run(FILE* in, FILE* out, int M, int N, int K, int g, int split) {
     std::vector<T> x((size_t)M * K), s((size_t)K / g * N), z((size_t)K / g * N);
-    std::vector<int32_t> qw((size_t)K / 8 * N);
+    std::vector<uint4> qw((size_t)K / 32 * N);   // 16-byte aligned, as the 128-bit loads need
     if (fread(x.data(), sizeof(T), x.size(), in) != x.size() ||
-        fread(qw.data(), 4, qw.size(), in) != qw.size() ||
+        fread(qw.data(), 16, qw.size(), in) != qw.size() ||
         fread(s.data(), sizeof(T), s.size(), in) != s.size() ||
         fread(z.data(), sizeof(T), z.size(), in) != z.size()) return;
-    const int per_split = (K / 8 + split - 1) / split;
-    for (int m = 0; m < M; ++m) for (int n = 0; n < N; ++n) {
-        float y = 0.0f;  // the kernel's split-K: one partial sum per slice, then added
-        for (int b = 0; b < K / 8; b += per_split) {
-            const int end = b + per_split < K / 8 ? b + per_split : K / 8;
-            y += qcourse::column_partial_sum(x.data() + (size_t)m * K, qw.data(), s.data(),
-                                             z.data(), n, N, g, b, end);
+    const int chunks = K / kChunk, per_split = (chunks + split - 1) / split;
+    const int32_t* words = reinterpret_cast<const int32_t*>(qw.data());
+    std::vector<float> y((size_t)M * N, 0.0f);
+    for (int m0 = 0; m0 < M; m0 += kRows) for (int n = 0; n < N; ++n)
+        for (int b = 0; b < chunks; b += per_split) {
+            const int end = b + per_split < chunks ? b + per_split : chunks;
+            const int rows = M - m0 < kRows ? M - m0 : kRows;
+            float warp[kRows] = {0};
+            for (int lane = 0; lane < kWarp; ++lane) {
+                float acc[kRows];
+                lane_sums(x.data() + (size_t)m0 * K, rows, K, words + (size_t)n * (K / 8), s.data(),
+                          z.data(), n, N, g, b + lane, end, kWarp, acc);
+                for (int r = 0; r < kRows; ++r) warp[r] += acc[r];
+            }
+            for (int r = 0; r < rows; ++r) y[(size_t)(m0 + r) * N + n] += warp[r];
         }
-        fwrite(&y, 4, 1, out);
-    }
+    fwrite(y.data(), 4, y.size(), out);
 }
 int main(int argc, char** argv) {
     FILE* in = fopen(argv[1], "rb"); FILE* out = fopen(argv[2], "wb");
     int h[6];
     if (fread(h, 4, 6, in) != 6) return 1;
     if (h[4] == 0) run<__half>(in, out, h[0], h[1], h[2], h[3], h[5]);
-    else if (h[4] == 1) run<__nv_bfloat16>(in, out, h[0], h[1], h[2], h[3], h[5]);
-    else run<float>(in, out, h[0], h[1], h[2], h[3], h[5]);
+    else run<__nv_bfloat16>(in, out, h[0], h[1], h[2], h[3], h[5]);
     fclose(out);
     return 0;
 }
@@ -312,7 +517,7 @@ int main(int argc, char** argv) {
 
 @pytest.fixture(scope="module")
 def cuda_host_harness(tmp_path_factory):
-    """The kernel's per-column arithmetic (a __host__ __device__ function), built for the CPU."""
+    """The kernel's per-lane arithmetic (a __host__ __device__ function), built for the CPU."""
     if NVCC is None:
         pytest.skip("nvcc not found")
     folder = tmp_path_factory.mktemp("cuda")
@@ -331,12 +536,16 @@ def _raw(t: torch.Tensor) -> bytes:
     return t.contiguous().numpy().tobytes()
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("m,n,k,g,split", [(1, 24, 160, 32, 1), (3, 16, 384, 128, 4)])
+CUDA_DTYPES = (torch.float16, torch.bfloat16)
+
+
+@pytest.mark.parametrize("dtype", CUDA_DTYPES, ids=str)
+@pytest.mark.parametrize("m,n,k,g,split", [(1, 24, 160 * 2, 32, 1), (3, 16, 384, 128, 4),
+                                           (11, 9, 1280, 64, 3)])
 def test_cuda_arithmetic_on_host_matches_reference(cuda_host_harness, tmp_path, dtype, m, n, k,
                                                    g, split):
     x, (qweight, scales, zeros), _ = w4_case(m, n, k, g, dtype, seed=k, scale_dtype=dtype)
-    header = torch.tensor([m, n, k, g, DTYPES.index(dtype), split], dtype=torch.int32)
+    header = torch.tensor([m, n, k, g, CUDA_DTYPES.index(dtype), split], dtype=torch.int32)
     (tmp_path / "in.bin").write_bytes(b"".join(_raw(t) for t in (header, x, qweight, scales,
                                                                   zeros)))
     subprocess.run([str(cuda_host_harness), str(tmp_path / "in.bin"), str(tmp_path / "out.bin")],
@@ -351,9 +560,14 @@ def test_cuda_wrapper_checks_input_before_compiling():
     x, qweight, scales, zeros = _w4_inputs()
     with pytest.raises(ValueError, match="multiple of 8"):
         kernels_cuda.w4a16_gemv(x, qweight, scales, zeros, 12)
+    with pytest.raises(TypeError, match="float16 or bfloat16"):
+        kernels_cuda.w4a16_gemv(x.float(), qweight, scales, zeros, 32)
     with pytest.raises(ValueError, match="CUDA tensors"):
         kernels_cuda.w4a16_gemv(x, qweight, scales, zeros, 32)
-    assert "column_partial_sum" in kernels_cuda.source()
+    x64, (qweight64, scales64, zeros64), _ = w4_case(2, 16, 64, 16, torch.float16)
+    with pytest.raises(ValueError, match="multiple of 32 for the CUDA kernel"):
+        kernels_cuda.w4a16_gemv(x64, qweight64, scales64, zeros64, 16)
+    assert "lane_sums" in kernels_cuda.source()
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

@@ -1,5 +1,6 @@
-"""Exercises of notebook 07: reading a packed int32 word, bytes moved by a GEMV, the roofline,
-and reading the recorded GPU measurements."""
+"""Exercises of notebook 07, in order of appearance: the roofline test, the bytes a GEMV must
+move, reading a packed int32 word, predicting what the first kernels asked memory for (then
+measured by the byte counter), and reading the recorded GPU run of those kernels."""
 from __future__ import annotations
 
 import torch
@@ -28,10 +29,18 @@ def _unpack_word_cases() -> list[tuple]:
 
 
 def _gemm_word_loads() -> float:
-    """How often the GEMM kernel's tile step loads each int32 word: its word address is
+    """How often the first GEMM kernel's tile step loads each int32 word: its word address is
     ``ks // 8`` for ``ks`` = the BLOCK_K consecutive inputs of the step (any BLOCK_K)."""
     ks = torch.arange(64)                                   # one step of BLOCK_K = 64 inputs
     return ks.numel() / torch.unique(ks // PACK).numel()
+
+
+def _old_gemv_ratio(group_size: int = 128) -> float:
+    """Requested / ideal bytes of qweight + scales + zeros for the first GEMV, per word of 8
+    weights: the word (4 bytes) once, a 2-byte scale and a 2-byte zero with every word, where
+    the ideal needs them once per group (tests/test_ex07.py checks it against the counter)."""
+    word, scale_and_zero = 4, 2 + 2
+    return (word + scale_and_zero) / (word + scale_and_zero * PACK / group_size)
 
 
 def _gemv_bytes_reference(n: int, k: int, group_size: int) -> int:
@@ -44,7 +53,7 @@ def _memory_bound_reference(m: int, n: int, k: int, bandwidth_gbs: float, tflops
 
 
 unpack_word = Question(
-    name="07.1 unpack_word",
+    name="07.3 unpack_word",
     prompt="Write unpack_word(word, scale, zero) -> list of 8 floats: the 8 weights one int32 "
            "word of qweight stands for. Nibble j (bits 4j..4j+3, j = 0 lowest) holds q_j; "
            "w_j = (q_j - zero) * scale. `word` is a Python int as torch prints an int32 "
@@ -79,7 +88,7 @@ gemv_bytes = Question(
 )
 
 memory_bound = Question(
-    name="07.3 memory_bound",
+    name="07.1 memory_bound",
     prompt="Write memory_bound(m, n, k, bandwidth_gbs, tflops) -> bool: whether an fp16 linear "
            "y[M, N] = x[M, K] W[N, K]^T is memory-bound on a GPU with that peak bandwidth "
            "(GB/s) and fp16 peak (TFLOPS): its arithmetic intensity (FLOPs / bytes of W, x and "
@@ -101,10 +110,10 @@ memory_bound = Question(
 )
 
 kernel_vs_fp16 = Question(
-    name="07.4 kernel_vs_fp16",
-    prompt="Predict before section 8 shows the recorded run: on an H100, at M = 1 (decode), a "
-           "4096×4096 layer, this course's Triton W4A16 GEMV compared with fp16 cuBLAS "
-           "(F.linear) runs ...",
+    name="07.6 kernel_vs_fp16",
+    prompt="Predict before section 9 shows the recorded run: on an H100, at M = 1 (decode), a "
+           "4096×4096 layer, the course's first Triton W4A16 GEMV (the old kernels) compared "
+           "with fp16 cuBLAS (F.linear) runs ...",
     choices={"a": "about 3.5 times faster, near the roofline bound",
              "b": "1.5 to 2.5 times faster", "c": "about as fast", "d": "slower"},
     reference=lambda: "d",  # the recorded JSON: x0.66 (tests/test_ex07.py reads it)
@@ -116,13 +125,29 @@ kernel_vs_fp16 = Question(
 )
 
 gemm_word_loads = Question(
-    name="07.5 gemm_word_loads",
-    prompt="In w4a16_gemm_kernel (section 4), one step loads `words` at qweight_ptr + (ks // 8) * "
-           "N + cols for the BLOCK_K inputs ks of the step. How many times per step is each "
-           "int32 word loaded? (a number)",
+    name="07.4 gemm_word_loads",
+    prompt="In the first GEMM kernel (triton_w4a16_v1.w4a16_gemm_kernel, section 4), one step "
+           "loads `words` at qweight_ptr + (ks // 8) * N + cols for the BLOCK_K inputs ks of the "
+           "step. How many times per step is each int32 word asked for? (a number; the byte "
+           "counter measures it next)",
     reference=_gemm_word_loads,
     hints=("The address depends on the input k only through ks // 8. Does it change for every "
            "k of the step?",
            "Write out ks // 8 for ks = 0, 1, ..., 15 and count how often each value repeats."),
     solution_text="gemm_word_loads = 8   # once per nibble row: 8 loads of the same address",
+)
+
+old_gemv_ratio = Question(
+    name="07.5 old_gemv_ratio",
+    prompt="The first GEMV (section 4) loads each word once, but it loads `scale` and `zero` "
+           "(fp16) at `group` for every word of its tile. With g = 128, predict requested / "
+           "ideal for the bytes of qweight, scales and zeros together (a number; the next cell "
+           "counts them).",
+    reference=_old_gemv_ratio,
+    rtol=0.02,
+    hints=("Work per word (8 weights): the bytes the kernel asks for with it, and the bytes the "
+           "ideal needs for those 8 weights, codes and their share of a group's scale and zero.",
+           "A word is 4 bytes. The kernel asks for 2 + 2 bytes of scale and zero with every "
+           "word; the ideal needs 2 + 2 bytes per group of 128 weights, i.e. per 16 words."),
+    solution_text="old_gemv_ratio = (4 + 4) / (4 + 4 / 16)   # = 1.88: x16 on scales and zeros",
 )

@@ -12,8 +12,13 @@ ACTIVATION_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 PACK = 8  # 4-bit values per int32 word
 
 
-def _name(t: object) -> str:
-    return str(t.dtype) if isinstance(t, torch.Tensor) else type(t).__name__
+def check_group_size(group_size: int, multiple: int = PACK, why: str = "") -> None:
+    """``group_size`` must be a positive multiple of ``multiple`` (8: a packed word never
+    straddles two groups; kernels may ask for more, saying ``why``)."""
+    if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size <= 0 \
+            or group_size % multiple:
+        raise ValueError(f"group_size must be a positive multiple of {multiple}{why}, "
+                         f"got {group_size!r}")
 
 
 def _check_tensor(t: object, what: str, ndim: int | None = None) -> None:
@@ -34,7 +39,8 @@ def check_w4a16(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor,
                 zeros: torch.Tensor, group_size: int) -> tuple[int, int]:
     """Validate the inputs of a W4A16 matmul; return ``(K, N)``.
 
-    Accepted: ``x [..., K]`` float16/bfloat16/float32; ``qweight [K/8, N]`` int32;
+    Accepted: ``x [..., K]`` float16/bfloat16/float32; ``qweight [N, K/8]`` int32 (the layout of
+    :mod:`qcourse.kernels.layout`);
     ``scales``, ``zeros [K/g, N]`` float16 or x's dtype (both the same); ``g`` a positive
     multiple of 8 dividing K; all on one device.
     """
@@ -47,9 +53,7 @@ def check_w4a16(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor,
     if scales.dtype != zeros.dtype or scales.dtype not in (torch.float16, x.dtype):
         raise TypeError(f"scales and zeros must share one dtype, float16 or x's dtype ({x.dtype}); "
                         f"got scales {scales.dtype}, zeros {zeros.dtype}")
-    if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size <= 0 \
-            or group_size % PACK:
-        raise ValueError(f"group_size must be a positive multiple of {PACK}, got {group_size!r}")
+    check_group_size(group_size)
     if x.dim() == 0:
         raise ValueError("x must have at least one dimension [..., K]")
     k = x.shape[-1]
@@ -57,11 +61,11 @@ def check_w4a16(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor,
         raise ValueError(f"K = {k} (last dim of x) must be a multiple of {PACK} for 4-bit packing")
     if k % group_size:
         raise ValueError(f"K = {k} (last dim of x) is not a multiple of group_size {group_size}")
-    n = qweight.shape[1]
-    if qweight.shape[0] * PACK != k:
-        raise ValueError(f"qweight has {qweight.shape[0]} packed rows, which hold "
-                         f"{qweight.shape[0] * PACK} inputs, but x has K = {k}: expected qweight "
-                         f"[{k // PACK}, N]")
+    n = qweight.shape[0]
+    if qweight.shape[1] * PACK != k:
+        raise ValueError(f"qweight has {qweight.shape[1]} packed columns, which hold "
+                         f"{qweight.shape[1] * PACK} inputs, but x has K = {k}: expected qweight "
+                         f"[N, {k // PACK}]")
     for t, what in ((scales, "scales"), (zeros, "zeros")):
         if tuple(t.shape) != (k // group_size, n):
             raise ValueError(f"{what} must be [K/g, N] = [{k // group_size}, {n}] for K = {k}, "

@@ -1,25 +1,37 @@
-"""The packed W4A16 layout the kernels read (the GPTQ/AWQ checkpoint layout).
+"""The packed W4A16 layout the kernels read, and the GPTQ checkpoint layout it converts from.
 
 A weight ``W [N, K]`` (N outputs, K inputs) becomes three tensors:
 
-    qweight int32 [K/8, N]   word qweight[i, n] holds q[n, 8i + j] in bits [4j, 4j + 4), j = 0..7
+    qweight int32 [N, K/8]   word qweight[n, i] holds q[n, 8i + j] in bits [4j, 4j + 4), j = 0..7
     scales        [K/g, N]   one scale per group of g inputs and output n
     zeros         [K/g, N]   one integer zero point per group (unpacked, same dtype as scales)
 
     W'[n, k] = (q[n, k] - zeros[k // g, n]) · scales[k // g, n]
 
-Packing along K puts the 8 codes a thread needs for one dot-product step in one 32-bit load,
-and laying N last makes neighbouring threads (neighbouring outputs n) read neighbouring words:
-coalesced loads.
+Row n of ``qweight`` is output n's codes in the order of its dot product, 8 per word:
+
+    qweight [N, K/8]          k = 0 ..7   8..15  16..23       (one row = one output's K inputs)
+    n = 0   | w00 | w01 | w02 | ... |     <- one 128-bit load: 4 words = 32 consecutive inputs,
+    n = 1   | w10 | w11 | w12 | ... |        all in one group when g is a multiple of 32
+    word bits: [q7 q6 q5 q4 q3 q2 q1 q0], q_j in bits 4j..4j+3
+
+This is W's own orientation (as ``F.linear`` stores it), packed along K. It suits the kernels:
+a program (or a CUDA warp) owning some outputs reads each row as one contiguous run of words,
+each 128-bit load brings 32 inputs of one output that share one scale and one zero, and the sum
+over k runs along the row: inside a thread, then across the threads of a warp.
+
+GPTQ/AWQ checkpoints (and :class:`qcourse.layers.QuantLinear`) store the *same words*
+transposed, ``qweight [K/8, N]``, with the zero points packed along N (``qzeros [K/g, N/8]``):
+:func:`from_checkpoint` and :func:`to_checkpoint` convert, exactly, in both directions.
 """
 from __future__ import annotations
 
 import torch
 
 from qcourse.pack import pack_int32, unpack_int32
-from qcourse.quant import quantize
+from qcourse.quant import dequantize, quantize
 
-from .checks import PACK
+from .checks import check_group_size
 
 BITS = 4
 
@@ -30,28 +42,45 @@ def prepare_w4a16(weight: torch.Tensor, group_size: int, dtype: torch.dtype = to
     it for :func:`qcourse.kernels.w4a16_matmul`: returns ``(qweight, scales, zeros)``.
 
     ``q, scale, zero = quantize(W, 4, symmetric=False, granularity="group")``, then
-    ``qweight = pack_int32(q.T, 4, dim=0)``, ``scales = scale.T``, ``zeros = zero.T`` in ``dtype``
-    (float16 by default, as in GPTQ checkpoints). Everything stays on ``weight``'s device.
+    ``qweight = pack_int32(q, 4, dim=1)`` (``[N, K/8]``), ``scales = scale.T``, ``zeros = zero.T``
+    in ``dtype`` (float16 by default, as in GPTQ checkpoints). Everything stays on ``weight``'s
+    device.
     """
     if not isinstance(weight, torch.Tensor) or weight.dim() != 2:
         raise ValueError(f"weight must be a 2-D tensor [N, K], got "
                          f"{getattr(weight, 'shape', type(weight).__name__)}")
-    if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size <= 0 \
-            or group_size % PACK:
-        raise ValueError(f"group_size must be a positive multiple of {PACK}, got {group_size!r}")
+    check_group_size(group_size)
     if dtype not in (torch.float16, torch.bfloat16, torch.float32):
         raise TypeError(f"dtype of scales/zeros must be float16, bfloat16 or float32, got {dtype}")
     q, scale, zero = quantize(weight, BITS, symmetric=False, granularity="group",
                               group_size=group_size)
-    qweight = pack_int32(q.t(), BITS, dim=0)
+    qweight = pack_int32(q, BITS, dim=1)                                   # [N, K/8]
     return qweight, scale.t().contiguous().to(dtype), zero.t().contiguous().to(dtype)
 
 
 def dequantize_w4a16(qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor,
                      group_size: int) -> torch.Tensor:
     """The float32 weight ``W' [N, K]`` the packed tensors stand for:
-    ``W'[n, k] = (q[n, k] - zeros[k // g, n]) · scales[k // g, n]``."""
-    q = unpack_int32(qweight, BITS, dim=0)                                # [K, N]
-    zero = zeros.float().repeat_interleave(group_size, dim=0)             # [K, N]
-    scale = scales.float().repeat_interleave(group_size, dim=0)
-    return ((q.float() - zero) * scale).t()
+    ``W'[n, k] = (q[n, k] - zeros[k // g, n]) · scales[k // g, n]`` (:func:`qcourse.quant.dequantize`)."""
+    q = unpack_int32(qweight, BITS, dim=1)                                 # [N, K]
+    return dequantize(q, scales.t(), zeros.t(), group_size=group_size)
+
+
+def from_checkpoint(qweight: torch.Tensor, qzeros: torch.Tensor, scales: torch.Tensor,
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """GPTQ checkpoint tensors (true zero points, as :class:`~qcourse.layers.QuantLinear` holds
+    them) -> the kernels' ``(qweight [N, K/8], scales [K/g, N], zeros [K/g, N])``.
+
+    The words are the same, transposed; the zero points are unpacked into ``scales``' dtype."""
+    zeros = unpack_int32(qzeros, BITS, dim=1).to(device=scales.device, dtype=scales.dtype)
+    return qweight.t().contiguous(), scales, zeros
+
+
+def to_checkpoint(qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor,
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Inverse of :func:`from_checkpoint`: ``(qweight [K/8, N], qzeros [K/g, N/8], scales)``.
+    The zero points must be integers in [0, 15]."""
+    zero_int = zeros.float().round()
+    if not torch.equal(zero_int, zeros.float()) or zero_int.min() < 0 or zero_int.max() > 15:
+        raise ValueError("zeros must hold integers in [0, 15] to be packed into qzeros")
+    return qweight.t().contiguous(), pack_int32(zero_int.long(), BITS, dim=1), scales

@@ -1,9 +1,10 @@
 """Running :class:`qcourse.layers.QuantLinear` layers through the kernels.
 
-``QuantLinear`` stores the GPTQ layout: ``qweight [K/8, N]`` (exactly the kernel's input),
-``scales [K/g, N]`` and zero points packed along N in ``qzeros [K/g, N/8]``. The kernels take
-the zero points unpacked, so they are unpacked once per layer and cached (K/g × N values: 1/g
-of the weight count, small).
+``QuantLinear`` stores the GPTQ checkpoint layout: ``qweight [K/8, N]``, ``scales [K/g, N]`` and
+zero points packed along N in ``qzeros [K/g, N/8]``. The kernels read the same words transposed,
+``qweight [N, K/8]``, and the zero points unpacked (:func:`qcourse.kernels.layout.from_checkpoint`):
+converted once per layer and cached, as a deployment repacks a checkpoint once at load time
+(the cache holds a second copy of the codes: a server would drop the checkpoint's).
 
 Backends: ``"triton"`` (:func:`w4a16_matmul`), ``"cuda"`` (the CUDA C GEMV), ``"reference"``
 (PyTorch), ``"auto"`` = Triton for CUDA tensors, the reference otherwise.
@@ -16,12 +17,11 @@ import weakref
 import torch
 from torch import nn
 
-from qcourse.pack import unpack_int32
-
+from .layout import from_checkpoint
 from .reference import w4a16_reference
 
 BACKENDS = ("auto", "triton", "cuda", "reference")
-_zeros_cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_converted: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _is_quantlinear(module: nn.Module) -> bool:
@@ -45,17 +45,18 @@ def kernel_support(module: nn.Module) -> str | None:
 
 
 def kernel_inputs(module: nn.Module) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
-    """``(qweight, scales, zeros, group_size)`` for the kernels; zeros unpacked once and cached."""
+    """``(qweight, scales, zeros, group_size)`` in the kernels' layout, converted once and cached
+    (again if the layer's buffers change)."""
     reason = kernel_support(module)
     if reason:
         raise ValueError(f"this layer cannot use the W4A16 kernels: {reason}")
-    key = (module.qzeros.data_ptr(), module.qzeros._version, module.qzeros.device)
-    cached = _zeros_cache.get(module)
+    key = tuple((t.data_ptr(), t._version, t.device)
+                for t in (module.qweight, module.qzeros, module.scales))
+    cached = _converted.get(module)
     if cached is None or cached[0] != key:
-        zeros = unpack_int32(module.qzeros.cpu(), 4, dim=1)          # [K/g, N] uint8
-        zeros = zeros.to(device=module.scales.device, dtype=module.scales.dtype)
-        cached = _zeros_cache[module] = (key, zeros)
-    return module.qweight, module.scales, cached[1], module.group_size
+        cached = _converted[module] = (key, from_checkpoint(module.qweight, module.qzeros,
+                                                            module.scales))
+    return (*cached[1], module.group_size)
 
 
 def quantlinear_forward(module: nn.Module, x: torch.Tensor, backend: str = "auto") -> torch.Tensor:

@@ -1,107 +1,183 @@
-"""W4A16 matmul in Triton: ``y = x · W'ᵀ`` with W' dequantized from 4-bit codes on the fly.
+"""W4A16 matmul in Triton: ``y = x · W'ᵀ`` with W' dequantized from 4-bit codes inside the kernel.
 
-Layout (see :mod:`qcourse.kernels.layout`):
+Inputs in the layout of :mod:`qcourse.kernels.layout`: ``qweight [N, K/8]`` (row n = output n's
+codes along K, 8 per word), ``scales`` and ``zeros [K/g, N]``,
+``W'[n, k] = (q[n, k] - zeros[k // g, n]) · scales[k // g, n]``.
 
-    qweight[i, n] (int32) holds q[n, 8i + j] in bits [4j, 4j + 4), j = 0..7
-    W'[n, k] = (q[n, k] - zeros[k // g, n]) · scales[k // g, n]
+Decoding one token reads every weight once and does 2 FLOPs per weight: the kernel is
+memory-bound, as fast as the bytes it asks for. So both kernels ask for each byte once
+(:mod:`qcourse.kernels.traffic` counts it):
 
-Two kernels, chosen by the number of rows M of x:
+* A program owns ``BLOCK_N`` outputs and one slice of K, which it walks in steps of ``BLOCK_K``
+  inputs. ``BLOCK_K`` is a power of two that divides g, so a step lies inside one group: it needs
+  one scale and one zero per output, loaded once per step (once per group when ``BLOCK_K = g``).
+* A step loads its ``[BLOCK_N, BLOCK_K/8]`` words once (each row a contiguous run of one output's
+  codes: 128-bit loads) and unpacks the 8 nibbles of every word in registers (:func:`codes`).
+* x: a step loads its ``[BLOCK_M, BLOCK_K]`` slice of x once. Every block of N outputs reads x
+  again, from the L2 cache: x is K values per row against K·N/2 bytes of weight.
 
-* M ≥ 16 (prefill, batches): a tiled GEMM. Each program owns a BLOCK_M × BLOCK_N tile of y,
-  walks K in steps of BLOCK_K, dequantizes a BLOCK_K × BLOCK_N tile of W'ᵀ into registers and
-  feeds it to ``tl.dot`` (tensor cores) with a float32 accumulator. For skinny M there are few
-  tiles, so K is split too (as in the GEMV below).
-* M < 16 (decode): a split-K GEMV. ``tl.dot`` needs at least 16 rows, and with one row the work
-  is reading the weight once, so each program owns BLOCK_N outputs of one row and one slice of
-  K; the slices' partial sums are added with atomics. More slices = more programs = more
-  memory requests in flight, which is what a memory-bound kernel needs.
+Then the two kernels differ in how they multiply:
 
-Both read each weight byte from DRAM once per tile of M; both accumulate in float32.
+* GEMV (M = 1, decoding), on the CUDA cores in float32: nibble by nibble, codes times inputs;
+  within a group ``Σ (q - zero)·scale·x = scale·(Σ q·x - zero·Σ x)``, so the zero point and the
+  scale are applied once per output and step, outside the inner loop;
+* GEMM (M ≥ 2): the step's ``[BLOCK_N, BLOCK_K]`` tile of W', rounded to x's dtype, into
+  ``tl.dot`` on the tensor cores, which take at least 16 rows: rows of x beyond M are masked
+  (never loaded), so M = 2..16 read the weight once, as M = 1 does.
+
+With few outputs there are few programs, too few to keep every SM streaming: K is split into
+``SPLIT_K`` slices whose partial sums are added with atomics into a float32 y.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
-import os
 
 import torch
 import triton
 import triton.language as tl
 
-from .checks import PACK, check_w4a16
+from .backend import interpreting
+from .checks import check_group_size, check_w4a16
 
-GEMV_MAX_M = 15  # rows below 16 take the GEMV path (tl.dot needs >= 16 rows)
-
-
-def interpreting() -> bool:
-    """Whether Triton runs kernels in its CPU interpreter (``TRITON_INTERPRET=1``)."""
-    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+MIN_GROUP = 16  # tl.dot multiplies tiles of >= 16 inputs, and a step stays inside one group
 
 
 @triton.jit
-def dequantize_nibbles(words, shift, scale, zero):
-    """W' = (q - zero) · scale, with q the 4-bit field of ``words`` starting at bit ``shift``."""
-    q = (words >> shift) & 0xF                  # 0..15 (the mask also drops the sign bits)
-    return (q.to(tl.float32) - zero) * scale
+def load_step(qweight_ptr, scales_ptr, zeros_ptr, n, n_ok, k0, N, K, group_size,
+              BLOCK_K: tl.constexpr):
+    """The words of outputs ``n`` for inputs ``k0 .. k0 + BLOCK_K`` (``[BLOCK_N, BLOCK_K/8]``,
+    loaded once) and the scale and zero of the step's group for each output (float32)."""
+    row = (K // BLOCK_K) * (BLOCK_K // 8)       # = K/8 words per row, visibly a multiple of
+    i = k0 // 8 + tl.arange(0, BLOCK_K // 8)    # BLOCK_K/8 (as k0 // 8 is): 128-bit loads
+    words = tl.load(qweight_ptr + n[:, None] * row + i[None, :], mask=n_ok[:, None], other=0)
+    group = k0 // group_size
+    scale = tl.load(scales_ptr + group * N + n, mask=n_ok, other=0.0).to(tl.float32)
+    zero = tl.load(zeros_ptr + group * N + n, mask=n_ok, other=0.0).to(tl.float32)
+    return words, scale, zero
 
 
 @triton.jit
-def w4a16_gemm_kernel(x_ptr, qweight_ptr, scales_ptr, zeros_ptr, y_ptr,
-                       M, N, K, group_size, stride_xm, stride_ym, k_per_split,
-                       BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                       SPLIT_K: tl.constexpr, DOT_DTYPE: tl.constexpr):
-    rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)       # m of this tile
-    cols = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)       # n of this tile
-    k_start = tl.program_id(2) * k_per_split                         # this program's K slice
-    k_end = tl.minimum(k_start + k_per_split, K)
+def codes(words, j):
+    """The 4-bit codes in bits 4j..4j+3 of ``words``, as exact float32 values. OR-ed into the
+    mantissa of 2^23 (bits 0x4B000000), q reads as the float 2^23 + q: subtracting 2^23 leaves
+    q without an int-to-float conversion (a slow instruction on GPUs: 16 per clock per SM)."""
+    bits = ((words >> (4 * j)) & 0xF) | 0x4B000000                        # & 0xF drops the sign
+    return bits.to(tl.float32, bitcast=True) - 8388608.0
+
+
+@triton.jit
+def w4a16_gemv_kernel(x_ptr, qweight_ptr, scales_ptr, zeros_ptr, y_ptr, N, K, group_size,
+                      steps_per_split, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+                      SPLIT_K: tl.constexpr):
+    n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)               # this program's outputs
+    n_ok = n < N
+    k_start = tl.program_id(1) * steps_per_split * BLOCK_K                # its K slice
+    k_end = tl.minimum(k_start + steps_per_split * BLOCK_K, K)
+    i = tl.arange(0, BLOCK_K // 8)                                        # words of a step
+    acc = tl.zeros((BLOCK_N,), dtype=tl.float32)
+    for k0 in range(k_start, k_end, BLOCK_K):
+        words, scale, zero = load_step(qweight_ptr, scales_ptr, zeros_ptr, n, n_ok, k0, N, K,
+                                       group_size, BLOCK_K)
+        qx = tl.zeros((BLOCK_N, BLOCK_K // 8), dtype=tl.float32)          # Σ q·x, per word
+        x_sum = tl.zeros((BLOCK_K // 8,), dtype=tl.float32)               # Σ x
+        for j in tl.static_range(8):                      # nibble j of word i: input k0 + 8i + j
+            x = tl.load(x_ptr + k0 + 8 * i + j).to(tl.float32)           # [BLOCK_K/8]
+            qx += codes(words, j) * x[None, :]
+            x_sum += x
+        # Σ_k (q - zero)·scale·x = scale·(Σ q·x - zero·Σ x): zero and scale leave the inner loop
+        acc += scale * (tl.sum(qx, axis=1) - zero * tl.sum(x_sum, axis=0))
+    if SPLIT_K == 1:
+        tl.store(y_ptr + n, acc.to(y_ptr.dtype.element_ty), mask=n_ok)
+    else:
+        tl.atomic_add(y_ptr + n, acc, mask=n_ok)                          # y: a float32 buffer
+
+
+@triton.jit
+def w4a16_gemm_kernel(x_ptr, qweight_ptr, scales_ptr, zeros_ptr, y_ptr, M, N, K, group_size,
+                      steps_per_split, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                      BLOCK_K: tl.constexpr, SPLIT_K: tl.constexpr, DOT_DTYPE: tl.constexpr):
+    m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)               # rows of x and y
+    n = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)               # outputs
+    m_ok, n_ok = m < M, n < N
+    k_start = tl.program_id(2) * steps_per_split * BLOCK_K
+    k_end = tl.minimum(k_start + steps_per_split * BLOCK_K, K)
+    row = (K // BLOCK_K) * BLOCK_K                                        # = K, for aligned loads
+    nibble = tl.arange(0, 8)[None, None, :]
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     for k0 in range(k_start, k_end, BLOCK_K):
-        ks = k0 + tl.arange(0, BLOCK_K)                              # k of this step
-        x = tl.load(x_ptr + rows[:, None] * stride_xm + ks[None, :],
-                    mask=(rows[:, None] < M) & (ks[None, :] < k_end), other=0.0)
-        w_mask = (ks[:, None] < k_end) & (cols[None, :] < N)
-        # row k of W'ᵀ lives in word row k // 8, nibble k % 8; its group is k // g
-        words = tl.load(qweight_ptr + (ks // 8)[:, None] * N + cols[None, :], mask=w_mask, other=0)
-        group = (ks // group_size)[:, None] * N + cols[None, :]
-        scale = tl.load(scales_ptr + group, mask=w_mask, other=0.0).to(tl.float32)
-        zero = tl.load(zeros_ptr + group, mask=w_mask, other=0.0).to(tl.float32)
-        w = dequantize_nibbles(words, (ks % 8)[:, None] * 4, scale, zero)   # [BLOCK_K, BLOCK_N] = W'ᵀ
-        w = w.to(x.dtype)                                            # what the tensor cores see
-        acc = tl.dot(x.to(DOT_DTYPE), w.to(DOT_DTYPE), acc, input_precision="ieee")
-    y_ptrs = y_ptr + rows[:, None] * stride_ym + cols[None, :]
-    y_mask = (rows[:, None] < M) & (cols[None, :] < N)
+        ks = k0 + tl.arange(0, BLOCK_K)
+        x = tl.load(x_ptr + m[:, None] * row + ks[None, :], mask=m_ok[:, None], other=0.0)
+        words, scale, zero = load_step(qweight_ptr, scales_ptr, zeros_ptr, n, n_ok, k0, N, K,
+                                       group_size, BLOCK_K)
+        q = tl.reshape(codes(words[:, :, None], nibble), (BLOCK_N, BLOCK_K))  # k = 8i + j
+        w = ((q - zero[:, None]) * scale[:, None]).to(x.dtype)            # as the tensor cores see it
+        acc = tl.dot(x.to(DOT_DTYPE), tl.trans(w).to(DOT_DTYPE), acc,    # [BLOCK_M, BLOCK_N]
+                     input_precision="ieee")
+    y_ptrs = y_ptr + m[:, None] * N + n[None, :]
+    y_ok = m_ok[:, None] & n_ok[None, :]
     if SPLIT_K == 1:
-        tl.store(y_ptrs, acc.to(y_ptr.dtype.element_ty), mask=y_mask)
+        tl.store(y_ptrs, acc.to(y_ptr.dtype.element_ty), mask=y_ok)
     else:
-        tl.atomic_add(y_ptrs, acc, mask=y_mask)                      # y is a float32 buffer
+        tl.atomic_add(y_ptrs, acc, mask=y_ok)
 
 
-@triton.jit
-def w4a16_gemv_kernel(x_ptr, qweight_ptr, scales_ptr, zeros_ptr, y_ptr,
-                       N, K, group_size, stride_xm, stride_ym, words_per_split,
-                       BLOCK_N: tl.constexpr, BLOCK_WORDS: tl.constexpr, SPLIT_K: tl.constexpr):
-    cols = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)        # outputs n
-    word_start = tl.program_id(1) * words_per_split                  # this program's K slice
-    word_end = tl.minimum(word_start + words_per_split, K // 8)
-    row = tl.program_id(2)                                           # the row m of x
-    acc = tl.zeros((BLOCK_WORDS, BLOCK_N), dtype=tl.float32)
-    for i0 in range(word_start, word_end, BLOCK_WORDS):
-        i = i0 + tl.arange(0, BLOCK_WORDS)                           # word rows: k = 8i .. 8i+7
-        i_ok = i < word_end
-        w_mask = i_ok[:, None] & (cols[None, :] < N)
-        words = tl.load(qweight_ptr + i[:, None] * N + cols[None, :], mask=w_mask, other=0)
-        group = (i * 8 // group_size)[:, None] * N + cols[None, :]   # g % 8 == 0: one group/word
-        scale = tl.load(scales_ptr + group, mask=w_mask, other=0.0).to(tl.float32)
-        zero = tl.load(zeros_ptr + group, mask=w_mask, other=0.0).to(tl.float32)
-        for j in tl.static_range(8):                                 # the 8 nibbles of each word
-            x = tl.load(x_ptr + row * stride_xm + i * 8 + j, mask=i_ok, other=0.0)
-            w = dequantize_nibbles(words, 4 * j, scale, zero).to(x.dtype)   # rounded as in the GEMM
-            acc += x.to(tl.float32)[:, None] * w.to(tl.float32)
-    y = tl.sum(acc, axis=0)                                          # [BLOCK_N] partial sums
-    y_ptrs = y_ptr + row * stride_ym + cols
-    if SPLIT_K == 1:
-        tl.store(y_ptrs, y.to(y_ptr.dtype.element_ty), mask=cols < N)
-    else:
-        tl.atomic_add(y_ptrs, y, mask=cols < N)                      # y is a float32 buffer
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """One launch: tile sizes, K slices, and Triton's ``num_warps``/``num_stages`` (ignored by
+    the interpreter). ``block_m = 1`` is the GEMV; 16, 32, 64 the ``tl.dot`` GEMM."""
+    block_m: int
+    block_n: int
+    block_k: int          # at most: the step is min(block_k, largest power of two dividing g)
+    split_k: int = 1
+    num_warps: int = 4
+    num_stages: int = 2
+
+
+def step_size(group_size: int, block_k: int) -> int:
+    """The largest power of two dividing ``group_size``, at most ``block_k``: a step of that many
+    inputs never straddles two groups, and K (a multiple of g) is a whole number of steps."""
+    return min(group_size & -group_size, block_k)
+
+
+def default_config(m: int, n: int, k: int, group_size: int, sms: int) -> Config:
+    """The launch without autotuning, for ``sms`` streaming multiprocessors: tiles by M, then
+    enough K slices for about 4 programs per SM (at most one slice per step)."""
+    block_m, block_n, block_k = (1, 128, 128) if m == 1 else (16, 64, 128) if m <= 16 else \
+        (32, 64, 128) if m <= 32 else (64, 128, 64)
+    tiles = triton.cdiv(m, block_m) * triton.cdiv(n, block_n)
+    steps = k // step_size(group_size, block_k)
+    split_k = max(1, min(triton.cdiv(4 * sms, tiles), steps))
+    return Config(block_m, block_n, block_k, split_k)
+
+
+def candidate_configs(m: int, n: int, k: int, group_size: int, sms: int) -> list[Config]:
+    """What ``benchmarks/kernels.py`` autotunes over: the default, then other tile widths, K
+    splits and pipelining depths (every one is tested for correctness on the CPU)."""
+    base = default_config(m, n, k, group_size, sms)
+    steps = k // step_size(group_size, base.block_k)
+    found = [base]
+    for block_n in (32, 64, 128, 256) if m == 1 else (32, 64, 128):
+        tiles = triton.cdiv(m, base.block_m) * triton.cdiv(n, block_n)
+        for per_sm in (2, 4, 8):
+            split_k = max(1, min(triton.cdiv(per_sm * sms, tiles), steps))
+            for num_stages in (2, 4):
+                found.append(dataclasses.replace(base, block_n=block_n, split_k=split_k,
+                                                 num_stages=num_stages))
+    found.append(dataclasses.replace(base, split_k=1))
+    return list(dict.fromkeys(found))                                     # unique, in order
+
+
+@functools.cache
+def _sm_count(index: int) -> int:  # cached: a launch should not query the driver
+    return torch.cuda.get_device_properties(index).multi_processor_count
+
+
+def sm_count(device: torch.device) -> int:
+    """SMs of a CUDA device; 2 in the interpreter, so that small test shapes split K too."""
+    if device.type != "cuda":
+        return 2
+    return _sm_count(device.index if device.index is not None else torch.cuda.current_device())
 
 
 def _dot_dtype(dtype: torch.dtype):
@@ -113,91 +189,62 @@ def _dot_dtype(dtype: torch.dtype):
             torch.float32: tl.float32}[dtype]
 
 
-def _programs_wanted(device: torch.device) -> int:
-    """Enough programs to keep every SM busy with several in flight (4 per SM); 8 in the
-    interpreter, so that the tests' small shapes exercise the split-K paths."""
-    if device.type != "cuda":
-        return 8
-    return _sm_count(device.index if device.index is not None else torch.cuda.current_device())
-
-
-@functools.cache
-def _sm_count(index: int) -> int:  # cached: a launch should not query the driver
-    return 4 * torch.cuda.get_device_properties(index).multi_processor_count
-
-
-def _output(m: int, n: int, split_k: int, like: torch.Tensor) -> torch.Tensor:
-    """Where the kernel writes: y itself, or a zeroed float32 buffer the K slices add into."""
-    if split_k == 1:
-        return torch.empty(m, n, dtype=like.dtype, device=like.device)
-    return torch.zeros(m, n, dtype=torch.float32, device=like.device)
-
-
-def _split(split_k: int | None, tiles: int, k_steps: int, device: torch.device) -> int:
-    """How many K slices: enough programs to fill the GPU, at most one per K step."""
-    if split_k is None:
-        split_k = triton.cdiv(_programs_wanted(device), tiles)
-    return max(1, min(split_k, k_steps))
-
-
-def launch_gemm(x: torch.Tensor, qweight, scales, zeros, group_size: int, n: int,
-          split_k: int | None) -> torch.Tensor:
-    m, k = x.shape
-    block_m = 16 if m <= 16 else 32 if m <= 32 else 64
-    block_n, block_k = (64, 64) if m <= 64 else (128, 32)
-    tiles = triton.cdiv(m, block_m) * triton.cdiv(n, block_n)
-    split_k = _split(split_k, tiles, triton.cdiv(k, block_k), x.device)
-    k_per_split = triton.cdiv(triton.cdiv(k, block_k), split_k) * block_k
-    split_k = triton.cdiv(k, k_per_split)                            # no empty slices
-    y = _output(m, n, split_k, x)
-    grid = (triton.cdiv(m, block_m), triton.cdiv(n, block_n), split_k)
-    w4a16_gemm_kernel[grid](x, qweight, scales, zeros, y, m, n, k, group_size,
-                             x.stride(0), y.stride(0), k_per_split, BLOCK_M=block_m,
-                             BLOCK_N=block_n, BLOCK_K=block_k, SPLIT_K=split_k,
-                             DOT_DTYPE=_dot_dtype(x.dtype))
-    return y.to(x.dtype)
-
-
-def launch_gemv(x: torch.Tensor, qweight, scales, zeros, group_size: int, n: int,
-          split_k: int | None) -> torch.Tensor:
-    m, k = x.shape
-    block_n, block_words = 128, 16                                   # 16 words = 128 inputs/step
-    n_blocks, steps = triton.cdiv(n, block_n), triton.cdiv(k // PACK, block_words)
-    split_k = _split(split_k, n_blocks * m, steps, x.device)
-    words_per_split = triton.cdiv(steps, split_k) * block_words
-    split_k = triton.cdiv(k // PACK, words_per_split)                # no empty slices
-    y = _output(m, n, split_k, x)
-    grid = (n_blocks, split_k, m)
-    w4a16_gemv_kernel[grid](x, qweight, scales, zeros, y, n, k, group_size, x.stride(0),
-                             y.stride(0), words_per_split, BLOCK_N=block_n,
-                             BLOCK_WORDS=block_words, SPLIT_K=split_k)
+def launch(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor,
+           group_size: int, config: Config) -> torch.Tensor:
+    """Run one kernel on contiguous ``x [M, K]``; returns ``y [M, N]`` in x's dtype."""
+    (m, k), n = x.shape, qweight.shape[0]
+    step = step_size(group_size, config.block_k)
+    steps_per_split = triton.cdiv(k // step, config.split_k)
+    split_k = triton.cdiv(k // step, steps_per_split)                     # no empty slices
+    y = torch.empty(m, n, dtype=x.dtype, device=x.device) if split_k == 1 else \
+        torch.zeros(m, n, dtype=torch.float32, device=x.device)
+    tuning = dict(num_warps=config.num_warps, num_stages=config.num_stages)
+    if config.block_m == 1:
+        grid = (triton.cdiv(n, config.block_n), split_k)
+        w4a16_gemv_kernel[grid](x, qweight, scales, zeros, y, n, k, group_size, steps_per_split,
+                                BLOCK_N=config.block_n, BLOCK_K=step, SPLIT_K=split_k, **tuning)
+    else:
+        grid = (triton.cdiv(m, config.block_m), triton.cdiv(n, config.block_n), split_k)
+        w4a16_gemm_kernel[grid](x, qweight, scales, zeros, y, m, n, k, group_size, steps_per_split,
+                                BLOCK_M=config.block_m, BLOCK_N=config.block_n, BLOCK_K=step,
+                                SPLIT_K=split_k, DOT_DTYPE=_dot_dtype(x.dtype), **tuning)
     return y.to(x.dtype)
 
 
 def w4a16_matmul(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor,
                  zeros: torch.Tensor, group_size: int, *, split_k: int | None = None,
-                 ) -> torch.Tensor:
+                 config: Config | None = None) -> torch.Tensor:
     """``y = x · W'ᵀ`` for ``x [..., K]`` (float16/bfloat16/float32) and a 4-bit weight packed as
     in :mod:`qcourse.kernels.layout`; returns ``[..., N]`` in x's dtype, accumulated in float32.
 
-    Rows M < 16 use the GEMV, M ≥ 16 the tiled ``tl.dot`` GEMM; both split K into ``split_k``
-    slices (None: enough programs to fill the GPU). Runs on CUDA tensors, or on CPU tensors
-    under the Triton interpreter (``TRITON_INTERPRET=1`` set before triton is imported).
+    One row (M = 1) uses the GEMV, more rows the ``tl.dot`` GEMM. ``config`` fixes the launch
+    (tiles, K slices); by default :func:`default_config` for this device, with ``split_k``
+    slices of K if given. Runs on CUDA tensors, or on CPU tensors under the Triton interpreter
+    (see :func:`qcourse.kernels.device`). The group size must be a multiple of 16.
     """
     k, n = check_w4a16(x, qweight, scales, zeros, group_size)
+    check_group_size(group_size, MIN_GROUP, " for the Triton kernels (tl.dot takes tiles of at "
+                     "least 16 inputs, and a tile must lie inside one group)")
     if split_k is not None and (isinstance(split_k, bool) or not isinstance(split_k, int)
                                 or split_k < 1):
         raise ValueError(f"split_k must be a positive integer or None, got {split_k!r}")
+    if config is not None and (split_k is not None or not isinstance(config, Config)):
+        raise ValueError("pass a Config as config, or split_k, not both")
     if x.device.type != "cuda" and not interpreting():
         raise ValueError(f"the Triton kernel needs CUDA tensors (got {x.device}); on CPU use "
-                         "w4a16_reference, or set TRITON_INTERPRET=1 before importing triton")
+                         "w4a16_reference, or call qcourse.kernels.device() before importing "
+                         "triton (it sets TRITON_INTERPRET=1)")
     lead = x.shape[:-1]
     x2 = x.reshape(-1, k).contiguous()
-    qweight, scales, zeros = qweight.contiguous(), scales.contiguous(), zeros.contiguous()
-    if x2.shape[0] == 0:
+    m = x2.shape[0]
+    if m == 0 or n == 0:
         return x.new_zeros(*lead, n)
-    if x2.shape[0] <= GEMV_MAX_M:
-        y = launch_gemv(x2, qweight, scales, zeros, group_size, n, split_k)
-    else:
-        y = launch_gemm(x2, qweight, scales, zeros, group_size, n, split_k)
+    if config is None:
+        config = default_config(m, n, k, group_size, sm_count(x.device))
+        if split_k is not None:
+            config = dataclasses.replace(config, split_k=split_k)
+    if (config.block_m == 1) != (m == 1):
+        raise ValueError(f"config.block_m = {config.block_m} (1 = the GEMV) does not fit M = {m}")
+    y = launch(x2, qweight.contiguous(), scales.contiguous(), zeros.contiguous(), group_size,
+               config)
     return y.reshape(*lead, n)

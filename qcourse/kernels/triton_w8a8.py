@@ -15,7 +15,7 @@ import triton
 import triton.language as tl
 
 from .checks import check_w8a8
-from .triton_w4a16 import interpreting
+from .backend import interpreting
 
 
 @triton.jit
@@ -59,7 +59,8 @@ def w8a8_matmul(x_int8: torch.Tensor, w_int8: torch.Tensor, x_scale: torch.Tenso
         raise TypeError(f"out_dtype must be float16, bfloat16 or float32, got {out_dtype}")
     if x_int8.device.type != "cuda" and not interpreting():
         raise ValueError(f"the Triton kernel needs CUDA tensors (got {x_int8.device}); on CPU "
-                         "use w8a8_reference, or set TRITON_INTERPRET=1 before importing triton")
+                         "use w8a8_reference, or call qcourse.kernels.device() before importing "
+                         "triton (it sets TRITON_INTERPRET=1)")
     x_int8, w_int8 = x_int8.contiguous(), w_int8.contiguous()
     x_scale, w_scale = x_scale.reshape(-1).contiguous(), w_scale.reshape(-1).contiguous()
     y = torch.empty(m, n, dtype=out_dtype, device=x_int8.device)

@@ -12,7 +12,10 @@ import pathlib
 
 import torch
 
-from ..checks import PACK, check_w4a16
+from ..checks import check_group_size, check_w4a16
+
+CHUNK = 32         # inputs per 128-bit load in the kernel: a group must hold whole chunks
+WARPS_PER_BLOCK, ROWS = 4, 8
 
 SOURCE_DIR = pathlib.Path(__file__).parent
 KERNEL_SOURCE = SOURCE_DIR / "w4a16_gemv.cu"
@@ -44,21 +47,34 @@ def w4a16_gemv(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zer
                group_size: int, split_k: int | None = None) -> torch.Tensor:
     """``y = x · W'ᵀ`` with the CUDA kernel (same inputs and result as ``w4a16_matmul``).
 
-    One thread per output column and K slice; meant for few rows (decode), correct for any M.
-    ``split_k`` slices of K (default: enough blocks for 4 per SM).
+    One warp per output and K slice, up to 8 rows of x per warp: meant for decoding (few rows),
+    correct for any M. float16 or bfloat16 activations; the group size a multiple of 32.
+    ``split_k`` slices of K (default: about 8 blocks of 4 warps per SM).
     """
     k, n = check_w4a16(x, qweight, scales, zeros, group_size)
+    check_group_size(group_size, CHUNK, " for the CUDA kernel (one 128-bit load = 32 inputs "
+                     "that share one scale)")
+    if x.dtype not in (torch.float16, torch.bfloat16):
+        raise TypeError(f"the CUDA kernel computes in half2/bfloat162: x must be float16 or "
+                        f"bfloat16, got {x.dtype}")
     if x.device.type != "cuda":
         raise ValueError(f"the CUDA kernel needs CUDA tensors, got {x.device}")
     lead = x.shape[:-1]
-    x2 = x.reshape(-1, k).contiguous()
+    x2 = _aligned(x.reshape(-1, k))
     m = x2.shape[0]
+    chunks = k // CHUNK
     if split_k is None:
-        blocks = -(-n // 128) * max(m, 1)
+        blocks = -(-n // WARPS_PER_BLOCK) * -(-max(m, 1) // ROWS)
         sms = torch.cuda.get_device_properties(x.device).multi_processor_count
-        split_k = -(-4 * sms // blocks)
-    split_k = max(1, min(split_k, k // PACK))
+        split_k = -(-8 * sms // blocks)
+    split_k = max(1, min(split_k, chunks))
     scales, zeros = scales.to(x.dtype).contiguous(), zeros.to(x.dtype).contiguous()
     stream = torch.cuda.current_stream(x.device).cuda_stream
-    y = load().w4a16_gemv(x2, qweight.contiguous(), scales, zeros, group_size, split_k, stream)
+    y = load().w4a16_gemv(x2, _aligned(qweight), scales, zeros, group_size, split_k, stream)
     return y.to(x.dtype).reshape(*lead, n)
+
+
+def _aligned(t: torch.Tensor) -> torch.Tensor:
+    """Contiguous and 16-byte aligned (the kernel's 128-bit loads need both)."""
+    t = t.contiguous()
+    return t if t.data_ptr() % 16 == 0 else t.clone()

@@ -17,8 +17,10 @@ torch::Tensor w4a16_gemv(torch::Tensor x, torch::Tensor qweight, torch::Tensor s
     TORCH_CHECK(x.is_cuda() && x.is_contiguous() && x.dim() == 2, "x must be a contiguous CUDA [M, K]");
     TORCH_CHECK(qweight.is_contiguous() && scales.is_contiguous() && zeros.is_contiguous(),
                 "qweight, scales and zeros must be contiguous");
-    const int dtype = x.scalar_type() == torch::kHalf ? 0 : x.scalar_type() == torch::kBFloat16 ? 1 : 2;
-    const int64_t M = x.size(0), K = x.size(1), N = qweight.size(1);
+    TORCH_CHECK(x.scalar_type() == torch::kHalf || x.scalar_type() == torch::kBFloat16,
+                "x must be float16 or bfloat16");
+    const int dtype = x.scalar_type() == torch::kHalf ? 0 : 1;
+    const int64_t M = x.size(0), K = x.size(1), N = qweight.size(0);
     auto y = torch::zeros({M, N}, x.options().dtype(torch::kFloat32));
     const cudaError_t err = qcourse::w4a16_gemv_launch(
         dtype, x.data_ptr(), qweight.data_ptr<int32_t>(), scales.data_ptr(), zeros.data_ptr(),
