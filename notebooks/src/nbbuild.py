@@ -9,8 +9,9 @@ Each notebook's script (``notebooks/src/NN_topic.py``) defines ``CELLS`` as a li
 
 The first code cell of every notebook installs the package on Colab and does nothing elsewhere
 (:func:`colab_cell`; the notebook's ``EXTRAS`` say which extras it installs). When that cell
-changes, ``python notebooks/src/nbbuild.py --refresh-colab-cells`` rewrites it in the committed
-notebooks and keeps their outputs (:func:`refresh_colab_cell`): nothing else needs re-executing.
+changes, ``python notebooks/src/nbbuild.py --refresh-colab-cells [NOTEBOOK ...]`` rewrites it in
+the committed notebooks and keeps their outputs (:func:`refresh_colab_cell`): nothing else needs
+re-executing.
 
 Executing also records what the outputs were computed from (:func:`fingerprint`): a hash of each
 package source file defining a name the notebook's code uses, and of each recorded result
@@ -47,7 +48,7 @@ if "google.colab" in sys.modules:
     !test -d {clone} || git clone -q --depth 1 {url} {clone}
     sys.path.insert(0, "{clone}")
     from qcourse import colab
-    colab.setup(extras="{extras}")"""
+    colab.setup({arguments})"""
 
 
 def repository_url() -> str:
@@ -60,7 +61,8 @@ def repository_url() -> str:
 def colab_cell(extras: str = "", url: str | None = None, clone: str = COLAB_CLONE) -> str:
     """The first code cell: on Colab, clone ``url`` (default :func:`repository_url`) to
     ``clone`` and let ``qcourse.colab.setup`` install it with ``extras`` (comma-separated)."""
-    return COLAB_CELL.format(extras=extras, url=url or repository_url(), clone=clone)
+    arguments = f'extras="{extras}"' if extras else ""
+    return COLAB_CELL.format(arguments=arguments, url=url or repository_url(), clone=clone)
 
 
 def notebook(cells: list[tuple[str, str]], extras: str = "") -> nbformat.NotebookNode:
@@ -235,7 +237,9 @@ def main(script_file: str, cells: list[tuple[str, str]], extras: str = "") -> No
         print(f"executed {path.name}", file=sys.stderr)
 
 
-if __name__ == "__main__" and sys.argv[1:] == ["--refresh-colab-cells"]:
-    for notebook_path in sorted(ROOT.glob("notebooks/[0-9][0-9]_*.ipynb")):
+if __name__ == "__main__" and sys.argv[1:2] == ["--refresh-colab-cells"]:
+    # python notebooks/src/nbbuild.py --refresh-colab-cells [NOTEBOOK ...]   (default: all)
+    chosen = [pathlib.Path(p) for p in sys.argv[2:]]
+    for notebook_path in chosen or sorted(ROOT.glob("notebooks/[0-9][0-9]_*.ipynb")):
         if refresh_colab_cell(notebook_path):
             print(f"refreshed the Colab cell of {notebook_path.name}", file=sys.stderr)
