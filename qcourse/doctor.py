@@ -113,6 +113,18 @@ def declared_project() -> Project:
     return Project(meta["Requires-Python"], meta.get_all("Classifier") or [], requirements)
 
 
+def requirements_of(project: Project, extra: str | None) -> list[Requirement]:
+    """An extra's requirements (None: the base's), with the extras it includes as
+    ``qcourse[...]`` expanded into theirs."""
+    found = []
+    for requirement in project.requirements[extra]:
+        if requirement.name == "qcourse":
+            found += [r for inner in sorted(requirement.extras) for r in requirements_of(project, inner)]
+        else:
+            found.append(requirement)
+    return found
+
+
 def installed(name: str) -> str | None:
     """The installed version of distribution ``name``, or None."""
     try:

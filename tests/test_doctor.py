@@ -43,12 +43,10 @@ def requirement_names(project, extra):
     """The distributions an extra brings: its own, those of the extras it includes, and those
     of the extras it asks of a library (llama-cpp-python[server] -> fastapi, uvicorn, ...)."""
     names = set()
-    for requirement in project.requirements[extra]:
-        if requirement.name == "qcourse":
-            names |= set().union(*(requirement_names(project, e) for e in requirement.extras))
-            continue
+    for requirement in doctor.requirements_of(project, extra):
         names.add(requirement.name)
-        for line in importlib.metadata.requires(requirement.name) or []:
+        for line in (importlib.metadata.requires(requirement.name) or []
+                     if doctor.installed(requirement.name) else []):
             dependency = Requirement(line)
             if any(dependency.marker and dependency.marker.evaluate({"extra": e})
                    for e in requirement.extras):
