@@ -28,6 +28,7 @@ import tomllib
 from packaging.requirements import Requirement
 
 from qcourse import paths
+from qcourse.colab import installed_version as installed
 
 MIN_FREE_BYTES = 1_500_000_000   # a notebook's peak memory stays under 1.5 GB
 TINY_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
@@ -123,14 +124,6 @@ def requirements_of(project: Project, extra: str | None) -> list[Requirement]:
         else:
             found.append(requirement)
     return found
-
-
-def installed(name: str) -> str | None:
-    """The installed version of distribution ``name``, or None."""
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 def check_requirement(requirement: Requirement, extra: str | None) -> dict:
