@@ -16,7 +16,8 @@ notebook runs exactly as in a checkout (``data/``, ``benchmarks/results/``, the 
 Colab's own torch (a CUDA build) is kept: a constraint pins the installed version, so pip
 either leaves it alone or fails and says which requirement wanted another (it never swaps the
 build). Run twice, the second call only checks and prints. One line of output either way; pip's
-own output is shown only when it fails.
+own output is shown only when it fails. If pip had to change a library this kernel had already
+imported, the line says so: only a restart loads the new version.
 
 Standard library only: this module runs before the package's dependencies are installed.
 """
@@ -55,6 +56,13 @@ def installed_version(distribution: str) -> str | None:
         return None
 
 
+def imported_versions() -> dict[str, str]:
+    """``{distribution: version}`` of the libraries whose modules this kernel has imported."""
+    owners = importlib.metadata.packages_distributions()
+    names = {d for module in list(sys.modules) if "." not in module for d in owners.get(module, ())}
+    return {name: version for name in names if (version := installed_version(name))}
+
+
 def pip_install(clone: pathlib.Path, extras: list[str], keep: dict[str, str]) -> None:
     """``pip install -e clone[extras]`` with each of ``keep`` pinned to its installed version;
     RuntimeError with the end of pip's output if it fails."""
@@ -84,10 +92,15 @@ def setup(extras: str = "", clone: str | os.PathLike = CLONE) -> str:
     if had is not None and set(wanted) <= set(had) and installed_version("qcourse"):
         line = f"qcourse already installed from {clone} (extras: {', '.join(had) or 'none'})"
     else:
+        before = imported_versions()
         pip_install(clone, wanted, {"torch": torch} if torch else {})
         stamp.write_text(json.dumps({"extras": sorted(set(wanted) | set(had or []))}))
         line = (f"installed qcourse from {clone} (extras: {', '.join(wanted) or 'none'})"
                 + (f", kept torch {torch}" if torch else ""))
+        changed = sorted(n for n, v in before.items() if installed_version(n) != v)
+        if changed:
+            line += (f"; RESTART the runtime to use the new {', '.join(changed)} "
+                     "(imported before pip changed them), then run this cell again")
     sys.path[:] = [str(clone)] + [p for p in sys.path if p != str(clone)]
     importlib.invalidate_caches()
     os.chdir(clone / "notebooks")

@@ -123,6 +123,28 @@ def test_colab_setup_pins_torch_installs_once_and_prints_one_line(clone, monkeyp
     assert calls[1][0][-1] == f"{clone}[llamacpp]"
 
 
+def test_colab_setup_asks_for_a_restart_when_pip_changed_an_imported_library(clone, monkeypatch):
+    monkeypatch.setattr(colab.subprocess, "run",
+                        lambda command, **kwargs: subprocess.CompletedProcess(command, 0, "", ""))
+    real = colab.installed_version
+    upgraded = {"numpy": iter(["1.26.4", "2.3.0"])}               # before pip, after pip
+    monkeypatch.setattr(colab, "installed_version",
+                        lambda name: next(upgraded[name]) if name in upgraded else real(name))
+    monkeypatch.setattr(colab, "imported_versions", lambda: {"numpy": colab.installed_version("numpy")})
+    line = colab.setup(clone=clone)
+    assert "; RESTART the runtime to use the new numpy (imported before pip changed them)" in line
+    assert len(line.splitlines()) == 1
+
+
+def test_imported_versions_are_those_of_the_libraries_this_process_imported():
+    import numpy  # noqa: F401  (imported by the package anyway)
+
+    versions = colab.imported_versions()
+    assert versions["numpy"] == colab.installed_version("numpy")
+    assert versions["pytest"] == colab.installed_version("pytest")
+    assert "jupyter-repo2docker" not in versions                 # installed or not, never imported
+
+
 def test_colab_setup_says_what_pip_said_when_it_fails(clone, monkeypatch):
     monkeypatch.setattr(colab.subprocess, "run", lambda command, **kwargs: subprocess.CompletedProcess(
         command, 1, "", "ERROR: Cannot install qcourse because torch==9 conflicts"))
