@@ -74,6 +74,13 @@ def test_python_range_and_classifiers_agree_with_the_platform_table():
     assert all(v in allowed for v in table) and "3.10" not in allowed
 
 
+def test_the_readme_names_every_extra():
+    section = README.split("## Where to run it", 1)[1].split("\n## ", 1)[0]
+    first_cells = re.findall(r"^\| (`[^|]+) \|", section, re.MULTILINE)   # "`gptq`, `awq`", ...
+    listed = {e.strip(" `") for cell in first_cells for e in cell.split(",")}
+    assert listed == set(PYPROJECT["project"]["optional-dependencies"])
+
+
 # ---- the Colab cell and the installer it calls ------------------------------------------------
 
 def test_the_colab_cell_installs_only_its_extras_and_does_nothing_elsewhere():
