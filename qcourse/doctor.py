@@ -61,6 +61,7 @@ class Notebook:
 
 
 LLAMA_CPP = ("llama-cpp-python",)
+WHOLE_NOTEBOOK = "the whole notebook"   # a need of its first cells: nothing after them runs
 NOTEBOOKS = (
     Notebook("00", "welcome and tour"),
     Notebook("01", "number formats and formulas"),
@@ -70,9 +71,9 @@ NOTEBOOKS = (
     Notebook("04", "GPTQ"),
     Notebook("05", "AWQ"),
     Notebook("06", "GGUF and llama.cpp", (Need("§6, §8", LLAMA_CPP, "llamacpp"),)),
-    Notebook("07", "kernels", (Need("§8 live GPU timings", device="cuda"),)),
+    Notebook("07", "kernels", (Need("§8", device="cuda"),)),
     Notebook("08", "deployment",
-             (Need("the whole notebook", LLAMA_CPP + ("fastapi", "uvicorn", "openai"),
+             (Need(WHOLE_NOTEBOOK, LLAMA_CPP + ("fastapi", "uvicorn", "openai"),
                    "deploy"),
               Need("§5", ("onnx", "onnxscript", "onnxruntime"), "deploy"),
               Need("§6", ("compressed-tensors",), "deploy"))),
@@ -245,22 +246,26 @@ def library_status(name: str, declared: dict[str, dict]) -> str:
 
 
 def notebook_verdicts(declared: dict[str, dict], cuda: bool) -> list[dict]:
-    """For each notebook of :data:`NOTEBOOKS`: the sections that will not run here, and why."""
+    """For each notebook of :data:`NOTEBOOKS`: the sections that will not run here, each as
+    ``{"sections", "why", "fix"}`` (and ``"missing"``: ``{library: status}``)."""
     verdicts = []
     for notebook in NOTEBOOKS:
-        not_running = []
+        gaps = []
         for need in notebook.needs:
             if need.device == "cuda" and not cuda:
-                not_running.append(f"{need.sections}: the recorded run instead (no CUDA GPU here)")
-            absent = {n: library_status(n, declared) for n in need.libraries}
-            absent = {n: status for n, status in absent.items() if status != "ok"}
-            if absent:
-                fix = (f'pip install "qcourse[{need.extra}]"' if need.extra
-                       else "a base dependency: reinstall qcourse")
-                listed = ", ".join(f"{n} {status}" for n, status in absent.items())
-                not_running.append(f"{need.sections} will not run: {listed} ({fix})")
+                gaps.append({"sections": need.sections, "why": "no CUDA GPU here",
+                             "fix": "the recorded GPU run is shown instead"})
+            missing = {n: library_status(n, declared) for n in need.libraries}
+            missing = {n: status for n, status in missing.items() if status != "ok"}
+            if missing:
+                gaps.append({"sections": need.sections, "missing": missing,
+                             "why": (f"needs the {need.extra} extra" if need.extra
+                                     else f"needs {', '.join(missing)} (a base dependency)"),
+                             "fix": (f'pip install "qcourse[{need.extra}]"' if need.extra
+                                     else "reinstall qcourse")})
+        whole = [g for g in gaps if g["sections"] == WHOLE_NOTEBOOK]
         verdicts.append({"notebook": notebook.number, "title": notebook.title,
-                         "runs_fully": not not_running, "not_running": not_running})
+                         "runs_fully": not gaps, "not_running": whole or gaps})
     return verdicts
 
 
@@ -317,15 +322,16 @@ def _gb(n: int) -> str:
 
 
 def _libraries(rows: list[dict], width: int = 84) -> str:
-    """Versions when everything is there (cut to about ``width`` characters), else what is not."""
+    """Versions when everything is there, else what is not; cut to about ``width`` characters."""
     bad = [r for r in rows if r["status"] != "ok"]
-    if bad:
-        return "; ".join(f"{r['name']} {r['status'].upper()}" + (f" {r['version']}, wants {r['wanted']}"
-                                                                   if r["status"] == "wrong version" else "")
-                         for r in bad) + f" ({len(rows) - len(bad)} of {len(rows)} installed)"
-    text = ", ".join(f"{r['name']} {r['version']}" for r in rows)
-    more = f", … ({len(rows)} installed)"
-    return text if len(text) <= width else text[: width - len(more)].rsplit(",", 1)[0] + more
+    shown = [f"{r['name']} {r['status'].upper()}" + (f" ({r['version']}, wants {r['wanted']})"
+                                                     if r["status"] == "wrong version" else "")
+             for r in bad] or [f"{r['name']} {r['version']}" for r in rows]
+    more = f" ({len(rows) - len(bad)} of {len(rows)} installed)" if bad else f" ({len(rows)} installed)"
+    text = ", ".join(shown)
+    if len(text) <= width - (len(more) if bad else 0):
+        return text + (more if bad else "")
+    return text[: width - len(more) - 3].rsplit(",", 1)[0] + ", …" + more
 
 
 def format_report(report: dict) -> str:
@@ -362,8 +368,10 @@ def format_report(report: dict) -> str:
     lines.append("notebooks")
     for verdict in report["notebooks"]:
         head = f"  {verdict['notebook']} {verdict['title']:<28}"
-        gaps = verdict["not_running"] or ["runs fully"]
-        lines += [f"{head if i == 0 else ' ' * len(head)} {gap}" for i, gap in enumerate(gaps)]
+        gaps = [f"{g['sections']} will not run: {g['why']}" if "missing" in g
+                else f"{g['sections']}: {g['fix']} ({g['why']})" for g in verdict["not_running"]]
+        lines += [f"{head if i == 0 else ' ' * len(head)} {gap}"
+                  for i, gap in enumerate(gaps or ["runs fully"])]
     if report["problems"]:
         lines.append("THE COURSE CANNOT RUN HERE:")
         lines += [f"  - {p}" for p in report["problems"]]

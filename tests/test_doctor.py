@@ -71,13 +71,29 @@ def test_a_missing_extra_names_the_sections_and_the_install_command(monkeypatch)
     assert report["problems"] == []                     # the course still runs
     assert report["extras"]["llamacpp"][0]["status"] == "missing"
     verdicts = {v["notebook"]: v for v in report["notebooks"]}
-    assert not verdicts["06"]["runs_fully"]
     assert verdicts["06"]["not_running"] == [
-        '§6, §8 will not run: llama-cpp-python missing (pip install "qcourse[llamacpp]")']
-    assert verdicts["00"]["runs_fully"]
+        {"sections": "§6, §8", "missing": {"llama-cpp-python": "missing"},
+         "why": "needs the llamacpp extra", "fix": 'pip install "qcourse[llamacpp]"'}]
+    # notebook 08 imports llama.cpp's server first: nothing after that runs, one line says so
+    assert [g["sections"] for g in verdicts["08"]["not_running"]] == ["the whole notebook"]
+    assert verdicts["00"]["runs_fully"] and not verdicts["06"]["runs_fully"]
     text = doctor.format_report(report)
-    assert "llamacpp    llama-cpp-python MISSING (0 of 1 installed)" in text
-    assert "ready: 7 notebooks run fully; 5 without" in text   # 06-10 (07: no GPU)
+    assert "  llamacpp    llama-cpp-python MISSING (0 of 1 installed)" in text
+    assert "  06 GGUF and llama.cpp           §6, §8 will not run: needs the llamacpp extra" in text
+    assert "ready: 7 notebooks run fully; 5 without" in text   # 06, 08-10, and 07 without a GPU
+
+
+def test_with_no_extra_installed_the_report_still_fits_one_screen(monkeypatch):
+    project = doctor.declared_project()
+    base = {r.name for r in project.requirements[None]}
+    real = doctor.installed
+    monkeypatch.setattr(doctor, "installed", lambda name: real(name) if name in base else None)
+    report = doctor.collect()
+    lines = doctor.format_report(report).splitlines()
+    assert len(lines) <= 45 and max(map(len, lines)) <= 100, "\n".join(lines)
+    partial = [v["notebook"] for v in report["notebooks"] if not v["runs_fully"]]
+    without_gpu = [] if report["torch"]["cuda"] else ["07"]
+    assert partial == sorted(["03", "06", "08", "09", "10", "11"] + without_gpu)
 
 
 def test_a_missing_model_file_stops_the_course_with_a_clear_message(tmp_path, monkeypatch, capsys):
