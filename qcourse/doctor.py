@@ -162,12 +162,14 @@ def where() -> str:
     return "local"
 
 
-def memory() -> dict:
-    """Free and total memory in bytes, from the container's limit (cgroup, as on Binder) when
-    it is smaller than the machine's, else from ``/proc/meminfo``; empty where neither exists."""
+def memory(proc: pathlib.Path = pathlib.Path("/proc"),
+           cgroup: pathlib.Path = pathlib.Path("/sys/fs/cgroup")) -> dict:
+    """Free and total memory in bytes, from the container's limit (cgroup v2 or v1, as on
+    Binder) when it is smaller than the machine's, else from ``/proc/meminfo``; empty where
+    neither exists."""
     found = {}
     try:
-        info = dict(line.split(":", 1) for line in pathlib.Path("/proc/meminfo").read_text().splitlines())
+        info = dict(line.split(":", 1) for line in (proc / "meminfo").read_text().splitlines())
         found = {"free": int(info["MemAvailable"].split()[0]) * 1024,
                  "total": int(info["MemTotal"].split()[0]) * 1024, "source": "machine"}
     except (OSError, KeyError, ValueError):
@@ -175,8 +177,8 @@ def memory() -> dict:
     for limit_file, used_file in (("memory.max", "memory.current"),
                                   ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes")):
         try:
-            limit = int(pathlib.Path("/sys/fs/cgroup", limit_file).read_text())
-            used = int(pathlib.Path("/sys/fs/cgroup", used_file).read_text())
+            limit = int((cgroup / limit_file).read_text())
+            used = int((cgroup / used_file).read_text())
         except (OSError, ValueError):   # no such file, or "max" (no limit)
             continue
         if limit < found.get("total", float("inf")):

@@ -115,6 +115,26 @@ def test_json_output_is_the_report(capsys):
     assert report["extras"]["torchao"][0]["name"] == "torchao"
 
 
+def test_memory_is_the_containers_limit_where_it_is_smaller(tmp_path, monkeypatch):
+    proc, cgroup = tmp_path / "proc", tmp_path / "cgroup"
+    proc.mkdir()
+    cgroup.mkdir()
+    (proc / "meminfo").write_text("MemTotal:       25000000 kB\nMemAvailable:   20000000 kB\n")
+    assert doctor.memory(proc, cgroup) == {"free": 20_480_000_000, "total": 25_600_000_000,
+                                           "source": "machine"}
+    (cgroup / "memory.max").write_text("max\n")               # cgroup v2 without a limit
+    (cgroup / "memory.current").write_text("1000\n")
+    assert doctor.memory(proc, cgroup)["source"] == "machine"
+    (cgroup / "memory.max").write_text(f"{2 * 1024 ** 3}\n")   # Binder: 2 GB
+    (cgroup / "memory.current").write_text(f"{1600 * 1024 ** 2}\n")
+    binder = doctor.memory(proc, cgroup)
+    assert binder == {"free": 448 * 1024 ** 2, "total": 2 * 1024 ** 3, "source": "container limit"}
+    report = doctor.collect()
+    monkeypatch.setitem(report, "memory", binder)
+    assert "memory      0.5 GB free of 2.1 GB (container limit); LOW: a notebook needs up to 1.5 GB" \
+        in doctor.format_report(report)
+
+
 def test_an_environment_marker_is_reported_not_counted_missing():
     excluded = doctor.check_requirement(Requirement('torchao==0.18.0; python_version < "3.0"'),
                                         "torchao")
