@@ -6,9 +6,7 @@ import json
 import os
 import pathlib
 import re
-import shlex
 import shutil
-import site
 import subprocess
 import sys
 import textwrap
@@ -210,7 +208,8 @@ def fresh_venv(path: pathlib.Path) -> pathlib.Path:
     python = path / "bin" / "python"
     own = subprocess.run([python, "-c", "import site; print(site.getsitepackages()[0])"],
                          capture_output=True, text=True, check=True).stdout.strip()
-    pathlib.Path(own, "base_libraries.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    libraries = [p for p in sys.path if p.endswith(("site-packages", "dist-packages")) and os.path.isdir(p)]
+    pathlib.Path(own, "base_libraries.pth").write_text("\n".join(libraries) + "\n")
     return python
 
 
