@@ -1,5 +1,5 @@
-"""The ``qcourse`` command line: ``qcourse tour``, ``qcourse train-tiny``, ``qcourse grade``, and
-the commands chapters add (:data:`CHAPTER_COMMANDS`)."""
+"""The ``qcourse`` command line: ``qcourse tour``, ``qcourse doctor``, ``qcourse train-tiny``,
+``qcourse grade``, and the commands chapters add (:data:`CHAPTER_COMMANDS`)."""
 from __future__ import annotations
 
 import argparse
@@ -27,6 +27,11 @@ def tour(args: argparse.Namespace) -> None:
     prompt = "def read_file(path):\n"
     print(f"greedy sample:\n{prompt}{qeval.generate(model, tokenizer, prompt, 48)}")
     print(f"done in {time.time() - start:.0f}s")
+
+
+def doctor(args: argparse.Namespace) -> int:
+    from qcourse import doctor as checkup
+    return checkup.main(as_json=args.json)
 
 
 def train_tiny(args: argparse.Namespace) -> None:
@@ -75,6 +80,10 @@ def main(argv: list[str] | None = None) -> int | None:
     p = sub.add_parser("tour", help="load the embedded model; print its sizes, perplexity and a sample")
     p.add_argument("--model", default="qcourse-tiny")
     p.set_defaults(func=tour)
+    p = sub.add_parser("doctor", help="what this environment can run: Python, torch, memory, extras, "
+                                      "and which notebook sections will not run here (exit 1: none)")
+    p.add_argument("--json", action="store_true", help="the report as JSON, for scripts")
+    p.set_defaults(func=doctor)
     p = sub.add_parser("train-tiny", help="train qcourse-tiny from scratch (options: --help)", add_help=False)
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(func=train_tiny)

@@ -9,29 +9,38 @@ Every Python install carries the same text, so the corpus needs no network:
 
 Test suites and GUI/demo packages (``test``, ``tests``, ``idlelib``, ``tkinter``, ``turtledemo``,
 ``lib2to3``, ``ensurepip``) and ``site-packages`` are left out. Documents are built in sorted
-order with fixed formatting, so the corpus is identical for a given Python minor version.
+order with fixed formatting.
+
+The standard library changes between Python versions (built on 3.13 the test split holds 447,097
+characters against 386,156 on 3.11), so every Python reads the same corpus: the one built on
+Python :data:`CORPUS_PYTHON`, shipped with the package as ``data/corpus/`` (gzip-compressed JSON,
+with the PSF licence it is distributed under) and checked against :data:`CORPUS_SHA256` when
+read. :func:`build_documents` rebuilds it from the running interpreter and
+:func:`write_corpus_file` writes it (``python -m qcourse.data``, on that Python).
 
 Split: a module (or topic) goes to ``test`` if ``sha1(name) mod 100 < 5``, to ``validation`` if
 it is ``< 10``, otherwise to ``train``. Prose and code of one module always share a split, so a
 model never sees the code of a module whose docs it is evaluated on.
 
-The built documents are cached as JSON in :func:`qcourse.paths.cache_dir`.
+Token ids of a split are cached in :func:`qcourse.paths.cache_dir`.
 """
 from __future__ import annotations
 
 import ast
 import dataclasses
+import functools
+import gzip
 import hashlib
 import json
 import pathlib
-import sys
+import platform
 import sysconfig
 import warnings
 
 import numpy as np
 import torch
 
-from qcourse.paths import cache_dir
+from qcourse.paths import CORPUS_DIR, cache_dir
 
 SPLITS = ("train", "validation", "test")
 DOMAINS = ("prose", "code")
@@ -40,7 +49,10 @@ EXCLUDED_DIRS = frozenset(
      "site-packages", "dist-packages", "__pycache__"}
 )
 DOC_SEPARATOR = "\n\n"
-CORPUS_VERSION = 1
+CORPUS_PYTHON = "3.11.7"   # the interpreter whose standard library the shipped corpus holds
+CORPUS_FILE = CORPUS_DIR / "stdlib-py3.11.json.gz"
+# sha256 of the decompressed JSON (gzip's bytes may differ between zlib builds; the text may not)
+CORPUS_SHA256 = "69185397cfad1db6a035b8833bae445a79343af3f868e84d29002439e2ddd03f"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,27 +127,45 @@ def build_documents() -> list[Document]:
     return docs
 
 
-def _cache_file() -> pathlib.Path:
-    tag = f"py{sys.version_info.major}{sys.version_info.minor}-v{CORPUS_VERSION}"
-    return cache_dir() / f"corpus-{tag}.json"
+def corpus_json(docs: list[Document]) -> bytes:
+    """The corpus file's content (before compression): a JSON list of documents, UTF-8."""
+    return json.dumps([dataclasses.asdict(d) for d in docs], ensure_ascii=False).encode("utf-8")
+
+
+def write_corpus_file(path: pathlib.Path = CORPUS_FILE) -> str:
+    """Build the corpus from the running interpreter and write it gzip-compressed (no timestamp,
+    so the same documents give the same file); returns the sha256 of the JSON to record in
+    :data:`CORPUS_SHA256`."""
+    raw = corpus_json(build_documents())
+    pathlib.Path(path).write_bytes(gzip.compress(raw, compresslevel=9, mtime=0))
+    return hashlib.sha256(raw).hexdigest()
+
+
+@functools.cache
+def shipped_documents() -> tuple[Document, ...]:
+    """Every document of the shipped corpus, read once per process and checked against
+    :data:`CORPUS_SHA256`."""
+    if not CORPUS_FILE.is_file():
+        raise FileNotFoundError(
+            f"the course corpus is missing: {CORPUS_FILE} does not exist; reinstall qcourse "
+            "or restore data/corpus from the repository")
+    raw = gzip.decompress(CORPUS_FILE.read_bytes())
+    digest = hashlib.sha256(raw).hexdigest()
+    if digest != CORPUS_SHA256:
+        raise ValueError(
+            f"the course corpus {CORPUS_FILE} is damaged or was rebuilt: its sha256 is "
+            f"{digest}, expected {CORPUS_SHA256}; reinstall qcourse or restore data/corpus")
+    return tuple(Document(**d) for d in json.loads(raw))
 
 
 def documents(split: str | None = None, domain: str | None = None) -> list[Document]:
-    """The corpus documents, optionally restricted to one split and/or domain (cached on disk)."""
+    """The corpus documents, optionally restricted to one split and/or domain."""
     if split is not None and split not in SPLITS:
         raise ValueError(f"unknown split {split!r}: choose one of {SPLITS}")
     if domain is not None and domain not in DOMAINS:
         raise ValueError(f"unknown domain {domain!r}: choose one of {DOMAINS}")
-    path = _cache_file()
-    if path.exists():
-        docs = [Document(**d) for d in json.loads(path.read_text(encoding="utf-8"))]
-    else:
-        docs = build_documents()
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps([dataclasses.asdict(d) for d in docs]), encoding="utf-8")
-        tmp.replace(path)
     return [
-        d for d in docs
+        d for d in shipped_documents()
         if (split is None or split_of(d.name) == split) and (domain is None or d.domain == domain)
     ]
 
@@ -156,7 +186,7 @@ def token_ids(tokenizer, split: str, domain: str | None = None) -> torch.Tensor:
     vocab_hash = hashlib.sha1(
         json.dumps(sorted(tokenizer.get_vocab().items())).encode()
     ).hexdigest()[:12]
-    path = cache_dir() / f"tokens-{_cache_file().stem}-{vocab_hash}-{split}-{domain or 'all'}.npy"
+    path = cache_dir() / f"tokens-corpus-{CORPUS_SHA256[:12]}-{vocab_hash}-{split}-{domain or 'all'}.npy"
     if path.exists():
         return torch.from_numpy(np.load(path).astype(np.int64))
     texts = [d.text for d in documents(split, domain)]
@@ -196,3 +226,10 @@ def calibration_samples(
     generator = torch.Generator().manual_seed(seed)
     starts = torch.randint(0, len(ids) - seq_len + 1, (n,), generator=generator)
     return torch.stack([ids[s : s + seq_len] for s in starts.tolist()])
+
+
+if __name__ == "__main__":
+    if platform.python_version() != CORPUS_PYTHON:
+        print(f"note: this is Python {platform.python_version()}; the shipped corpus was built on "
+              f"{CORPUS_PYTHON} (a new file changes every number in the course)")
+    print(f"wrote {CORPUS_FILE}; set CORPUS_SHA256 = {write_corpus_file()!r}")

@@ -1,18 +1,37 @@
 """Where qcourse reads its shipped data and writes its cache.
 
-Shipped, read-only: ``data/`` at the repository root (the embedded model lives in
-``data/qcourse-tiny``). Written: one cache folder, ``$QCOURSE_CACHE`` if set, else
-``$XDG_CACHE_HOME/qcourse``, else ``~/.cache/qcourse``. Nothing else is written anywhere.
+Shipped, read-only: the repository's ``data/`` folder (the embedded model ``qcourse-tiny``, the
+corpus, the evaluation tasks, model configs). The package carries it as ``qcourse/assets``: a
+wheel or ``pip install .`` installs ``data/`` there (``setup.py`` maps it), and
+:data:`DATA_DIR` finds it through the package (``importlib.resources``). In a source checkout,
+whether on ``PYTHONPATH`` or installed editable, ``data/`` next to the package is used directly.
+
+Written: one cache folder, ``$QCOURSE_CACHE`` if set, else ``$XDG_CACHE_HOME/qcourse``, else
+``~/.cache/qcourse``. Nothing else is written anywhere.
 """
 from __future__ import annotations
 
+import importlib.resources
 import os
 import pathlib
 
 PACKAGE_DIR = pathlib.Path(__file__).resolve().parent
 REPO_DIR = PACKAGE_DIR.parent
-DATA_DIR = REPO_DIR / "data"
+ASSETS = "assets"  # the name data/ has inside an installed package
+
+
+def shipped_data_dir() -> pathlib.Path:
+    """``data/`` of the source checkout this package sits in, else the installed package's
+    ``qcourse/assets`` (a wheel or ``pip install .``)."""
+    checkout = REPO_DIR / "data"
+    if (REPO_DIR / "pyproject.toml").is_file() and checkout.is_dir():
+        return checkout
+    return pathlib.Path(str(importlib.resources.files("qcourse").joinpath(ASSETS)))
+
+
+DATA_DIR = shipped_data_dir()
 TINY_DIR = DATA_DIR / "qcourse-tiny"
+CORPUS_DIR = DATA_DIR / "corpus"
 
 
 def cache_dir() -> pathlib.Path:

@@ -170,7 +170,7 @@ ROOMS = [  # (room, modules), bottom to top, as in ARCHITECTURE.md
     ("formats and runtimes", ["gptq_checkpoint", "gguf", "kernels", "deploy"]),
     ("references", ["references"]),
     ("measurement", ["bench", "cost", "diagnose"]),
-    ("course", ["exercises", "grading", "viz", "cli"]),
+    ("course", ["exercises", "grading", "viz", "cli", "doctor", "colab"]),
 ]
 ROOM_OF = {f"qcourse.{m}": level for level, (_, modules) in enumerate(ROOMS) for m in modules}
 

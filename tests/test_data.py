@@ -1,5 +1,9 @@
-import torch
+import gzip
+import hashlib
+import platform
+
 import pytest
+import torch
 
 from qcourse import data
 
@@ -72,3 +76,43 @@ def test_calibration_samples_refuse_more_than_the_split_holds(tiny):
         data.calibration_samples(tokenizer, 10_000_000, 512, seed=0)
     with pytest.raises(ValueError, match="positive"):
         data.calibration_samples(tokenizer, 0, 512, seed=0)
+
+
+# ---- the shipped corpus: the same text on every Python ----------------------------------------
+
+def test_every_python_reads_the_corpus_built_on_3_11():
+    # the split sizes the launch issue measured on Python 3.11 (3.13's own stdlib gives 447,097)
+    assert len(data.corpus("test")) == 386_156
+    assert len({d.name for d in data.documents()}) < len(data.documents())  # prose + code pairs
+    assert data.CORPUS_FILE.name.endswith(".json.gz")
+    licence = (data.CORPUS_FILE.parent / "LICENSE-Python.txt").read_text()
+    assert "PYTHON SOFTWARE FOUNDATION LICENSE VERSION 2" in licence
+
+
+def test_shipped_corpus_matches_its_checksum():
+    raw = gzip.decompress(data.CORPUS_FILE.read_bytes())
+    assert hashlib.sha256(raw).hexdigest() == data.CORPUS_SHA256
+    assert raw == data.corpus_json(list(data.shipped_documents()))
+
+
+def test_damaged_or_missing_corpus_is_refused_with_a_clear_message(tmp_path, monkeypatch):
+    damaged = tmp_path / "corpus.json.gz"
+    raw = gzip.decompress(data.CORPUS_FILE.read_bytes())
+    damaged.write_bytes(gzip.compress(raw.replace(b"def ", b"DEF ", 1)))
+    monkeypatch.setattr(data, "CORPUS_FILE", damaged)
+    data.shipped_documents.cache_clear()
+    try:
+        with pytest.raises(ValueError, match="damaged or was rebuilt.*reinstall qcourse"):
+            data.corpus("test")
+        monkeypatch.setattr(data, "CORPUS_FILE", tmp_path / "absent.json.gz")
+        with pytest.raises(FileNotFoundError, match="corpus is missing"):
+            data.corpus("test")
+    finally:
+        data.shipped_documents.cache_clear()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(platform.python_version() != data.CORPUS_PYTHON,
+                    reason=f"the shipped corpus is rebuilt on Python {data.CORPUS_PYTHON} only")
+def test_shipped_corpus_is_what_its_python_builds():
+    assert data.corpus_json(data.build_documents()) == data.corpus_json(list(data.shipped_documents()))

@@ -21,6 +21,21 @@ libraries people deploy with.
 3. explain perplexity, the quality measure used in every notebook, and compute it from token log-likelihoods;
 4. see, in one experiment, what rounding weights to fewer bits does to quality.
 """),
+    ("code", r"""
+# What this machine can run: the same report as `qcourse doctor` in a terminal
+from qcourse import doctor
+
+print(doctor.format_report(doctor.collect()))
+"""),
+    ("md", r"""
+**Before you start.** The report above says where you are (Colab, Binder or your own machine),
+which Python and PyTorch run the course and on which device, how much memory is free (each
+notebook needs at most 1.5 GB), and which optional libraries ("extras") are installed. Its
+`notebooks` list says, for each notebook, whether it runs fully here or which sections will not
+run, and which `pip install` adds what they need. The last line sums it up: `ready` means every
+notebook runs, at most without the sections listed. On Colab the first cell of each notebook
+installs that notebook's extras for you.
+"""),
     ("md", r"""
 ## The course map
 
@@ -37,6 +52,7 @@ libraries people deploy with.
 | 08 | deployment | how do people serve quantized models? |
 | 09 | benchmarks and cost | which method to choose, and what it saves |
 | 10 | failure modes | what goes wrong and how to recover |
+| 11 | frontier formats | what do FP8, MXFP4/NVFP4, KV-cache quantization, HQQ and rotations buy? |
 
 Everything runs offline on a laptop CPU. Let's start with the model.
 """),

@@ -676,7 +676,7 @@ price scales with the model and the tokens you give it. Published figures, each 
 """),
 ]
 
-EXTRAS = "reference"  # what the Colab cell installs
+EXTRAS = "torchao"  # installed by the Colab cell; qcourse.doctor.NOTEBOOKS says why
 
 if __name__ == "__main__":
     nbbuild.main(__file__, CELLS, extras=EXTRAS)

@@ -554,7 +554,7 @@ Stuck on an exercise? Every question has progressive hints: `ex05.fold_scale.hin
 """),
 ]
 
-EXTRAS = "reference"  # what the Colab cell installs
+EXTRAS = ""  # installed by the Colab cell; qcourse.doctor.NOTEBOOKS says why
 
 if __name__ == "__main__":
     nbbuild.main(__file__, CELLS, extras=EXTRAS)

@@ -518,7 +518,7 @@ Stuck on an exercise? Every question has progressive hints: `ex06.q4_k_decode.hi
 """),
 ]
 
-EXTRAS = "reference"  # what the Colab cell installs
+EXTRAS = "llamacpp"  # installed by the Colab cell; qcourse.doctor.NOTEBOOKS says why
 
 if __name__ == "__main__":
     nbbuild.main(__file__, CELLS, extras=EXTRAS)

@@ -592,7 +592,7 @@ print(f"server process {pid} alive: {alive}; port {port} free again: {free}")
 """),
 ]
 
-EXTRAS = "reference"  # what the Colab cell installs
+EXTRAS = "deploy"  # installed by the Colab cell; qcourse.doctor.NOTEBOOKS says why
 
 if __name__ == "__main__":
     nbbuild.main(__file__, CELLS, extras=EXTRAS)

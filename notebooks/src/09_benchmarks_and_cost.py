@@ -5,7 +5,7 @@ import sys
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 import nbbuild  # noqa: E402
 
-EXTRAS = "reference"
+EXTRAS = "llamacpp"  # installed by the Colab cell; qcourse.doctor.NOTEBOOKS says why
 
 CELLS = [
     ("md", r"""

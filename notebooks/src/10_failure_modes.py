@@ -854,7 +854,7 @@ default dampening (1 % of the mean diagonal), and treat the warning as a reason 
 """),
 ]
 
-EXTRAS = "reference"  # what the Colab cell installs
+EXTRAS = "llamacpp"  # installed by the Colab cell; qcourse.doctor.NOTEBOOKS says why
 
 if __name__ == "__main__":
     nbbuild.main(__file__, CELLS, extras=EXTRAS)

@@ -766,7 +766,7 @@ card).
 """),
 ]
 
-EXTRAS = "reference"  # what the Colab cell installs
+EXTRAS = "torchao,hqq"  # installed by the Colab cell; qcourse.doctor.NOTEBOOKS says why
 
 if __name__ == "__main__":
     nbbuild.main(__file__, CELLS, extras=EXTRAS)

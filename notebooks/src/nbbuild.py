@@ -7,7 +7,11 @@ Each notebook's script (``notebooks/src/NN_topic.py``) defines ``CELLS`` as a li
     python notebooks/src/NN_topic.py --execute  # writes it, then runs it on a fresh kernel and
                                                 # saves it with its outputs (nbclient)
 
-The first code cell of every notebook installs the package on Colab and does nothing elsewhere.
+The first code cell of every notebook installs the package on Colab and does nothing elsewhere
+(:func:`colab_cell`; the notebook's ``EXTRAS`` say which extras it installs). When that cell
+changes, ``python notebooks/src/nbbuild.py --refresh-colab-cells [NOTEBOOK ...]`` rewrites it in
+the committed notebooks and keeps their outputs (:func:`refresh_colab_cell`): nothing else needs
+re-executing.
 
 Executing also records what the outputs were computed from (:func:`fingerprint`): a hash of each
 package source file defining a name the notebook's code uses, and of each recorded result
@@ -24,6 +28,7 @@ import pathlib
 import re
 import runpy
 import sys
+import tomllib
 import types
 
 import nbformat
@@ -35,18 +40,34 @@ RESULT_NAME = re.compile(r"[\w.*?-]+\.json")                       # "gptq-*.jso
 SHOWN_SOURCES = (".cu", ".cuh")
 RESULT_PATH = re.compile(r"benchmarks/results/([\w.*?-]+\.json)")   # as prose cites a result
 
+COLAB_CLONE = "/content/qcourse"
 COLAB_CELL = """\
-# On Colab, install the course package first (elsewhere this cell does nothing).
+# On Colab, install the course first (elsewhere this cell does nothing).
 import sys
 if "google.colab" in sys.modules:
-    !git clone -q --depth 1 https://github.com/qcourse/qcourse /content/qcourse
-    %pip install -q -e "/content/qcourse{extras}"
-    %cd /content/qcourse/notebooks"""
+    !test -d {clone} || git clone -q --depth 1 {url} {clone}
+    sys.path.insert(0, "{clone}")
+    from qcourse import colab
+    colab.setup({arguments})"""
+
+
+def repository_url() -> str:
+    """The repository's address, from the one place that spells it: ``[project.urls]
+    Repository`` in ``pyproject.toml``."""
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        return tomllib.load(f)["project"]["urls"]["Repository"]
+
+
+def colab_cell(extras: str = "", url: str | None = None, clone: str = COLAB_CLONE) -> str:
+    """The first code cell: on Colab, clone ``url`` (default :func:`repository_url`) to
+    ``clone`` and let ``qcourse.colab.setup`` install it with ``extras`` (comma-separated)."""
+    arguments = f'extras="{extras}"' if extras else ""
+    return COLAB_CELL.format(arguments=arguments, url=url or repository_url(), clone=clone)
 
 
 def notebook(cells: list[tuple[str, str]], extras: str = "") -> nbformat.NotebookNode:
     """The notebook (no outputs): a title cell first, then the Colab cell (installing the package
-    with ``extras``, e.g. ``"reference"``), then the rest."""
+    with ``extras``, e.g. ``"torchao,hqq"``), then the rest."""
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
@@ -55,8 +76,7 @@ def notebook(cells: list[tuple[str, str]], extras: str = "") -> nbformat.Noteboo
         source = source.strip("\n")
         made.append(nbformat.v4.new_markdown_cell(source) if kind == "md" else nbformat.v4.new_code_cell(source))
         if i == 0:
-            made.append(nbformat.v4.new_code_cell(
-                COLAB_CELL.format(extras=f"[{extras}]" if extras else "")))
+            made.append(nbformat.v4.new_code_cell(colab_cell(extras)))
     nb.cells = made
     return nb
 
@@ -73,6 +93,33 @@ def build(path: str | pathlib.Path, cells: list[tuple[str, str]], extras: str = 
     nbformat.write(notebook(cells, extras), str(path))
 
 
+def is_colab_cell(cell) -> bool:
+    """Whether ``cell`` is a notebook's Colab install cell."""
+    return cell.cell_type == "code" and "google.colab" in cell.source
+
+
+def refresh_colab_cell(path: str | pathlib.Path) -> bool:
+    """Give the committed notebook at ``path`` the Colab cell its source generates today,
+    keeping every output; True if it changed. ValueError if any other cell differs from the
+    source: then the notebook needs rebuilding and re-executing, not this."""
+    path = pathlib.Path(path)
+    committed = nbformat.read(str(path), as_version=4)
+    fresh = from_source(path.parent / "src" / f"{path.stem}.py")
+    pairs = list(zip(committed.cells, fresh.cells))
+    stale = [i for i, (old, new) in enumerate(pairs)
+             if not is_colab_cell(new) and (old.cell_type, old.source) != (new.cell_type, new.source)]
+    if stale or len(committed.cells) != len(fresh.cells):
+        raise ValueError(f"{path.name}: cells {stale or 'count'} differ from notebooks/src/"
+                         f"{path.stem}.py; rebuild and re-execute it instead")
+    changed = False
+    for old, new in pairs:
+        if is_colab_cell(new) and old.source != new.source:
+            old.source, changed = new.source, True
+    if changed:
+        nbformat.write(committed, str(path))
+    return changed
+
+
 def code_of(cell) -> str:
     """A code cell's source with IPython magics (``%...``, ``!...``) replaced by ``pass``."""
     return "\n".join(line[: len(line) - len(line.lstrip())] + "pass"
@@ -82,7 +129,7 @@ def code_of(cell) -> str:
 
 def _code_trees(nb) -> list[ast.Module]:
     return [ast.parse(code_of(c)) for c in nb.cells
-            if c.cell_type == "code" and "google.colab" not in c.source]
+            if c.cell_type == "code" and not is_colab_cell(c)]
 
 
 def _in_package(obj) -> bool:
@@ -188,3 +235,11 @@ def main(script_file: str, cells: list[tuple[str, str]], extras: str = "") -> No
     if "--execute" in sys.argv[1:]:
         execute(path)
         print(f"executed {path.name}", file=sys.stderr)
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["--refresh-colab-cells"]:
+    # python notebooks/src/nbbuild.py --refresh-colab-cells [NOTEBOOK ...]   (default: all)
+    chosen = [pathlib.Path(p) for p in sys.argv[2:]]
+    for notebook_path in chosen or sorted(ROOT.glob("notebooks/[0-9][0-9]_*.ipynb")):
+        if refresh_colab_cell(notebook_path):
+            print(f"refreshed the Colab cell of {notebook_path.name}", file=sys.stderr)

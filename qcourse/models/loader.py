@@ -1,7 +1,8 @@
 """Loading a model and its tokenizer.
 
-``load("qcourse-tiny")`` gives the embedded default model, shipped in ``data/qcourse-tiny`` and
-usable offline. Any other name is a local folder or a Hugging Face Hub id (e.g.
+``load("qcourse-tiny")`` gives the embedded default model, shipped in ``data/qcourse-tiny`` (in
+an installed package: ``qcourse/assets/qcourse-tiny``, see :mod:`qcourse.paths`) and usable
+offline. Any other name is a local folder or a Hugging Face Hub id (e.g.
 ``"HuggingFaceTB/SmolLM2-135M"``), which needs the network unless it is already cached.
 """
 from __future__ import annotations
@@ -26,8 +27,8 @@ def resolve(name: str) -> pathlib.Path | str:
     if name == DEFAULT_MODEL:
         if not (TINY_DIR / "config.json").exists():
             raise FileNotFoundError(
-                f"the embedded model is missing from {TINY_DIR}; run `qcourse train-tiny` "
-                "or restore data/qcourse-tiny from the repository"
+                f"the embedded model is missing from {TINY_DIR}: reinstall qcourse, restore "
+                "data/qcourse-tiny from the repository, or retrain it with `qcourse train-tiny`"
             )
         return TINY_DIR
     path = pathlib.Path(name).expanduser()
