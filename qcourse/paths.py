@@ -11,6 +11,7 @@ Written: one cache folder, ``$QCOURSE_CACHE`` if set, else ``$XDG_CACHE_HOME/qco
 """
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.resources
 import os
 import pathlib
@@ -32,6 +33,23 @@ def shipped_data_dir() -> pathlib.Path:
 DATA_DIR = shipped_data_dir()
 TINY_DIR = DATA_DIR / "qcourse-tiny"
 CORPUS_DIR = DATA_DIR / "corpus"
+
+
+def repository_url() -> str:
+    """The course repository's address, from the one place that spells it: ``[project.urls]
+    Repository`` in ``pyproject.toml`` (read from the installed package's metadata, or from the
+    checkout's ``pyproject.toml`` when the package is only on ``PYTHONPATH``)."""
+    pyproject = REPO_DIR / "pyproject.toml"
+    if pyproject.is_file():
+        import tomllib
+
+        with open(pyproject, "rb") as f:
+            return tomllib.load(f)["project"]["urls"]["Repository"]
+    for entry in importlib.metadata.metadata("qcourse").get_all("Project-URL") or []:
+        label, _, url = entry.partition(",")
+        if label.strip() == "Repository":
+            return url.strip()
+    raise LookupError("the installed qcourse declares no Repository URL in its metadata")
 
 
 def cache_dir() -> pathlib.Path:

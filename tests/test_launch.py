@@ -13,6 +13,7 @@ import textwrap
 import tomllib
 import zipfile
 
+
 import nbformat
 import pytest
 from packaging.specifiers import SpecifierSet
@@ -353,3 +354,7 @@ def test_repo2docker_would_build_binder_from_binder_folder():
     assert '--file "binder/environment.yml"' in dockerfile
     assert re.search(r"^RUN \./binder/postBuild$", dockerfile, re.MULTILINE)
     assert "setup.py" not in dockerfile and "requirements.txt" not in dockerfile
+
+
+def test_the_package_reads_the_repository_address_from_the_one_place():
+    assert paths.repository_url() == URL

@@ -28,10 +28,11 @@ import pathlib
 import re
 import runpy
 import sys
-import tomllib
 import types
 
 import nbformat
+
+from qcourse import paths
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "qcourse"
@@ -51,18 +52,11 @@ if "google.colab" in sys.modules:
     colab.setup({arguments})"""
 
 
-def repository_url() -> str:
-    """The repository's address, from the one place that spells it: ``[project.urls]
-    Repository`` in ``pyproject.toml``."""
-    with open(ROOT / "pyproject.toml", "rb") as f:
-        return tomllib.load(f)["project"]["urls"]["Repository"]
-
-
 def colab_cell(extras: str = "", url: str | None = None, clone: str = COLAB_CLONE) -> str:
-    """The first code cell: on Colab, clone ``url`` (default :func:`repository_url`) to
+    """The first code cell: on Colab, clone ``url`` (default :func:`qcourse.paths.repository_url`) to
     ``clone`` and let ``qcourse.colab.setup`` install it with ``extras`` (comma-separated)."""
     arguments = f'extras="{extras}"' if extras else ""
-    return COLAB_CELL.format(arguments=arguments, url=url or repository_url(), clone=clone)
+    return COLAB_CELL.format(arguments=arguments, url=url or paths.repository_url(), clone=clone)
 
 
 def notebook(cells: list[tuple[str, str]], extras: str = "") -> nbformat.NotebookNode:

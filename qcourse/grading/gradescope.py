@@ -19,7 +19,6 @@ from qcourse.grading import batch, export, submissions
 from qcourse.grading.runner import Result
 
 AUTOGRADER = pathlib.Path("/autograder")
-REPOSITORY = "https://github.com/qcourse/qcourse"
 
 SETUP = """#!/usr/bin/env bash
 # Gradescope runs this once, as root, when it builds the autograder image.
@@ -83,12 +82,13 @@ def current_ref() -> str:
     return done.stdout.strip() if done.returncode == 0 and done.stdout.strip() else "main"
 
 
-def autograder_zip(path: str | pathlib.Path, *, repository: str = REPOSITORY,
+def autograder_zip(path: str | pathlib.Path, *, repository: str | None = None,
                    ref: str | None = None, timeout: int = 600, memory_mb: int = 3000) -> pathlib.Path:
     """The zip to upload to Gradescope: ``setup.sh`` (installs the course at ``ref``, default
-    the commit installed here) and ``run_autograder``, both at its root, executable."""
+    the commit installed here) from ``repository`` (default: the course's own address,
+    :func:`qcourse.paths.repository_url`) and ``run_autograder``, both at its root, executable."""
     path = pathlib.Path(path)
-    files = {"setup.sh": SETUP.format(repository=repository, ref=ref or current_ref()),
+    files = {"setup.sh": SETUP.format(repository=repository or paths.repository_url(), ref=ref or current_ref()),
              "run_autograder": RUN.format(timeout=timeout, memory_mb=memory_mb)}
     with zipfile.ZipFile(path, "w") as archive:
         for name, text in files.items():
