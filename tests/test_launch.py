@@ -13,7 +13,6 @@ import textwrap
 import tomllib
 import zipfile
 
-
 import nbformat
 import pytest
 from packaging.specifiers import SpecifierSet
