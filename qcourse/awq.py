@@ -52,10 +52,11 @@ from qcourse import blocks
 from qcourse.calib import ActivationStats, best_ratio_on_grid, check_samples
 from qcourse.layers import QuantLinear
 from qcourse.layers.scaled import ScaledInput
-from qcourse.models import decoder_layers, get_module, linear_layers, set_module
+from qcourse.models import get_module, linear_layers, set_module
+from qcourse.models.llama import InputGroup, decoder_blocks, input_groups
 from qcourse.pack import check_packable_bits
 from qcourse.quant import QuantScheme
-from qcourse.transforms import fold_scale_into_linear, fold_scale_into_norm
+from qcourse.transforms import fold_scales
 
 ALPHAS = torch.arange(20) / 20              # 0, 0.05, ..., 0.95
 CLIP_RATIOS = 1 - torch.arange(10) / 20     # 1, 0.95, ..., 0.55
@@ -64,57 +65,16 @@ SALIENT_CRITERIA = ("activation", "weight", "random")
 
 
 # ---------------------------------------------------------------------------------------------
-# which layers share an input
+# which layers share an input: the Llama block's groups (qcourse.models.llama)
+
+ScaleGroup = InputGroup
 
 
-@dataclasses.dataclass
-class ScaleGroup:
-    """Linear layers that read the same input, the module producing that input, and the module
-    whose output measures the quantization error (names are relative to the block)."""
-
-    prev: str
-    layers: list[str]
-    scope: str
-
-
-def _expect(block: nn.Module, block_name: str, name: str, kind: type | None) -> nn.Module:
-    try:
-        module = block.get_submodule(name)
-    except AttributeError:
-        raise ValueError(f"{block_name} has no {name!r}: AWQ expects a Llama-style block "
-                         "(input_layernorm -> self_attn.q_proj/k_proj/v_proj -> o_proj, "
-                         "post_attention_layernorm -> mlp.gate_proj/up_proj -> down_proj)"
-                         ) from None
-    if kind is not None and not isinstance(module, kind):
-        raise ValueError(f"{block_name}.{name} is a {type(module).__name__}, not an "
-                         f"nn.{kind.__name__}")
-    if kind is None and not isinstance(getattr(module, "weight", None), nn.Parameter):
-        raise ValueError(f"{block_name}.{name} ({type(module).__name__}) has no weight to fold "
-                         "the scales into; AWQ expects an RMSNorm/LayerNorm there")
-    return module
-
-
-def scale_groups(block: nn.Module, block_name: str = "block") -> list[ScaleGroup]:
-    """The groups of a Llama block, in forward order; a clear error if the block has another
-    layout (``block_name`` is used in the message)."""
-    groups = [ScaleGroup("input_layernorm", ["self_attn.q_proj", "self_attn.k_proj",
-                                             "self_attn.v_proj"], "self_attn"),
-              ScaleGroup("self_attn.v_proj", ["self_attn.o_proj"], "self_attn.o_proj"),
-              ScaleGroup("post_attention_layernorm", ["mlp.gate_proj", "mlp.up_proj"], "mlp"),
-              ScaleGroup("mlp.up_proj", ["mlp.down_proj"], "mlp.down_proj")]
-    for group in groups:
-        prev = _expect(block, block_name, group.prev, nn.Linear if "proj" in group.prev else None)
-        width = prev.out_features if isinstance(prev, nn.Linear) else prev.weight.shape[-1]
-        for name in group.layers:
-            layer = _expect(block, block_name, name, nn.Linear)
-            if layer.in_features != width and group.prev != "self_attn.v_proj":
-                raise ValueError(f"{block_name}.{name} takes {layer.in_features} inputs but "
-                                 f"{block_name}.{group.prev} produces {width}")
-        _expect(block, block_name, group.scope, nn.Module)
-    v, o = block.self_attn.v_proj, block.self_attn.o_proj
-    if v.out_features != o.in_features:  # grouped-query attention: one v row feeds several heads
-        groups = [g for g in groups if g.prev != "self_attn.v_proj"]
-    return groups
+def scale_groups(block: nn.Module, block_name: str = "block") -> list[InputGroup]:
+    """The groups of a Llama block whose scales AWQ searches, in forward order
+    (:func:`qcourse.models.llama.input_groups`); a clear error if the block has another layout
+    (``block_name`` is used in the message)."""
+    return input_groups(block, block_name)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -199,17 +159,6 @@ def search_scale(scope: nn.Module, layers: list[nn.Linear], xs: list[torch.Tenso
                        awq_scales(x_mean, alphas[best].item(), w_mean))
 
 
-def fold_scales(prev: nn.Module, layers: list[nn.Linear], s: torch.Tensor) -> None:
-    """``layers``' weight columns ``*= s``; ``prev``'s output ``/= s`` (a norm's weight, or a
-    linear layer's rows and bias). The float model computes the same function."""
-    if isinstance(prev, nn.Linear):
-        if len(layers) != 1:
-            raise ValueError("folding into a linear layer supports one consumer layer")
-        fold_scale_into_linear(prev, layers[0], s)
-    else:
-        fold_scale_into_norm(prev, layers, s)
-
-
 # ---------------------------------------------------------------------------------------------
 # clipping
 
@@ -289,7 +238,7 @@ def quantize_block(block: nn.Module, inputs: blocks.BlockInputs, scheme: QuantSc
                                                  duo_scaling=duo_scaling)
     for group in groups:
         s = searches[group.layers[0]].scales
-        fold_scales(get_module(block, group.prev), [get_module(block, n) for n in group.layers], s)
+        fold_scales(*group.modules(block), s)
         scaled = [x / s.to(x.dtype) for x in feats[group.layers[0]]]  # what the layers now see
         feats.update(dict.fromkeys(group.layers, scaled))
     for name in names:
@@ -304,12 +253,7 @@ def check_config(model: nn.Module, scheme: QuantScheme) -> None:
     """Refuse bit widths QuantLinear cannot store, group sizes that do not divide every layer,
     and models whose blocks are not Llama-shaped (naming the offending layer)."""
     check_packable_bits(scheme.bits)
-    try:
-        layers = list(decoder_layers(model))
-    except (AttributeError, TypeError):
-        raise ValueError(f"{type(model).__name__} has no model.layers: AWQ here supports "
-                         "Llama-family decoders") from None
-    for i, block in enumerate(layers):
+    for i, block in enumerate(decoder_blocks(model, "AWQ")):
         scale_groups(block, f"model.layers.{i}")
         for name, linear in linear_layers(block).items():
             scheme.group_size_for(linear.in_features, f"model.layers.{i}.{name}")

@@ -33,6 +33,7 @@ import warnings
 from collections.abc import Mapping
 
 from qcourse.gguf import mixes
+from qcourse.models import llama
 from qcourse.gguf.quants import BLOCK_SIZE, TYPE_SIZE
 from qcourse.paths import DATA_DIR
 
@@ -117,19 +118,19 @@ def model_shape(config) -> ModelShape:
         raise ValueError(f"config lacks {', '.join(missing)}: the memory calculator needs "
                          f"{', '.join(REQUIRED_FIELDS)} (num_key_value_heads, head_dim, "
                          "tie_word_embeddings and max_position_embeddings are optional)")
-    hidden, heads = _positive_int(config, "hidden_size"), _positive_int(config, "num_attention_heads")
-    kv_heads = _positive_int(config, "num_key_value_heads") if config.get("num_key_value_heads") \
-        else heads
+    for key in REQUIRED_FIELDS + tuple(k for k in ("num_key_value_heads", "head_dim")
+                                       if config.get(k)):
+        _positive_int(config, key)
+    heads, kv_heads = config["num_attention_heads"], llama.kv_heads(config)
     if heads % kv_heads:
         raise ValueError(f"num_attention_heads ({heads}) must be a multiple of "
                          f"num_key_value_heads ({kv_heads})")
-    head_dim = _positive_int(config, "head_dim") if config.get("head_dim") else hidden // heads
     max_context = config.get("max_position_embeddings")
     return ModelShape(
         name=config.get("_name_or_path") or config.get("model_type", "model"),
-        layers=_positive_int(config, "num_hidden_layers"), hidden=hidden,
-        ffn=_positive_int(config, "intermediate_size"), heads=heads, kv_heads=kv_heads,
-        head_dim=head_dim, vocab=_positive_int(config, "vocab_size"),
+        layers=config["num_hidden_layers"], hidden=config["hidden_size"],
+        ffn=config["intermediate_size"], heads=heads, kv_heads=kv_heads,
+        head_dim=llama.head_dim(config), vocab=config["vocab_size"],
         tied=bool(config.get("tie_word_embeddings", False)),
         max_context=max_context if isinstance(max_context, int) and max_context > 0 else None,
         qkv_bias=bool(config.get("attention_bias", False)) or config.get("model_type") == "qwen2")
@@ -265,13 +266,14 @@ def _check_context(shape: ModelShape, context) -> int:
 
 def kv_cache_bytes(config, context: int, batch: int = 1, dtype: str = "fp16") -> int:
     """Bytes of the KV cache for ``batch`` sequences of ``context`` tokens:
-    ``2 · layers · kv_heads · head_dim · context · batch · bytes per element`` (``dtype`` one of
-    :data:`KV_DTYPES`; "int8"/"int4" are llama.cpp's Q8_0/Q4_0 caches, scales included)."""
+    ``2 · layers · kv_heads · head_dim · context · batch · bytes per element``
+    (:func:`qcourse.models.llama.kv_cache_values`; ``dtype`` one of :data:`KV_DTYPES`;
+    "int8"/"int4" are llama.cpp's Q8_0/Q4_0 caches, scales included)."""
+    config = load_config(config)
     shape = model_shape(config)
     context, batch = _check_context(shape, context), _check_count(batch, "batch")
     per_element = KV_DTYPES[_check_choice(dtype, list(KV_DTYPES), "KV-cache dtype")]
-    elements = 2 * shape.layers * shape.kv_heads * shape.head_dim * context * batch
-    return math.ceil(elements * per_element)
+    return math.ceil(llama.kv_cache_values(config, context, batch) * per_element)
 
 
 def activation_bytes(config, context: int, batch: int = 1, *, chunk: int = 512,

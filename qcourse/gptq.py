@@ -42,21 +42,11 @@ from torch import nn
 
 from qcourse import blocks
 from qcourse.layers import QuantLinear
-from qcourse.models import get_module, set_module
+from qcourse.models import get_module, llama, set_module
 from qcourse.pack import check_packable_bits
 from qcourse.quant import QuantScheme, as_scheme, dequantize
 
 MAX_DAMP_RETRIES = 6
-
-# The linear layers of a Llama block in the order GPTQ quantizes them; layers in one group read
-# the same input, so they share one Hessian. "True sequential": each group's Hessian is collected
-# with the groups before it already quantized.
-LLAMA_GROUPS = (
-    ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"),
-    ("self_attn.o_proj",),
-    ("mlp.gate_proj", "mlp.up_proj"),
-    ("mlp.down_proj",),
-)
 
 
 # --------------------------------------------------------------------------------------------
@@ -325,14 +315,11 @@ def obq_quantize_layer(W: torch.Tensor, H: torch.Tensor, bits: int, group_size: 
 # --------------------------------------------------------------------------------------------
 
 def sequential_groups(block: nn.Module, true_sequential: bool = True) -> list[list[str]]:
-    """The block's linear layers (names relative to the block) in quantization order: the
-    groups of :data:`LLAMA_GROUPS` that exist, then any other linear layer, one group each.
-    Without ``true_sequential``: a single group holding all of them."""
-    linears = [name for name, m in block.named_modules() if isinstance(m, nn.Linear)]
-    groups = [[name for name in group if name in linears] for group in LLAMA_GROUPS]
-    known = {name for group in groups for name in group}
-    groups = [group for group in groups if group] + [[name] for name in linears
-                                                     if name not in known]
+    """The block's linear layers (names relative to the block) in quantization order: q/k/v →
+    o → gate/up → down, then any other linear layer, one group each
+    (:func:`qcourse.models.llama.sequential_groups`; layers in one group read the same input and
+    share one Hessian). Without ``true_sequential``: a single group holding all of them."""
+    groups = llama.sequential_groups(block)
     return groups if true_sequential else [[name for group in groups for name in group]]
 
 

@@ -38,6 +38,7 @@ from transformers.cache_utils import Cache, DynamicLayer
 
 from qcourse.hqq import hqq_quantize
 from qcourse.layers import to_unsigned
+from qcourse.models import llama
 from qcourse.mx import decode, encode, get_format
 from qcourse.pack import pack_bytes, unpack_bytes
 from qcourse.quant import QuantScheme
@@ -163,13 +164,11 @@ class QuantizedKVCache(Cache):
 
 def cache_bytes(config, tokens: int, scheme: KVScheme | None = None, batch: int = 1) -> float:
     """Bytes of a KV cache of ``tokens`` tokens for a model ``config`` (a transformers config):
-    ``2 · layers · kv_heads · head_dim · tokens · batch · bytes_per_value``; ``scheme`` None:
-    fp16 (2 bytes per value)."""
+    :func:`qcourse.models.llama.kv_cache_values` (``2 · layers · kv_heads · head_dim · tokens ·
+    batch``) times ``bytes_per_value``; ``scheme`` None: fp16 (2 bytes per value)."""
     config = config.get_text_config(decoder=True)
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-    per_value = 2.0 if scheme is None else scheme.bytes_per_value(head_dim)
-    return 2 * config.num_hidden_layers * config.num_key_value_heads * head_dim * tokens * batch \
-        * per_value
+    per_value = 2.0 if scheme is None else scheme.bytes_per_value(llama.head_dim(config))
+    return llama.kv_cache_values(config, tokens, batch) * per_value
 
 
 class WithQuantizedCache(nn.Module):

@@ -32,13 +32,10 @@ from torch import nn
 
 from qcourse import eval as qeval
 from qcourse.layers import int_activations, quantize_inputs
-from qcourse.models import decoder_layers
+from qcourse.models import decoder_layers, llama
+from qcourse.models.llama import NORM_GROUPS, READS_STREAM, WRITES_STREAM
 from qcourse.ptq import quantize_rtn
 from qcourse.transforms import fold_norm_weight
-
-READS_STREAM = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "mlp.gate_proj",
-                "mlp.up_proj")
-WRITES_STREAM = ("self_attn.o_proj", "mlp.down_proj")
 
 
 def hadamard(n: int) -> torch.Tensor:
@@ -114,10 +111,8 @@ def fold_norms(model: nn.Module) -> nn.Module:
     into the untied output head); the norms keep weight 1. Same function; returns the model."""
     untie_embeddings(model)
     for layer in decoder_layers(model):
-        attention_in, mlp_in = ([layer.get_submodule(n) for n in names]
-                                for names in (READS_STREAM[:3], READS_STREAM[3:]))
-        fold_norm_weight(layer.input_layernorm, attention_in)
-        fold_norm_weight(layer.post_attention_layernorm, mlp_in)
+        for group in NORM_GROUPS:
+            fold_norm_weight(*group.modules(layer))
     fold_norm_weight(model.model.norm, [model.get_output_embeddings()])
     return model
 
@@ -126,10 +121,8 @@ def fold_norms(model: nn.Module) -> nn.Module:
 def rotate_model(model: nn.Module, seed: int = 0) -> nn.Module:
     """Fold QuaRot's rotations into a Llama-family ``model`` in place (module docstring); the
     function it computes is unchanged up to float rounding. Returns the model."""
-    config = model.config
-    hidden, head_dim = config.hidden_size, getattr(config, "head_dim", None) or \
-        config.hidden_size // config.num_attention_heads
-    Q = random_hadamard(hidden, seed)
+    head_dim = llama.head_dim(model.config)
+    Q = random_hadamard(model.config.hidden_size, seed)
     R = random_hadamard(head_dim, seed + 1)
     fold_norms(model)
     embed = model.get_input_embeddings()
