@@ -36,6 +36,7 @@ import torch
 from torch import nn
 from transformers.cache_utils import Cache, DynamicLayer
 
+from qcourse.evaluation import token_agreement
 from qcourse.hqq import hqq_quantize
 from qcourse.layers import to_unsigned
 from qcourse.models import llama
@@ -173,7 +174,7 @@ def cache_bytes(config, tokens: int, scheme: KVScheme | None = None, batch: int 
 
 class WithQuantizedCache(nn.Module):
     """``model`` whose every forward pass starts a fresh :class:`QuantizedKVCache`: scoring a
-    window then attends over quantized keys and values (``qcourse.eval.perplexity`` takes it)."""
+    window then attends over quantized keys and values (``qcourse.evaluation.perplexity`` takes it)."""
 
     def __init__(self, model: nn.Module, scheme: KVScheme) -> None:
         super().__init__()
@@ -196,9 +197,4 @@ def greedy(model: nn.Module, prompt_ids: torch.Tensor, new_tokens: int,
     return out[:, prompt_ids.shape[1]:]
 
 
-def agreement(reference: torch.Tensor, other: torch.Tensor) -> dict[str, float]:
-    """How far two greedy continuations ``[batch, n]`` agree: the share of positions with the
-    same token, and the mean position of the first difference (``n`` if none)."""
-    same = reference == other
-    first = torch.where(same.all(1), same.shape[1], (~same).float().argmax(1))
-    return {"same_tokens": same.float().mean().item(), "first_difference": first.float().mean().item()}
+agreement = token_agreement   # how far two greedy continuations [batch, n] agree (notebook 11)

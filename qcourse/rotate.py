@@ -30,7 +30,7 @@ import math
 import torch
 from torch import nn
 
-from qcourse import eval as qeval
+from qcourse import evaluation
 from qcourse.layers import int_activations, quantize_inputs
 from qcourse.models import decoder_layers, llama
 from qcourse.models.llama import NORM_GROUPS, READS_STREAM, WRITES_STREAM
@@ -162,17 +162,17 @@ def rotation_experiment(model: nn.Module, tokenizer, settings=((4, None), (4, 8)
     """Perplexity of ``model`` (any Llama; left unchanged) in float and at each ``(w_bits,
     a_bits)`` of ``settings``, for each of ``kinds`` ("plain", "norms folded", "rotated"):
     ``{"plain": {...}, "rotated": {...}}`` keyed "float", "W4A16", "W4A8", ...
-    ``perplexity_options`` go to :func:`qcourse.eval.perplexity`."""
+    ``perplexity_options`` go to :func:`qcourse.evaluation.perplexity`."""
     unknown = [kind for kind in kinds if kind not in PREPARE]
     if unknown:
         raise ValueError(f"kinds must be among {tuple(PREPARE)}, got {unknown}")
     results = {}
     for kind in kinds:
         base = PREPARE[kind](copy.deepcopy(model), seed)
-        row = {"float": qeval.perplexity(base, tokenizer, **perplexity_options)}
+        row = {"float": evaluation.perplexity(base, tokenizer, **perplexity_options)}
         for w_bits, a_bits in settings:
             quantized = quantize_weights_activations(copy.deepcopy(base), w_bits, a_bits)
-            row[f"W{w_bits}A{a_bits or 16}"] = qeval.perplexity(quantized, tokenizer,
+            row[f"W{w_bits}A{a_bits or 16}"] = evaluation.perplexity(quantized, tokenizer,
                                                                 **perplexity_options)
         results[kind] = row
     return results
