@@ -164,7 +164,7 @@ def test_shown_package_code_is_public_and_todays(path):
 
 ROOMS = [  # (room, modules), bottom to top, as in ARCHITECTURE.md
     ("foundations", ["paths", "formats", "quant", "pack", "nf4", "mx", "transforms"]),
-    ("data and models", ["data", "models", "eval", "evaluation", "tasks"]),
+    ("data and models", ["data", "models", "eval", "evaluation", "training", "tasks"]),
     ("building blocks", ["calib", "blocks", "layers"]),
     ("methods", ["ptq", "smoothquant", "gptq", "awq", "qat", "qlora", "hqq", "rotate", "kvcache"]),
     ("formats and runtimes", ["gptq_checkpoint", "gguf", "kernels", "deploy"]),

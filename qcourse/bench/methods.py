@@ -132,8 +132,8 @@ register(Method("gptq", "GPTQ 4-bit g128", PYTORCH, _gptq,
 register(Method("awq", "AWQ 4-bit g128", PYTORCH, _awq,
                 PTQ_MODULES + ("qcourse.awq", "qcourse.blocks", "qcourse.transforms",
                                "qcourse.calib"), {"bits": 4, "group_size": 128}))
-register(Method("qat", "QAT 4-bit g128", PYTORCH, _qat, ("qcourse.qat",) + PTQ_MODULES,
-                {"bits": 4, "group_size": 128}))
+register(Method("qat", "QAT 4-bit g128", PYTORCH, _qat,
+                ("qcourse.qat", "qcourse.training") + PTQ_MODULES, {"bits": 4, "group_size": 128}))
 for _ftype in ("Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q3_K_M", "Q2_K"):
     register(Method(f"gguf-{_ftype}", f"GGUF {_ftype}", "llama.cpp", _gguf(_ftype),
                     ("qcourse.gguf",), {"ftype": _ftype}, ("llama_cpp",)))
