@@ -49,7 +49,7 @@ import torch
 from torch import nn
 
 from qcourse import blocks
-from qcourse.calib import ActivationStats, best_ratio_on_grid, check_samples
+from qcourse.calib import best_ratio_on_grid, check_samples
 from qcourse.layers import QuantLinear
 from qcourse.layers.scaled import ScaledInput
 from qcourse.models import get_module, linear_layers, set_module
@@ -61,7 +61,6 @@ from qcourse.transforms import fold_scales
 ALPHAS = torch.arange(20) / 20              # 0, 0.05, ..., 0.95
 CLIP_RATIOS = 1 - torch.arange(10) / 20     # 1, 0.95, ..., 0.55
 NO_CLIP = ("q_proj", "k_proj", "query", "key")  # errors meet in q·k: not clipped (Llama, BERT)
-SALIENT_CRITERIA = ("activation", "weight", "random")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -314,47 +313,13 @@ def quantize_explicit(model: nn.Module, samples, bits: int = 4, group_size: int 
     return model
 
 
-# ---------------------------------------------------------------------------------------------
-# the salient-weight experiment (AWQ paper, Table 1)
+# The salient-weight experiment (AWQ paper, Table 1) lives in qcourse.experiments.salient_weights;
+# its names stay reachable here, where notebook 05 first met them.
+_MOVED = ("SALIENT_CRITERIA", "salient_channels", "keep_salient")
 
 
-def salient_channels(weight: torch.Tensor, stats: ActivationStats | None, count: int, by: str,
-                     generator: torch.Generator | None = None) -> torch.Tensor:
-    """Indices of ``count`` input channels of ``weight [N, K]``: the largest mean |x|
-    (``"activation"``), the largest column L2 norm (``"weight"``) or a random choice."""
-    if by == "activation":
-        if stats is None:
-            raise ValueError("by='activation' needs the layer's activation statistics")
-        return stats.mean_abs.topk(count).indices
-    if by == "weight":
-        return weight.detach().float().norm(dim=0).topk(count).indices
-    if by == "random":
-        return torch.randperm(weight.shape[1], generator=generator)[:count]
-    raise ValueError(f"by must be one of {SALIENT_CRITERIA}, got {by!r}")
-
-
-@torch.no_grad()
-def keep_salient(model: nn.Module, stats: dict[str, ActivationStats] | None, *,
-                 fraction: float = 0.01, by: str = "activation", bits: int = 3,
-                 group_size: int = 128, seed: int = 0) -> nn.Module:
-    """Mixed precision as in the AWQ paper's first experiment, in place: every linear layer
-    (not the head) gets round-to-nearest weights (asymmetric, per group), except ``fraction`` of
-    its input channels chosen ``by`` activation, weight or at random, which keep their float
-    values. The result stays a float ``nn.Linear`` (fake quantization: mixed precision has no
-    packed format here). ``stats``: :func:`qcourse.calib.collect_activation_stats` output."""
-    if not 0 <= fraction < 1:
-        raise ValueError(f"fraction must lie in [0, 1), got {fraction!r}")
-    if by not in SALIENT_CRITERIA:
-        raise ValueError(f"by must be one of {SALIENT_CRITERIA}, got {by!r}")
-    scheme = QuantScheme(bits, group_size)
-    generator = torch.Generator().manual_seed(seed)
-    for name, linear in linear_layers(model).items():
-        w = linear.weight.detach()
-        quantized = scheme.fake_quantize(w.float()).to(w.dtype)
-        count = round(fraction * w.shape[1])
-        if count:
-            keep = salient_channels(w, None if stats is None else stats.get(name), count, by,
-                                    generator)
-            quantized[:, keep] = w[:, keep]
-        linear.weight.copy_(quantized)
-    return model
+def __getattr__(name: str):
+    if name in _MOVED:
+        from qcourse.experiments import salient_weights
+        return getattr(salient_weights, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -166,7 +166,7 @@ ROOMS = [  # (room, modules), bottom to top, as in ARCHITECTURE.md
     ("foundations", ["paths", "formats", "quant", "pack", "nf4", "mx", "transforms"]),
     ("data and models", ["data", "models", "eval", "evaluation", "training", "tasks"]),
     ("building blocks", ["calib", "blocks", "layers"]),
-    ("methods", ["ptq", "smoothquant", "gptq", "awq", "qat", "qlora", "hqq", "rotate", "kvcache"]),
+    ("methods", ["ptq", "smoothquant", "gptq", "awq", "qat", "qlora", "hqq", "rotate", "kvcache", "experiments"]),
     ("formats and runtimes", ["gptq_checkpoint", "gguf", "kernels", "deploy"]),
     ("references", ["references"]),
     ("measurement", ["bench", "cost", "diagnose"]),
