@@ -163,7 +163,7 @@ def test_shown_package_code_is_public_and_todays(path):
 # ---- rooms: a module imports only from its own room or the rooms below it ---------------------
 
 ROOMS = [  # (room, modules), bottom to top, as in ARCHITECTURE.md
-    ("foundations", ["paths", "formats", "quant", "pack", "nf4", "mx", "transforms"]),
+    ("foundations", ["paths", "formats", "quant", "pack", "nf4", "mx", "transforms", "hardware"]),
     ("data and models", ["data", "models", "eval", "evaluation", "training", "tasks"]),
     ("building blocks", ["calib", "blocks", "layers"]),
     ("methods", ["ptq", "smoothquant", "gptq", "awq", "qat", "qlora", "hqq", "rotate", "kvcache", "experiments"]),
