@@ -54,7 +54,6 @@ from qcourse.layers import QuantLinear
 from qcourse.layers.scaled import ScaledInput
 from qcourse.models import get_module, linear_layers, set_module
 from qcourse.models.llama import InputGroup, decoder_blocks, input_groups
-from qcourse.pack import check_packable_bits
 from qcourse.quant import QuantScheme
 from qcourse.transforms import fold_scales
 
@@ -251,26 +250,27 @@ def quantize_block(block: nn.Module, inputs: blocks.BlockInputs, scheme: QuantSc
 def check_config(model: nn.Module, scheme: QuantScheme) -> None:
     """Refuse bit widths QuantLinear cannot store, group sizes that do not divide every layer,
     and models whose blocks are not Llama-shaped (naming the offending layer)."""
-    check_packable_bits(scheme.bits)
     for i, block in enumerate(decoder_blocks(model, "AWQ")):
         scale_groups(block, f"model.layers.{i}")
         for name, linear in linear_layers(block).items():
-            scheme.group_size_for(linear.in_features, f"model.layers.{i}.{name}")
+            QuantLinear.storable(linear.in_features, linear.out_features, scheme,
+                                 f"model.layers.{i}.{name}")
 
 
 def quantize_model(model: nn.Module, samples: torch.Tensor, bits: int = 4,
-                   group_size: int | None = 128, *, progress: bool = True,
-                   duo_scaling: bool = False, clip: bool = True, batch_size: int = 8,
-                   report: dict | None = None) -> nn.Module:
+                   group_size: int | None = 128, *, symmetric: bool = False,
+                   progress: bool = True, duo_scaling: bool = False, clip: bool = True,
+                   batch_size: int = 8, report: dict | None = None) -> nn.Module:
     """AWQ on every decoder block of a Llama-family ``model``, in place, block by block (each
     block calibrated on the outputs of the already-quantized blocks before it). Every linear
-    layer of the blocks becomes a :class:`QuantLinear` (``bits``, asymmetric, ``group_size``
-    inputs per scale, None = per output channel); embeddings and head stay float.
+    layer of the blocks becomes a :class:`QuantLinear` (``bits``, asymmetric as AutoAWQ unless
+    ``symmetric``, ``group_size`` inputs per scale, None = per output channel); embeddings and
+    head stay float.
 
     ``samples``: calibration token ids ``[n, seq_len]``, e.g.
     ``qcourse.data.calibration_samples(tokenizer, 32, 512)``. ``report``: if a dict, receives
     the :class:`ScaleSearch` of every group by layer name. Returns the model."""
-    scheme = QuantScheme(bits, group_size, symmetric=False)
+    scheme = QuantScheme(bits, group_size, symmetric)
     check_config(model, scheme)
     check_samples(samples, model.config.vocab_size)
 
@@ -287,17 +287,17 @@ def quantize_model(model: nn.Module, samples: torch.Tensor, bits: int = 4,
 
 @torch.no_grad()
 def quantize_explicit(model: nn.Module, samples, bits: int = 4, group_size: int | None = 128, *,
-                      clip: bool = True, batch_size: int = 8) -> nn.Module:
+                      symmetric: bool = False, clip: bool = True, batch_size: int = 8
+                      ) -> nn.Module:
     """AWQ for any model whose scales cannot be folded, in place: for every linear layer (not
     the head), :func:`search_scale` with the layer itself as the scope (inputs from one pass of
     the float model over ``samples``), its weight columns ``*= s``, the clip search, a
     :class:`QuantLinear`, wrapped in a :class:`ScaledInput` that divides its input by ``s``.
     ``samples``: token ids ``[n, T]`` or a list of ``[1, T]`` tensors. Returns the model."""
-    scheme = QuantScheme(bits, group_size, symmetric=False)
-    check_packable_bits(bits)
+    scheme = QuantScheme(bits, group_size, symmetric).packable()
     layers = linear_layers(model)
     for name, linear in layers.items():
-        scheme.group_size_for(linear.in_features, name)
+        QuantLinear.storable(linear.in_features, linear.out_features, scheme, name)
     with recorded_inputs(model, list(layers)) as feats:   # one pass of the float model
         for batch in check_samples(samples):
             for chunk in batch.split(batch_size):

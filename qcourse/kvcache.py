@@ -42,7 +42,7 @@ from qcourse.layers import to_unsigned
 from qcourse.models import llama
 from qcourse.mx import decode, encode, get_format
 from qcourse.pack import pack_bytes, unpack_bytes
-from qcourse.quant import QuantScheme
+from qcourse.quant import QuantScheme, dequantize
 
 KINDS = ("int", "fp8_e4m3", "fp8_e5m2")
 INT_BITS = (2, 4, 8)
@@ -61,6 +61,7 @@ class KVScheme:
     symmetric: bool = True
     hqq: bool = False
     meta_dtype: torch.dtype = torch.float16
+    grid: QuantScheme = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -69,7 +70,7 @@ class KVScheme:
             raise ValueError(f"int KV caches here store {INT_BITS} bits, got {self.bits!r}")
         if self.kind != "int" and self.bits != 8:
             raise ValueError(f"{self.kind} stores 8 bits, got bits={self.bits!r}")
-        QuantScheme(self.bits, self.group_size, self.symmetric)      # checks the group size
+        object.__setattr__(self, "grid", QuantScheme(self.bits, self.group_size, self.symmetric))
         if self.hqq and (self.kind != "int" or self.symmetric):
             raise ValueError("hqq=True optimizes the float zero points of an asymmetric int cache")
 
@@ -77,11 +78,12 @@ class KVScheme:
     def name(self) -> str:
         if self.kind != "int":
             return self.kind
-        grid = "sym" if self.symmetric else "hqq" if self.hqq else "asym"
-        return f"int{self.bits} {grid}" + (f" g{self.group_size}" if self.group_size else "")
+        zero = "sym" if self.symmetric else "hqq" if self.hqq else "asym"
+        return f"int{self.bits} {zero}" + (f" g{self.group_size}" if self.group_size else "")
 
     def group_for(self, head_dim: int) -> int:
-        return QuantScheme(self.bits, self.group_size).group_size_for(head_dim, "head_dim")
+        """Values per scale in a head of ``head_dim`` values (all of them if no group size)."""
+        return self.grid.group_size_for(head_dim, "head_dim")
 
     def bytes_per_value(self, head_dim: int) -> float:
         """Storage per cached number: ``bits/8`` plus the scale (and zero) of its group."""
@@ -96,7 +98,7 @@ class KVScheme:
             return {"codes": encode(x, get_format(self.kind).element)}
         g = self.group_for(x.shape[-1])
         if self.symmetric:
-            q, scale, zero = QuantScheme(self.bits, g, True).quantize(x)  # scale [b, h, t, D/g]
+            q, scale, zero = self.grid.resolved(x.shape[-1]).quantize(x)  # scale [b, h, t, D/g]
             codes, _ = to_unsigned(q, zero, self.bits)                  # q + 2^(b-1), zero 2^(b-1)
             return {"codes": pack_bytes(codes, self.bits), "scale": scale.to(self.meta_dtype)}
         rows = x.reshape(-1, x.shape[-1])                              # [b·h·t, D]
@@ -110,11 +112,10 @@ class KVScheme:
         """Back to float32 ``[batch, heads, tokens, head_dim]``."""
         if self.kind != "int":
             return decode(stored["codes"], get_format(self.kind).element)
-        q = unpack_bytes(stored["codes"], self.bits).float()
-        scale = stored["scale"].float()
+        q = unpack_bytes(stored["codes"], self.bits)                    # [b, h, t, D]
+        scale = stored["scale"].float()                                  # [b, h, t, D/g]
         zero = stored["zero"].float() if "zero" in stored else torch.full_like(scale, 2.0 ** (self.bits - 1))
-        groups = q.reshape(*scale.shape, -1)                             # [b, h, t, D/g, g]
-        return ((groups - zero[..., None]) * scale[..., None]).reshape(q.shape)
+        return dequantize(q, scale, zero, group_size=q.shape[-1] // scale.shape[-1])
 
 
 class QuantizedKVLayer(DynamicLayer):

@@ -46,7 +46,6 @@ from torch import nn
 
 from qcourse.layers import QuantizedInput, QuantLinear, check_linear
 from qcourse.models import linear_layers, set_module
-from qcourse.pack import check_packable_bits
 from qcourse.quant import QuantScheme
 from qcourse.training import fine_tune
 from qcourse.training import distillation_loss, random_windows  # noqa: F401  (their former home)
@@ -154,8 +153,7 @@ class FakeQuantLinear(nn.Module):
         super().__init__()
         check_linear(linear)
         self.in_features, self.out_features = linear.in_features, linear.out_features
-        self.scheme = QuantScheme(scheme.bits, scheme.group_size_for(self.in_features, "a layer"),
-                                  scheme.symmetric)
+        self.scheme = scheme.resolved(self.in_features, "a layer")
         self.weight, self.bias = linear.weight, linear.bias
         self.grad_scale = lsq_grad_scale(self.scheme.group_size, self.scheme.bits)
         self.scale = self.zero = None
@@ -259,7 +257,6 @@ def prepare(model: nn.Module, bits: int, group_size: int | None, *, symmetric: b
     before any is swapped.
     """
     scheme = QuantScheme(bits, group_size, symmetric)
-    check_packable_bits(bits)
     if activations not in ACTIVATIONS:
         raise ValueError(f"activations must be one of {ACTIVATIONS}, got {activations!r}")
     if init not in INITS:
@@ -272,9 +269,8 @@ def prepare(model: nn.Module, bits: int, group_size: int | None, *, symmetric: b
     linears = linear_layers(model)
     if not linears:
         raise ValueError("the model has no nn.Linear layer (besides an output head) to prepare")
-    for name, linear in linears.items():                      # all checked before any swap
-        g = scheme.group_size_for(linear.in_features, name)
-        QuantLinear(linear.in_features, linear.out_features, bits, g)   # convert can store it
+    for name, linear in linears.items():    # convert can store every layer: checked before any swap
+        QuantLinear.storable(linear.in_features, linear.out_features, scheme, name)
     for name, linear in linears.items():
         layer = FakeQuantLinear(linear, scheme, learn_scales=learn_scales, init=init)
         if activations == "int8":
