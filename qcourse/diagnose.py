@@ -20,7 +20,7 @@ moves from the unquantized model's,
 A layer with a large ratio has outlier channels; a layer with a large sensitivity is the one to
 keep at higher precision, protect (AWQ, SmoothQuant) or quantize with more care (GPTQ).
 
-:func:`check_gguf` checks a GGUF file against the model and tokenizer it was made from: the
+:func:`compare_gguf_to_model` checks a GGUF file against the model and tokenizer it was made from: the
 tokenizer it declares, llama.cpp's tokenization of a text against the tokenizer's, and
 llama.cpp's logits against the model's (a wrong q/k permutation for RoPE shows only there).
 """
@@ -337,7 +337,7 @@ def _sensitivity(model: nn.Module, name: str, layer: nn.Linear, make: Make,
 
 
 @torch.no_grad()
-def check_gguf(path, model: nn.Module, tokenizer, *, text: str | None = None,
+def compare_gguf_to_model(path, model: nn.Module, tokenizer, *, text: str | None = None,
                prompt_tokens: int = 64) -> dict:
     """Check the GGUF file ``path`` against the Hugging Face ``model`` and ``tokenizer`` it was
     exported from. Returns a dict:
@@ -369,3 +369,6 @@ def check_gguf(path, model: nn.Module, tokenizer, *, text: str | None = None,
             "pre_tokenizer": metadata.get("tokenizer.ggml.pre"),
             "same_tokens": match_length(theirs, ids), "tokens": len(ids),
             "max_logit_diff": agreement["max_abs"], "top1_agreement": agreement["top1"]}
+
+
+check_gguf = compare_gguf_to_model   # its former name (notebook 10, exercise 10)

@@ -26,6 +26,10 @@ inverted even when the calibration set does not span all K input directions. Eac
 from the weights as updated so far (``static_groups``: from the original weights, as
 llm-compressor does).
 
+One weight, one algorithm: :func:`gptq` returns a :class:`GPTQResult` (its integers, scales,
+``.weight`` dequantized, ``.to_quant_linear()`` packed); :func:`gptq_quantize_layer` gives the same
+as tensors (the API DESIGN names) and :func:`to_quant_linear` takes an ``nn.Linear``.
+
 At the model level (:func:`quantize_model`) the decoder blocks are quantized in order, each
 calibrated on the outputs of the already-quantized blocks before it; inside a block the layers go
 q/k/v → o → gate/up → down, each group's Hessians collected after the groups before it were

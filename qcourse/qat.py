@@ -99,11 +99,16 @@ def sum_to(t: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     return t.sum_to_size(shape) if t.shape != shape else t
 
 
-def fake_quantize(x: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor,
-                  scheme: QuantScheme, grad_scale: float = 1.0) -> torch.Tensor:
-    """:class:`FakeQuantize` applied: ``x`` on the grid ``(scale, zero)`` of ``scheme``, with the
-    clipped straight-through estimator (and LSQ's gradients for the scale and zero)."""
+def fake_quantize_ste(x: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor,
+                      scheme: QuantScheme, grad_scale: float = 1.0) -> torch.Tensor:
+    """:class:`FakeQuantize` applied: ``x`` on the given grid ``(scale, zero)`` of ``scheme``,
+    with the clipped straight-through estimator (and LSQ's gradients for the scale and zero).
+    (:func:`qcourse.quant.fake_quantize` is the same round trip, choosing the grid itself and
+    without gradients.)"""
     return FakeQuantize.apply(x, scale, zero, scheme, grad_scale)
+
+
+fake_quantize = fake_quantize_ste   # its former name (notebook 03, tests)
 
 
 def positive_levels(bits: int) -> int:
@@ -187,8 +192,8 @@ class FakeQuantLinear(nn.Module):
     def fake_weight(self) -> torch.Tensor:
         """The weight on the grid, ``ŵ [N, K]`` (float32), with STE/LSQ gradients."""
         scale, zero = self.params()
-        w = fake_quantize(self.grouped(self.weight.float()), scale[..., None], zero[..., None],
-                          self.scheme, self.grad_scale)                     # [N, K/g, g]
+        w = fake_quantize_ste(self.grouped(self.weight.float()), scale[..., None],
+                              zero[..., None], self.scheme, self.grad_scale)  # [N, K/g, g]
         return w.reshape(self.out_features, self.in_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -219,7 +224,7 @@ def fake_quantize_tokens(rows: torch.Tensor) -> torch.Tensor:
     clipped STE. The quantizer of :class:`~qcourse.layers.QuantizedInput` for ``activations="int8"``."""
     with torch.no_grad():
         scale, zero = TOKEN_SCHEME.params(rows)                             # [tokens, 1] each
-    return fake_quantize(rows.float(), scale, zero, TOKEN_SCHEME).to(rows.dtype)
+    return fake_quantize_ste(rows.float(), scale, zero, TOKEN_SCHEME).to(rows.dtype)
 
 
 def fake_quantized_layers(model: nn.Module) -> dict[str, FakeQuantLinear]:

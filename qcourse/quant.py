@@ -282,7 +282,10 @@ def dequantize(q: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, *,
 
 def fake_quantize(x: torch.Tensor, bits: int, **kwargs) -> torch.Tensor:
     """``dequantize(quantize(x))`` in x's dtype: the value x takes after a round trip through
-    the integer grid (what quantization-aware training and the error plots use)."""
+    the integer grid that :func:`quantize` chooses (``kwargs``: its options). In this module
+    "fake quantization" always means this round trip (:meth:`QuantScheme.fake_quantize` too);
+    :func:`qcourse.qat.fake_quantize_ste` is its trainable form, :func:`qcourse.mx.fake_quantize`
+    the float formats'."""
     q, scale, zero = quantize(x, bits, **kwargs)
     group_size = kwargs.get("group_size") if kwargs.get("granularity") == "group" else None
     return dequantize(q, scale, zero, group_size=group_size).to(x.dtype)
