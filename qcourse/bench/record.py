@@ -92,11 +92,12 @@ def finish(record: dict) -> dict:
     return record
 
 
-def result_path(name: str, *, quick: bool = False, folder: pathlib.Path = RESULTS_DIR
+def result_path(name: str, *, suffix: str = "", folder: pathlib.Path = RESULTS_DIR
                 ) -> pathlib.Path:
-    """``benchmarks/results/<name>-<arch>-<date>[-quick].json``."""
+    """``benchmarks/results/<name>-<arch>-<date><suffix>.json`` (today's date: the newest file
+    of a benchmark sorts last)."""
     stamp = datetime.date.today().isoformat()
-    return folder / f"{name}-{platform.machine()}-{stamp}{'-quick' if quick else ''}.json"
+    return folder / f"{name}-{platform.machine()}-{stamp}{suffix}.json"
 
 
 def write(record: dict, path: str | os.PathLike) -> pathlib.Path:
