@@ -52,8 +52,8 @@ record.leave_script_folder_off_sys_path(__file__)   # its gguf.py, kernels.py: n
 
 import torch  # noqa: E402
 
-from qcourse import (awq, bench, calib, data, evaluation, gptq, gptq_checkpoint, models,  # noqa: E402
-                     ptq, smoothquant)
+from qcourse import (awq, bench, calib, data, evaluation, gptq,  # noqa: E402
+                     gptq_checkpoint, models, ptq, smoothquant)
 from qcourse.diagnose import diagnose  # noqa: E402
 from qcourse.quant import QuantScheme  # noqa: E402
 

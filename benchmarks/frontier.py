@@ -38,7 +38,8 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from qcourse import calib, data, evaluation, gguf, gptq, hqq, kvcache, models, mx, nf4, rotate  # noqa: E402,E501
+from qcourse import (calib, data, evaluation, gguf, gptq, hqq, kvcache, models,  # noqa: E402
+                     mx, nf4, rotate)
 from qcourse.experiments import rotation  # noqa: E402
 from qcourse.formats import bits_per_weight
 from qcourse.gguf import cache_types, llamacpp

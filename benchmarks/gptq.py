@@ -54,7 +54,8 @@ def main() -> None:
     if reason is None:
         reference, result["reference_seconds"] = record.timed(lambda: llm_compressor.quantize_model(
             copy.deepcopy(base), samples, 4, 128))
-        result["time_ratio_ours_over_reference"] = result["ours_seconds"] / result["reference_seconds"]
+        result["time_ratio_ours_over_reference"] = \
+            result["ours_seconds"] / result["reference_seconds"]
         print(f"llm-compressor: {result['reference_seconds']:.1f} s; ours / llm-compressor = "
               f"{result['time_ratio_ours_over_reference']:.2f}")
     else:

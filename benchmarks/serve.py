@@ -17,8 +17,8 @@
    ``--max-windows``), and logit agreement with PyTorch float32 on one 512-token window.
 
 Writes benchmarks/results/serve-<machine>-<date>.json with the run's record (qcourse.bench.record:
-CPU model, threads, the load average at start and end; the machine is shared: absolute times move with it; ratios within a run
-are what to read). Bounded: every load test has a deadline, every runtime process a timeout, and
+CPU model, threads, the load average at start and end; the machine is shared: absolute times
+move with it, ratios within a run are what to read). Bounded: every load test has a deadline, every runtime process a timeout, and
 the whole run ``--budget-s`` seconds (default 1800): a part that would start past it is skipped
 and recorded as skipped.
 """

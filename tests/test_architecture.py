@@ -210,15 +210,15 @@ def readme_room_rows() -> list[list[str]]:
 def test_the_readme_rooms_table_is_the_map():
     readme = markdown_table((ROOT / "README.md").read_text(), "## Layout")
     expected = readme_room_rows()
-    assert readme == expected, "README's rooms table differs from qcourse.ROOMS; it should read:\n" \
-        + "\n".join(f"| {name} | {modules} |" for name, modules in expected)
+    assert readme == expected, "README's rooms table differs from qcourse.ROOMS; it should " \
+        "read:\n" + "\n".join(f"| {name} | {modules} |" for name, modules in expected)
 
 
 def test_the_architecture_rooms_table_lists_the_map():
     table = markdown_table((ROOT / "ARCHITECTURE.md").read_text(), "# ARCHITECTURE")
     listed = [(row[0], [m.strip("`/ ") for m in row[1].split(",")]) for row in table]
-    assert listed == [(f"{level + 1} {name}", modules) for level, (name, modules)
-                      in enumerate(ROOMS)], "ARCHITECTURE.md's rooms table differs from qcourse.ROOMS"
+    expected = [(f"{level + 1} {name}", modules) for level, (name, modules) in enumerate(ROOMS)]
+    assert listed == expected, "ARCHITECTURE.md's rooms table differs from qcourse.ROOMS"
 
 
 def qcourse_imports(path: pathlib.Path) -> set[str]:

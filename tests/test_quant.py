@@ -4,8 +4,8 @@ import torch
 from hypothesis import given, settings, strategies as st
 from hypothesis.extra.numpy import arrays
 
-from qcourse.quant import (QuantScheme, check_finite, check_float, dequantize, fake_quantize, qrange,
-                           quantization_error, quantize)
+from qcourse.quant import (QuantScheme, check_finite, check_float, dequantize, fake_quantize,
+                           qrange, quantization_error, quantize)
 
 BITS = st.integers(2, 8)
 finite = st.floats(-1e4, 1e4, width=32, allow_subnormal=False)

@@ -77,8 +77,8 @@ def run_method(ctx: Context, method: Method, use_cache: bool = True) -> dict:
 def compare(methods=None, *, quick: bool = False, threads: int = 1, use_cache: bool = True,
             model_name: str = "qcourse-tiny", workdir: str | os.PathLike | None = None,
             progress: bool = True, overrides: dict | None = None) -> dict:
-    """Quantize ``model_name`` with each of ``methods`` (default: all of :data:`~qcourse.bench.registry.METHODS`) and
-    measure every row (see the package docstring). ``overrides``: fields of :class:`Settings` to
+    """Quantize ``model_name`` with each of ``methods`` (default: every registered method,
+    :data:`~qcourse.bench.registry.METHODS`) and measure every row (see the package docstring). ``overrides``: fields of :class:`Settings` to
     change (e.g. ``{"windows": 4, "runtime": False}`` for a notebook). Returns the run's
     :mod:`~qcourse.bench.record` (date, machine, threads, load average, versions) with
     ``{"model", "quick", "settings", "settings_text", "rows", "wall_seconds", "cpu_seconds"}``;

@@ -56,10 +56,10 @@ def settings(quick: bool = False, threads: int = 1) -> Settings:
 
 @dataclasses.dataclass
 class Artifact:
-    """What a method produced. ``scorer``: what quality is measured on (a Hugging Face model or
-    an ``ids -> logits`` callable); ``runtime`` and ``served``: how a fresh process loads it to
-    decode (:func:`~qcourse.bench.runtime_probe.probe`): ``"torch"`` and the model, ``"bnb"`` and the mode, or ``"gguf"`` and
-    the file."""
+    """What a method produced. ``scorer``: what quality is measured on (anything
+    :func:`qcourse.evaluation.logits_fn` takes); ``runtime`` and ``served``: how a fresh process
+    loads it to decode (:func:`~qcourse.bench.runtime_probe.probe`): ``"torch"`` and the model,
+    ``"bnb"`` and the mode, or ``"gguf"`` and the file."""
 
     scorer: object
     size_bytes: int
