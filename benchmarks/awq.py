@@ -14,49 +14,24 @@
    same calibration inputs): ours (``qcourse.awq.search_clip``: the group's min and max both
    multiplied by r) and AutoAWQ's own ``AwqQuantizer._compute_best_clip`` (w clamped to
    ±r·max|w| per group, then quantized min-max), each measured by the layer's output error.
-Writes benchmarks/results/awq-<machine>-<date>.json, with the CPU model, torch threads and the
-load average at start and end (wall times from a busy machine are not speed figures).
+Writes benchmarks/results/awq-<machine>-<date>.json with the run's record (qcourse.bench.record:
+CPU model, threads, load average at start and end: wall times from a busy machine are not speed
+figures).
 """
 from __future__ import annotations
 
 import argparse
 import copy
-import datetime
-import json
-import os
-import pathlib
-import platform
-import sys
-import time
 
-# this file is called awq.py: keep its folder off sys.path so `import awq` finds AutoAWQ
-HERE = pathlib.Path(__file__).resolve().parent
-sys.path = [p for p in sys.path if pathlib.Path(p or ".").resolve() != HERE]
+from qcourse.bench import record
+
+record.leave_script_folder_off_sys_path(__file__)   # this file is awq.py: `import awq` is AutoAWQ
 
 import torch  # noqa: E402
 
-from qcourse import awq, blocks, data, models, paths, ptq  # noqa: E402
+from qcourse import awq, blocks, data, evaluation, models, paths, ptq  # noqa: E402
 from qcourse.quant import QuantScheme  # noqa: E402
 from qcourse.references import autoawq  # noqa: E402
-from qcourse import eval as ev  # noqa: E402
-
-RESULTS = pathlib.Path(__file__).parent / "results"
-
-
-def timed(fn):
-    start = time.perf_counter()
-    result = fn()
-    return result, time.perf_counter() - start
-
-
-def cpu_name() -> str:
-    try:
-        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def gptq_or_none(model, samples, bits):
@@ -122,14 +97,14 @@ def main() -> None:
     if args.quick:
         args.samples, args.windows, args.bits = 4, 8, [4]
     torch.manual_seed(0)
-    load_at_start = os.getloadavg()     # timings mean little on a busy machine: record the load
+    this_run = record.start(("autoawq",))   # timings mean little on a busy machine: the load
     model, tok = models.load()
     samples = data.calibration_samples(tok, args.samples, 512, seed=0)
 
     def ppl(m):
-        return round(ev.perplexity(m, tok, max_windows=args.windows), 3)
+        return round(evaluation.perplexity(m, tok, max_windows=args.windows), 3)
 
-    rows, timing = {"fp32": {"ppl": ppl(model), "bytes": ev.model_size_bytes(model)}}, {}
+    rows, timing = {"fp32": {"ppl": ppl(model), "bytes": evaluation.model_size_bytes(model)}}, {}
     print(f"fp32: {rows['fp32']}", flush=True)
     for bits in args.bits:
         runs = {
@@ -146,11 +121,11 @@ def main() -> None:
             runs["AutoAWQ (as released)"] = lambda: autoawq.quantize_model(
                 paths.TINY_DIR, samples, bits, fix_cpu_copy=False)
         for name, run in runs.items():
-            quantized, seconds = timed(run)
+            quantized, seconds = record.timed(run)
             if quantized is None:
                 continue
             timing[f"{name} {bits}-bit"] = round(seconds, 1)
-            size = ev.model_size_bytes(quantized) if "AutoAWQ" not in name else None
+            size = evaluation.model_size_bytes(quantized) if "AutoAWQ" not in name else None
             rows[f"{name} {bits}-bit"] = {"ppl": ppl(quantized), "bytes": size,
                                           "seconds": round(seconds, 1)}
             print(f"{name} {bits}-bit: {rows[f'{name} {bits}-bit']}", flush=True)
@@ -161,19 +136,10 @@ def main() -> None:
     ratio = round(ref / ours, 2) if ours and ref else None
     print(f"\nwall time, whole model, 4-bit g128: ours {ours} s, AutoAWQ {ref} s: "
           f"AutoAWQ / ours = {ratio}")
-    result = {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": cpu_name(), "device": "cpu",
-        "torch_threads": torch.get_num_threads(), "calibration": f"{args.samples} x 512 tokens",
-        "test_windows": args.windows or "all", "rows": rows, "time_ratio_autoawq_over_ours": ratio,
-        "clip_search": clip,
-        "load_average": {"start": [round(v, 2) for v in load_at_start],
-                         "end": [round(v, 2) for v in os.getloadavg()]},
-    }
-    RESULTS.mkdir(exist_ok=True)
-    stamp = datetime.date.today().isoformat()
-    out = RESULTS / f"awq-{platform.machine()}-{stamp}{'-quick' if args.quick else ''}.json"
-    out.write_text(json.dumps(result, indent=2))
+    result = {**record.finish(this_run), "device": "cpu",
+              "calibration": f"{args.samples} x 512 tokens", "test_windows": args.windows or "all",
+              "rows": rows, "time_ratio_autoawq_over_ours": ratio, "clip_search": clip}
+    out = record.write(result, record.result_path("awq", suffix="-quick" if args.quick else ""))
     print(f"wrote {out}")
 
 

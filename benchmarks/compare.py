@@ -8,36 +8,26 @@ of ``qcourse compare`` when nothing changed) and rewrites
 after every method, so a run cut short still leaves every finished row. ``--budget``: start no
 new method after that many seconds; methods not started are listed under ``not_run``.
 
-The JSON records the machine (CPU model, cores, threads used), the library versions, the date
-and the load average of the machine at the start and at the end (``os.getloadavg()``): speed and
-memory columns measured while other jobs ran are only comparable within the run.
+The JSON is the run's record (:mod:`qcourse.bench.record`: machine, threads, library versions,
+date, the load average at the start and at the end): speed and memory columns measured while
+other jobs ran are only comparable within the run.
 """
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import os
 import pathlib
-import platform
-import sys
 import time
 
-# Run as a script, this folder comes first on sys.path, and its gguf.py would hide the `gguf`
-# library that qcourse.gguf writes files with.
-sys.path = [p for p in sys.path if pathlib.Path(p or ".").resolve() != pathlib.Path(__file__).parent.resolve()]
+from qcourse.bench import record
+
+# this folder's gguf.py would hide the `gguf` library that qcourse.gguf writes files with
+record.leave_script_folder_off_sys_path(__file__)
 
 from qcourse import bench  # noqa: E402
 
-RESULTS = pathlib.Path(__file__).parent / "results"
 ORDER = ["fp32", "rtn-channel", "rtn-g128", "gptq", "awq", "nf4", "bnb-nf4", "w8a8", "llm-int8",
          "gguf-Q4_K_M", "gguf-Q8_0", "gguf-Q2_K", "gguf-Q6_K", "gguf-Q5_K_M", "gguf-Q3_K_M", "qat"]
-
-
-def output_path(quick: bool) -> pathlib.Path:
-    node = platform.machine() or "cpu"
-    date = datetime.date.today().isoformat()
-    return RESULTS / f"compare{'-quick' if quick else ''}-{node}-{date}.json"
 
 
 def main() -> int:
@@ -49,38 +39,39 @@ def main() -> int:
     parser.add_argument("--out", type=pathlib.Path, default=None)
     args = parser.parse_args()
     names = bench.check_methods([n for n in args.methods.split(",") if n])
-    out = args.out or output_path(args.quick)
-    RESULTS.mkdir(exist_ok=True)
-    start, load_start = time.perf_counter(), os.getloadavg()
-    record, rows, not_run, cpu = None, {}, [], 0.0
+    out = args.out or record.result_path("compare-quick" if args.quick else "compare")
+    start, this_run = time.perf_counter(), record.start(("lm_eval", "bitsandbytes", "llama_cpp"),
+                                                        threads=args.threads)
+    result, rows, not_run, cpu = None, {}, [], 0.0
     for name in names:
         if args.budget is not None and time.perf_counter() - start > args.budget:
             not_run.append(name)
             continue
-        result = bench.compare([name], quick=args.quick, threads=args.threads, progress=False)
-        rows[name] = result["rows"][0]
-        cpu += result["cpu_seconds"]
-        record = {**result, "rows": [rows[n] for n in bench.METHODS if n in rows],
+        one = bench.compare([name], quick=args.quick, threads=args.threads, progress=False)
+        rows[name] = one["rows"][0]
+        cpu += one["cpu_seconds"]
+        result = {**one, **record.finish(this_run),
+                  "rows": [rows[n] for n in bench.METHODS if n in rows],
                   "not_run": [n for n in names if n not in rows],
-                  "threads": args.threads, "loadavg_start": load_start, "loadavg_end": os.getloadavg(),
                   "wall_seconds": time.perf_counter() - start, "cpu_seconds": cpu,
                   "command": "nice -n 10 python benchmarks/compare.py"
                              + (" --quick" if args.quick else "")}
-        out.write_text(json.dumps(record, indent=1) + "\n")
+        record.write(result, out)
         row = rows[name]
         print(f"{name}: {row['status']}"
               + (f", PPL {row['perplexity']:.3f}" if row["status"] == "ok" else
                  f" ({row.get('error', '')[:200]})")
               + (" (cached)" if row.get("cached") else ""), flush=True)
-    if record is None:
+    if result is None:
         return 1
-    record["not_run"] = not_run
-    out.write_text(json.dumps(record, indent=1) + "\n")
-    bench.write_csv(record, out.with_suffix(".csv"))
-    bench.plot(record, out.with_suffix(".png"))
-    print(bench.format_table(record))
-    print(f"load average at start {load_start}, at end {record['loadavg_end']}; wrote {out}")
-    return 1 if any(r["status"] == "failed" for r in record["rows"]) else 0
+    result["not_run"] = not_run
+    record.write(result, out)
+    bench.write_csv(result, out.with_suffix(".csv"))
+    bench.plot(result, out.with_suffix(".png"))
+    print(bench.format_table(result))
+    load = result["load_average"]
+    print(f"load average at start {load['start']}, at end {load['end']}; wrote {out}")
+    return 1 if any(r["status"] == "failed" for r in result["rows"]) else 0
 
 
 if __name__ == "__main__":

@@ -30,36 +30,33 @@ kernel       a 4-bit model's forward pass: QuantLinear's own, the kernel path
              (``qcourse.kernels.use_kernels``), the dequantized float model: time, and the memory
              its operations allocate (torch.profiler).
 
-Writes benchmarks/results/failure_modes-<machine>-<date>.json with the machine (CPU, threads), versions and
-the load average at start and end (on a shared machine the kernel timings are not quiet-machine
-figures).
+Writes benchmarks/results/failure_modes-<machine>-<date>.json with the run's record
+(qcourse.bench.record: CPU, threads, versions, the load average at start and end: on a shared
+machine the kernel timings are not quiet-machine figures).
 """
 from __future__ import annotations
 
 import argparse
 import copy
-import datetime
 import json
 import math
 import os
 import pathlib
-import platform
-import sys
 import tempfile
 import time
 import warnings
 
-HERE = pathlib.Path(__file__).resolve().parent
-sys.path = [p for p in sys.path if pathlib.Path(p or ".").resolve() != HERE]
+from qcourse.bench import record
+
+record.leave_script_folder_off_sys_path(__file__)   # its gguf.py, kernels.py: not the libraries
 
 import torch  # noqa: E402
 
-from qcourse import awq, bench, calib, data, gptq, gptq_checkpoint, models, ptq, smoothquant  # noqa: E402
-from qcourse import eval as ev  # noqa: E402
+from qcourse import (awq, bench, calib, data, evaluation, gptq,  # noqa: E402
+                     gptq_checkpoint, models, ptq, smoothquant)
 from qcourse.diagnose import diagnose  # noqa: E402
 from qcourse.quant import QuantScheme  # noqa: E402
 
-RESULTS = HERE / "results"
 SECTIONS = ("outliers", "minilm", "twobit", "calibration", "gguf", "checkpoint", "fp16", "kernel")
 ALPHAS = (0.25, 0.5, 0.75, 1.0)
 OVERFLOW_FACTOR = 30000.0     # channels x30000: inputs of ~1e5, beyond float16's 65504
@@ -85,22 +82,22 @@ class Run:
 
     def ppl(self, model, windows: int | None = None, domain: str | None = None) -> float:
         windows = windows if windows is not None else self.args.windows
-        return ev.perplexity(bench.dequantized_copy(model), self.tokenizer, domain=domain,
+        return evaluation.perplexity(bench.dequantized_copy(model), self.tokenizer, domain=domain,
                              max_windows=windows)
 
     def scores(self, model, reference) -> dict:
         """Perplexity (``--windows``), KL to ``reference`` and top-1 agreement (``--kl-windows``)."""
         scorer = bench.dequantized_copy(model)
-        found = ev.divergence(scorer, reference, self.tokenizer,
+        found = evaluation.divergence(scorer, reference, self.tokenizer,
                               max_windows=self.args.kl_windows)
         return {"perplexity": self.ppl(scorer), "kl": found["kl_divergence"],
                 "top1": found["top1_agreement"]}
 
 
-def timed(label: str, fn):
-    start = time.perf_counter()
-    out = fn()
-    log(f"  {label}: {time.perf_counter() - start:.0f} s")
+def logged(label: str, fn):
+    """``fn()``, saying how long it took."""
+    out, seconds = record.timed(fn)
+    log(f"  {label}: {seconds:.0f} s")
     return out
 
 
@@ -137,7 +134,7 @@ def section_outliers(run: Run) -> dict:
     for label, quantize in outlier_methods(run).items():
         row = {}
         for name, base in (("qcourse-tiny", run.model), ("outlier model", run.outlier)):
-            row[name] = timed(f"{label}, {name}", lambda: run.scores(
+            row[name] = logged(f"{label}, {name}", lambda: run.scores(
                 quantize(copy.deepcopy(base)), base))
         out["table"][label] = row
         log(f"{label:40s} " + "   ".join(f"{k} ppl {v['perplexity']:.2f} KL {v['kl']:.4f}"
@@ -247,7 +244,7 @@ def section_twobit(run: Run) -> dict:
             label = f"Q2_K (pure){' + imatrix' if use else ''}"
             variants[label] = lambda path=path: reader.load_gguf(path)[0]
         for label, make in variants.items():
-            out["table"][label] = timed(label, lambda: run.ppl(make(), windows))
+            out["table"][label] = logged(label, lambda: run.ppl(make(), windows))
             log(f"{label:40s} {out['table'][label]:.2f}")
     if run.args.qat_steps:
         from qcourse import qat
@@ -324,12 +321,12 @@ def section_gguf(run: Run) -> dict:
                                                pathlib.Path(folder)).items():
             llm = llamacpp.load(path)
             ids = llamacpp.tokenize(llm, text)
-            own = ev.windows(torch.tensor(ids), 512)[:windows]
-            nll = llamacpp.nll_per_window(llm, own).sum().item()
+            own = evaluation.windows(torch.tensor(ids), 512)[:windows]
+            nll = evaluation.nll_per_window(llamacpp.logits_fn(llm), own, 1).sum().item()
             row = {"perplexity_on_hf_tokens": llamacpp.perplexity(llm, run.tokenizer,
                                                                   max_windows=windows),
                    "tokens": len(ids), "hf_tokens": len(hf_ids),
-                   "same_tokens_prefix": ev.match_length(ids, hf_ids),
+                   "same_tokens_prefix": evaluation.match_length(ids, hf_ids),
                    "bits_per_byte_own_tokens": nll / math.log(2) / len(
                        run.tokenizer.decode(own.flatten().tolist()).encode("utf-8"))}
             out["files"][name] = row
@@ -380,7 +377,7 @@ def section_fp16(run: Run) -> dict:
     for name, base in (("qcourse-tiny", run.model), (f"outliers x{OVERFLOW_FACTOR:g}", hot)):
         row = {}
         for dtype in (torch.float16, torch.bfloat16, torch.float32):
-            row[str(dtype).replace("torch.", "")] = ev.perplexity(
+            row[str(dtype).replace("torch.", "")] = evaluation.perplexity(
                 copy.deepcopy(base).to(dtype), run.tokenizer, max_windows=windows)
         out["table"][name] = row
         log(name, row)
@@ -392,7 +389,7 @@ def section_fp16(run: Run) -> dict:
 def section_kernel(run: Run) -> dict:
     from qcourse import kernels
 
-    ids = ev.evaluation_windows(run.tokenizer, max_windows=1)            # [1, 512]
+    ids = evaluation.evaluation_windows(run.tokenizer, max_windows=1)            # [1, 512]
     four = ptq.quantize_rtn(copy.deepcopy(run.model), 4, "group", 128)
     three = ptq.quantize_rtn(copy.deepcopy(run.model), 3, "group", 128)
 
@@ -423,8 +420,8 @@ def section_kernel(run: Run) -> dict:
     out["table"]["W4 dequantized once (float weights)"] = forward_cost(bench.dequantized_copy(four))
     out["routed_w3"] = len(kernels.use_kernels(three, "reference"))
     out["table"]["W3 QuantLinear (no kernel: fallback)"] = forward_cost(three)
-    out["model_bytes"] = {"float32": ev.model_size_bytes(run.model),
-                          "W4": ev.model_size_bytes(four)}
+    out["model_bytes"] = {"float32": evaluation.model_size_bytes(run.model),
+                          "W4": evaluation.model_size_bytes(four)}
     log(out)
     return out
 
@@ -451,28 +448,21 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     run = Run(args)
     started = time.perf_counter()
-    record = {"machine": bench.machine(), "torch_threads": torch.get_num_threads(),
-              "versions": {"torch": torch.__version__,
-                           "transformers": __import__("transformers").__version__},
-              "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              "load_average_start": os.getloadavg(),   # a shared machine: timings are loaded
-              "windows": args.windows or "whole test split",
+    result = {**record.start(), "windows": args.windows or "whole test split",
               "options": {k: v for k, v in vars(args).items() if k != "out"}}
-    RESULTS.mkdir(exist_ok=True)
-    out = args.out or RESULTS / (f"failure_modes-{platform.machine()}-"
-                                 f"{datetime.date.today().isoformat()}.json")
+    out = args.out or record.result_path("failure_modes")
+    out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.name + ".partial")     # each section saved as soon as it is done
     for name in sections:
         log(f"== {name}")
         start = time.perf_counter()
-        record[name] = globals()[f"section_{name}"](run)
-        record[name]["seconds"] = time.perf_counter() - start
-        partial.write_text(json.dumps(record, indent=1, default=str) + "\n")
-    record["seconds"] = time.perf_counter() - started
-    record["load_average_end"] = os.getloadavg()
-    out.write_text(json.dumps(record, indent=1, default=str) + "\n")
+        result[name] = globals()[f"section_{name}"](run)
+        result[name]["seconds"] = time.perf_counter() - start
+        partial.write_text(json.dumps(result, indent=1, default=str) + "\n")
+    result["seconds"] = time.perf_counter() - started
+    out.write_text(json.dumps(record.finish(result), indent=1, default=str) + "\n")
     partial.unlink()
-    log(f"wrote {out} ({record['seconds'] / 60:.0f} min)")
+    log(f"wrote {out} ({result['seconds'] / 60:.0f} min)")
 
 
 if __name__ == "__main__":

@@ -15,36 +15,32 @@ One run measures, on the test split (whole unless ``--max-windows``):
   on notebook 10's outlier model (``qcourse.models.with_outliers``), and the peak-to-RMS of every
   linear layer's input before and after.
 
-Results go to ``benchmarks/results/frontier-<machine>-<date>.json`` (CPU model, threads,
-versions, date, the load average at start and end: the machine may be shared). Only errors and
+Results go to ``benchmarks/results/frontier-<machine>-<date>.json`` with the run's record
+(:mod:`qcourse.bench.record`: CPU model, threads, versions, date, the load average at start and
+end: the machine may be shared). Only errors and
 perplexities are recorded, no speeds.
 """
 from __future__ import annotations
 
-import pathlib
-import sys
+from qcourse.bench import record
 
-# benchmarks/gguf.py would shadow gguf-py (which qcourse.gguf's export imports) while this folder
-# is first on the import path, as it is when this script runs: drop it
-if sys.path and pathlib.Path(sys.path[0] or ".").resolve() == pathlib.Path(__file__).resolve().parent:
-    sys.path.pop(0)
+# benchmarks/gguf.py would shadow gguf-py (which qcourse.gguf's export imports)
+record.leave_script_folder_off_sys_path(__file__)
 
-import argparse
-import copy
-import datetime
-import functools
-import importlib.metadata
-import json
-import os
-import tempfile
-import time
+import argparse  # noqa: E402
+import copy  # noqa: E402
+import functools  # noqa: E402
+import os  # noqa: E402
+import pathlib  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
 
-import numpy as np
-import torch
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
-from qcourse import calib, data, gguf, gptq, hqq, kvcache, models, mx, nf4, rotate
-from qcourse import eval as qeval
-from qcourse.bench import machine
+from qcourse import (calib, data, evaluation, gguf, gptq, hqq, kvcache, models,  # noqa: E402
+                     mx, nf4, rotate)
+from qcourse.experiments import rotation  # noqa: E402
 from qcourse.formats import bits_per_weight
 from qcourse.gguf import cache_types, llamacpp
 from qcourse.gguf.quants import bits_per_weight as gguf_bits_per_weight
@@ -53,8 +49,7 @@ from qcourse.models import linear_layers
 from qcourse.quant import fake_quantize
 from qcourse.references import hqq_lib
 
-RESULTS = pathlib.Path(__file__).parent / "results"
-VERSIONS = ("torch", "transformers", "torchao", "hqq", "llama_cpp_python")
+LIBRARIES = ("torchao", "hqq", "llama_cpp")
 
 
 def kquant(W: torch.Tensor, qtype: str) -> torch.Tensor:
@@ -190,11 +185,11 @@ def llamacpp_kv_section(model, tok, max_windows) -> dict:
 
 
 def rotation_section(model, tok, samples, max_windows) -> dict:
-    results = rotate.rotation_experiment(model, tok, max_windows=max_windows)
+    results = rotation.rotation_experiment(model, tok, max_windows=max_windows)
     print(results, flush=True)
     outlier_model = models.with_outliers(model)        # notebook 10's outlier channels
     results["outlier model"] = {
-        f"{kind}": row for kind, row in rotate.rotation_experiment(
+        f"{kind}": row for kind, row in rotation.rotation_experiment(
             outlier_model, tok, max_windows=max_windows).items()}
     print(results["outlier model"], flush=True)
     peaks = {}
@@ -221,30 +216,22 @@ def main() -> None:
     model, tok = models.load()
     samples = data.calibration_samples(tok, args.samples, 512, seed=0)
     prompts = data.calibration_samples(tok, args.prompts, 512 - args.new_tokens, seed=1)
-    ppl = functools.partial(qeval.perplexity, tokenizer=tok, max_windows=args.max_windows)
-    record = {"max_windows": args.max_windows, "load_average_start": os.getloadavg(),
+    ppl = functools.partial(evaluation.perplexity, tokenizer=tok, max_windows=args.max_windows)
+    result = {**record.start(LIBRARIES), "max_windows": args.max_windows,
               "calibration": [args.samples, 512],
               "greedy": {"prompts": args.prompts, "prompt_tokens": prompts.shape[1],
-                         "new_tokens": args.new_tokens},
-              "machine": machine(), "processor": machine()["cpu"],
-              "torch_threads": torch.get_num_threads(),
-              "versions": {p: importlib.metadata.version(p) for p in VERSIONS},
-              "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+                         "new_tokens": args.new_tokens}}
     start = time.perf_counter()
-    record["float_perplexity"] = ppl(model)
-    record["weights"] = weights_section(model, tok, samples, ppl)
-    record["activations"] = activations_section(model, ppl)
-    record["kv_cache"] = kv_section(model, ppl, record["float_perplexity"], prompts, args.new_tokens)
-    record["llamacpp_kv_cache"] = llamacpp_kv_section(model, tok, args.max_windows)
-    record["rotation"] = rotation_section(model, tok, samples, args.max_windows)
-    record["seconds"] = time.perf_counter() - start
-    record["load_average_end"] = os.getloadavg()
-
-    RESULTS.mkdir(exist_ok=True)
-    name = record["processor"].split("@")[0].strip().lower().replace("(r)", "").replace(" ", "-")
-    out = args.out or RESULTS / f"frontier-{name}-{datetime.date.today().isoformat()}.json"
-    out.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"wrote {out} ({record['seconds']:.0f} s)")
+    result["float_perplexity"] = ppl(model)
+    result["weights"] = weights_section(model, tok, samples, ppl)
+    result["activations"] = activations_section(model, ppl)
+    result["kv_cache"] = kv_section(model, ppl, result["float_perplexity"], prompts,
+                                    args.new_tokens)
+    result["llamacpp_kv_cache"] = llamacpp_kv_section(model, tok, args.max_windows)
+    result["rotation"] = rotation_section(model, tok, samples, args.max_windows)
+    result["seconds"] = time.perf_counter() - start
+    out = record.write(record.finish(result), args.out or record.result_path("frontier"))
+    print(f"wrote {out} ({result['seconds']:.0f} s)")
 
 
 if __name__ == "__main__":

@@ -10,33 +10,27 @@
 2. Greedy decoding speed in llama.cpp (1 thread, 64 new tokens after "def ", best of 3) for the
    F16, Q8_0 and Q4_K_M files.
 
-Prints ratios from this one run and writes benchmarks/results/gguf-cpu-<date>.json.
+Prints ratios from this one run and writes benchmarks/results/gguf-<machine>-<date>.json with the
+run's record (qcourse.bench.record: CPU model, threads, load average at start and end, versions).
 """
 from __future__ import annotations
 
-import pathlib
-import sys
+from qcourse.bench import record
 
-# This file is called gguf.py: drop its folder from the import path so that `import gguf` finds
-# gguf-py, not this script.
-if sys.path and pathlib.Path(sys.path[0] or ".").resolve() == pathlib.Path(__file__).resolve().parent:
-    sys.path.pop(0)
+# this file is called gguf.py: `import gguf` must find gguf-py, not this script
+record.leave_script_folder_off_sys_path(__file__)
 
-import argparse
-import datetime
-import json
-import os
-import platform
-import tempfile
-import time
+import argparse  # noqa: E402
+import pathlib  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
 
-import numpy as np
+import numpy as np  # noqa: E402
 
-from qcourse import models
-from qcourse.gguf import export, llamacpp, quantize, read_gguf
-from qcourse.gguf.mixes import GGML_TYPES
+from qcourse import models  # noqa: E402
+from qcourse.gguf import export, llamacpp, quantize, read_gguf  # noqa: E402
+from qcourse.gguf.mixes import GGML_TYPES  # noqa: E402
 
-RESULTS = pathlib.Path(__file__).parent / "results"
 PURE_FTYPE = {"Q8_0": "Q8_0", "Q4_0": "Q4_0", "Q4_1": "Q4_1", "Q5_0": "Q5_0", "Q5_1": "Q5_1",
               "Q2_K": "Q2_K", "Q3_K": "Q3_K_M", "Q4_K": "Q4_K_M", "Q5_K": "Q5_K_M", "Q6_K": "Q6_K"}
 
@@ -104,6 +98,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1, help="llama.cpp threads for decoding")
     args = parser.parse_args()
+    this_run = record.start(("llama_cpp", "gguf"), threads=args.threads)
     qtypes = ["Q8_0", "Q4_0", "Q4_K"] if args.quick else list(PURE_FTYPE)
     repeats = 1 if args.quick else args.repeats
     model, tok = models.load()
@@ -115,14 +110,10 @@ def main() -> None:
         quant_rows = quantize_times(f32_path, workdir, qtypes, repeats)
         print(f"\nllama.cpp greedy decoding, {args.threads} thread(s):")
         decode_rows = decode_speeds(model, tok, workdir, ["F16", "Q8_0", "Q4_K_M"], args.threads)
-    record = {"date": datetime.date.today().isoformat(), "machine": platform.machine(),
-              "processor": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-              "python": platform.python_version(), "model": "qcourse-tiny",
-              "note": "shared 2-core CPU; llama.cpp quantize time includes reading/writing the files",
+    result = {**record.finish(this_run), "model": "qcourse-tiny",
+              "note": "llama.cpp quantize time includes reading/writing the files",
               "quantize": quant_rows, "decode": decode_rows}
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"gguf-cpu-{record['date']}.json"
-    out.write_text(json.dumps(record, indent=1))
+    out = record.write(result, record.result_path("gguf"))
     print(f"\nwrote {out}")
 
 

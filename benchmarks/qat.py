@@ -29,35 +29,30 @@ training tokens, wall time and peak memory of every method, at three widths.
    state (parameters, gradients, AdamW moments; full fine-tuning measured by one step of it) and
    the merge.
 
-Writes benchmarks/results/qat-<machine>-<date>.json with the CPU model, threads, load average
-and library versions.
+Writes benchmarks/results/qat-<machine>-<date>.json with the run's record (qcourse.bench.record:
+CPU model, threads, load average at start and end, library versions).
 """
 from __future__ import annotations
 
 import argparse
 import copy
-import datetime
-import importlib.metadata
 import json
 import os
 import pathlib
-import platform
 import sys
 
-import torch
+from qcourse.bench import record
 
-from gptq import cpu_name, timed   # the benchmark next door (this folder is on sys.path)
-from qcourse import data, eval as qeval, gptq, models, ptq, qat, qlora
-from qcourse.quant import QuantScheme
-from qcourse.references import peft_qlora
-from qcourse.references.torchao import qat as torchao_qat
+# this folder's kernels.py would stand in for the optional `kernels` package bitsandbytes seeks
+record.leave_script_folder_off_sys_path(__file__)
 
-# This folder is on sys.path (for gptq.py above) and would stand in for the optional `kernels`
-# package that bitsandbytes looks for: take it off again.
-HERE = pathlib.Path(__file__).parent.resolve()
-sys.path = [p for p in sys.path if pathlib.Path(p or ".").resolve() != HERE]
+import torch  # noqa: E402
 
-RESULTS = pathlib.Path(__file__).parent / "results"
+from qcourse import data, evaluation, gptq, models, ptq, qat, qlora, training  # noqa: E402
+from qcourse.quant import QuantScheme  # noqa: E402
+from qcourse.references import peft_qlora  # noqa: E402
+from qcourse.references.torchao import qat as torchao_qat  # noqa: E402
+
 WIDTHS = ((4, 128), (3, 128), (2, 64))
 SWEEP = (8, 4, 2)       # the STE run is also scored after 1/8, 1/4 and 1/2 of its steps
 STATS_LAYER = "model.layers.3.mlp.down_proj"   # the layer whose weights the notebook pictures
@@ -65,13 +60,8 @@ STATS_LAYER = "model.layers.3.mlp.down_proj"   # the layer whose weights the not
 
 def measured(fn) -> tuple[object, float, int]:
     """``(result, seconds, peak resident memory growth in bytes)`` of ``fn()``."""
-    (result, peak), seconds = timed(lambda: qeval.peak_memory(fn))
+    (result, peak), seconds = record.timed(lambda: evaluation.peak_memory(fn))
     return result, seconds, peak
-
-
-def versions() -> dict:
-    names = ("torch", "transformers", "torchao", "peft", "bitsandbytes")
-    return {n: importlib.metadata.version(n) for n in names}
 
 
 class Run:
@@ -86,7 +76,7 @@ class Run:
         self.rows: list[dict] = []
 
     def ppl(self, model, domain=None) -> float:
-        return round(qeval.perplexity(model, self.tok, max_windows=self.windows,
+        return round(evaluation.perplexity(model, self.tok, max_windows=self.windows,
                                       domain=domain), 3)
 
     def add(self, width: str, method: str, model, *, tokens: int, seconds: float, peak: int,
@@ -129,7 +119,7 @@ class Run:
         ``(log, peak memory growth)``."""
         params = [{"params": list(model.parameters()), "lr": self.args.lr}]
         options = {k: v for k, v in self.train.items() if k != "lr"}
-        log, _, peak = measured(lambda: qat.fine_tune(model, self.tok, self.args.steps, params,
+        log, _, peak = measured(lambda: training.fine_tune(model, self.tok, self.args.steps, params,
                                                       **options))
         return log, peak
 
@@ -219,7 +209,7 @@ def qlora_comparison(run: Run) -> dict:
                         "trainable_parameters": log["trainable_parameters"],
                         "training_state_bytes": log["training_state_bytes"]}
     full = copy.deepcopy(run.base)
-    log = qat.fine_tune(full, tok, 1, [{"params": list(full.parameters()), "lr": 1e-5}],
+    log = training.fine_tune(full, tok, 1, [{"params": list(full.parameters()), "lr": 1e-5}],
                         **{k: v for k, v in options.items() if k != "lr"})
     result["full_fine_tuning"] = {"trainable_parameters": log["trainable_parameters"],
                                   "training_state_bytes": log["training_state_bytes"]}
@@ -258,13 +248,9 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     torch.manual_seed(0)
-    start_load = os.getloadavg()
+    result = record.start(("torchao", "peft", "bitsandbytes"))
     run = Run(args)
-    record = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              "machine": platform.machine(), "processor": cpu_name(),
-              "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-              "load_average_at_start": [round(x, 2) for x in start_load],
-              "versions": versions(), "test_windows": args.max_windows or "all",
+    result.update({"test_windows": args.max_windows or "all",
               "qat": {"steps": args.steps, "batch_size": args.batch_size,
                       "seq_len": args.seq_len, "lr": args.lr, "scale_lr": args.scale_lr,
                       "schedule": "warm-up 10 %, then constant", "optimizer": "AdamW"},
@@ -272,31 +258,22 @@ def main() -> None:
               "qlora_settings": {"steps": args.qlora_steps, "lr": args.qlora_lr,
                                  "rank": args.rank},
               "command": " ".join(["python", "benchmarks/qat.py", *sys.argv[1:]]),
-              "quick": args.quick}
-    RESULTS.mkdir(exist_ok=True)
-    stem = f"qat-{platform.machine()}-{datetime.date.today().isoformat()}"
-    out = args.out or RESULTS / (stem + ("-quick" if args.quick else "") + ".json")
-    record["rows"] = run.rows
-    record["complete"] = False          # saved after every width: a stopped run keeps its rows
+              "quick": args.quick})
+    out = args.out or record.result_path("qat", suffix="-quick" if args.quick else "")
+    result["rows"] = run.rows
+    result["complete"] = False          # saved after every width: a stopped run keeps its rows
     run.add("float", "float (fp32)", run.base, tokens=0, seconds=0.0, peak=0)
     run.float_control()
     samples = data.calibration_samples(run.tok, args.samples, 512, seed=0)
     for bits, group_size in WIDTHS:
         run.width(bits, group_size, samples)
-        save(record, out)
-    record["tokens_to_beat_gptq"] = tokens_to_beat_gptq(run.rows)
-    print("tokens QAT (STE) needs to beat GPTQ:", record["tokens_to_beat_gptq"], flush=True)
-    record["qlora"] = qlora_comparison(run)
-    record["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    record["complete"] = True
-    save(record, out)
+        record.write(record.finish(result), out)   # the load average so far: end, until the end
+    result["tokens_to_beat_gptq"] = tokens_to_beat_gptq(run.rows)
+    print("tokens QAT (STE) needs to beat GPTQ:", result["tokens_to_beat_gptq"], flush=True)
+    result["qlora"] = qlora_comparison(run)
+    result["complete"] = True
+    record.write(record.finish(result), out)
     print(f"wrote {out}")
-
-
-def save(record: dict, out: pathlib.Path) -> None:
-    """Write the record so far (with the load average now) to ``out``."""
-    record["load_average_now"] = [round(x, 2) for x in os.getloadavg()]
-    out.write_text(json.dumps(record, indent=1) + "\n")
 
 
 if __name__ == "__main__":

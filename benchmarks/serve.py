@@ -16,26 +16,27 @@
    generated tokens/s in the service loop, perplexity (whole test split unless
    ``--max-windows``), and logit agreement with PyTorch float32 on one 512-token window.
 
-Writes benchmarks/results/serve-<machine>-<date>.json with the CPU model, threads and the load
-average at start and end (the machine is shared: absolute times move with it; ratios within a run
-are what to read). Bounded: every load test has a deadline, every runtime process a timeout, and
+Writes benchmarks/results/serve-<machine>-<date>.json with the run's record (qcourse.bench.record:
+CPU model, threads, the load average at start and end; the machine is shared: absolute times
+move with it, ratios within a run are what to read). Bounded: every load test has a deadline, every runtime process a timeout, and
 the whole run ``--budget-s`` seconds (default 1800): a part that would start past it is skipped
 and recorded as skipped.
 """
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import pathlib
-import platform
 import resource
 import subprocess
 import sys
 import time
 
-RESULTS = pathlib.Path(__file__).parent / "results"
+from qcourse.bench import record
+
+record.leave_script_folder_off_sys_path(__file__)   # its gguf.py is not the gguf library
+
 RUNTIMES = ("pytorch-fp32", "bnb-int8", "bnb-nf4", "onnx-fp32", "onnx-int8", "onnx-int4",
             "llama.cpp-Q8_0", "llama.cpp-Q4_K_M")
 CONCURRENCY = (1, 2, 4, 8, 16)
@@ -47,25 +48,6 @@ DEADLINE = [float("inf")]          # time.monotonic() by which the whole run end
 def seconds_left(cap: float) -> float:
     """min(cap, time left in the run's budget); 0 when the budget is spent."""
     return max(0.0, min(cap, DEADLINE[0] - time.monotonic()))
-
-
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo", encoding="utf-8"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def machine() -> dict:
-    import torch
-
-    return {"machine": platform.machine(), "processor": cpu_name(), "cpus": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
-            "load_average": os.getloadavg(),
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
 
 
 def trim(run: dict) -> dict:
@@ -155,7 +137,7 @@ def one_runtime(name: str, max_windows: int | None, requests: int, new_tokens: i
 
     from qcourse import data, models
     from qcourse.deploy import runtimes
-    from qcourse.eval import current_rss
+    from qcourse.evaluation import current_rss, logit_agreement
 
     torch.set_num_threads(1)
     model, tokenizer = models.load()
@@ -167,10 +149,8 @@ def one_runtime(name: str, max_windows: int | None, requests: int, new_tokens: i
     runtime = build_runtime(name, model, tokenizer)
     row = runtimes.measure(runtime, tokenizer, [ids] * requests, new_tokens=new_tokens,
                            max_windows=max_windows)
-    logits = runtime.logits(window)
-    diff = (logits - reference_logits).abs()
-    row.update(runtime=name, logits_max_abs=diff.max().item(),
-               logits_top1=(logits.argmax(-1) == reference_logits.argmax(-1)).float().mean().item(),
+    agreement = logit_agreement(runtime.logits(window), reference_logits)
+    row.update(runtime=name, logits_max_abs=agreement["max_abs"], logits_top1=agreement["top1"],
                rss_before_runtime_bytes=before,
                peak_rss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
     row.pop("outputs")
@@ -227,17 +207,14 @@ def main() -> None:
         return
     requests = args.requests or (16 if args.quick else 32)
     max_windows = args.max_windows or (4 if args.quick else None)
-    record = {"machine": machine(), "settings": {"requests": requests, "max_tokens": args.max_tokens,
-                                                "new_tokens": args.new_tokens,
-                                                "max_windows": max_windows,
-                                                "budget_s": args.budget_s}}
-    record["serving"] = serving(requests, args.max_tokens)
-    record["batching"] = batching(16, args.new_tokens)
-    record["runtimes"] = runtime_table(max_windows, 8, args.new_tokens)
-    record["machine"]["load_average_end"] = os.getloadavg()
-    RESULTS.mkdir(exist_ok=True)
-    out = args.out or RESULTS / f"serve-{platform.machine()}-{datetime.date.today().isoformat()}.json"
-    out.write_text(json.dumps(record, indent=1) + "\n")
+    result = {**record.start(("llama_cpp", "bitsandbytes", "onnxruntime")),
+              "settings": {"requests": requests, "max_tokens": args.max_tokens,
+                           "new_tokens": args.new_tokens, "max_windows": max_windows,
+                           "budget_s": args.budget_s}}
+    result["serving"] = serving(requests, args.max_tokens)
+    result["batching"] = batching(16, args.new_tokens)
+    result["runtimes"] = runtime_table(max_windows, 8, args.new_tokens)
+    out = record.write(record.finish(result), args.out or record.result_path("serve"))
     print(f"wrote {out}")
 
 

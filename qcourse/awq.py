@@ -49,72 +49,30 @@ import torch
 from torch import nn
 
 from qcourse import blocks
-from qcourse.calib import ActivationStats, best_ratio_on_grid, check_samples
+from qcourse.calib import best_ratio_on_grid, check_samples
 from qcourse.layers import QuantLinear
 from qcourse.layers.scaled import ScaledInput
-from qcourse.models import decoder_layers, get_module, linear_layers, set_module
-from qcourse.pack import check_packable_bits
+from qcourse.models import get_module, linear_layers, set_module
+from qcourse.models.llama import InputGroup, decoder_blocks, input_groups
 from qcourse.quant import QuantScheme
-from qcourse.transforms import fold_scale_into_linear, fold_scale_into_norm
+from qcourse.transforms import fold_scales
 
 ALPHAS = torch.arange(20) / 20              # 0, 0.05, ..., 0.95
 CLIP_RATIOS = 1 - torch.arange(10) / 20     # 1, 0.95, ..., 0.55
 NO_CLIP = ("q_proj", "k_proj", "query", "key")  # errors meet in q·k: not clipped (Llama, BERT)
-SALIENT_CRITERIA = ("activation", "weight", "random")
 
 
 # ---------------------------------------------------------------------------------------------
-# which layers share an input
+# which layers share an input: the Llama block's groups (qcourse.models.llama)
+
+ScaleGroup = InputGroup
 
 
-@dataclasses.dataclass
-class ScaleGroup:
-    """Linear layers that read the same input, the module producing that input, and the module
-    whose output measures the quantization error (names are relative to the block)."""
-
-    prev: str
-    layers: list[str]
-    scope: str
-
-
-def _expect(block: nn.Module, block_name: str, name: str, kind: type | None) -> nn.Module:
-    try:
-        module = block.get_submodule(name)
-    except AttributeError:
-        raise ValueError(f"{block_name} has no {name!r}: AWQ expects a Llama-style block "
-                         "(input_layernorm -> self_attn.q_proj/k_proj/v_proj -> o_proj, "
-                         "post_attention_layernorm -> mlp.gate_proj/up_proj -> down_proj)"
-                         ) from None
-    if kind is not None and not isinstance(module, kind):
-        raise ValueError(f"{block_name}.{name} is a {type(module).__name__}, not an "
-                         f"nn.{kind.__name__}")
-    if kind is None and not isinstance(getattr(module, "weight", None), nn.Parameter):
-        raise ValueError(f"{block_name}.{name} ({type(module).__name__}) has no weight to fold "
-                         "the scales into; AWQ expects an RMSNorm/LayerNorm there")
-    return module
-
-
-def scale_groups(block: nn.Module, block_name: str = "block") -> list[ScaleGroup]:
-    """The groups of a Llama block, in forward order; a clear error if the block has another
-    layout (``block_name`` is used in the message)."""
-    groups = [ScaleGroup("input_layernorm", ["self_attn.q_proj", "self_attn.k_proj",
-                                             "self_attn.v_proj"], "self_attn"),
-              ScaleGroup("self_attn.v_proj", ["self_attn.o_proj"], "self_attn.o_proj"),
-              ScaleGroup("post_attention_layernorm", ["mlp.gate_proj", "mlp.up_proj"], "mlp"),
-              ScaleGroup("mlp.up_proj", ["mlp.down_proj"], "mlp.down_proj")]
-    for group in groups:
-        prev = _expect(block, block_name, group.prev, nn.Linear if "proj" in group.prev else None)
-        width = prev.out_features if isinstance(prev, nn.Linear) else prev.weight.shape[-1]
-        for name in group.layers:
-            layer = _expect(block, block_name, name, nn.Linear)
-            if layer.in_features != width and group.prev != "self_attn.v_proj":
-                raise ValueError(f"{block_name}.{name} takes {layer.in_features} inputs but "
-                                 f"{block_name}.{group.prev} produces {width}")
-        _expect(block, block_name, group.scope, nn.Module)
-    v, o = block.self_attn.v_proj, block.self_attn.o_proj
-    if v.out_features != o.in_features:  # grouped-query attention: one v row feeds several heads
-        groups = [g for g in groups if g.prev != "self_attn.v_proj"]
-    return groups
+def scale_groups(block: nn.Module, block_name: str = "block") -> list[InputGroup]:
+    """The groups of a Llama block whose scales AWQ searches, in forward order
+    (:func:`qcourse.models.llama.input_groups`); a clear error if the block has another layout
+    (``block_name`` is used in the message)."""
+    return input_groups(block, block_name)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -199,17 +157,6 @@ def search_scale(scope: nn.Module, layers: list[nn.Linear], xs: list[torch.Tenso
                        awq_scales(x_mean, alphas[best].item(), w_mean))
 
 
-def fold_scales(prev: nn.Module, layers: list[nn.Linear], s: torch.Tensor) -> None:
-    """``layers``' weight columns ``*= s``; ``prev``'s output ``/= s`` (a norm's weight, or a
-    linear layer's rows and bias). The float model computes the same function."""
-    if isinstance(prev, nn.Linear):
-        if len(layers) != 1:
-            raise ValueError("folding into a linear layer supports one consumer layer")
-        fold_scale_into_linear(prev, layers[0], s)
-    else:
-        fold_scale_into_norm(prev, layers, s)
-
-
 # ---------------------------------------------------------------------------------------------
 # clipping
 
@@ -289,7 +236,7 @@ def quantize_block(block: nn.Module, inputs: blocks.BlockInputs, scheme: QuantSc
                                                  duo_scaling=duo_scaling)
     for group in groups:
         s = searches[group.layers[0]].scales
-        fold_scales(get_module(block, group.prev), [get_module(block, n) for n in group.layers], s)
+        fold_scales(*group.modules(block), s)
         scaled = [x / s.to(x.dtype) for x in feats[group.layers[0]]]  # what the layers now see
         feats.update(dict.fromkeys(group.layers, scaled))
     for name in names:
@@ -303,31 +250,27 @@ def quantize_block(block: nn.Module, inputs: blocks.BlockInputs, scheme: QuantSc
 def check_config(model: nn.Module, scheme: QuantScheme) -> None:
     """Refuse bit widths QuantLinear cannot store, group sizes that do not divide every layer,
     and models whose blocks are not Llama-shaped (naming the offending layer)."""
-    check_packable_bits(scheme.bits)
-    try:
-        layers = list(decoder_layers(model))
-    except (AttributeError, TypeError):
-        raise ValueError(f"{type(model).__name__} has no model.layers: AWQ here supports "
-                         "Llama-family decoders") from None
-    for i, block in enumerate(layers):
+    for i, block in enumerate(decoder_blocks(model, "AWQ")):
         scale_groups(block, f"model.layers.{i}")
         for name, linear in linear_layers(block).items():
-            scheme.group_size_for(linear.in_features, f"model.layers.{i}.{name}")
+            QuantLinear.storable(linear.in_features, linear.out_features, scheme,
+                                 f"model.layers.{i}.{name}")
 
 
 def quantize_model(model: nn.Module, samples: torch.Tensor, bits: int = 4,
-                   group_size: int | None = 128, *, progress: bool = True,
-                   duo_scaling: bool = False, clip: bool = True, batch_size: int = 8,
-                   report: dict | None = None) -> nn.Module:
+                   group_size: int | None = 128, *, symmetric: bool = False,
+                   progress: bool = True, duo_scaling: bool = False, clip: bool = True,
+                   batch_size: int = 8, report: dict | None = None) -> nn.Module:
     """AWQ on every decoder block of a Llama-family ``model``, in place, block by block (each
     block calibrated on the outputs of the already-quantized blocks before it). Every linear
-    layer of the blocks becomes a :class:`QuantLinear` (``bits``, asymmetric, ``group_size``
-    inputs per scale, None = per output channel); embeddings and head stay float.
+    layer of the blocks becomes a :class:`QuantLinear` (``bits``, asymmetric as AutoAWQ unless
+    ``symmetric``, ``group_size`` inputs per scale, None = per output channel); embeddings and
+    head stay float.
 
     ``samples``: calibration token ids ``[n, seq_len]``, e.g.
     ``qcourse.data.calibration_samples(tokenizer, 32, 512)``. ``report``: if a dict, receives
     the :class:`ScaleSearch` of every group by layer name. Returns the model."""
-    scheme = QuantScheme(bits, group_size, symmetric=False)
+    scheme = QuantScheme(bits, group_size, symmetric)
     check_config(model, scheme)
     check_samples(samples, model.config.vocab_size)
 
@@ -344,17 +287,17 @@ def quantize_model(model: nn.Module, samples: torch.Tensor, bits: int = 4,
 
 @torch.no_grad()
 def quantize_explicit(model: nn.Module, samples, bits: int = 4, group_size: int | None = 128, *,
-                      clip: bool = True, batch_size: int = 8) -> nn.Module:
+                      symmetric: bool = False, clip: bool = True, batch_size: int = 8
+                      ) -> nn.Module:
     """AWQ for any model whose scales cannot be folded, in place: for every linear layer (not
     the head), :func:`search_scale` with the layer itself as the scope (inputs from one pass of
     the float model over ``samples``), its weight columns ``*= s``, the clip search, a
     :class:`QuantLinear`, wrapped in a :class:`ScaledInput` that divides its input by ``s``.
     ``samples``: token ids ``[n, T]`` or a list of ``[1, T]`` tensors. Returns the model."""
-    scheme = QuantScheme(bits, group_size, symmetric=False)
-    check_packable_bits(bits)
+    scheme = QuantScheme(bits, group_size, symmetric).packable()
     layers = linear_layers(model)
     for name, linear in layers.items():
-        scheme.group_size_for(linear.in_features, name)
+        QuantLinear.storable(linear.in_features, linear.out_features, scheme, name)
     with recorded_inputs(model, list(layers)) as feats:   # one pass of the float model
         for batch in check_samples(samples):
             for chunk in batch.split(batch_size):
@@ -370,47 +313,13 @@ def quantize_explicit(model: nn.Module, samples, bits: int = 4, group_size: int 
     return model
 
 
-# ---------------------------------------------------------------------------------------------
-# the salient-weight experiment (AWQ paper, Table 1)
+# The salient-weight experiment (AWQ paper, Table 1) lives in qcourse.experiments.salient_weights;
+# its names stay reachable here, where notebook 05 first met them.
+_MOVED = ("SALIENT_CRITERIA", "salient_channels", "keep_salient")
 
 
-def salient_channels(weight: torch.Tensor, stats: ActivationStats | None, count: int, by: str,
-                     generator: torch.Generator | None = None) -> torch.Tensor:
-    """Indices of ``count`` input channels of ``weight [N, K]``: the largest mean |x|
-    (``"activation"``), the largest column L2 norm (``"weight"``) or a random choice."""
-    if by == "activation":
-        if stats is None:
-            raise ValueError("by='activation' needs the layer's activation statistics")
-        return stats.mean_abs.topk(count).indices
-    if by == "weight":
-        return weight.detach().float().norm(dim=0).topk(count).indices
-    if by == "random":
-        return torch.randperm(weight.shape[1], generator=generator)[:count]
-    raise ValueError(f"by must be one of {SALIENT_CRITERIA}, got {by!r}")
-
-
-@torch.no_grad()
-def keep_salient(model: nn.Module, stats: dict[str, ActivationStats] | None, *,
-                 fraction: float = 0.01, by: str = "activation", bits: int = 3,
-                 group_size: int = 128, seed: int = 0) -> nn.Module:
-    """Mixed precision as in the AWQ paper's first experiment, in place: every linear layer
-    (not the head) gets round-to-nearest weights (asymmetric, per group), except ``fraction`` of
-    its input channels chosen ``by`` activation, weight or at random, which keep their float
-    values. The result stays a float ``nn.Linear`` (fake quantization: mixed precision has no
-    packed format here). ``stats``: :func:`qcourse.calib.collect_activation_stats` output."""
-    if not 0 <= fraction < 1:
-        raise ValueError(f"fraction must lie in [0, 1), got {fraction!r}")
-    if by not in SALIENT_CRITERIA:
-        raise ValueError(f"by must be one of {SALIENT_CRITERIA}, got {by!r}")
-    scheme = QuantScheme(bits, group_size)
-    generator = torch.Generator().manual_seed(seed)
-    for name, linear in linear_layers(model).items():
-        w = linear.weight.detach()
-        quantized = scheme.fake_quantize(w.float()).to(w.dtype)
-        count = round(fraction * w.shape[1])
-        if count:
-            keep = salient_channels(w, None if stats is None else stats.get(name), count, by,
-                                    generator)
-            quantized[:, keep] = w[:, keep]
-        linear.weight.copy_(quantized)
-    return model
+def __getattr__(name: str):
+    if name in _MOVED:
+        from qcourse.experiments import salient_weights
+        return getattr(salient_weights, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -22,24 +22,14 @@ import torch
 from torch import nn
 
 from qcourse.models import linear_layers
-from qcourse.quant import dequantize, quantize
+from qcourse.quant import check_finite, dequantize, quantize
 
 DEFAULT_RATIOS = torch.linspace(0.2, 1.0, 41)
 
 
-def _check_float(x: torch.Tensor) -> None:
-    if not isinstance(x, torch.Tensor) or not x.dtype.is_floating_point:
-        raise TypeError(f"expected a floating-point tensor, got "
-                        f"{getattr(x, 'dtype', type(x).__name__)}")
-    if x.numel() == 0:
-        raise ValueError("the tensor is empty: there is no range to observe")
-    if not torch.isfinite(x).all():
-        raise ValueError("the tensor contains NaN or Inf")
-
-
 def minmax_range(x: torch.Tensor) -> tuple[float, float]:
     """``(min(x), max(x))``: the range that clips nothing."""
-    _check_float(x)
+    check_finite(x)
     return x.min().item(), x.max().item()
 
 
@@ -57,14 +47,14 @@ def _check_percentile(percentile: float) -> None:
 
 def percentile_range(x: torch.Tensor, percentile: float = 99.9) -> tuple[float, float]:
     """``(lo, hi)``: the ``100 - p`` and ``p`` percentiles of ``x`` (ignores the rarest values)."""
-    _check_float(x)
+    check_finite(x)
     _check_percentile(percentile)
     return _quantile(x, 1 - percentile / 100), _quantile(x, percentile / 100)
 
 
 def percentile_clip_ratio(x: torch.Tensor, percentile: float = 99.9) -> float:
     """Clip ratio for :func:`qcourse.quant.quantize`: ``quantile(|x|, p) / max|x|``."""
-    _check_float(x)
+    check_finite(x)
     _check_percentile(percentile)
     absmax = x.abs().max().item()
     return 1.0 if absmax == 0 else max(_quantile(x.abs(), percentile / 100) / absmax, 1e-6)
@@ -91,7 +81,7 @@ def mse_clip_ratio(x: torch.Tensor, bits: int, *, symmetric: bool, granularity: 
     ``quantize(x, ..., clip_ratio=r)``; the result has the scale's shape and can be passed back
     as ``clip_ratio``. Ties keep the larger ratio (r = 1 if clipping never helps).
     """
-    _check_float(x)
+    check_finite(x)
     grid = DEFAULT_RATIOS if ratios is None else torch.as_tensor(ratios, dtype=torch.float32)
     if grid.dim() != 1 or grid.numel() == 0:
         raise ValueError("ratios must be a non-empty 1-D sequence of clip ratios in (0, 1]")

@@ -10,7 +10,7 @@ import time
 
 def tour(args: argparse.Namespace) -> None:
     """Load the embedded model, print its size at each precision, its test perplexity and a sample."""
-    from qcourse import data, eval as qeval, formats, models
+    from qcourse import data, evaluation, formats, models
 
     start = time.time()
     model, tokenizer = models.load(args.model)
@@ -22,10 +22,10 @@ def tour(args: argparse.Namespace) -> None:
                               ("INT4, group 128 (+fp16 scale, zero)", 4, 128)]:
         size = formats.memory_bytes(n, bits, group, 16, 16 if group else 0)
         print(f"  {name:<38} {formats.human_bytes(size):>10}")
-    ppl = qeval.perplexity(model, tokenizer, "test")
+    ppl = evaluation.perplexity(model, tokenizer, "test")
     print(f"test perplexity (seq_len 512): {ppl:.2f}")
     prompt = "def read_file(path):\n"
-    print(f"greedy sample:\n{prompt}{qeval.generate(model, tokenizer, prompt, 48)}")
+    print(f"greedy sample:\n{prompt}{evaluation.generate(model, tokenizer, prompt, 48)}")
     print(f"done in {time.time() - start:.0f}s")
 
 

@@ -20,7 +20,7 @@ moves from the unquantized model's,
 A layer with a large ratio has outlier channels; a layer with a large sensitivity is the one to
 keep at higher precision, protect (AWQ, SmoothQuant) or quantize with more care (GPTQ).
 
-:func:`check_gguf` checks a GGUF file against the model and tokenizer it was made from: the
+:func:`compare_gguf_to_model` checks a GGUF file against the model and tokenizer it was made from: the
 tokenizer it declares, llama.cpp's tokenization of a text against the tokenizer's, and
 llama.cpp's logits against the model's (a wrong q/k permutation for RoPE shows only there).
 """
@@ -35,7 +35,7 @@ from torch import nn
 
 from qcourse import data
 from qcourse.calib import check_samples
-from qcourse.eval import kl_per_token
+from qcourse.evaluation import kl_per_token, logit_agreement, match_length
 from qcourse.layers import QuantLinear, QuantizedLinear
 from qcourse.models import set_module
 from qcourse.quant import QuantScheme
@@ -337,7 +337,7 @@ def _sensitivity(model: nn.Module, name: str, layer: nn.Linear, make: Make,
 
 
 @torch.no_grad()
-def check_gguf(path, model: nn.Module, tokenizer, *, text: str | None = None,
+def compare_gguf_to_model(path, model: nn.Module, tokenizer, *, text: str | None = None,
                prompt_tokens: int = 64) -> dict:
     """Check the GGUF file ``path`` against the Hugging Face ``model`` and ``tokenizer`` it was
     exported from. Returns a dict:
@@ -351,7 +351,6 @@ def check_gguf(path, model: nn.Module, tokenizer, *, text: str | None = None,
 
     ``text``: default, the first 4,000 characters of the test split. A correct F32 file agrees
     to ~1e-3; quantization moves logits a little, a wrong RoPE permutation a lot."""
-    from qcourse.eval import match_length
     from qcourse.gguf import llamacpp, reader
 
     text = text if text is not None else data.corpus("test")[:4000]
@@ -361,14 +360,15 @@ def check_gguf(path, model: nn.Module, tokenizer, *, text: str | None = None,
     try:
         theirs = llamacpp.tokenize(llm, text)
         window = ids[:prompt_tokens]
-        llm.reset()
-        llm.eval(window)
-        cpp = torch.tensor(llm.scores[: len(window)], dtype=torch.float32)   # [T, V]
+        cpp = llamacpp.window_logits(llm, window)                           # [T, V]
     finally:
         llm.close()
     ours = model(torch.tensor([window])).logits[0].float()                 # [T, V]
+    agreement = logit_agreement(cpp, ours)
     return {"tokenizer_model": metadata.get("tokenizer.ggml.model"),
             "pre_tokenizer": metadata.get("tokenizer.ggml.pre"),
             "same_tokens": match_length(theirs, ids), "tokens": len(ids),
-            "max_logit_diff": (cpp - ours).abs().max().item(),
-            "top1_agreement": (cpp.argmax(-1) == ours.argmax(-1)).float().mean().item()}
+            "max_logit_diff": agreement["max_abs"], "top1_agreement": agreement["top1"]}
+
+
+check_gguf = compare_gguf_to_model   # its former name (notebook 10, exercise 10)

@@ -14,6 +14,8 @@ import math
 
 import torch
 
+from qcourse.quant import check_float, fake_quantize
+
 
 @dataclasses.dataclass(frozen=True)
 class Format:
@@ -132,24 +134,17 @@ def cast(x: torch.Tensor, name: str) -> torch.Tensor:
     * INT8, INT4: symmetric per-tensor quantization, ``x' = clamp(round(x/s), qmin, qmax) · s``
       with ``s = absmax / (2^(b-1) - 1)`` (:func:`qcourse.quant.fake_quantize`).
     * NF4: ``x' = absmax · c`` with ``c`` the nearest entry of :data:`NF4_CODE` to
-      ``x / absmax`` (one block = the whole tensor).
+      ``x / absmax`` (:func:`qcourse.nf4.fake_nf4` with one block: the whole tensor).
     """
-    from qcourse.quant import fake_quantize  # local: quant does not need formats at import
+    from qcourse import nf4  # local: nf4 needs this module at import
 
     name = canonical_name(name)
-    if not isinstance(x, torch.Tensor) or not x.dtype.is_floating_point:
-        raise TypeError(f"x must be a floating-point tensor, got "
-                        f"{getattr(x, 'dtype', type(x).__name__)}")
+    check_float(x)
     if name in FLOAT_DTYPES:
         return x.to(FLOAT_DTYPES[name]).float()
     if name in INT_BITS:
         return fake_quantize(x.float(), INT_BITS[name], symmetric=True, granularity="tensor")
-    xf = x.float()
-    if not torch.isfinite(xf).all():
-        raise ValueError("x contains NaN or Inf; NF4 needs finite values")
-    absmax = xf.abs().max() if xf.numel() else torch.tensor(0.0)
-    absmax = absmax if absmax > 0 else torch.tensor(1.0)
-    return NF4_CODE[nearest_code(xf / absmax, NF4_CODE)] * absmax
+    return nf4.fake_nf4(x.float(), block_size=max(x.numel(), 1))
 
 
 def representable_values(name: str) -> torch.Tensor:

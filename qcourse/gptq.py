@@ -26,6 +26,10 @@ inverted even when the calibration set does not span all K input directions. Eac
 from the weights as updated so far (``static_groups``: from the original weights, as
 llm-compressor does).
 
+One weight, one algorithm: :func:`gptq` returns a :class:`GPTQResult` (its integers, scales,
+``.weight`` dequantized, ``.to_quant_linear()`` packed); :func:`gptq_quantize_layer` gives the same
+as tensors (the API DESIGN names) and :func:`to_quant_linear` takes an ``nn.Linear``.
+
 At the model level (:func:`quantize_model`) the decoder blocks are quantized in order, each
 calibrated on the outputs of the already-quantized blocks before it; inside a block the layers go
 q/k/v → o → gate/up → down, each group's Hessians collected after the groups before it were
@@ -42,21 +46,10 @@ from torch import nn
 
 from qcourse import blocks
 from qcourse.layers import QuantLinear
-from qcourse.models import get_module, set_module
-from qcourse.pack import check_packable_bits
-from qcourse.quant import QuantScheme, as_scheme, dequantize
+from qcourse.models import get_module, llama, set_module
+from qcourse.quant import QuantScheme, as_scheme, check_finite, dequantize
 
 MAX_DAMP_RETRIES = 6
-
-# The linear layers of a Llama block in the order GPTQ quantizes them; layers in one group read
-# the same input, so they share one Hessian. "True sequential": each group's Hessian is collected
-# with the groups before it already quantized.
-LLAMA_GROUPS = (
-    ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"),
-    ("self_attn.o_proj",),
-    ("mlp.gate_proj", "mlp.up_proj"),
-    ("mlp.down_proj",),
-)
 
 
 # --------------------------------------------------------------------------------------------
@@ -98,15 +91,18 @@ def hessian(x: torch.Tensor) -> torch.Tensor:
 # Checks
 # --------------------------------------------------------------------------------------------
 
+def _symmetric(symmetric: bool, sym: bool | None) -> bool:
+    """``symmetric``, or ``sym`` (GPTQ's own spelling, which DESIGN uses), not both differently."""
+    if sym is not None and symmetric and not sym:
+        raise ValueError("symmetric=True and sym=False disagree: pass one of them")
+    return symmetric if sym is None else sym
+
+
 def _check_problem(W: torch.Tensor, H: torch.Tensor, scheme: QuantScheme) -> QuantScheme:
     """Validate a layer problem; return the scheme with the group size resolved for ``W``."""
-    for name, t in (("W", W), ("H", H)):
-        if not isinstance(t, torch.Tensor) or not t.dtype.is_floating_point:
-            raise TypeError(f"{name} must be a floating-point tensor, got "
-                            f"{getattr(t, 'dtype', type(t).__name__)}")
-        if not torch.isfinite(t).all():
-            raise ValueError(f"{name} contains NaN or Inf; GPTQ needs finite values (a NaN in H "
-                             "usually means the calibration activations overflowed)")
+    check_finite(W, "W", "GPTQ")
+    check_finite(H, "H", "GPTQ", "a NaN in H usually means the calibration activations "
+                                 "overflowed")
     if W.dim() != 2:
         raise ValueError(f"W must be a 2-D weight [out_features, in_features], got shape "
                          f"{tuple(W.shape)}")
@@ -114,8 +110,7 @@ def _check_problem(W: torch.Tensor, H: torch.Tensor, scheme: QuantScheme) -> Qua
     if tuple(H.shape) != (k, k):
         raise ValueError(f"H must be [{k}, {k}] for a weight with {k} input columns, got "
                          f"{tuple(H.shape)}")
-    g = scheme.group_size_for(k, "W")
-    return QuantScheme(scheme.bits, g, scheme.symmetric)
+    return scheme.resolved(k, "W")
 
 
 # --------------------------------------------------------------------------------------------
@@ -177,7 +172,8 @@ class GPTQResult:
     symmetric, else uint8) in the original column order; ``scale``/``zero`` are ``[N, K/g]``
     (zero = 0 when symmetric, as in :func:`qcourse.quant.quantize`); ``g_idx [K]`` is each
     column's group; ``losses [N, K]`` is the error each weight added, ``(w - q)² / U_jj²``: its
-    sum is ``tr(ΔH'Δᵀ)`` with ``H'`` the dampened Hessian; ``perm`` the column order used."""
+    sum is ``tr(ΔH'Δᵀ)`` with ``H'`` the dampened Hessian; ``perm`` the column order used;
+    ``scheme`` the grid, its group size resolved."""
 
     q: torch.Tensor
     scale: torch.Tensor
@@ -185,6 +181,7 @@ class GPTQResult:
     g_idx: torch.Tensor
     losses: torch.Tensor
     perm: torch.Tensor
+    scheme: QuantScheme
 
     @property
     def weight(self) -> torch.Tensor:
@@ -192,12 +189,19 @@ class GPTQResult:
         g = self.g_idx.long()
         return dequantize(self.q, self.scale[:, g], self.zero[:, g])
 
+    def to_quant_linear(self, bias: torch.Tensor | None = None) -> QuantLinear:
+        """The packed :class:`QuantLinear` holding these integers (and ``bias``)."""
+        return QuantLinear.from_quantized(self.q, self.scale, self.zero, self.scheme.bits,
+                                          self.scheme.group_size, bias=bias, g_idx=self.g_idx)
+
 
 def gptq(W: torch.Tensor, H: torch.Tensor, bits: int | QuantScheme, group_size: int | None = None,
-         *, act_order: bool = False, sym: bool = False, block_size: int = 128, damp: float = 0.01,
-         static_groups: bool = False) -> GPTQResult:
+         *, act_order: bool = False, symmetric: bool = False, block_size: int = 128,
+         damp: float = 0.01, static_groups: bool = False, sym: bool | None = None) -> GPTQResult:
     """GPTQ on one weight ``W [N, K]`` with Hessian ``H [K, K]`` (see the module docstring);
-    ``bits``/``group_size``/``sym`` (or a :class:`~qcourse.quant.QuantScheme` as ``bits``).
+    ``bits``/``group_size``/``symmetric`` (or a :class:`~qcourse.quant.QuantScheme` as ``bits``;
+    ``sym`` is accepted for ``symmetric``). :attr:`GPTQResult.weight` is the quantized weight,
+    :meth:`GPTQResult.to_quant_linear` the packed layer.
 
     ``act_order``: quantize columns by descending ``diag(H)`` (the inputs with the most energy
     first); groups are then consecutive in that order and ``g_idx`` maps columns to them.
@@ -205,7 +209,7 @@ def gptq(W: torch.Tensor, H: torch.Tensor, bits: int | QuantScheme, group_size: 
     column groups) before anything is quantized, so ``g_idx = k // g`` even with act-order.
     Inputs whose ``H_jj = 0`` (never active) get a zero weight.
     """
-    scheme = _check_problem(W, H, as_scheme(bits, group_size, sym))
+    scheme = _check_problem(W, H, as_scheme(bits, group_size, _symmetric(symmetric, sym)))
     g = scheme.group_size
     if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
         raise ValueError(f"block_size must be a positive integer, got {block_size!r}")
@@ -244,21 +248,22 @@ def gptq(W: torch.Tensor, H: torch.Tensor, bits: int | QuantScheme, group_size: 
     else:
         g_idx = (torch.arange(k) // g)[inverse]
     q = codes[:, inverse].to(torch.int8 if scheme.symmetric else torch.uint8)
-    return GPTQResult(q, scale, zero, g_idx.int(), losses[:, inverse], perm)
+    return GPTQResult(q, scale, zero, g_idx.int(), losses[:, inverse], perm, scheme)
 
 
 def gptq_quantize_layer(W: torch.Tensor, H: torch.Tensor, bits: int | QuantScheme,
                         group_size: int | None = None, *, act_order: bool = False,
-                        sym: bool = False, block_size: int = 128, damp: float = 0.01,
-                        static_groups: bool = False,
+                        symmetric: bool = False, sym: bool | None = None, block_size: int = 128,
+                        damp: float = 0.01, static_groups: bool = False,
                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """GPTQ on one layer: ``(Q_dequantized [N, K], scale [N, K/g], zero [N, K/g], g_idx [K])``.
+    """:func:`gptq` as tensors (the API DESIGN names): ``(Q_dequantized [N, K], scale [N, K/g],
+    zero [N, K/g], g_idx [K])``.
 
     ``Q[n, k] = (q[n, k] - zero[n, g_idx[k]]) · scale[n, g_idx[k]]`` with integer ``q`` on the
-    ``bits``-bit grid (signed and zero = 0 if ``sym``); see :func:`gptq` for the options.
+    ``bits``-bit grid (signed and zero = 0 if ``symmetric``); see :func:`gptq` for the options.
     """
-    result = gptq(W, H, bits, group_size, act_order=act_order, sym=sym, block_size=block_size,
-                  damp=damp, static_groups=static_groups)
+    result = gptq(W, H, bits, group_size, act_order=act_order, symmetric=symmetric, sym=sym,
+                  block_size=block_size, damp=damp, static_groups=static_groups)
     return result.weight, result.scale, result.zero, result.g_idx
 
 
@@ -271,11 +276,9 @@ def hessian_error(W: torch.Tensor, Q: torch.Tensor, H: torch.Tensor) -> float:
 def to_quant_linear(linear: nn.Linear, H: torch.Tensor, scheme: QuantScheme, *,
                     act_order: bool = False, block_size: int = 128, damp: float = 0.01,
                     static_groups: bool = False) -> QuantLinear:
-    """GPTQ-quantize ``linear`` with Hessian ``H`` into a packed :class:`QuantLinear`."""
-    result = gptq(linear.weight, H, scheme, act_order=act_order, block_size=block_size,
-                  damp=damp, static_groups=static_groups)
-    return QuantLinear.from_quantized(result.q, result.scale, result.zero, scheme.bits,
-                                      scheme.group_size, bias=linear.bias, g_idx=result.g_idx)
+    """:func:`gptq` of ``linear`` with Hessian ``H``, as a packed :class:`QuantLinear`."""
+    return gptq(linear.weight, H, scheme, act_order=act_order, block_size=block_size, damp=damp,
+                static_groups=static_groups).to_quant_linear(linear.bias)
 
 
 # --------------------------------------------------------------------------------------------
@@ -283,7 +286,8 @@ def to_quant_linear(linear: nn.Linear, H: torch.Tensor, scheme: QuantScheme, *,
 # --------------------------------------------------------------------------------------------
 
 def obq_quantize_layer(W: torch.Tensor, H: torch.Tensor, bits: int, group_size: int | None = None,
-                       *, sym: bool = False, damp: float = 0.01) -> torch.Tensor:
+                       *, symmetric: bool = False, sym: bool | None = None, damp: float = 0.01
+                       ) -> torch.Tensor:
     """Optimal Brain Quantization (OBQ): every row on its own, quantize next the weight whose
     rounding adds the least error, ``argmin_p (w_p - q_p)² / [H_F⁻¹]_pp``, update the others by
     ``δ_F = -(w_p - q_p)/[H_F⁻¹]_pp · H_F⁻¹[:, p]`` and remove ``p`` from the inverse Hessian:
@@ -294,7 +298,7 @@ def obq_quantize_layer(W: torch.Tensor, H: torch.Tensor, bits: int, group_size: 
     ``static_groups``. K steps of O(N·K²) each: for small layers only. Rows run in parallel
     (one inverse Hessian per row). Returns the dequantized weight ``[N, K]``.
     """
-    scheme = _check_problem(W, H, QuantScheme(bits, group_size, sym))
+    scheme = _check_problem(W, H, QuantScheme(bits, group_size, _symmetric(symmetric, sym)))
     g = scheme.group_size
     W, H = without_dead_inputs(W.detach().double(), H.detach().double())
     n, k = W.shape
@@ -325,14 +329,11 @@ def obq_quantize_layer(W: torch.Tensor, H: torch.Tensor, bits: int, group_size: 
 # --------------------------------------------------------------------------------------------
 
 def sequential_groups(block: nn.Module, true_sequential: bool = True) -> list[list[str]]:
-    """The block's linear layers (names relative to the block) in quantization order: the
-    groups of :data:`LLAMA_GROUPS` that exist, then any other linear layer, one group each.
-    Without ``true_sequential``: a single group holding all of them."""
-    linears = [name for name, m in block.named_modules() if isinstance(m, nn.Linear)]
-    groups = [[name for name in group if name in linears] for group in LLAMA_GROUPS]
-    known = {name for group in groups for name in group}
-    groups = [group for group in groups if group] + [[name] for name in linears
-                                                     if name not in known]
+    """The block's linear layers (names relative to the block) in quantization order: q/k/v →
+    o → gate/up → down, then any other linear layer, one group each
+    (:func:`qcourse.models.llama.sequential_groups`; layers in one group read the same input and
+    share one Hessian). Without ``true_sequential``: a single group holding all of them."""
+    groups = llama.sequential_groups(block)
     return groups if true_sequential else [[name for group in groups for name in group]]
 
 
@@ -396,9 +397,10 @@ def warn_few_tokens(name: str, hessian: Hessian) -> bool:
 
 
 def quantize_model(model: nn.Module, samples, bits: int = 4, group_size: int | None = 128, *,
-                   act_order: bool = False, sym: bool = False, damp: float = 0.01,
-                   block_size: int = 128, static_groups: bool = False, progress: bool = True,
-                   true_sequential: bool = True, batch_size: int = 8) -> nn.Module:
+                   act_order: bool = False, symmetric: bool = False, sym: bool | None = None,
+                   damp: float = 0.01, block_size: int = 128, static_groups: bool = False,
+                   progress: bool = True, true_sequential: bool = True, batch_size: int = 8
+                   ) -> nn.Module:
     """GPTQ-quantize every linear layer of the decoder blocks, in place; returns the model.
 
     Block by block (:func:`qcourse.blocks.sequential`), each block sees the outputs of the
@@ -407,10 +409,10 @@ def quantize_model(model: nn.Module, samples, bits: int = 4, group_size: int | N
     with the groups before it already quantized (one extra pass of the block per group);
     otherwise all Hessians come from one pass of the float block (as llm-compressor does).
     Every layer becomes a :class:`~qcourse.layers.QuantLinear`; embeddings and ``lm_head`` stay
-    float. ``samples``: token ids ``[n, seq_len]`` (:func:`qcourse.data.calibration_samples`).
+    float. ``samples``: token ids ``[n, seq_len]`` (:func:`qcourse.data.calibration_samples`);
+    ``sym`` is accepted for ``symmetric``.
     """
-    scheme = QuantScheme(bits, group_size, sym)
-    check_packable_bits(bits)
+    scheme = QuantScheme(bits, group_size, _symmetric(symmetric, sym)).packable()
     options = dict(act_order=act_order, damp=damp, block_size=block_size,
                    static_groups=static_groups)
 

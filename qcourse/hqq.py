@@ -41,8 +41,7 @@ from torch import nn
 
 from qcourse.layers import FloatZeroLinear
 from qcourse.models import swap_linears
-from qcourse.pack import check_packable_bits
-from qcourse.quant import QuantScheme, check_finite
+from qcourse.quant import QuantScheme, check_finite, dequantize
 
 SMALL_RANGE, MAX_INVERSE_SCALE = 1e-4, 2e4   # as hqq: a flat group gets s = 1; s <= 2e4
 
@@ -70,9 +69,8 @@ class HQQResult:
     @property
     def weight(self) -> torch.Tensor:
         """The dequantized ``W' [N, K]``: ``(q - zero) · scale`` per group."""
-        n, k = self.q.shape
-        groups = self.q.float().reshape(n, self.scale.shape[1], -1)
-        return ((groups - self.zero[..., None]) * self.scale[..., None]).reshape(n, k)
+        return dequantize(self.q, self.scale, self.zero,
+                          group_size=self.q.shape[1] // self.scale.shape[1])
 
 
 def shrink_lp(x: torch.Tensor, beta: float, p: float) -> torch.Tensor:
@@ -115,6 +113,12 @@ def optimize_zero(groups: torch.Tensor, s: torch.Tensor, zero: torch.Tensor, bit
     return zero, errors
 
 
+def _scheme(bits: int | QuantScheme, group_size: int | None) -> QuantScheme:
+    """``bits`` if it is a scheme (HQQ's grid is asymmetric: ``symmetric`` is not used), else
+    ``QuantScheme(bits, group_size)``."""
+    return bits if isinstance(bits, QuantScheme) else QuantScheme(bits, group_size)
+
+
 def hqq_quantize(W: torch.Tensor, bits: int | QuantScheme, group_size: int | None = 64, *,
                  round_zero: bool | None = None, settings: HQQSettings = HQQSettings(),
                  optimize: bool = True) -> HQQResult:
@@ -122,8 +126,8 @@ def hqq_quantize(W: torch.Tensor, bits: int | QuantScheme, group_size: int | Non
     consecutive inputs (None: per row), or a :class:`~qcourse.quant.QuantScheme` (asymmetric).
     ``round_zero``: start from rounded zeros (default: for 4 bits, as hqq). ``optimize=False``
     stops at the min-max start (round-to-nearest with a float zero)."""
-    scheme = bits if isinstance(bits, QuantScheme) else QuantScheme(bits, group_size)
-    check_finite(W, "W")
+    scheme = _scheme(bits, group_size)
+    check_finite(W, "W", "HQQ")
     if W.dim() != 2:
         raise ValueError(f"W must be a 2-D weight [out_features, in_features], got shape "
                          f"{tuple(W.shape)}")
@@ -141,19 +145,19 @@ def hqq_quantize(W: torch.Tensor, bits: int | QuantScheme, group_size: int | Non
                      zero.reshape(shape), errors)
 
 
-def hqq_layer(linear: nn.Linear, bits: int, group_size: int | None = 64, **options
-              ) -> FloatZeroLinear:
-    """HQQ-quantize ``linear`` into a packed :class:`~qcourse.layers.FloatZeroLinear`."""
-    result = hqq_quantize(linear.weight, bits, group_size, **options)
-    g = group_size or linear.in_features
-    return FloatZeroLinear.from_quantized(result.q, result.scale, result.zero, bits, g,
-                                          bias=linear.bias)
+def hqq_layer(linear: nn.Linear, bits: int | QuantScheme, group_size: int | None = 64,
+              **options) -> FloatZeroLinear:
+    """HQQ-quantize ``linear`` (``bits``/``group_size`` or a scheme, as :func:`hqq_quantize`)
+    into a packed :class:`~qcourse.layers.FloatZeroLinear`."""
+    scheme = _scheme(bits, group_size).resolved(linear.in_features, "this layer")
+    result = hqq_quantize(linear.weight, scheme, **options)
+    return FloatZeroLinear.from_quantized(result.q, result.scale, result.zero, scheme.bits,
+                                          scheme.group_size, bias=linear.bias)
 
 
 def quantize_model(model: nn.Module, bits: int = 4, group_size: int | None = 64, **options
                    ) -> nn.Module:
     """HQQ on every linear layer (not the output head), in place; returns the model. No
     calibration data."""
-    QuantScheme(bits, group_size)
-    check_packable_bits(bits)
-    return swap_linears(model, lambda name, linear: hqq_layer(linear, bits, group_size, **options))
+    scheme = QuantScheme(bits, group_size).packable()
+    return swap_linears(model, lambda name, linear: hqq_layer(linear, scheme, **options))

@@ -36,11 +36,13 @@ import torch
 from torch import nn
 from transformers.cache_utils import Cache, DynamicLayer
 
+from qcourse.evaluation import token_agreement
 from qcourse.hqq import hqq_quantize
 from qcourse.layers import to_unsigned
+from qcourse.models import llama
 from qcourse.mx import decode, encode, get_format
 from qcourse.pack import pack_bytes, unpack_bytes
-from qcourse.quant import QuantScheme
+from qcourse.quant import QuantScheme, dequantize
 
 KINDS = ("int", "fp8_e4m3", "fp8_e5m2")
 INT_BITS = (2, 4, 8)
@@ -59,6 +61,7 @@ class KVScheme:
     symmetric: bool = True
     hqq: bool = False
     meta_dtype: torch.dtype = torch.float16
+    grid: QuantScheme = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -67,7 +70,7 @@ class KVScheme:
             raise ValueError(f"int KV caches here store {INT_BITS} bits, got {self.bits!r}")
         if self.kind != "int" and self.bits != 8:
             raise ValueError(f"{self.kind} stores 8 bits, got bits={self.bits!r}")
-        QuantScheme(self.bits, self.group_size, self.symmetric)      # checks the group size
+        object.__setattr__(self, "grid", QuantScheme(self.bits, self.group_size, self.symmetric))
         if self.hqq and (self.kind != "int" or self.symmetric):
             raise ValueError("hqq=True optimizes the float zero points of an asymmetric int cache")
 
@@ -75,11 +78,12 @@ class KVScheme:
     def name(self) -> str:
         if self.kind != "int":
             return self.kind
-        grid = "sym" if self.symmetric else "hqq" if self.hqq else "asym"
-        return f"int{self.bits} {grid}" + (f" g{self.group_size}" if self.group_size else "")
+        zero = "sym" if self.symmetric else "hqq" if self.hqq else "asym"
+        return f"int{self.bits} {zero}" + (f" g{self.group_size}" if self.group_size else "")
 
     def group_for(self, head_dim: int) -> int:
-        return QuantScheme(self.bits, self.group_size).group_size_for(head_dim, "head_dim")
+        """Values per scale in a head of ``head_dim`` values (all of them if no group size)."""
+        return self.grid.group_size_for(head_dim, "head_dim")
 
     def bytes_per_value(self, head_dim: int) -> float:
         """Storage per cached number: ``bits/8`` plus the scale (and zero) of its group."""
@@ -94,7 +98,7 @@ class KVScheme:
             return {"codes": encode(x, get_format(self.kind).element)}
         g = self.group_for(x.shape[-1])
         if self.symmetric:
-            q, scale, zero = QuantScheme(self.bits, g, True).quantize(x)  # scale [b, h, t, D/g]
+            q, scale, zero = self.grid.resolved(x.shape[-1]).quantize(x)  # scale [b, h, t, D/g]
             codes, _ = to_unsigned(q, zero, self.bits)                  # q + 2^(b-1), zero 2^(b-1)
             return {"codes": pack_bytes(codes, self.bits), "scale": scale.to(self.meta_dtype)}
         rows = x.reshape(-1, x.shape[-1])                              # [b·h·t, D]
@@ -108,11 +112,10 @@ class KVScheme:
         """Back to float32 ``[batch, heads, tokens, head_dim]``."""
         if self.kind != "int":
             return decode(stored["codes"], get_format(self.kind).element)
-        q = unpack_bytes(stored["codes"], self.bits).float()
-        scale = stored["scale"].float()
+        q = unpack_bytes(stored["codes"], self.bits)                    # [b, h, t, D]
+        scale = stored["scale"].float()                                  # [b, h, t, D/g]
         zero = stored["zero"].float() if "zero" in stored else torch.full_like(scale, 2.0 ** (self.bits - 1))
-        groups = q.reshape(*scale.shape, -1)                             # [b, h, t, D/g, g]
-        return ((groups - zero[..., None]) * scale[..., None]).reshape(q.shape)
+        return dequantize(q, scale, zero, group_size=q.shape[-1] // scale.shape[-1])
 
 
 class QuantizedKVLayer(DynamicLayer):
@@ -163,18 +166,16 @@ class QuantizedKVCache(Cache):
 
 def cache_bytes(config, tokens: int, scheme: KVScheme | None = None, batch: int = 1) -> float:
     """Bytes of a KV cache of ``tokens`` tokens for a model ``config`` (a transformers config):
-    ``2 · layers · kv_heads · head_dim · tokens · batch · bytes_per_value``; ``scheme`` None:
-    fp16 (2 bytes per value)."""
+    :func:`qcourse.models.llama.kv_cache_values` (``2 · layers · kv_heads · head_dim · tokens ·
+    batch``) times ``bytes_per_value``; ``scheme`` None: fp16 (2 bytes per value)."""
     config = config.get_text_config(decoder=True)
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-    per_value = 2.0 if scheme is None else scheme.bytes_per_value(head_dim)
-    return 2 * config.num_hidden_layers * config.num_key_value_heads * head_dim * tokens * batch \
-        * per_value
+    per_value = 2.0 if scheme is None else scheme.bytes_per_value(llama.head_dim(config))
+    return llama.kv_cache_values(config, tokens, batch) * per_value
 
 
 class WithQuantizedCache(nn.Module):
     """``model`` whose every forward pass starts a fresh :class:`QuantizedKVCache`: scoring a
-    window then attends over quantized keys and values (``qcourse.eval.perplexity`` takes it)."""
+    window then attends over quantized keys and values (``qcourse.evaluation.perplexity`` takes it)."""
 
     def __init__(self, model: nn.Module, scheme: KVScheme) -> None:
         super().__init__()
@@ -197,9 +198,4 @@ def greedy(model: nn.Module, prompt_ids: torch.Tensor, new_tokens: int,
     return out[:, prompt_ids.shape[1]:]
 
 
-def agreement(reference: torch.Tensor, other: torch.Tensor) -> dict[str, float]:
-    """How far two greedy continuations ``[batch, n]`` agree: the share of positions with the
-    same token, and the mean position of the first difference (``n`` if none)."""
-    same = reference == other
-    first = torch.where(same.all(1), same.shape[1], (~same).float().argmax(1))
-    return {"same_tokens": same.float().mean().item(), "first_difference": first.float().mean().item()}
+agreement = token_agreement   # how far two greedy continuations [batch, n] agree (notebook 11)

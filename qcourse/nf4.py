@@ -18,21 +18,19 @@ import torch
 
 from qcourse.formats import NF4_CODE, nearest_code
 from qcourse.pack import pack_bytes
+from qcourse.quant import check_finite
 
 BLOCK_SIZE = 64
 
 
 def _blocks(w: torch.Tensor, block_size: int) -> torch.Tensor:
-    if not isinstance(w, torch.Tensor) or not w.dtype.is_floating_point:
-        raise TypeError(f"w must be a floating-point tensor, got "
-                        f"{getattr(w, 'dtype', type(w).__name__)}")
-    if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 2:
-        raise ValueError(f"block_size must be an integer >= 2, got {block_size!r}")
-    if w.numel() == 0 or w.numel() % block_size:
-        raise ValueError(f"w has {w.numel()} values, not a positive multiple of the block size "
+    """``w`` flattened into blocks, ``[numel / block_size, block_size]`` float32."""
+    check_finite(w, "w", "NF4")
+    if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
+        raise ValueError(f"block_size must be a positive integer, got {block_size!r}")
+    if w.numel() % block_size:
+        raise ValueError(f"w has {w.numel()} values, not a multiple of the block size "
                          f"{block_size}")
-    if not torch.isfinite(w).all():
-        raise ValueError("w contains NaN or Inf; NF4 needs finite values")
     return w.float().reshape(-1, block_size)
 
 

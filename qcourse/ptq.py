@@ -22,7 +22,6 @@ from qcourse.layers import Int8MixedLinear, NF4Linear, QuantLinear, W8A8Linear
 from qcourse.layers.int8 import check_activations, check_threshold
 from qcourse.models import swap_linears
 from qcourse.nf4 import BLOCK_SIZE
-from qcourse.pack import check_packable_bits
 from qcourse.quant import QuantScheme, quantize
 
 RTN_GRANULARITIES = ("tensor", "channel", "group")
@@ -36,18 +35,15 @@ def rtn_layer(linear: nn.Linear, scheme: QuantScheme, *, per_tensor: bool = Fals
     per-channel with identical scales). ``clip="mse"``: the MSE-optimal clip ratio per scale."""
     weight = linear.weight.detach()
     n, k = weight.shape
-    kind = "tensor" if per_tensor else "group"
-    g = k if per_tensor else scheme.group_size_for(k, "this layer")
-    ratio = 1.0
-    if clip == "mse":
-        ratio = mse_clip_ratio(weight, scheme.bits, symmetric=scheme.symmetric, granularity=kind,
-                               group_size=None if per_tensor else g)
-    if not per_tensor:
-        return QuantLinear.from_float(linear, QuantScheme(scheme.bits, g, scheme.symmetric),
-                                      clip_ratio=ratio)
-    q, scale, zero = quantize(weight, scheme.bits, symmetric=scheme.symmetric,
-                              granularity="tensor", clip_ratio=ratio)
-    return QuantLinear.from_quantized(q, scale.expand(n, 1), zero.expand(n, 1), scheme.bits, None,
+    grid = {"granularity": "tensor"} if per_tensor else \
+        {"granularity": "group", "group_size": scheme.resolved(k, "this layer").group_size}
+    ratio = mse_clip_ratio(weight, scheme.bits, symmetric=scheme.symmetric, **grid) \
+        if clip == "mse" else 1.0
+    q, scale, zero = quantize(weight, scheme.bits, symmetric=scheme.symmetric, clip_ratio=ratio,
+                              **grid)
+    if per_tensor:                                 # stored per channel, every scale the same
+        scale, zero = scale.expand(n, 1), zero.expand(n, 1)
+    return QuantLinear.from_quantized(q, scale, zero, scheme.bits, grid.get("group_size"),
                                       bias=linear.bias)
 
 
@@ -68,8 +64,7 @@ def quantize_rtn(model: nn.Module, bits: int, granularity: str, group_size: int 
         raise ValueError(f"group_size={group_size} is only used with granularity='group'")
     if clip not in CLIP_METHODS:
         raise ValueError(f"clip must be one of {CLIP_METHODS}, got {clip!r}")
-    scheme = QuantScheme(bits, group_size, symmetric)
-    check_packable_bits(bits)
+    scheme = QuantScheme(bits, group_size, symmetric).packable()
     return swap_linears(model, lambda name, linear: rtn_layer(
         linear, scheme, per_tensor=granularity == "tensor", clip=clip))
 

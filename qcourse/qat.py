@@ -38,20 +38,17 @@ from __future__ import annotations
 
 import copy
 import math
-import time
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
-from qcourse import data
 from qcourse.layers import QuantizedInput, QuantLinear, check_linear
 from qcourse.models import linear_layers, set_module
-from qcourse.models.train import learning_rate
-from qcourse.pack import check_packable_bits
 from qcourse.quant import QuantScheme
+from qcourse.training import fine_tune
+from qcourse.training import distillation_loss, random_windows  # noqa: F401  (their former home)
 
 ACTIVATIONS = (None, "int8")
 INITS = ("minmax", "lsq")
@@ -102,11 +99,16 @@ def sum_to(t: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     return t.sum_to_size(shape) if t.shape != shape else t
 
 
-def fake_quantize(x: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor,
-                  scheme: QuantScheme, grad_scale: float = 1.0) -> torch.Tensor:
-    """:class:`FakeQuantize` applied: ``x`` on the grid ``(scale, zero)`` of ``scheme``, with the
-    clipped straight-through estimator (and LSQ's gradients for the scale and zero)."""
+def fake_quantize_ste(x: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor,
+                      scheme: QuantScheme, grad_scale: float = 1.0) -> torch.Tensor:
+    """:class:`FakeQuantize` applied: ``x`` on the given grid ``(scale, zero)`` of ``scheme``,
+    with the clipped straight-through estimator (and LSQ's gradients for the scale and zero).
+    (:func:`qcourse.quant.fake_quantize` is the same round trip, choosing the grid itself and
+    without gradients.)"""
     return FakeQuantize.apply(x, scale, zero, scheme, grad_scale)
+
+
+fake_quantize = fake_quantize_ste   # its former name (notebook 03, tests)
 
 
 def positive_levels(bits: int) -> int:
@@ -156,8 +158,7 @@ class FakeQuantLinear(nn.Module):
         super().__init__()
         check_linear(linear)
         self.in_features, self.out_features = linear.in_features, linear.out_features
-        self.scheme = QuantScheme(scheme.bits, scheme.group_size_for(self.in_features, "a layer"),
-                                  scheme.symmetric)
+        self.scheme = scheme.resolved(self.in_features, "a layer")
         self.weight, self.bias = linear.weight, linear.bias
         self.grad_scale = lsq_grad_scale(self.scheme.group_size, self.scheme.bits)
         self.scale = self.zero = None
@@ -191,8 +192,8 @@ class FakeQuantLinear(nn.Module):
     def fake_weight(self) -> torch.Tensor:
         """The weight on the grid, ``ŵ [N, K]`` (float32), with STE/LSQ gradients."""
         scale, zero = self.params()
-        w = fake_quantize(self.grouped(self.weight.float()), scale[..., None], zero[..., None],
-                          self.scheme, self.grad_scale)                     # [N, K/g, g]
+        w = fake_quantize_ste(self.grouped(self.weight.float()), scale[..., None],
+                              zero[..., None], self.scheme, self.grad_scale)  # [N, K/g, g]
         return w.reshape(self.out_features, self.in_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -223,7 +224,7 @@ def fake_quantize_tokens(rows: torch.Tensor) -> torch.Tensor:
     clipped STE. The quantizer of :class:`~qcourse.layers.QuantizedInput` for ``activations="int8"``."""
     with torch.no_grad():
         scale, zero = TOKEN_SCHEME.params(rows)                             # [tokens, 1] each
-    return fake_quantize(rows.float(), scale, zero, TOKEN_SCHEME).to(rows.dtype)
+    return fake_quantize_ste(rows.float(), scale, zero, TOKEN_SCHEME).to(rows.dtype)
 
 
 def fake_quantized_layers(model: nn.Module) -> dict[str, FakeQuantLinear]:
@@ -261,7 +262,6 @@ def prepare(model: nn.Module, bits: int, group_size: int | None, *, symmetric: b
     before any is swapped.
     """
     scheme = QuantScheme(bits, group_size, symmetric)
-    check_packable_bits(bits)
     if activations not in ACTIVATIONS:
         raise ValueError(f"activations must be one of {ACTIVATIONS}, got {activations!r}")
     if init not in INITS:
@@ -274,9 +274,8 @@ def prepare(model: nn.Module, bits: int, group_size: int | None, *, symmetric: b
     linears = linear_layers(model)
     if not linears:
         raise ValueError("the model has no nn.Linear layer (besides an output head) to prepare")
-    for name, linear in linears.items():                      # all checked before any swap
-        g = scheme.group_size_for(linear.in_features, name)
-        QuantLinear(linear.in_features, linear.out_features, bits, g)   # convert can store it
+    for name, linear in linears.items():    # convert can store every layer: checked before any swap
+        QuantLinear.storable(linear.in_features, linear.out_features, scheme, name)
     for name, linear in linears.items():
         layer = FakeQuantLinear(linear, scheme, learn_scales=learn_scales, init=init)
         if activations == "int8":
@@ -354,133 +353,3 @@ def float_teacher(model: nn.Module) -> nn.Module:
             name = parent
         set_module(teacher, name, linear)
     return teacher.eval().requires_grad_(False)
-
-
-# --------------------------------------------------------------------------------------------
-# The training loop (also used by qcourse.qlora and the torchao reference)
-# --------------------------------------------------------------------------------------------
-
-SCHEDULES = ("cosine", "constant")
-
-
-def schedule_lr(step: int, total: int, peak: float, warmup: int, schedule: str) -> float:
-    """Linear warm-up to ``peak`` over ``warmup`` steps, then cosine decay to 0.1·peak
-    (``"cosine"``, as qcourse-tiny's own training) or ``peak`` until the end (``"constant"``)."""
-    if schedule == "constant" and step >= warmup:
-        return peak
-    return learning_rate(step, total, peak, warmup)
-
-
-def random_windows(ids: torch.Tensor, batch_size: int, seq_len: int,
-                   generator: torch.Generator) -> torch.Tensor:
-    """``batch_size`` windows of ``seq_len`` tokens at random starts: ``[batch_size, seq_len]``."""
-    starts = torch.randint(0, len(ids) - seq_len, (batch_size,), generator=generator)
-    return torch.stack([ids[s: s + seq_len] for s in starts.tolist()])
-
-
-def distillation_loss(logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
-    """``KL(p_teacher ‖ p_student)`` per token, averaged: logits ``[B, T, V]`` each."""
-    v = logits.shape[-1]
-    return F.kl_div(F.log_softmax(logits.float().reshape(-1, v), -1),
-                    F.log_softmax(teacher_logits.float().reshape(-1, v), -1),
-                    log_target=True, reduction="batchmean")
-
-
-def check_training_args(steps: int, batch_size: int, seq_len: int, schedule: str) -> None:
-    for name, value, low in (("steps", steps, 1), ("batch_size", batch_size, 1),
-                             ("seq_len", seq_len, 2)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    if schedule not in SCHEDULES:
-        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
-
-
-def fine_tune(model: nn.Module, tokenizer, steps: int, param_groups: list[dict], *,
-              batch_size: int = 8, seq_len: int = 256, seed: int = 0, domain: str | None = None,
-              teacher: nn.Module | None = None, warmup: int | None = None,
-              schedule: str = "cosine", progress: bool = True,
-              callback: Callable[[int, nn.Module], None] | None = None,
-              desc: str = "fine-tune") -> dict:
-    """Train ``model`` for ``steps`` steps of AdamW (``param_groups``: each with its peak
-    ``lr``) on random windows of the train split (``domain`` "prose"/"code": one half only).
-
-    Loss: next-token cross-entropy, or :func:`distillation_loss` to ``teacher``. Warm-up of
-    ``warmup`` steps (default 10 % of the steps), then ``schedule``; gradients clipped at 1.0.
-    After each step ``callback(step, model)`` runs if given. If a loss or gradient is NaN/Inf,
-    training stops *before* that step changes anything, with a FloatingPointError naming the
-    step. Returns ``{"steps", "tokens", "seconds", "tokens_per_second", "loss": [per step],
-    "trainable_parameters", "training_state_bytes", ...}``.
-    """
-    check_training_args(steps, batch_size, seq_len, schedule)
-    warmup = max(1, steps // 10) if warmup is None else warmup
-    ids = data.token_ids(tokenizer, "train", domain)
-    generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    optimizer = torch.optim.AdamW(param_groups, betas=(0.9, 0.95), weight_decay=0.0)
-    params = [p for group in param_groups for p in group["params"]]
-    peaks = [group["lr"] for group in optimizer.param_groups]
-    log = {"steps": steps, "batch_size": batch_size, "seq_len": seq_len,
-           "tokens": steps * batch_size * seq_len, "lr": peaks[0], "schedule": schedule,
-           "distill": teacher is not None, "loss": []}
-    model.train()
-    start, outside = time.perf_counter(), 0.0
-    try:
-        bar = tqdm(range(steps), desc=desc, disable=not progress)
-        for step in bar:
-            for group, peak in zip(optimizer.param_groups, peaks):
-                group["lr"] = schedule_lr(step, steps, peak, warmup, schedule)
-            x = random_windows(ids, batch_size, seq_len, generator)
-            loss = step_loss(model, x, teacher)
-            check_finite_loss(loss, step + 1, peaks[0])
-            loss.backward()
-            norm = torch.nn.utils.clip_grad_norm_(params, 1.0)
-            if not torch.isfinite(norm):
-                optimizer.zero_grad(set_to_none=True)
-                check_finite_loss(norm, step + 1, peaks[0], what="gradient norm")
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            log["loss"].append(loss.item())
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-            if callback is not None:
-                called = time.perf_counter()
-                callback(step + 1, model)
-                model.train()
-                outside += time.perf_counter() - called
-    finally:
-        model.eval()
-    log["seconds"] = time.perf_counter() - start - outside     # training only, not callbacks
-    log["tokens_per_second"] = log["tokens"] / log["seconds"]
-    log["trainable_parameters"] = sum(p.numel() for p in params)
-    log["training_state_bytes"] = training_state_bytes(optimizer)
-    return log
-
-
-def training_state_bytes(optimizer: torch.optim.Optimizer) -> int:
-    """Bytes training keeps for the parameters it updates, read from the tensors: each
-    parameter, its gradient (the same size) and the optimizer's state (AdamW: two moments)."""
-    total = 0
-    for group in optimizer.param_groups:
-        for p in group["params"]:
-            total += 2 * p.numel() * p.element_size()
-            total += sum(t.numel() * t.element_size()
-                         for t in optimizer.state.get(p, {}).values() if torch.is_tensor(t))
-    return total
-
-
-def step_loss(model: nn.Module, x: torch.Tensor, teacher: nn.Module | None) -> torch.Tensor:
-    """The training loss on windows ``x [B, T]``: cross-entropy, or KL to the teacher."""
-    if teacher is None:
-        return model(x, labels=x).loss
-    with torch.no_grad():
-        target = teacher(x).logits
-    return distillation_loss(model(x).logits, target)
-
-
-def check_finite_loss(value: torch.Tensor, step: int, lr: float, what: str = "loss") -> None:
-    """A clear error if ``value`` is NaN or Inf at ``step`` (counted from 1); the caller has
-    not changed the model in this step yet."""
-    if not torch.isfinite(value):
-        raise FloatingPointError(
-            f"the {what} is {value.item()} at step {step}: training stopped before step {step} "
-            f"changed the model (it is as it was after step {step - 1}). Lower the learning "
-            f"rate (lr={lr:g}) and train again.")

@@ -23,7 +23,7 @@ from torch import nn
 
 from qcourse.layers import NF4Linear, QuantizedLinear
 from qcourse.models import linear_layers, set_module
-from qcourse.qat import fine_tune
+from qcourse.training import fine_tune
 
 
 class LoRALinear(nn.Module):
@@ -95,7 +95,7 @@ def train(model: nn.Module, tokenizer, steps: int, *, lr: float = 2e-4, batch_si
           seq_len: int = 256, seed: int = 0, domain: str | None = None,
           progress: bool = True) -> dict:
     """Train the adapters of a prepared model on the train split (``domain`` "prose" or
-    "code": that half only); returns the log of :func:`qcourse.qat.fine_tune`."""
+    "code": that half only); returns the log of :func:`qcourse.training.fine_tune`."""
     params = adapter_parameters(model)
     if not params:
         raise ValueError("the model has no LoRA adapters: call qlora.prepare(model) first")

@@ -13,14 +13,19 @@
 Which values share a scale is the *granularity*: the whole tensor, one channel (a slice along
 ``axis``), or a group of ``group_size`` consecutive values along the last dimension.
 
-:class:`QuantScheme` (bits, group size, symmetric) is the one place where a scheme is checked;
-every method of the course (RTN, GPTQ, AWQ, QAT) takes one, or the same keyword arguments.
+:class:`QuantScheme` (bits, group size, symmetric) is the one place where a scheme is checked:
+its bits and group size at construction, the packable widths (:meth:`QuantScheme.packable`) and a
+layer's group size (:meth:`QuantScheme.resolved`) where a method asks; every method of the course
+(RTN, GPTQ, AWQ, QAT, HQQ) takes one, or the same keyword arguments. :func:`check_finite` is the
+one check of the tensors they quantize.
 """
 from __future__ import annotations
 
 import dataclasses
 
 import torch
+
+from qcourse.pack import check_packable_bits
 
 GRANULARITIES = ("tensor", "channel", "group")
 MIN_BITS, MAX_BITS = 2, 8
@@ -35,7 +40,8 @@ class QuantScheme:
     """How a weight is quantized: ``bits`` (2–8), ``group_size`` consecutive inputs per scale
     (None: one group per row, i.e. per output channel) and a ``symmetric`` or asymmetric grid.
 
-    Checked once, at construction. Per layer, :meth:`group_size_for` resolves ``None`` to the
+    Checked once, at construction. :meth:`packable` checks that a packed layer can store the
+    bits; per layer, :meth:`resolved` (or :meth:`group_size_for`) resolves ``None`` to the
     layer's input width and checks that the group size divides it.
     """
 
@@ -70,6 +76,18 @@ class QuantScheme:
             raise ValueError(f"group_size {self.group_size} does not divide the {width} inputs "
                              f"of {what}")
         return self.group_size
+
+    def resolved(self, width: int, what: str = "the tensor") -> QuantScheme:
+        """This scheme with the group size :meth:`group_size_for` ``width`` inputs (itself if it
+        already divides them)."""
+        g = self.group_size_for(width, what)
+        return self if g == self.group_size else dataclasses.replace(self, group_size=g)
+
+    def packable(self) -> QuantScheme:
+        """This scheme, if :class:`~qcourse.layers.QuantLinear` can store its bits packed
+        (2, 3, 4 or 8: :data:`qcourse.pack.PACKABLE_BITS`); else a clear error."""
+        check_packable_bits(self.bits)
+        return self
 
     def apply_grid(self, x: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor) -> torch.Tensor:
         """The integers ``clamp(round(x / scale + zero), qmin, qmax)`` (as floats, x's shape;
@@ -128,17 +146,25 @@ def qrange(bits: int, symmetric: bool) -> tuple[int, int]:
     return scheme.qmin, scheme.qmax
 
 
-def check_finite(x: torch.Tensor, what: str = "x") -> None:
-    """A non-empty floating-point tensor of finite values, or a clear error."""
+def check_float(x: torch.Tensor, what: str = "x") -> None:
+    """A floating-point tensor (of any values), or a clear TypeError."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{what} must be a torch.Tensor, got {type(x).__name__}")
     if not x.dtype.is_floating_point:
         raise TypeError(f"{what} must be a floating-point tensor, got dtype {x.dtype}; "
                         f"convert it with .float() first")
+
+
+def check_finite(x: torch.Tensor, what: str = "x", needed_by: str = "quantization",
+                 hint: str = "") -> None:
+    """A non-empty floating-point tensor of finite values, or a clear error naming ``what``,
+    what needs finite values (``needed_by``) and, if given, a ``hint`` at the usual cause."""
+    check_float(x, what)
     if x.numel() == 0:
         raise ValueError(f"{what} is empty (shape {tuple(x.shape)}); there is nothing to quantize")
     if not torch.isfinite(x).all():
-        raise ValueError(f"{what} contains NaN or Inf; quantization needs finite values")
+        raise ValueError(f"{what} contains NaN or Inf; {needed_by} needs finite values"
+                         + (f" ({hint})" if hint else ""))
 
 
 def _grouped(x: torch.Tensor, group_size: int) -> torch.Tensor:
@@ -256,7 +282,10 @@ def dequantize(q: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, *,
 
 def fake_quantize(x: torch.Tensor, bits: int, **kwargs) -> torch.Tensor:
     """``dequantize(quantize(x))`` in x's dtype: the value x takes after a round trip through
-    the integer grid (what quantization-aware training and the error plots use)."""
+    the integer grid that :func:`quantize` chooses (``kwargs``: its options). In this module
+    "fake quantization" always means this round trip (:meth:`QuantScheme.fake_quantize` too);
+    :func:`qcourse.qat.fake_quantize_ste` is its trainable form, :func:`qcourse.mx.fake_quantize`
+    the float formats'."""
     q, scale, zero = quantize(x, bits, **kwargs)
     group_size = kwargs.get("group_size") if kwargs.get("granularity") == "group" else None
     return dequantize(q, scale, zero, group_size=group_size).to(x.dtype)

@@ -24,21 +24,14 @@ Folded into a Llama (everything is exact in real arithmetic):
 """
 from __future__ import annotations
 
-import copy
 import math
 
 import torch
 from torch import nn
 
-from qcourse import eval as qeval
-from qcourse.layers import int_activations, quantize_inputs
-from qcourse.models import decoder_layers
-from qcourse.ptq import quantize_rtn
+from qcourse.models import decoder_layers, llama
+from qcourse.models.llama import NORM_GROUPS, READS_STREAM, WRITES_STREAM
 from qcourse.transforms import fold_norm_weight
-
-READS_STREAM = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "mlp.gate_proj",
-                "mlp.up_proj")
-WRITES_STREAM = ("self_attn.o_proj", "mlp.down_proj")
 
 
 def hadamard(n: int) -> torch.Tensor:
@@ -114,10 +107,8 @@ def fold_norms(model: nn.Module) -> nn.Module:
     into the untied output head); the norms keep weight 1. Same function; returns the model."""
     untie_embeddings(model)
     for layer in decoder_layers(model):
-        attention_in, mlp_in = ([layer.get_submodule(n) for n in names]
-                                for names in (READS_STREAM[:3], READS_STREAM[3:]))
-        fold_norm_weight(layer.input_layernorm, attention_in)
-        fold_norm_weight(layer.post_attention_layernorm, mlp_in)
+        for group in NORM_GROUPS:
+            fold_norm_weight(*group.modules(layer))
     fold_norm_weight(model.model.norm, [model.get_output_embeddings()])
     return model
 
@@ -126,10 +117,8 @@ def fold_norms(model: nn.Module) -> nn.Module:
 def rotate_model(model: nn.Module, seed: int = 0) -> nn.Module:
     """Fold QuaRot's rotations into a Llama-family ``model`` in place (module docstring); the
     function it computes is unchanged up to float rounding. Returns the model."""
-    config = model.config
-    hidden, head_dim = config.hidden_size, getattr(config, "head_dim", None) or \
-        config.hidden_size // config.num_attention_heads
-    Q = random_hadamard(hidden, seed)
+    head_dim = llama.head_dim(model.config)
+    Q = random_hadamard(model.config.hidden_size, seed)
     R = random_hadamard(head_dim, seed + 1)
     fold_norms(model)
     embed = model.get_input_embeddings()
@@ -148,44 +137,13 @@ def rotate_model(model: nn.Module, seed: int = 0) -> nn.Module:
     return model
 
 
-# --- the experiment: W4A4 / W4A8 with and without the rotation --------------------------------
-
-def quantize_weights_activations(model: nn.Module, w_bits: int, a_bits: int | None) -> nn.Module:
-    """RTN weights (symmetric, per output channel, packed ``QuantLinear``) and, unless ``a_bits``
-    is None, activations fake-quantized per token (symmetric) at every linear input; in place."""
-    quantize_rtn(model, w_bits, "channel", symmetric=True)
-    if a_bits is not None:
-        quantize_inputs(model, int_activations(a_bits))
-    return model
+# The W4A4 / W4A8 experiment with and without the rotation lives in qcourse.experiments.rotation;
+# its names stay reachable here, where notebook 11 first met them.
+_MOVED = ("quantize_weights_activations", "PREPARE", "rotation_experiment", "peak_to_rms")
 
 
-PREPARE = {"plain": lambda model, seed: model, "norms folded": lambda model, seed: fold_norms(model),
-           "rotated": rotate_model}
-
-
-def rotation_experiment(model: nn.Module, tokenizer, settings=((4, None), (4, 8), (4, 4)), *,
-                        kinds=("plain", "rotated"), seed: int = 0, **perplexity_options
-                        ) -> dict[str, dict[str, float]]:
-    """Perplexity of ``model`` (any Llama; left unchanged) in float and at each ``(w_bits,
-    a_bits)`` of ``settings``, for each of ``kinds`` ("plain", "norms folded", "rotated"):
-    ``{"plain": {...}, "rotated": {...}}`` keyed "float", "W4A16", "W4A8", ...
-    ``perplexity_options`` go to :func:`qcourse.eval.perplexity`."""
-    unknown = [kind for kind in kinds if kind not in PREPARE]
-    if unknown:
-        raise ValueError(f"kinds must be among {tuple(PREPARE)}, got {unknown}")
-    results = {}
-    for kind in kinds:
-        base = PREPARE[kind](copy.deepcopy(model), seed)
-        row = {"float": qeval.perplexity(base, tokenizer, **perplexity_options)}
-        for w_bits, a_bits in settings:
-            quantized = quantize_weights_activations(copy.deepcopy(base), w_bits, a_bits)
-            row[f"W{w_bits}A{a_bits or 16}"] = qeval.perplexity(quantized, tokenizer,
-                                                                **perplexity_options)
-        results[kind] = row
-    return results
-
-
-def peak_to_rms(x: torch.Tensor) -> torch.Tensor:
-    """For each token (row) of ``x [tokens, K]``: ``max_k |x| / rms(x)``, how far the largest
-    value sticks out (√K when one channel holds everything, ~3–4 for Gaussian rows of 256)."""
-    return x.abs().amax(-1) / x.pow(2).mean(-1).sqrt()
+def __getattr__(name: str):
+    if name in _MOVED:
+        from qcourse.experiments import rotation
+        return getattr(rotation, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

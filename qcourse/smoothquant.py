@@ -27,9 +27,10 @@ from torch import nn
 
 from qcourse.calib import ActivationStats, collect_activation_stats
 from qcourse.layers.scaled import ScaledInput
-from qcourse.models import decoder_layers, linear_layers, set_module
+from qcourse.models import linear_layers, set_module
+from qcourse.models.llama import NORM_GROUPS, UP_DOWN, decoder_blocks
 from qcourse.ptq import quantize_w8a8
-from qcourse.transforms import fold_scale_into_linear, fold_scale_into_norm
+from qcourse.transforms import fold_scales
 
 
 def smoothing_scales(act_absmax: torch.Tensor, weights: list[torch.Tensor],
@@ -53,21 +54,14 @@ def smooth_llama(model: nn.Module, stats: dict[str, ActivationStats], alpha: flo
     ``stats`` come from :func:`qcourse.calib.collect_activation_stats` on the unsmoothed model.
     ``include_down`` also smooths ``down_proj`` through ``up_proj``.
     """
+    groups = NORM_GROUPS + ((UP_DOWN,) if include_down else ())
     scales = {}
-    for i, block in enumerate(decoder_layers(model)):
-        prefix = f"model.layers.{i}."
-        attn, mlp = block.self_attn, block.mlp
-        groups = [(block.input_layernorm, [attn.q_proj, attn.k_proj, attn.v_proj],
-                   "self_attn.q_proj"),
-                  (block.post_attention_layernorm, [mlp.gate_proj, mlp.up_proj], "mlp.gate_proj")]
-        for norm, linears, name in groups:
-            s = smoothing_scales(stats[prefix + name].absmax, [l.weight for l in linears], alpha)
-            fold_scale_into_norm(norm, linears, s)
-            scales[prefix + name] = s
-        if include_down:
-            name = prefix + "mlp.down_proj"
-            s = smoothing_scales(stats[name].absmax, [mlp.down_proj.weight], alpha)
-            fold_scale_into_linear(mlp.up_proj, mlp.down_proj, s)
+    for i, block in enumerate(decoder_blocks(model, "SmoothQuant")):
+        for group in groups:
+            name = f"model.layers.{i}.{group.layers[0]}"
+            prev, linears = group.modules(block)
+            s = smoothing_scales(stats[name].absmax, [l.weight for l in linears], alpha)
+            fold_scales(prev, linears, s)
             scales[name] = s
     return scales
 

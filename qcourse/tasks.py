@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from qcourse import data
-from qcourse.eval import logits_fn
+from qcourse.evaluation import logits_fn
 from qcourse.paths import DATA_DIR, REPO_DIR
 
 TASK_DIR = DATA_DIR / "tasks"

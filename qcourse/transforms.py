@@ -53,6 +53,18 @@ def fold_scale_into_linear(previous: nn.Linear, linear: nn.Linear, s: torch.Tens
     linear.weight.mul_(s.to(linear.weight.dtype))
 
 
+def fold_scales(prev: nn.Module, linears: list[nn.Linear], s: torch.Tensor) -> None:
+    """``linears``' weight columns ``*= s``; ``prev``'s output ``/= s``, whatever produces their
+    input: a norm's weight (:func:`fold_scale_into_norm`), or a linear layer's rows and bias
+    (:func:`fold_scale_into_linear`, one consumer). The float model computes the same function."""
+    if isinstance(prev, nn.Linear):
+        if len(linears) != 1:
+            raise ValueError("folding into a linear layer supports one consumer layer")
+        fold_scale_into_linear(prev, linears[0], s)
+    else:
+        fold_scale_into_norm(prev, linears, s)
+
+
 @torch.no_grad()
 def fold_norm_weight(norm: nn.Module, linears: list[nn.Linear]) -> None:
     """``W ← W diag(w)`` for each linear reading the norm's output, then ``w ← 1``: the norm's

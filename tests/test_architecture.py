@@ -10,6 +10,8 @@ import sys
 import nbformat
 import pytest
 
+import qcourse
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "qcourse"
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -19,10 +21,9 @@ import nbbuild  # noqa: E402
 # The production libraries of qcourse.references (and the GGUF runtime), by import name.
 REFERENCE_LIBRARIES = ("llmcompressor", "compressed_tensors", "awq", "bitsandbytes", "torchao",
                        "peft", "hqq", "onnxruntime", "llama_cpp", "lm_eval")
-METHOD_MODULES = ("quant", "pack", "formats", "calib", "transforms", "blocks", "layers", "ptq",
-                  "nf4", "smoothquant", "gptq", "gptq_checkpoint", "awq", "eval", "data", "models",
-                  "gguf", "qat", "qlora", "hqq", "rotate", "kvcache", "mx", "diagnose", "cost",
-                  "tasks", "bench", "deploy")
+# every module but the references themselves and the course's own room
+METHOD_MODULES = tuple(m for room in qcourse.ROOMS if room.name not in ("references", "course")
+                       for m in room.modules)
 
 
 def package_modules():
@@ -162,25 +163,62 @@ def test_shown_package_code_is_public_and_todays(path):
 
 # ---- rooms: a module imports only from its own room or the rooms below it ---------------------
 
-ROOMS = [  # (room, modules), bottom to top, as in ARCHITECTURE.md
-    ("foundations", ["paths", "formats", "quant", "pack", "nf4", "mx", "transforms"]),
-    ("data and models", ["data", "models", "eval", "tasks"]),
-    ("building blocks", ["calib", "blocks", "layers"]),
-    ("methods", ["ptq", "smoothquant", "gptq", "awq", "qat", "qlora", "hqq", "rotate", "kvcache"]),
-    ("formats and runtimes", ["gptq_checkpoint", "gguf", "kernels", "deploy"]),
-    ("references", ["references"]),
-    ("measurement", ["bench", "cost", "diagnose"]),
-    ("course", ["exercises", "grading", "viz", "cli", "doctor", "colab"]),
-]
-ROOM_OF = {f"qcourse.{m}": level for level, (_, modules) in enumerate(ROOMS) for m in modules}
+ROOMS = [(room.name, list(room.modules)) for room in qcourse.ROOMS]   # bottom to top
+room = qcourse.room_of
 
 
-def room(module: str) -> int:
-    parts = module.split(".")
-    for n in range(len(parts), 1, -1):
-        if ".".join(parts[:n]) in ROOM_OF:
-            return ROOM_OF[".".join(parts[:n])]
-    raise KeyError(f"{module} is in no room: add it to ROOMS and to ARCHITECTURE.md")
+def top_level_modules() -> set[str]:
+    """The modules and subpackages of the tree: ``qcourse/<name>.py`` and ``qcourse/<name>/``."""
+    return {p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__"} | \
+        {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()}
+
+
+def test_the_map_holds_every_module_of_the_tree_once():
+    mapped = [m for _, modules in ROOMS for m in modules]
+    assert len(mapped) == len(set(mapped)), "a module is in two rooms"
+    assert set(mapped) == top_level_modules(), (
+        f"in the tree, not in qcourse.ROOMS: {sorted(top_level_modules() - set(mapped))}; "
+        f"in qcourse.ROOMS, not in the tree: {sorted(set(mapped) - top_level_modules())}")
+
+
+def test_importing_qcourse_imports_nothing_else():
+    code = ("import sys, qcourse\n"
+            "print(sorted(m for m in sys.modules if m.startswith(('torch', 'qcourse.'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=ROOT)
+    assert out.stdout.strip() == "[]"
+
+
+def markdown_table(text: str, heading: str) -> list[list[str]]:
+    """The cells of the first Markdown table after the line ``heading``."""
+    lines = text.split(heading, 1)[1].splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip().strip("|").split("|")])
+    return rows
+
+
+def readme_room_rows() -> list[list[str]]:
+    """The README's rooms table as the map writes it: ``room | `module` (what it holds), ...``."""
+    return [[room.name, ", ".join(f"`{m}` ({what})" for m, what in room.modules.items())]
+            for room in qcourse.ROOMS]
+
+
+def test_the_readme_rooms_table_is_the_map():
+    readme = markdown_table((ROOT / "README.md").read_text(), "## Layout")
+    expected = readme_room_rows()
+    assert readme == expected, "README's rooms table differs from qcourse.ROOMS; it should " \
+        "read:\n" + "\n".join(f"| {name} | {modules} |" for name, modules in expected)
+
+
+def test_the_architecture_rooms_table_lists_the_map():
+    table = markdown_table((ROOT / "ARCHITECTURE.md").read_text(), "# ARCHITECTURE")
+    listed = [(row[0], [m.strip("`/ ") for m in row[1].split(",")]) for row in table]
+    expected = [(f"{level + 1} {name}", modules) for level, (name, modules) in enumerate(ROOMS)]
+    assert listed == expected, "ARCHITECTURE.md's rooms table differs from qcourse.ROOMS"
 
 
 def qcourse_imports(path: pathlib.Path) -> set[str]:

@@ -1,4 +1,4 @@
-"""qcourse compare (qcourse.bench): the method registry, failures and skips, the cache, the
+"""qcourse compare (qcourse.bench): the method registry, failures, the cache, the
 Pareto front, the reports, the command line, and a quick comparison of real methods (slow)."""
 import copy
 import csv
@@ -32,21 +32,13 @@ def test_unknown_methods_are_named():
 @pytest.fixture
 def registry(monkeypatch):
     """A private copy of the registry, so tests can add methods."""
-    monkeypatch.setattr(bench, "METHODS", dict(bench.METHODS))
-    return bench.METHODS
+    monkeypatch.setattr(bench.registry, "METHODS", dict(bench.METHODS))
+    return bench.registry.METHODS
 
 
 def fake_context(tmp_path, quick=True):
     return bench.Context(model=None, tokenizer=None, settings=bench.settings(quick),
                          workdir=tmp_path)
-
-
-def test_a_method_whose_module_is_missing_is_skipped_with_the_reason(tmp_path):
-    method = bench.Method("future", "a later chapter", "PyTorch", lambda ctx: 1 / 0,
-                          ("qcourse.not_written_yet",))
-    assert method.unavailable() == "qcourse.not_written_yet is not in this checkout yet"
-    row = bench.run_method(fake_context(tmp_path), method)
-    assert row["status"] == "skipped" and "not_written_yet" in row["error"]
 
 
 def test_a_failing_method_reports_its_error_in_its_row(tmp_path):
@@ -82,7 +74,7 @@ def test_the_cache_key_follows_options_settings_and_code(tmp_path, monkeypatch):
     (package / "ptq").mkdir(parents=True)
     (package / "ptq" / "__init__.py").write_text("x = 1\n")
     (package / "gguf.py").write_text("y = 1\n")
-    monkeypatch.setattr(bench, "PACKAGE_DIR", package)
+    monkeypatch.setattr(bench.caching, "PACKAGE_DIR", package)
     before = bench.source_hash(["qcourse.ptq"]), bench.source_hash(["qcourse.gguf"])
     (package / "ptq" / "__init__.py").write_text("x = 2\n")
     after = bench.source_hash(["qcourse.ptq"]), bench.source_hash(["qcourse.gguf"])
@@ -137,7 +129,7 @@ def test_the_command_line_exits_non_zero_when_a_method_fails(registry, monkeypat
     def broken(ctx):
         raise RuntimeError("boom")
     bench.register(bench.Method("broken", "broken", "PyTorch", broken, ("qcourse.ptq",)))
-    monkeypatch.setattr(bench, "compare", lambda names, **kw: fake_result(
+    monkeypatch.setattr(bench.command, "compare", lambda names, **kw: fake_result(
         [OK_ROW, bench.run_method(fake_context(tmp_path), registry["broken"])]))
     parser = __import__("argparse").ArgumentParser()
     sub = parser.add_subparsers()
@@ -160,6 +152,43 @@ def test_the_command_line_lists_the_methods():
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0
     assert all(name in out.stdout for name in REQUIRED)
+
+
+def test_a_record_says_where_when_and_how_loaded_it_ran():
+    run = bench.record.finish(bench.record.start(("lm_eval",), threads=1))
+    assert run["threads"] == 1 and set(run["versions"]) == {"torch", "transformers", "lm_eval"}
+    assert run["machine"]["cpu"] and run["machine"]["cores"] >= 1
+    assert len(run["load_average"]["start"]) == len(run["load_average"]["end"]) == 3
+    assert bench.record.normalize(run) == run             # today's spelling reads as it is
+
+
+@pytest.mark.parametrize("old, machine, load", [
+    ({"machine": "x86_64", "torch_threads": 1}, {"arch": "x86_64"}, (None, None)),
+    ({"machine": "Intel(R) Xeon(R) Processor", "torch_threads": 1},
+     {"cpu": "Intel(R) Xeon(R) Processor"}, (None, None)),
+    ({"machine": "vm", "processor": "x86_64", "torch_threads": 1},
+     {"node": "vm", "arch": "x86_64"}, (None, None)),
+    ({"machine": {"cpu": "a CPU", "cores": 2, "node": "vm"}, "threads": 1,
+      "loadavg_start": [1, 2, 3], "loadavg_end": [4, 5, 6]},
+     {"cpu": "a CPU", "cores": 2, "node": "vm"}, ([1, 2, 3], [4, 5, 6])),
+    ({"machine": "x86_64", "processor": "a CPU", "cpus": 2, "torch_threads": 1,
+      "load_average_at_start": [1, 2, 3], "load_average_at_end": [4, 5, 6]},
+     {"cpu": "a CPU", "cores": 2, "arch": "x86_64"}, ([1, 2, 3], [4, 5, 6])),
+    ({"machine": {"processor": "a CPU", "cpus": 2, "torch_threads": 1,
+                  "load_average": [1, 2, 3], "load_average_end": [4, 5, 6]}},
+     {"cpu": "a CPU", "cores": 2}, ([1, 2, 3], [4, 5, 6])),
+])
+def test_records_of_every_earlier_spelling_read_alike(old, machine, load):
+    run = bench.record.normalize({**old, "rows": [1, 2]})
+    assert {k: v for k, v in run["machine"].items() if v is not None} == machine
+    assert run["threads"] == 1 and run["rows"] == [1, 2]
+    assert (run["load_average"]["start"], run["load_average"]["end"]) == load
+
+
+def test_every_recorded_run_reads_with_its_date_and_machine():
+    for path in sorted(bench.record.RESULTS_DIR.glob("*.json")):
+        run = bench.record.read(path)
+        assert run["date"][:4] == "2026" and any(run["machine"].values()), path.name
 
 
 def test_the_quick_settings_say_what_they_leave_out():

@@ -267,3 +267,16 @@ def test_the_panel_builds_and_shows_a_plan(capsys):
     # outside a kernel the Output widget lets the text through to stdout
     shown = "".join(o.get("text", "") for o in out.outputs) + capsys.readouterr().out
     assert "memory" in shown and "fits" in shown and "per month" in shown
+
+
+def test_a_rented_card_takes_its_memory_and_bandwidth_from_the_one_spec_table():
+    from qcourse.hardware import GPUS
+
+    price = cost.Quote(3.78, "USD/hour", "a price list", "2026-05-07")
+    h100 = cost.RentedGPU.from_spec(GPUS["H100"], price)
+    assert h100.memory_bytes == 80 * 2**30 and h100.price is price
+    assert float(h100.bandwidth) == 3350e9 and h100.bandwidth.source == GPUS["H100"].source
+    # the card the roofline of notebook 07 uses is this very entry
+    from qcourse.kernels import roofline
+    assert roofline.GPUS["H100"] is GPUS["H100"] and roofline.GPUS["H100"].ridge == \
+        pytest.approx(989e12 / 3350e9)

@@ -72,8 +72,9 @@ def test_window_nll_by_hand():
 
 def test_uniform_logits_score_the_vocabulary_size(tiny):
     _, tokenizer = tiny
+    # scored in float32, as every model is (qcourse.evaluation.window_nll): log 4096 to ~1e-7
     assert runtimes.perplexity(Counting(vocab=4096), tokenizer, max_windows=2) == \
-        pytest.approx(4096, rel=1e-9)
+        pytest.approx(4096, rel=1e-5)
 
 
 def test_compare_logits_by_hand():

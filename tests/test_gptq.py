@@ -167,6 +167,16 @@ def test_a_scheme_can_be_passed_instead_of_its_fields():
         gptq.gptq(W, H, QuantScheme(3, 16), 32)
 
 
+def test_symmetric_has_one_spelling_and_sym_is_accepted():
+    W, H = correlated_problem(8)
+    spelled = gptq.gptq(W, H, 4, 32, symmetric=True)
+    assert torch.equal(spelled.q, gptq.gptq(W, H, 4, 32, sym=True).q) and spelled.scheme.symmetric
+    layer = gptq.gptq_quantize_layer(W, H, 4, 32, act_order=True, sym=True)[0]
+    assert torch.equal(layer, gptq.gptq(W, H, 4, 32, act_order=True, symmetric=True).weight)
+    with pytest.raises(ValueError, match="disagree"):
+        gptq.gptq(W, H, 4, 32, symmetric=True, sym=False)
+
+
 # ---------------------------------------------------------------------------- OBQ
 
 def test_obq_with_identity_hessian_is_round_to_nearest():

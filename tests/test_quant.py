@@ -4,7 +4,8 @@ import torch
 from hypothesis import given, settings, strategies as st
 from hypothesis.extra.numpy import arrays
 
-from qcourse.quant import dequantize, fake_quantize, qrange, quantization_error, quantize
+from qcourse.quant import (QuantScheme, check_finite, check_float, dequantize, fake_quantize,
+                           qrange, quantization_error, quantize)
 
 BITS = st.integers(2, 8)
 finite = st.floats(-1e4, 1e4, width=32, allow_subnormal=False)
@@ -166,6 +167,30 @@ def test_quantization_error_is_the_mse():
 def test_bad_bits(bits):
     with pytest.raises(ValueError, match="bits"):
         quantize(torch.ones(4), bits, symmetric=True, granularity="tensor")
+
+
+def test_a_scheme_resolves_its_group_size_and_checks_what_packed_layers_store():
+    scheme = QuantScheme(4, None, True)
+    assert scheme.resolved(256) == QuantScheme(4, 256, True)        # per channel: all inputs
+    grouped = QuantScheme(3, 64)
+    assert grouped.resolved(256) is grouped and grouped.packable() is grouped
+    with pytest.raises(ValueError, match="group_size 64 does not divide the 96 inputs of q_proj"):
+        grouped.resolved(96, "q_proj")
+    for bits in (5, 6, 7):
+        with pytest.raises(ValueError, match=r"one of \(2, 3, 4, 8\)"):
+            QuantScheme(bits, 32).packable()
+
+
+def test_one_check_for_the_tensors_a_method_quantizes():
+    check_finite(torch.ones(3), "W")
+    with pytest.raises(TypeError, match="W must be a torch.Tensor"):
+        check_finite([1.0], "W")
+    with pytest.raises(ValueError, match=r"H contains NaN or Inf; GPTQ needs finite values "
+                                         r"\(it overflowed\)"):
+        check_finite(torch.tensor([float("nan")]), "H", "GPTQ", "it overflowed")
+    check_float(torch.tensor([float("inf")]))           # a float, of any value
+    with pytest.raises(TypeError, match="floating-point"):
+        check_float(torch.ones(2, dtype=torch.int8))
 
 
 def test_bad_inputs():

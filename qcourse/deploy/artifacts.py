@@ -23,7 +23,7 @@ import os
 import pathlib
 import shutil
 
-from .model_file import check_gguf, gguf_for
+from .model_file import check_gguf_file, gguf_for
 
 SOURCES = {
     "ollama_modelfile": "https://github.com/ollama/ollama/blob/main/docs/modelfile.mdx",
@@ -233,7 +233,7 @@ def export_deploy(out: str | os.PathLike, *, gguf: str | os.PathLike | None = No
     passed as their first argument)."""
     from qcourse.gguf import read_gguf
 
-    gguf = check_gguf(gguf) if gguf is not None else gguf_for(model, quant)
+    gguf = check_gguf_file(gguf) if gguf is not None else gguf_for(model, quant)
     method = "gptq"
     if checkpoint is not None:
         checkpoint = pathlib.Path(checkpoint)

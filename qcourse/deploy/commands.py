@@ -26,13 +26,13 @@ def serve(args: argparse.Namespace) -> int:
     from qcourse.gguf.mixes import check_ftype
 
     from . import llama_server
-    from .model_file import check_gguf, gguf_for
+    from .model_file import check_gguf_file, gguf_for
     from .server import check_port
 
     try:
         if args.gguf is None:
             check_ftype(args.quant)
-        gguf = check_gguf(args.gguf) if args.gguf is not None else None
+        gguf = check_gguf_file(args.gguf) if args.gguf is not None else None
         check_port(args.host, args.port)
         if args.host not in ("127.0.0.1", "localhost", "::1") and not args.api_key:
             print(f"warning: listening on {args.host} without --api-key: anyone who can reach "

@@ -37,7 +37,6 @@ from qcourse.layers import QuantLinear
 from qcourse.pack import pack_int32
 
 WEIGHTS_NAME = "model.safetensors"
-SUFFIXES = ("qweight", "qzeros", "scales", "g_idx")
 
 
 def layer_tensors(layer: QuantLinear, symmetric: bool) -> dict[str, torch.Tensor]:

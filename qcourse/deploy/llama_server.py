@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable
 
 from qcourse.deploy.guard import RequestGuard
-from qcourse.deploy.model_file import check_gguf
+from qcourse.deploy.model_file import check_gguf_file
 
 API_KEY_ENV = "QCOURSE_API_KEY"
 
@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     line, which other users of the machine can read)."""
     args = parse_args(argv)
     try:
-        gguf = check_gguf(args.model)
+        gguf = check_gguf_file(args.model)
         if args.n_ctx < 2 or args.threads < 1 or not 0 <= args.port < 65536:
             raise ValueError("--n-ctx must be >= 2, --threads >= 1 and --port in [0, 65535]")
         sock = bind(args.host, args.port)

@@ -7,7 +7,7 @@ Llama folder) into a GGUF file of llama.cpp type ``quant``: an F32 export by
 ``qcourse.paths.cache_dir() / "deploy"``, named by a hash of the model's files, so a changed
 model gets a new file and a second server starts at once.
 
-:func:`check_gguf` validates a file with the course's strict GGUF parser
+:func:`check_gguf_file` validates a file with the course's strict GGUF parser
 (:func:`qcourse.gguf.read_gguf`: header, metadata, every tensor inside the file), so a missing,
 truncated or foreign file is a clear error before a server process is started.
 """
@@ -25,7 +25,7 @@ from qcourse.gguf.mixes import check_ftype
 MODEL_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
 
 
-def check_gguf(path: str | os.PathLike) -> pathlib.Path:
+def check_gguf_file(path: str | os.PathLike) -> pathlib.Path:
     """``path`` as a Path if it is a readable, complete GGUF file; otherwise FileNotFoundError
     (no such file) or ValueError saying what is wrong with it."""
     path = pathlib.Path(path).expanduser()
@@ -81,7 +81,7 @@ def gguf_for(model: str = "qcourse-tiny", quant: str = "Q4_K_M") -> pathlib.Path
     check_ftype(quant)
     target = cached_gguf_path(model, quant)
     if target.exists():
-        return check_gguf(target)
+        return check_gguf_file(target)
     from qcourse import gguf, models
     from qcourse.gguf import llamacpp
 
@@ -96,4 +96,7 @@ def gguf_for(model: str = "qcourse-tiny", quant: str = "Q4_K_M") -> pathlib.Path
         else:
             llamacpp.quantize_file(f32, partial, quant)
         os.replace(partial, target)  # appears only once complete
-    return check_gguf(target)
+    return check_gguf_file(target)
+
+
+check_gguf = check_gguf_file   # its former name (tests)

@@ -11,7 +11,8 @@ A *runtime* is anything that can
 :class:`LlamaCppRuntime` a GGUF file in llama.cpp; ONNX Runtime's lives with its library
 (:mod:`qcourse.references.onnx_runtime`). Over any of them:
 
-* :func:`perplexity`: the windows :func:`qcourse.eval.perplexity` scores, ``exp(mean NLL)``;
+* :func:`perplexity`: :func:`qcourse.evaluation.perplexity` of the runtime (the same windows,
+  the same scoring path);
 * :func:`compare_logits`: max |Δlogit| and top-1 agreement against a reference runtime;
 * :func:`service_loop`: a burst of requests served by one worker thread from a FIFO queue, the
   way a Python web service with one model in memory serves them: tokens/s and each request's
@@ -19,7 +20,6 @@ A *runtime* is anything that can
 """
 from __future__ import annotations
 
-import math
 import os
 import pathlib
 import queue
@@ -28,13 +28,12 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from qcourse import data
-from qcourse import eval as qeval
+from qcourse import evaluation
+from qcourse.evaluation import window_nll  # noqa: F401  (scores a runtime's logits)
+from qcourse.gguf import llamacpp
 
 from .latency import summary
 
@@ -53,7 +52,7 @@ class TorchRuntime:
     """A transformers causal LM (any dtype or quantization) as a runtime."""
 
     def __init__(self, model: nn.Module, name: str,
-                 size: Callable[[nn.Module], int] = qeval.model_size_bytes) -> None:
+                 size: Callable[[nn.Module], int] = evaluation.model_size_bytes) -> None:
         self.model, self.name, self.size = model.eval(), name, size
 
     @torch.no_grad()
@@ -87,53 +86,33 @@ class LlamaCppRuntime:
 
     def __init__(self, path: str | os.PathLike, name: str | None = None, *, n_ctx: int = 512,
                  threads: int = 1) -> None:
-        from qcourse.gguf import llamacpp
-
         self.path = pathlib.Path(path)
         self.name = name or f"llama.cpp {self.path.stem}"
         self.llm = llamacpp.load(self.path, n_ctx=n_ctx, n_threads=threads)
 
     def logits(self, ids: torch.Tensor) -> torch.Tensor:
-        self.llm.reset()
-        self.llm.eval(ids.tolist())
-        return torch.from_numpy(np.array(self.llm.scores[: len(ids)], dtype=np.float32))
+        return llamacpp.window_logits(self.llm, ids.tolist())
 
     def generate(self, ids: list[int], new_tokens: int) -> list[int]:
-        self.llm.reset()
-        self.llm.eval(list(ids))
-        new = [int(np.argmax(self.llm.scores[self.llm.n_tokens - 1]))]
-        while len(new) < new_tokens:                     # one evaluation per new token
-            self.llm.eval(new[-1:])
-            new.append(int(np.argmax(self.llm.scores[self.llm.n_tokens - 1])))
-        return new[:new_tokens]
+        return llamacpp.greedy(self.llm, ids, new_tokens)
 
     def weight_bytes(self) -> int:
         return self.path.stat().st_size
 
 
-def window_nll(logits: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
-    """Summed NLL (nats) of ``window[1:]`` under ``logits [T, V]`` of ``window [T]``."""
-    return F.cross_entropy(logits[:-1].double(), window[1:], reduction="sum")
-
-
 def perplexity(runtime: Runtime, tokenizer, split: str = "test", seq_len: int = 512, *,
                max_windows: int | None = None) -> float:
-    """The runtime's perplexity on the same windows as :func:`qcourse.eval.perplexity`:
-    ``exp(Σ NLL / (windows · (seq_len − 1)))``."""
-    batches = qeval.windows(data.token_ids(tokenizer, split), seq_len)
-    if max_windows is not None:
-        batches = batches[:max_windows]
-    total = sum(window_nll(runtime.logits(w), w).item() for w in batches)
-    return math.exp(total / (batches.size(0) * (seq_len - 1)))
+    """The runtime's perplexity on the same windows, through the same scoring path, as
+    :func:`qcourse.evaluation.perplexity` (which takes a runtime itself)."""
+    return evaluation.perplexity(runtime, tokenizer, split, seq_len, max_windows=max_windows,
+                                 batch_size=1)
 
 
 def compare_logits(runtime: Runtime, reference: Runtime, ids: torch.Tensor) -> dict[str, float]:
     """``max_abs`` and ``mean_abs`` of ``logits − reference logits`` on ``ids [T]``, and
-    ``top1``: the fraction of positions whose argmax token agrees."""
-    a, b = runtime.logits(ids), reference.logits(ids)
-    diff = (a - b).abs()
-    return {"max_abs": diff.max().item(), "mean_abs": diff.mean().item(),
-            "top1": (a.argmax(-1) == b.argmax(-1)).float().mean().item()}
+    ``top1``: the fraction of positions whose argmax token agrees
+    (:func:`qcourse.evaluation.logit_agreement`)."""
+    return evaluation.logit_agreement(runtime.logits(ids), reference.logits(ids))
 
 
 def service_loop(runtime: Runtime, prompts: Sequence[list[int]], new_tokens: int, *,

@@ -31,7 +31,7 @@ import weakref
 from qcourse.gguf.mixes import check_ftype
 
 from .llama_server import API_KEY_ENV, bind
-from .model_file import check_gguf, gguf_for
+from .model_file import check_gguf_file, gguf_for
 
 POLL_SECONDS = 0.1
 
@@ -84,7 +84,7 @@ class Server:
                  n_ctx: int = 512, threads: int = 1, api_key: str | None = None,
                  interrupt_requests: bool = False, startup_timeout: float = 120.0,
                  stop_timeout: float = 10.0) -> None:
-        self.gguf = check_gguf(gguf) if gguf is not None else None
+        self.gguf = check_gguf_file(gguf) if gguf is not None else None
         if gguf is None:
             check_ftype(quant)
         if not isinstance(n_ctx, int) or n_ctx < 2 or not isinstance(threads, int) or threads < 1:

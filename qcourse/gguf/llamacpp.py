@@ -4,8 +4,9 @@ Thin wrappers, each mirroring a ``qcourse`` function so results compare one to o
 
 - :func:`quantize_file` is ``llama-quantize`` (``llama_model_quantize``), optionally ``pure`` and
   with an importance matrix;
-- :func:`perplexity` scores the same windows as :func:`qcourse.eval.perplexity` from llama.cpp's
-  logits; :func:`generate` is greedy decoding like :func:`qcourse.eval.generate`;
+- :func:`logits_fn` gives llama.cpp's logits to the course's metrics (:mod:`qcourse.evaluation`):
+  :func:`perplexity` scores the same windows as :func:`qcourse.evaluation.perplexity`;
+  :func:`greedy` and :func:`generate` decode greedily like :func:`qcourse.evaluation.generate`;
 - :func:`tokens_per_second` times llama.cpp's single-token decoding.
 
 llama-cpp-python is an optional dependency: :func:`require` says how to install it.
@@ -21,17 +22,14 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import math
 import os
 import threading
 import time
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from qcourse import data
-from qcourse import eval as qeval
+from qcourse import evaluation
 
 from .mixes import FTYPES, check_ftype
 
@@ -139,48 +137,56 @@ def tokenize(llm, text: str) -> list[int]:
     return llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
 
 
-def _logits(llm, tokens: list[int]) -> np.ndarray:
-    """Logits [len(tokens), vocab] of a fresh sequence ``tokens``."""
+def window_logits(llm, tokens: list[int]) -> torch.Tensor:
+    """Float32 logits ``[len(tokens), V]`` of a fresh sequence ``tokens`` in llama.cpp."""
     llm.reset()
-    llm.eval(tokens)
-    return llm.scores[: len(tokens)]
+    llm.eval(list(tokens))
+    return torch.from_numpy(np.array(llm.scores[: len(tokens)], dtype=np.float32))
+
+
+def logits_fn(llm):
+    """``ids [B, T] -> logits [B, T, V]`` from llama.cpp, one sequence at a time: what
+    :func:`qcourse.evaluation.logits_fn` takes, so every metric of the course scores llama.cpp
+    exactly as it scores a PyTorch model."""
+    return lambda ids: torch.stack([window_logits(llm, row) for row in ids.tolist()])
+
+
+def next_token(llm) -> int:
+    """The greedy next token after the sequence llama.cpp has evaluated so far."""
+    return int(np.argmax(llm.scores[llm.n_tokens - 1]))
+
+
+def greedy(llm, tokens: list[int], new_tokens: int, *, stop: int | None = None) -> list[int]:
+    """The ``new_tokens`` tokens greedy decoding appends to ``tokens`` in llama.cpp, with its KV
+    cache (one evaluation per new token); ``stop``: a token that ends it early (kept)."""
+    llm.reset()
+    llm.eval(list(tokens))
+    new: list[int] = []
+    while len(new) < new_tokens:
+        if new:
+            llm.eval(new[-1:])
+        new.append(next_token(llm))
+        if new[-1] == stop:
+            break
+    return new
 
 
 def generate(llm, prompt: str, max_new_tokens: int = 40) -> str:
-    """Greedy continuation of ``prompt`` in llama.cpp (argmax of its logits at each step)."""
-    tokens = tokenize(llm, prompt)
-    llm.reset()
-    llm.eval(tokens)
-    new = []
-    for _ in range(max_new_tokens):
-        token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
-        new.append(token)
-        if token == llm.token_eos():
-            break
-        llm.eval([token])
+    """Greedy continuation of ``prompt`` in llama.cpp (argmax of its logits at each step),
+    stopping at the end-of-text token."""
+    new = greedy(llm, tokenize(llm, prompt), max_new_tokens, stop=llm.token_eos())
     return llm.detokenize(new).decode("utf-8", errors="replace")
-
-
-def nll_per_window(llm, batches: torch.Tensor) -> torch.Tensor:
-    """Summed negative log-likelihood (nats) of each window's predicted tokens, from llama.cpp."""
-    totals = []
-    for window in batches:
-        logits = torch.from_numpy(np.array(_logits(llm, window.tolist()), dtype=np.float64))
-        totals.append(F.cross_entropy(logits[:-1], window[1:], reduction="sum"))
-    return torch.stack(totals)
 
 
 def perplexity(llm, tokenizer, split: str = "test", seq_len: int = 512, *,
                max_windows: int | None = None) -> float:
-    """llama.cpp's perplexity over exactly the windows :func:`qcourse.eval.perplexity` scores
-    (the split tokenized by ``tokenizer``, cut into ``seq_len`` windows, each scored alone)."""
+    """llama.cpp's perplexity over exactly the windows :func:`qcourse.evaluation.perplexity`
+    scores (the split tokenized by ``tokenizer``, cut into ``seq_len`` windows, each scored
+    alone), through the same scoring path."""
     if seq_len > llm.n_ctx():
         raise ValueError(f"seq_len {seq_len} exceeds the llama.cpp context {llm.n_ctx()}")
-    batches = qeval.windows(data.token_ids(tokenizer, split), seq_len)
-    if max_windows is not None:
-        batches = batches[:max_windows]
-    nll = nll_per_window(llm, batches)
-    return math.exp(nll.sum().item() / (batches.size(0) * (seq_len - 1)))
+    return evaluation.perplexity(logits_fn(llm), tokenizer, split, seq_len,
+                                 max_windows=max_windows, batch_size=1)
 
 
 def tokens_per_second(llm, prompt: str = "def ", new_tokens: int = 64, repeats: int = 2) -> float:
@@ -192,6 +198,6 @@ def tokens_per_second(llm, prompt: str = "def ", new_tokens: int = 64, repeats: 
         start = time.perf_counter()
         llm.eval(tokens)
         for _ in range(new_tokens):
-            llm.eval([int(np.argmax(llm.scores[llm.n_tokens - 1]))])
+            llm.eval([next_token(llm)])
         best = min(best, time.perf_counter() - start)
     return new_tokens / best

@@ -277,7 +277,7 @@ def load_tokenizer(metadata: dict):
 def load_gguf(path: str | os.PathLike):
     """Read a Llama GGUF file into ``(LlamaForCausalLM, tokenizer)``, weights dequantized to float32.
 
-    q/k rows are permuted back to Hugging Face's RoPE layout, so ``qcourse.eval`` functions run on
+    q/k rows are permuted back to Hugging Face's RoPE layout, so ``qcourse.evaluation`` functions run on
     the result and measure exactly the weights llama.cpp would use. ValueError if the file is not a
     valid, complete Llama GGUF.
     """

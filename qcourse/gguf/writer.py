@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from qcourse.models import llama
+
 from .mixes import FLOAT_TYPES, FTYPES, check_ftype, tensor_types
 from .quants import quantize
 
@@ -114,7 +116,7 @@ def gguf_tensors(model: nn.Module) -> dict[str, np.ndarray]:
 
 
 def _add_hparams(writer, config, ftype: str) -> None:
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    head_dim = llama.head_dim(config)
     rope = getattr(config, "rope_parameters", None) or {}
     writer.add_name(pathlib.Path(getattr(config, "name_or_path", "") or "llama").name)
     writer.add_file_type(FTYPES[ftype][0])

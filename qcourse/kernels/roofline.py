@@ -11,51 +11,7 @@ set by how many bytes the weights take. That is what weight-only quantization bu
 """
 from __future__ import annotations
 
-import dataclasses
-
-
-@dataclasses.dataclass(frozen=True)
-class GPU:
-    name: str
-    bandwidth_gbs: float          # peak DRAM bandwidth, GB/s (10^9 bytes/s)
-    fp16_tflops: float            # dense FP16/BF16 tensor-core peak (no sparsity)
-    int8_tops: float              # dense INT8 tensor-core peak (no sparsity)
-    source: str
-
-    @property
-    def ridge(self) -> float:
-        """FLOP per byte above which the card is compute-bound (FP16)."""
-        return self.fp16_tflops * 1e12 / (self.bandwidth_gbs * 1e9)
-
-
-_H100 = "https://resources.nvidia.com/en-us-tensor-core/nvidia-tensor-core-gpu-datasheet"
-_A100 = ("https://www.nvidia.com/content/dam/en-zz/Solutions/Data-Center/a100/pdf/"
-         "nvidia-a100-datasheet-us-nvidia-1758950-r4-web.pdf")
-
-# Vendor spec sheets; the sheets print tensor throughput "with sparsity", halved here to dense.
-# Keys are matched against torch.cuda.get_device_name(), most specific first.
-GPUS: dict[str, GPU] = {
-    "H100 PCIe": GPU("H100 PCIe", 2000, 756, 1513, _H100),
-    "H100 NVL": GPU("H100 NVL", 3900, 835, 1671, _H100),
-    "H100": GPU("H100 SXM", 3350, 989, 1979, _H100),
-    "H200": GPU("H200 SXM", 4800, 989, 1979, "https://www.nvidia.com/en-us/data-center/h200/"),
-    "A100 80GB PCIe": GPU("A100 80GB PCIe", 1935, 312, 624, _A100),
-    "A100-SXM4-80GB": GPU("A100 80GB SXM", 2039, 312, 624, _A100),
-    "A100": GPU("A100 40GB", 1555, 312, 624, _A100),
-    "L40S": GPU("L40S", 864, 362, 733, "https://www.nvidia.com/en-us/data-center/l40s/"),
-    "L40": GPU("L40", 864, 181, 362, "https://www.nvidia.com/en-us/data-center/l40/"),
-    "L4": GPU("L4", 300, 121, 242, "https://www.nvidia.com/en-us/data-center/l4/"),
-    "A10": GPU("A10", 600, 125, 250, "https://www.nvidia.com/en-us/data-center/products/a10-gpu/"),
-    "T4": GPU("T4", 320, 65, 130, "https://www.nvidia.com/en-us/data-center/tesla-t4/"),
-}
-
-
-def lookup_gpu(device_name: str) -> GPU | None:
-    """The spec-sheet entry for a ``torch.cuda.get_device_name()`` string, or None if unknown."""
-    for key, gpu in GPUS.items():
-        if key.lower() in device_name.lower():
-            return gpu
-    return None
+from qcourse.hardware import GPUS, GPUSpec as GPU, lookup_gpu  # noqa: F401  (the spec table)
 
 
 def matmul_flops(m: int, n: int, k: int) -> int:

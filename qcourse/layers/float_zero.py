@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from qcourse.pack import check_packable_bits, pack_int32, unpack_int32
+from qcourse.pack import pack_int32, unpack_int32
 from qcourse.quant import QuantScheme, dequantize
 
 from .base import QuantizedLinear
@@ -26,8 +26,7 @@ class FloatZeroLinear(QuantizedLinear):
     def __init__(self, in_features: int, out_features: int, bits: int, group_size: int | None = None,
                  bias: bool = False) -> None:
         super().__init__(in_features, out_features, bias)
-        check_packable_bits(bits)
-        g = QuantScheme(bits, group_size).group_size_for(in_features, "this layer")
+        g = QuantScheme(bits, group_size).packable().resolved(in_features, "this layer").group_size
         self.bits, self.group_size = bits, g
         self.register_buffer("qweight", torch.zeros(in_features * bits // 32, out_features,
                                                     dtype=torch.int32))

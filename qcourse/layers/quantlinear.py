@@ -22,17 +22,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from qcourse.pack import check_packable_bits, pack_int32, run_length, unpack_int32
+from qcourse.pack import pack_int32, run_length, unpack_int32
 from qcourse.quant import QuantScheme, as_scheme, dequantize
 
 from .base import QuantizedLinear, check_linear
-
-
-def _check_packable(size: int, bits: int, what: str) -> None:
-    run, _ = run_length(bits, 32)
-    if size % run:
-        raise ValueError(f"{what} is {size}, which {bits}-bit int32 packing cannot hold: it must "
-                         f"be a multiple of {run}")
 
 
 def to_unsigned(q: torch.Tensor, zero: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -53,11 +46,7 @@ class QuantLinear(QuantizedLinear):
                  group_size: int | None = None, bias: bool = False,
                  bias_dtype: torch.dtype = torch.float32) -> None:
         super().__init__(in_features, out_features, bias, bias_dtype)
-        scheme = QuantScheme(bits, group_size)
-        check_packable_bits(bits)
-        g = scheme.group_size_for(in_features, "this layer")
-        _check_packable(in_features, bits, "in_features")
-        _check_packable(out_features, bits, "out_features")
+        g = self.storable(in_features, out_features, QuantScheme(bits, group_size)).group_size
         self.bits, self.group_size = bits, g
         groups = in_features // g
         self.register_buffer("qweight", torch.zeros(in_features * bits // 32, out_features,
@@ -66,6 +55,20 @@ class QuantLinear(QuantizedLinear):
                                                    dtype=torch.int32))
         self.register_buffer("scales", torch.zeros(groups, out_features, dtype=torch.float16))
         self.register_buffer("g_idx", torch.arange(in_features, dtype=torch.int32) // g)
+
+    @staticmethod
+    def storable(in_features: int, out_features: int, scheme: QuantScheme,
+                 what: str = "this layer") -> QuantScheme:
+        """``scheme`` resolved for a layer of this shape, if a QuantLinear can store it: packable
+        bits, a group size that divides ``in_features``, and both widths whole runs of the
+        int32 packing (e.g. multiples of 8 at 4 bits); else a clear error naming ``what``."""
+        scheme = scheme.packable().resolved(in_features, what)
+        run, _ = run_length(scheme.bits, 32)
+        for name, size in (("in_features", in_features), ("out_features", out_features)):
+            if size % run:
+                raise ValueError(f"{name} of {what} is {size}, which {scheme.bits}-bit int32 "
+                                 f"packing cannot hold: it must be a multiple of {run}")
+        return scheme
 
     @property
     def per_channel(self) -> bool:
@@ -125,12 +128,11 @@ class QuantLinear(QuantizedLinear):
         :class:`~qcourse.quant.QuantScheme` as ``bits``). ``clip_ratio`` (a float or one per
         group, ``[N, K/g]``) shrinks each range first (see :mod:`qcourse.calib`)."""
         check_linear(linear)
-        scheme = as_scheme(bits, group_size, symmetric)
-        check_packable_bits(scheme.bits)
-        g = scheme.group_size_for(linear.in_features, "this layer")
-        q, scale, zero = QuantScheme(scheme.bits, g, scheme.symmetric).quantize(
-            linear.weight.detach(), clip_ratio)
-        return cls.from_quantized(q, scale, zero, scheme.bits, g, bias=linear.bias)
+        scheme = cls.storable(linear.in_features, linear.out_features,
+                              as_scheme(bits, group_size, symmetric))
+        q, scale, zero = scheme.quantize(linear.weight.detach(), clip_ratio)
+        return cls.from_quantized(q, scale, zero, scheme.bits, scheme.group_size,
+                                  bias=linear.bias)
 
     def integers(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Unpacked ``(q [N, K], zero [N, K/g])`` as uint8."""

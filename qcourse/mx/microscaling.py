@@ -39,12 +39,11 @@ import dataclasses
 import torch
 
 from qcourse.pack import pack_bytes, unpack_bytes
-from qcourse.quant import check_finite
+from qcourse.quant import check_finite, check_float
 
 from .catalog import BlockFormat, get_format
-from .minifloat import E2M1, E4M3, Minifloat, check_float, decode, e8m0_values, encode
+from .minifloat import E2M1, E4M3, Minifloat, decode, e8m0_values, encode
 
-NVFP4_BLOCK = 16
 MIN_NORMAL_F32 = 2.0**-126
 E4M3_MIN_NORMAL = 2.0**-6
 

@@ -33,6 +33,8 @@ import math
 
 import torch
 
+from qcourse.quant import check_float
+
 SPECIALS = ("fn", "ieee", "none")
 
 
@@ -105,13 +107,6 @@ E3M2 = Minifloat("E3M2", 3, 2, "none")
 E2M3 = Minifloat("E2M3", 2, 3, "none")
 E2M1 = Minifloat("E2M1", 2, 1, "none")
 ELEMENTS = {spec.name: spec for spec in (E4M3, E5M2, E3M2, E2M3, E2M1)}
-
-
-def check_float(x: torch.Tensor, what: str = "x") -> None:
-    """A floating-point tensor, or a clear TypeError."""
-    if not isinstance(x, torch.Tensor) or not x.dtype.is_floating_point:
-        raise TypeError(f"{what} must be a floating-point tensor, got "
-                        f"{getattr(x, 'dtype', type(x).__name__)}")
 
 
 def round_to_grid(a: torch.Tensor, spec: Minifloat) -> torch.Tensor:

@@ -19,7 +19,7 @@ import warnings
 import torch
 from torch import nn
 
-from qcourse.eval import model_size_bytes, tensor_bytes
+from qcourse.evaluation import model_size_bytes, tensor_bytes
 from qcourse.models import resolve
 
 MODES = ("int8", "nf4")
@@ -77,7 +77,7 @@ def int8_weight(layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def size_bytes(model: nn.Module) -> int:
-    """Real bytes of a bitsandbytes model now: :func:`qcourse.eval.model_size_bytes` plus what
+    """Real bytes of a bitsandbytes model now: :func:`qcourse.evaluation.model_size_bytes` plus what
     bitsandbytes keeps outside parameters and buffers (NF4 block absmax in ``quant_state``, the
     int8 row scales ``SCB``), which ``model.get_memory_footprint()`` leaves out too (on the CPU
     the absmax shrinks to bfloat16 after the first forward pass: see the module docstring)."""

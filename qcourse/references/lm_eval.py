@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from qcourse import tasks
-from qcourse.eval import logits_fn
+from qcourse.evaluation import logits_fn
 from qcourse.paths import REPO_DIR
 
 

@@ -32,7 +32,7 @@ from torch import nn
 
 from qcourse import paths
 from qcourse.deploy.model_file import model_fingerprint
-from qcourse.models import resolve
+from qcourse.models import llama, resolve
 
 BLOCK_SIZE = 32
 
@@ -72,9 +72,8 @@ class CachedCausalLM(nn.Module):
 
 def empty_past(config, batch: int = 1) -> np.ndarray:
     """A KV cache of length 0, ``[L, 2, B, H_kv, 0, D]`` float32."""
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-    return np.zeros((config.num_hidden_layers, 2, batch, config.num_key_value_heads, 0, head_dim),
-                    np.float32)
+    return np.zeros((config.num_hidden_layers, 2, batch, config.num_key_value_heads, 0,
+                     llama.head_dim(config)), np.float32)
 
 
 def export(model: nn.Module, path: str | os.PathLike) -> pathlib.Path:

@@ -28,7 +28,7 @@ import warnings
 import torch
 from torch import nn
 
-from qcourse.qat import fine_tune
+from qcourse.training import fine_tune
 from qcourse.references.bnb import load_bnb
 
 TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -80,7 +80,7 @@ def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
 def train(model: nn.Module, tokenizer, steps: int, *, lr: float = 2e-4, batch_size: int = 8,
           seq_len: int = 256, seed: int = 0, domain: str | None = None,
           progress: bool = True) -> dict:
-    """Train the adapters of a ``PeftModel`` with :func:`qcourse.qat.fine_tune` (the loop our
+    """Train the adapters of a ``PeftModel`` with :func:`qcourse.training.fine_tune` (the loop our
     QLoRA uses); the model is left in training mode (see the module docstring)."""
     log = fine_tune(model, tokenizer, steps, [{"params": trainable_parameters(model), "lr": lr}],
                     batch_size=batch_size, seq_len=seq_len, seed=seed, domain=domain,

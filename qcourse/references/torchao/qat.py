@@ -2,7 +2,7 @@
 :mod:`qcourse.qat` is checked against.
 
     quantize_(model, QATConfig(base, step="prepare"))    # nn.Linear -> FakeQuantizedLinear
-    ... train ...                                          # (here: qcourse.qat.fine_tune)
+    ... train ...                                          # (here: qcourse.training.fine_tune)
     quantize_(model, QATConfig(base, step="convert"))    # -> real int weights (IntxUnpackedToInt8Tensor)
 
 with ``base`` either ``IntxWeightOnlyConfig(weight_dtype=torch.intB, granularity=PerGroup(g))``

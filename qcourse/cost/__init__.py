@@ -1,0 +1,27 @@
+"""Memory and money: what a model needs to run, and what its tokens cost.
+
+    footprint   memory(config, weights=..., kv_cache=..., context=...): weights, KV cache,
+                activations, runtime and total bytes, from a Hugging Face config.json
+    quotes      Quote: a value with its unit, source and date (no price is built in)
+    money       cost per million tokens, per month, replicas, self-hosting against an API,
+                break-even of a one-time cost
+    planning    RentedGPU (a card and its price) and plan(): fit, decode-speed bound and money
+    widget      panel(): the plan as an ipywidgets panel
+"""
+from .footprint import (CONFIG_DIR, FLOAT_BYTES, KV_DTYPES, REQUIRED_FIELDS, WEIGHT_FORMATS,
+                        ModelShape, WeightFormat, activation_bytes, fits, gguf_shapes,
+                        kv_cache_bytes, load_config, memory, model_shape, published_gguf_sizes,
+                        shipped_configs, weight_bytes, weight_formats)
+from .money import (HOURS_PER_MONTH, MILLION, break_even_tokens, cost_per_million_tokens,
+                    monthly_cost, replicas, self_host_vs_api)
+from .planning import GPU, RentedGPU, decode_tokens_per_second_bound, plan
+from .quotes import Quote, positive
+from .widget import panel
+
+__all__ = ["CONFIG_DIR", "FLOAT_BYTES", "KV_DTYPES", "REQUIRED_FIELDS", "WEIGHT_FORMATS",
+           "ModelShape", "WeightFormat", "activation_bytes", "fits", "gguf_shapes",
+           "kv_cache_bytes", "load_config", "memory", "model_shape", "published_gguf_sizes",
+           "shipped_configs", "weight_bytes", "weight_formats", "HOURS_PER_MONTH", "MILLION",
+           "break_even_tokens", "cost_per_million_tokens", "monthly_cost", "replicas",
+           "self_host_vs_api", "GPU", "RentedGPU", "decode_tokens_per_second_bound", "plan",
+           "Quote", "positive", "panel"]
