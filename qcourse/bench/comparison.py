@@ -41,8 +41,7 @@ def quality(ctx: Context, artifact: Artifact) -> dict:
     start = time.perf_counter()
     row.update(evaluation.divergence(artifact.scorer, ctx.model, ctx.tokenizer,
                                      max_windows=s.windows, compare_windows=s.compare_windows,
-                                     batch_size=ctx.batch_size(), progress=ctx.progress,
-                                     per_window=True))
+                                     progress=ctx.progress, per_window=True))
     ours = evaluation.greedy_continuations(artifact.scorer, ctx.prompts(), s.new_tokens)
     row["greedy_per_prompt"] = [evaluation.match_length(a, b)
                                 for a, b in zip(ours, ctx.float_continuations())]

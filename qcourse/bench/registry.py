@@ -10,7 +10,6 @@ import pathlib
 from collections.abc import Callable
 
 TEST_WINDOWS_QUICK = 16
-LOGITS_PER_BATCH = 2**24     # windows scored at once: at most this many logits (64 MB in float32)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,13 +160,6 @@ class Context:
             gguf.export(self.model, self.tokenizer, path, "F32")
             return path, False
         return self.once("f32", write)
-
-    def batch_size(self) -> int:
-        """Windows scored at once: as many as keep one batch's logits under
-        :data:`LOGITS_PER_BATCH` (8 for qcourse-tiny's 4,096-token vocabulary, 1 for SmolLM2's
-        49,152)."""
-        vocab = self.model.config.vocab_size
-        return max(1, LOGITS_PER_BATCH // (512 * vocab))
 
     def model_key(self) -> str:
         """What identifies the float model and its test data: a fingerprint of its weights and
