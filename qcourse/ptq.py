@@ -29,14 +29,15 @@ CLIP_METHODS = ("minmax", "mse")
 
 
 def rtn_layer(linear: nn.Linear, scheme: QuantScheme, *, per_tensor: bool = False,
-              clip: str = "minmax") -> QuantLinear:
+              clip: str = "minmax", name: str = "this layer") -> QuantLinear:
     """Round-to-nearest of one layer into a :class:`QuantLinear`: per group of the scheme (or
     per output channel), or with one scale for the whole matrix if ``per_tensor`` (stored as
-    per-channel with identical scales). ``clip="mse"``: the MSE-optimal clip ratio per scale."""
+    per-channel with identical scales). ``clip="mse"``: the MSE-optimal clip ratio per scale.
+    ``name``: what errors call the layer."""
     weight = linear.weight.detach()
     n, k = weight.shape
     grid = {"granularity": "tensor"} if per_tensor else \
-        {"granularity": "group", "group_size": scheme.resolved(k, "this layer").group_size}
+        {"granularity": "group", "group_size": scheme.resolved(k, name).group_size}
     ratio = mse_clip_ratio(weight, scheme.bits, symmetric=scheme.symmetric, **grid) \
         if clip == "mse" else 1.0
     q, scale, zero = quantize(weight, scheme.bits, symmetric=scheme.symmetric, clip_ratio=ratio,
@@ -66,7 +67,7 @@ def quantize_rtn(model: nn.Module, bits: int, granularity: str, group_size: int 
         raise ValueError(f"clip must be one of {CLIP_METHODS}, got {clip!r}")
     scheme = QuantScheme(bits, group_size, symmetric).packable()
     return swap_linears(model, lambda name, linear: rtn_layer(
-        linear, scheme, per_tensor=granularity == "tensor", clip=clip))
+        linear, scheme, per_tensor=granularity == "tensor", clip=clip, name=name))
 
 
 def quantize_w8a8(model: nn.Module, activations: str = "token") -> nn.Module:
