@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from qcourse.deploy import Server
+from qcourse.deploy.llama_server import bind
 from qcourse.deploy.loadtest import loadtest
 from qcourse.deploy.model_file import check_gguf
 
@@ -89,6 +90,76 @@ def test_the_serve_command_checks_before_starting(tmp_path, capsys):
         taken.listen(1)
         assert main(["serve", "--port", str(taken.getsockname()[1])]) == 2
     assert "cannot listen" in capsys.readouterr().err
+
+
+# ---- the listening socket: Nagle's algorithm off on every connection (fast) ---------------
+
+def test_connections_accepted_on_the_bound_socket_have_nagle_off():
+    """asyncio sets TCP_NODELAY only on sockets whose ``proto`` is IPPROTO_TCP; an accepted
+    connection inherits the listener's, so ``bind`` must create it that way."""
+    import asyncio
+
+    async def accepted_nodelay() -> int:
+        flags = []
+
+        class Record(asyncio.Protocol):
+            def connection_made(self, transport):
+                sock = transport.get_extra_info("socket")
+                flags.append(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+                transport.close()
+
+        listener = bind("127.0.0.1", 0)
+        server = await asyncio.get_running_loop().create_server(Record, sock=listener)
+        async with server:
+            _, writer = await asyncio.open_connection(*listener.getsockname())
+            for _ in range(100):
+                if flags:
+                    break
+                await asyncio.sleep(0.01)
+            writer.close()
+        return flags[0]
+
+    assert asyncio.run(accepted_nodelay()) != 0
+
+
+def median_get_ms(url: str, headers: dict | None = None, n: int = 10) -> float:
+    """Median wall time of ``n`` GETs of ``url`` on one keep-alive connection, in ms."""
+    times = []
+    with httpx.Client(headers=headers or {}, timeout=10) as client:
+        client.get(url)                                            # connect once
+        for _ in range(n):
+            start = time.perf_counter()
+            assert client.get(url).status_code == 200
+            times.append(time.perf_counter() - start)
+    return sorted(times)[n // 2] * 1000
+
+
+def test_a_response_in_two_writes_is_not_held_back_by_delayed_acks():
+    """Headers and body leave in two writes (as every ASGI response does). With Nagle on, the
+    second waits for the client's delayed ACK (about 40 ms on Linux); without it, about 1 ms."""
+    import threading
+
+    uvicorn = pytest.importorskip("uvicorn")
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": b'{"ok": true}'})
+
+    sock = bind("127.0.0.1", 0)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="error"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert median_get_ms(f"http://127.0.0.1:{sock.getsockname()[1]}/") < 20
+    finally:
+        server.should_exit = True
+        thread.join(10)
 
 
 # ---- lifecycle (slow: each starts a server) ----------------------------------------------
@@ -258,6 +329,13 @@ def test_bad_requests_get_a_4xx_and_the_server_keeps_serving(server, what, body,
         assert error["code"] == code and len(error["message"]) > 10
     good = complete(server, {"prompt": "import os", "max_tokens": 4, "temperature": 0})
     assert good.status_code == 200 and good.json()["choices"][0]["finish_reason"] == "length"
+
+
+@pytest.mark.slow
+def test_a_request_that_touches_no_model_takes_milliseconds(server):
+    """GET /v1/models goes through HTTP, the guard and llama-cpp-python's route, no model: a
+    few ms. A per-request floor of 40 ms here is Nagle's algorithm meeting delayed ACKs."""
+    assert median_get_ms(f"{server.url}/models", server.headers) < 20
 
 
 @pytest.mark.slow

@@ -7,7 +7,9 @@ is what ``qcourse serve`` and :class:`qcourse.deploy.Server` run. It differs fro
 
 1. it checks the GGUF file and binds the port *before* loading anything, so a corrupt file or a
    port in use is a one-line error, and ``--port 0`` lets the OS pick a free port, which the
-   process reports in ``--ready-file`` once the model is loaded and the socket listens;
+   process reports in ``--ready-file`` once the model is loaded and the socket listens (a
+   socket made the way uvicorn makes its own, so that its connections have Nagle's algorithm
+   off: :func:`bind`);
 2. client errors get a 4xx with a clear message (:mod:`qcourse.deploy.guard`) instead of 500;
 3. the model is loaded with llama.cpp's extra buffer types off (weights not repacked), because
    repacked AMX/AVX-512 kernels crash on multi-token batches of qcourse-tiny on this CPU
@@ -41,9 +43,16 @@ API_KEY_ENV = "QCOURSE_API_KEY"
 
 def bind(host: str, port: int) -> socket.socket:
     """A listening TCP socket on ``host:port`` (port 0: a free one); OSError naming the port if
-    it is taken."""
+    it is taken.
+
+    The socket is created with ``proto=IPPROTO_TCP``, as uvicorn's own ``Config.bind_socket``
+    does: asyncio switches Nagle's algorithm off (``TCP_NODELAY``) only on connections whose
+    socket says so (``asyncio.base_events._set_nodelay``), and accepted connections inherit the
+    listener's ``proto``. With ``proto=0`` every response's second small write (the body after
+    the headers, the next token's event) waits for the client's delayed ACK: about 40 ms on
+    Linux, on every request."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
