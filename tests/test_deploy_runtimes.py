@@ -77,6 +77,26 @@ def test_uniform_logits_score_the_vocabulary_size(tiny):
         pytest.approx(4096, rel=1e-5)
 
 
+def test_measure_scores_per_window_and_can_skip_the_timings(tiny):
+    from qcourse import evaluation
+
+    _, tokenizer = tiny
+    row = runtimes.measure(Counting(vocab=4096), tokenizer, [[1, 2]], new_tokens=3,
+                           protocol=evaluation.Protocol("two", 2))
+    assert row["score"].nll.shape == (2,) and row["perplexity"] == pytest.approx(4096, rel=1e-5)
+    assert row["outputs"] == [[2, 3, 4]] and row["tokens_per_s"] > 0
+    quality = runtimes.measure(Counting(vocab=4096), tokenizer, [[1]], timings=False,
+                               protocol=evaluation.Protocol("two", 2))
+    assert "tokens_per_s" not in quality and quality["weight_bytes"] == 0
+
+
+def test_service_loop_latencies_show_who_waited():
+    fake = Counting(delay=0.02)
+    out = runtimes.service_loop(fake, [[1]] * 4, 1)
+    lat = out["latency_s"]
+    assert lat["max"] >= 4 * 0.02 and lat["min"] < lat["max"] / 2 and lat["n"] == 4  # 1st alone
+
+
 def test_compare_logits_by_hand():
     class Fixed(Counting):
         def __init__(self, table):

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -14,9 +15,10 @@ import httpx
 import pytest
 
 from qcourse.deploy import Server
+from qcourse.deploy.anatomy import anatomy, get_seconds, round_trip_ms
 from qcourse.deploy.llama_server import bind
 from qcourse.deploy.loadtest import loadtest
-from qcourse.deploy.model_file import check_gguf
+from qcourse.deploy.model_file import check_gguf, gguf_for
 
 KEY = "test-key"
 
@@ -123,43 +125,25 @@ def test_connections_accepted_on_the_bound_socket_have_nagle_off():
 
 
 def median_get_ms(url: str, headers: dict | None = None, n: int = 10) -> float:
-    """Median wall time of ``n`` GETs of ``url`` on one keep-alive connection, in ms."""
-    times = []
-    with httpx.Client(headers=headers or {}, timeout=10) as client:
-        client.get(url)                                            # connect once
-        for _ in range(n):
-            start = time.perf_counter()
-            assert client.get(url).status_code == 200
-            times.append(time.perf_counter() - start)
-    return sorted(times)[n // 2] * 1000
+    return statistics.median(get_seconds(url, headers, n)) * 1000
 
 
 def test_a_response_in_two_writes_is_not_held_back_by_delayed_acks():
     """Headers and body leave in two writes (as every ASGI response does). With Nagle on, the
     second waits for the client's delayed ACK (about 40 ms on Linux); without it, about 1 ms."""
-    import threading
+    pytest.importorskip("uvicorn")
+    assert round_trip_ms(bind("127.0.0.1", 0)) < 20
 
-    uvicorn = pytest.importorskip("uvicorn")
 
-    async def app(scope, receive, send):
-        if scope["type"] != "http":
-            return
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/json")]})
-        await send({"type": "http.response.body", "body": b'{"ok": true}'})
-
-    sock = bind("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="error"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 10
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert median_get_ms(f"http://127.0.0.1:{sock.getsockname()[1]}/") < 20
-    finally:
-        server.should_exit = True
-        thread.join(10)
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux's 40 ms delayed ACK")
+def test_round_trip_shows_the_stall_of_a_socket_with_nagle_on():
+    """The measuring tool sees the bug it was made for: a listener made without
+    proto=IPPROTO_TCP (asyncio leaves Nagle on) answers each request ~40 ms late."""
+    pytest.importorskip("uvicorn")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    assert round_trip_ms(sock) > 30
 
 
 # ---- lifecycle (slow: each starts a server) ----------------------------------------------
@@ -339,6 +323,19 @@ def test_a_request_that_touches_no_model_takes_milliseconds(server):
 
 
 @pytest.mark.slow
+def test_anatomy_times_the_same_requests_in_process_and_through_the_server(server):
+    prompts = ["def read_file(path):\n", "class Queue:\n", "import os\nimport sys\n"]
+    out = anatomy(server.url, server.gguf or gguf_for("qcourse-tiny", "Q4_K_M"), prompts,
+                  max_tokens=8, api_key=KEY)
+    assert len(out["prompt_tokens"]) == 3 and min(out["prompt_tokens"]) >= 3
+    for side in ("model", "server"):
+        t = out[side]
+        assert 0 < t["first"] < t["done"] and 0 < t["per_token"] < t["done"]
+    assert 0 < out["no_model"] < 0.02                # HTTP alone: milliseconds, no 40 ms stall
+    assert out["server"]["done"] > out["model"]["first"]
+
+
+@pytest.mark.slow
 def test_a_client_that_disconnects_mid_stream_does_not_wedge_the_server(server):
     body = {"prompt": "class Queue:\n", "max_tokens": 400, "temperature": 0, "stream": True}
     with httpx.stream("POST", f"{server.url}/completions", json=body, headers=server.headers,
@@ -375,7 +372,8 @@ def test_the_loadtest_command_prints_and_writes_json(server, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "completed 4/4" in printed and "end-to-end latency" in printed
     result = json.loads(out.read_text())
-    assert result["completed"] == 4 and set(result["latency_s"]) == {"p50", "p90", "p99", "mean"}
+    assert result["completed"] == 4 and set(result["latency_s"]) == {"p50", "p90", "p99", "mean", "min",
+                                                           "max", "n"}
 
 
 def free_port() -> int:
