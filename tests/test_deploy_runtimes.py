@@ -159,6 +159,13 @@ def test_onnx_runtime_matches_pytorch_and_its_quantized_graphs_are_quantized(tin
         agreement = runtimes.compare_logits(quantized, reference, window)
         assert 0 < agreement["max_abs"] < 3 and agreement["top1"] > 0.8, (kind, agreement)
         assert quantized.weight_bytes() < fp32.weight_bytes() / 2.5
+    # the tied embedding / output matrix: 8-bit in the INT8 file, float32 in the INT4 file
+    embedding = model.config.vocab_size * model.config.hidden_size
+    stored = {k: onnx_runtime.initializer_bytes(files[k], largest=1) for k in ("int8", "int4")}
+    assert stored["int8"]["largest"][0][1:] == ("uint8", (4096, 256))
+    assert stored["int4"]["largest"][0][1:] == ("float32", (4096, 256))
+    assert stored["int4"]["by_dtype"]["float32"] >= 4 * embedding
+    assert stored["int8"]["by_dtype"].get("float32", 0) < embedding / 4
 
 
 @pytest.mark.slow
