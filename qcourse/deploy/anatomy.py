@@ -37,16 +37,7 @@ def arrivals(chunks: Iterable[dict], sent: float) -> Result:
     TTFT, inter-token gaps and the time of the last chunk, all from ``sent``."""
     result, last = Result(0), [sent]
     for chunk in chunks:
-        text = chunk["choices"][0].get("text") or ""
-        now = time.perf_counter()
-        if text:
-            if result.ttft is None:
-                result.ttft = now - sent
-            else:
-                result.itl.append(now - last[0])
-            last[0] = now
-            result.text += text
-            result.tokens += 1
+        result.add_token(chunk["choices"][0].get("text") or "", sent, last)
     result.latency = time.perf_counter() - sent
     result.ok = True
     return result

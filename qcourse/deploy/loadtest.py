@@ -55,6 +55,21 @@ class Result:
     latency: float | None = None
     finish_reason: str | None = None
 
+    def add_token(self, text: str, sent: float, last: list[float]) -> None:
+        """Record ``text`` arriving now: the first token sets the TTFT (from ``sent``), each
+        later one an inter-token gap (from ``last[0]``, the previous token's arrival, which this
+        updates). Empty text (a role-only or final chunk) is not a token."""
+        if not text:
+            return
+        now = time.perf_counter()
+        if self.ttft is None:
+            self.ttft = now - sent
+        else:
+            self.itl.append(now - last[0])
+        last[0] = now
+        self.text += text
+        self.tokens += 1
+
 
 def check_url(url: str, allow_remote: bool = False) -> str:
     """The OpenAI base URL (``.../v1``) of ``url``; ValueError unless it is http(s) on a
@@ -107,16 +122,8 @@ def parse_event(line: str, result: Result, sent: float, last: list[float]) -> bo
         return True
     chunk = json.loads(payload)
     choice = chunk["choices"][0]
-    text = choice.get("text") or (choice.get("delta") or {}).get("content") or ""
-    now = time.perf_counter()
-    if text:
-        if result.ttft is None:
-            result.ttft = now - sent
-        else:
-            result.itl.append(now - last[0])
-        last[0] = now
-        result.text += text
-        result.tokens += 1
+    result.add_token(choice.get("text") or (choice.get("delta") or {}).get("content") or "",
+                     sent, last)
     result.finish_reason = choice.get("finish_reason") or result.finish_reason
     return False
 
