@@ -87,11 +87,22 @@ def test_rtn_bad_arguments(tiny):
         quantize_rtn(copy.deepcopy(model), 4, "channel", clip="max")
 
 
-def test_int8_matmul_is_exact():
+@pytest.mark.parametrize("k", [768, 1536, 2500])
+def test_int8_matmul_is_exact(k):
     torch.manual_seed(0)
-    a = torch.randint(-128, 128, (33, 768), dtype=torch.int8)
-    b = torch.randint(-128, 128, (17, 768), dtype=torch.int8)
+    a = torch.randint(-128, 128, (33, k), dtype=torch.int8)
+    b = torch.randint(-128, 128, (17, k), dtype=torch.int8)
     assert torch.equal(int8_matmul(a, b), torch._int_mm(a, b.t().contiguous()))
+
+
+def test_int8_matmul_is_exact_at_the_largest_sums():
+    """All -128: each product is 2^14 and a chunk of 1024 sums to 2^24, the last integer up to
+    which float32 counts exactly; past it (2^24 + 1) float32 would round."""
+    for k in (1024, 1025, 3000):
+        a = torch.full((2, k), -128, dtype=torch.int8)
+        b = torch.full((3, k), -128, dtype=torch.int8)
+        a[0, 0] = b[0, 0] = 1                             # an odd sum: float32 would round it
+        assert torch.equal(int8_matmul(a, b), torch._int_mm(a, b.t().contiguous())), k
 
 
 def test_per_token_quantization_has_one_scale_per_token():
