@@ -123,12 +123,20 @@ def test_fake_quantize_is_the_round_trip_through_the_codes(fmt, seed, shift):
     assert torch.equal(ours.signbit(), mx.dequantize(mx.quantize(x, fmt)).signbit())
 
 
-@settings(max_examples=30, deadline=None)
-@given(fmt=st.sampled_from(["fp8_e4m3", "fp8_e5m2"]), granularity=st.sampled_from(["tensor", "channel", "block"]),
-       seed=st.integers(0, 10_000))
-def test_fake_quantize_fp8_is_the_round_trip_through_the_codes(fmt, granularity, seed):
+FP8_CASES = given(fmt=st.sampled_from(["fp8_e4m3", "fp8_e5m2"]),
+                  granularity=st.sampled_from(["tensor", "channel", "block"]), seed=st.integers(0, 10_000))
+
+
+def fp8_case(fmt: str, granularity: str, seed: int):
+    """A random [8, 16] tensor and its scaled FP8 codes (blocks of 4 x 8)."""
     x = torch.randn(8, 16, generator=torch.Generator().manual_seed(seed)) * 10
-    q = mx.quantize_fp8(x, fmt, granularity, block_shape=(4, 8))
+    return x, mx.quantize_fp8(x, fmt, granularity, block_shape=(4, 8))
+
+
+@settings(max_examples=30, deadline=None)
+@FP8_CASES
+def test_fake_quantize_fp8_is_the_round_trip_through_the_codes(fmt, granularity, seed):
+    x, q = fp8_case(fmt, granularity, seed)
     assert torch.equal(mx.fake_quantize_fp8(x, fmt, granularity, (4, 8)), mx.dequantize_fp8(q))
 
 
@@ -231,11 +239,9 @@ def test_mx_elements_are_the_nearest_grid_values_below_saturation(fmt, seed):
 
 
 @settings(max_examples=30, deadline=None)
-@given(fmt=st.sampled_from(["fp8_e4m3", "fp8_e5m2"]), granularity=st.sampled_from(["tensor", "channel", "block"]),
-       seed=st.integers(0, 10_000))
+@FP8_CASES
 def test_scaled_fp8_maps_each_absmax_to_the_format_max(fmt, granularity, seed):
-    x = torch.randn(8, 16, generator=torch.Generator().manual_seed(seed)) * 10
-    q = mx.quantize_fp8(x, fmt, granularity, block_shape=(4, 8))
+    x, q = fp8_case(fmt, granularity, seed)
     spec = mx.get_format(fmt).element
     deq = mx.dequantize_fp8(q)
     rel = (deq - x).abs() / x.abs()
