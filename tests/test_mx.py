@@ -22,6 +22,17 @@ def all_patterns(dtype: torch.dtype) -> torch.Tensor:
     return torch.arange(-32768, 32768, dtype=torch.int32).to(torch.int16).view(dtype).float()
 
 
+def torch_saturates_e4m3() -> bool:
+    """Whether this torch's cast to float8_e4m3fn saturates overflow (since PyTorch PR #178817,
+    April 2026) or returns NaN (earlier releases): the OCP spec allows both."""
+    return not torch.tensor([1000.0]).to(torch.float8_e4m3fn).float().isnan().item()
+
+
+def torch_mode(spec) -> dict:
+    """The ``saturate`` argument that makes ``mx.encode`` convert as this torch does."""
+    return {"saturate": torch_saturates_e4m3()} if spec is E4M3 else {}
+
+
 def wide_range(n: int, seed: int) -> torch.Tensor:
     gen = torch.Generator().manual_seed(seed)
     return torch.randn(n, generator=gen) * torch.exp2(torch.randint(-40, 40, (n,), generator=gen).float())
@@ -55,7 +66,7 @@ def test_fp8_encode_is_bit_exact_with_torch_cast(spec, source):
     """Every bf16 and fp16 bit pattern (subnormals, overflow, ±inf, NaN) and a million random
     float32 over 80 binades: our codes equal the bytes of torch's cast."""
     x = wide_range(1_000_000, 0) if source == "random" else all_patterns(getattr(torch, source))
-    ours = mx.encode(x, spec)
+    ours = mx.encode(x, spec, **torch_mode(spec))
     theirs = x.to(TORCH_FP8[spec.name]).view(torch.uint8)
     assert torch.equal(ours, theirs)
 
@@ -65,7 +76,8 @@ def test_fp8_encode_is_bit_exact_with_torch_cast(spec, source):
        spec=st.sampled_from([E4M3, E5M2]))
 def test_fp8_encode_matches_torch_on_any_float32(value, spec):
     x = torch.tensor([value], dtype=torch.float32)
-    assert mx.encode(x, spec).item() == x.to(TORCH_FP8[spec.name]).view(torch.uint8).item()
+    ours = mx.encode(x, spec, **torch_mode(spec)).item()
+    assert ours == x.to(TORCH_FP8[spec.name]).view(torch.uint8).item()
 
 
 def test_nan_and_inf_follow_each_format():
@@ -76,10 +88,56 @@ def test_nan_and_inf_follow_each_format():
     assert e4m3 == [0x7F, 0xFF, 0x7E, 0xFE, 0x7E, 0x7E, 0x7E, 0x80]   # saturate at ±448, no inf
     assert e5m2 == [0x7F, 0xFF, 0x7C, 0xFC, 0x7C, 0x7C, 0x7B, 0x80]   # IEEE: ±inf; 61440 ties up
     assert mx.encode(x[2:7], E5M2, saturate=True).tolist() == [0x7B, 0xFB, 0x7B, 0x7B, 0x7B]
+    # the non-saturating conversion: E4M3 has no inf, so overflow is NaN (sign kept)
+    assert mx.encode(x, E4M3, saturate=False).tolist() == [0x7F, 0xFF, 0x7F, 0xFF, 0x7F, 0x7F, 0x7F, 0x80]
     with pytest.raises(ValueError, match="no NaN"):
         mx.encode(x[:1], E2M1)
-    with pytest.raises(ValueError, match="no infinity"):
-        mx.encode(x, E4M3, saturate=False)
+
+
+def test_e4m3_rounds_before_it_overflows():
+    """464 is the tie between 448 and 480 (the NaN pattern's value): it rounds to even, 448, and
+    does not overflow; anything above 464 does (OFP8 v1.0: round first, then the overflow rule)."""
+    x = torch.tensor([464.0, 464.0001, -465.0, 449.0])
+    assert mx.encode(x, E4M3, saturate=False).tolist() == [0x7E, 0x7F, 0xFF, 0x7E]
+    assert mx.encode(x, E4M3).tolist() == [0x7E, 0x7E, 0xFE, 0x7E]
+
+
+@pytest.mark.parametrize("saturate", [True, False])
+def test_e4m3_matches_torch_below_overflow_whatever_its_overflow_rule(saturate):
+    """Finite values that do not overflow convert the same in both modes, and as torch does."""
+    x = all_patterns(torch.bfloat16)
+    x = x[x.abs() <= 464]
+    assert torch.equal(mx.encode(x, E4M3, saturate=saturate), x.to(torch.float8_e4m3fn).view(torch.uint8))
+
+
+@settings(max_examples=60, deadline=None)
+@given(fmt=st.sampled_from(MX_FORMATS + ["nvfp4", "fp8_e4m3", "fp8_e5m2"]),
+       seed=st.integers(0, 10_000), shift=st.integers(-60, 60))
+def test_fake_quantize_is_the_round_trip_through_the_codes(fmt, seed, shift):
+    """``fake_quantize`` skips the codes; it must give exactly ``dequantize(quantize(x))``."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(4, 64, generator=gen) * 2.0**shift
+    x[0, :5] = torch.tensor([0.0, -0.0, 7.9, -7.9, 1e-41])
+    ours = mx.fake_quantize(x, fmt)
+    assert torch.equal(ours, mx.dequantize(mx.quantize(x, fmt)))
+    assert torch.equal(ours.signbit(), mx.dequantize(mx.quantize(x, fmt)).signbit())
+
+
+FP8_CASES = given(fmt=st.sampled_from(["fp8_e4m3", "fp8_e5m2"]),
+                  granularity=st.sampled_from(["tensor", "channel", "block"]), seed=st.integers(0, 10_000))
+
+
+def fp8_case(fmt: str, granularity: str, seed: int):
+    """A random [8, 16] tensor and its scaled FP8 codes (blocks of 4 x 8)."""
+    x = torch.randn(8, 16, generator=torch.Generator().manual_seed(seed)) * 10
+    return x, mx.quantize_fp8(x, fmt, granularity, block_shape=(4, 8))
+
+
+@settings(max_examples=30, deadline=None)
+@FP8_CASES
+def test_fake_quantize_fp8_is_the_round_trip_through_the_codes(fmt, granularity, seed):
+    x, q = fp8_case(fmt, granularity, seed)
+    assert torch.equal(mx.fake_quantize_fp8(x, fmt, granularity, (4, 8)), mx.dequantize_fp8(q))
 
 
 def test_sub_byte_rounding_hand_cases():
@@ -181,11 +239,9 @@ def test_mx_elements_are_the_nearest_grid_values_below_saturation(fmt, seed):
 
 
 @settings(max_examples=30, deadline=None)
-@given(fmt=st.sampled_from(["fp8_e4m3", "fp8_e5m2"]), granularity=st.sampled_from(["tensor", "channel", "block"]),
-       seed=st.integers(0, 10_000))
+@FP8_CASES
 def test_scaled_fp8_maps_each_absmax_to_the_format_max(fmt, granularity, seed):
-    x = torch.randn(8, 16, generator=torch.Generator().manual_seed(seed)) * 10
-    q = mx.quantize_fp8(x, fmt, granularity, block_shape=(4, 8))
+    x, q = fp8_case(fmt, granularity, seed)
     spec = mx.get_format(fmt).element
     deq = mx.dequantize_fp8(q)
     rel = (deq - x).abs() / x.abs()
@@ -271,7 +327,7 @@ def test_bad_input_gets_clear_errors():
 
 def test_plain_fp8_keeps_nan_and_inf_as_the_format_defines():
     x = torch.tensor([float("nan"), float("inf"), 1000.0])
-    assert mx.fake_quantize(x, "fp8_e4m3")[1:].tolist() == [448.0, 448.0]
+    assert mx.fake_quantize(x, "fp8_e4m3")[1:].tolist() == [448.0, 448.0]    # saturating default
     assert mx.fake_quantize(x, "fp8_e5m2")[1:].tolist() == [float("inf"), 1024.0]
     assert mx.fake_quantize(x, "fp8_e4m3")[0].isnan()
 

@@ -46,10 +46,46 @@ def test_hadamard_by_hand():
     assert (rotate.hadamard(4) * 2).tolist()[3] == [1, -1, -1, 1]
 
 
-@pytest.mark.parametrize("n", [0, 3, 12, 2.0, True])
-def test_hadamard_refuses_sizes_that_are_not_powers_of_two(n):
-    with pytest.raises(ValueError, match="power of two"):
+@pytest.mark.parametrize("n", [0, 3, 6, 10, 2.0, True])
+def test_hadamard_refuses_orders_it_cannot_build(n):
+    with pytest.raises(ValueError, match="Hadamard"):
         rotate.hadamard(n)
+
+
+@pytest.mark.parametrize("n", [4, 12, 20, 28, 36, 44, 72, 96, 576, 768, 1536])
+def test_hadamard_of_orders_that_are_not_powers_of_two(n):
+    """Paley's constructions (q + 1 and 2(q + 1)) times Sylvester's: SmolLM2's 576 = 36·16 and
+    1536 = 12·128 are one matrix each, every entry ±1/√n."""
+    H = rotate.hadamard(n)
+    torch.testing.assert_close(H @ H.t(), torch.eye(n, dtype=torch.float64))
+    torch.testing.assert_close(H.abs(), torch.full((n, n), n**-0.5, dtype=torch.float64))
+
+
+def test_paley_by_hand():
+    # q = 3 (≡ 3 mod 4): squares mod 3 are {1}, χ = [0, 1, -1]; J[i, j] = χ(j - i)
+    assert rotate.paley(4).tolist() == [[1, 1, 1, 1], [-1, 1, 1, -1], [-1, -1, 1, 1], [-1, 1, -1, 1]]
+    H = rotate.paley(36)                                  # q = 17 (≡ 1 mod 4): 2(q + 1)
+    assert torch.equal(H @ H.t(), 36 * torch.eye(36, dtype=torch.float64))
+    assert rotate.paley(16) is None                       # 15 and 7 are not primes of the right kind
+
+
+def test_block_diagonal_hadamard_spreads_an_outlier_over_its_block_only():
+    x = torch.zeros(1, 576, dtype=torch.float64)
+    x[0, 100] = 48.0
+    full = x @ rotate.random_hadamard(576, seed=1)
+    blocks = x @ rotate.random_hadamard(576, seed=1, block=64)
+    torch.testing.assert_close(full.abs(), torch.full_like(full, 2.0))          # 48 / √576
+    assert (blocks != 0).sum() == 64 and blocks.abs().max().item() == pytest.approx(6.0)  # 48 / √64
+    with pytest.raises(ValueError, match="does not divide"):
+        rotate.random_hadamard(576, block=128)
+
+
+def test_random_orthogonal_is_orthogonal_and_uneven():
+    Q = rotate.random_orthogonal(256, seed=0)
+    torch.testing.assert_close(Q @ Q.t(), torch.eye(256, dtype=torch.float64))
+    assert Q.abs().max() > 3 / 16                        # Hadamard entries are all exactly 1/16
+    with pytest.raises(ValueError, match="kind must be"):
+        rotate.rotation(16, kind="spin")
 
 
 @pytest.mark.parametrize("n", [64, 96, 768])
@@ -98,10 +134,11 @@ def test_fold_norm_keeps_the_output():
 
 
 @pytest.mark.parametrize("tied", [True, False])
-def test_rotated_llama_computes_the_same_logits(tied):
+@pytest.mark.parametrize("options", [{}, {"block": 32}, {"kind": "orthogonal"}], ids=str)
+def test_rotated_llama_computes_the_same_logits(tied, options):
     model = small_llama(tied)
     ids = torch.randint(0, 64, (2, 20), generator=torch.Generator().manual_seed(1))
-    rotated = rotate.rotate_model(copy.deepcopy(model), seed=5)
+    rotated = rotate.rotate_model(copy.deepcopy(model), seed=5, **options)
     torch.testing.assert_close(logits(rotated, ids), logits(model, ids), rtol=1e-4, atol=1e-4)
     assert rotated.get_output_embeddings().weight.data_ptr() != \
         rotated.get_input_embeddings().weight.data_ptr()
@@ -121,6 +158,17 @@ def test_folding_the_norms_alone_keeps_the_logits_and_sets_norms_to_one():
 def test_rotation_experiment_refuses_unknown_kinds():
     with pytest.raises(ValueError, match="kinds must be among"):
         rotate.rotation_experiment(small_llama(), None, kinds=("plain", "spun"))
+
+
+def test_prepare_quantizes_activations_alone_and_refuses_unknown_kinds():
+    from qcourse.experiments import rotation
+
+    model = rotation.prepare(small_llama(), "norms folded", None, 4)
+    assert isinstance(model.model.layers[0].self_attn.q_proj, QuantizedInput)
+    assert isinstance(model.model.layers[0].self_attn.q_proj.layer, nn.Linear)   # W16A4
+    assert rotation.setting_name(None, 4) == "W16A4" and rotation.setting_name(4, None) == "W4A16"
+    with pytest.raises(ValueError, match="kind must be"):
+        rotation.prepare(small_llama(), "spun")
 
 
 def test_rotated_model_takes_quantized_weights_and_inputs():

@@ -46,8 +46,7 @@ import pathlib
 import matplotlib.pyplot as plt
 import torch
 
-from qcourse import calib, data, formats, hqq, kvcache, models, mx, nf4, rotate
-from qcourse import eval as qeval
+from qcourse import calib, data, evaluation, formats, hqq, kvcache, models, mx, nf4, rotate
 from qcourse.exercises import ex11
 from qcourse.layers import fake_quantize_weights, quantize_inputs
 from qcourse.quant import fake_quantize
@@ -58,13 +57,20 @@ logging.getLogger("transformers").setLevel(logging.ERROR)
 model, tok = models.load()
 WINDOWS = 4   # live perplexities: the first 4 windows of 512 test tokens (harder than average:
               # the whole split gives 29.2)
-ppl = functools.partial(qeval.perplexity, tokenizer=tok, max_windows=WINDOWS)
+ppl = functools.partial(evaluation.perplexity, tokenizer=tok, max_windows=WINDOWS)
 fp32_ppl = ppl(model)
 block0 = {name: m.weight.detach() for name, m in model.model.layers[0].named_modules()
           if isinstance(m, torch.nn.Linear)}
 
-record_files = sorted(pathlib.Path("../benchmarks/results").glob("frontier-*.json"))
-record = json.loads(record_files[-1].read_text()) if record_files else None
+def latest_record(model_name):
+    # the newest benchmarks/frontier.py run on model_name (older records name no model: qcourse-tiny)
+    found = [json.loads(path.read_text())
+             for path in sorted(pathlib.Path("../benchmarks/results").glob("frontier-*.json"))]
+    found = [r for r in found if r.get("model", "qcourse-tiny") == model_name and "timings" not in r]
+    return found[-1] if found else None
+
+
+record = latest_record("qcourse-tiny")
 SPLIT = (f"first {record['max_windows']} test windows" if record and record["max_windows"]
          else "whole test split")
 print(f"fp32 perplexity on {WINDOWS} test windows: {fp32_ppl:.2f}")
@@ -151,9 +157,14 @@ x = torch.tensor([float("nan"), float("inf"), 1000.0, 61440.0, 2.0**-10, -0.0])
 print("x            ", x.tolist())
 print("E4M3 (ours)  ", mx.fake_quantize(x, "fp8_e4m3").tolist())
 print("E5M2 (ours)  ", mx.fake_quantize(x, "fp8_e5m2").tolist())
+print("E4M3 non-saturating", mx.decode(mx.encode(x, mx.E4M3, saturate=False), mx.E4M3).tolist())
 """),
     ("md", r"""
-E4M3 saturates (1000 and even +inf become 448: it has no infinity), E5M2 rounds 1000 to 1024 and
+E4M3 has no infinity, so an overflow can only saturate to ±448 or become NaN: the OCP FP8 spec
+(OFP8 rev. 1.0) leaves that choice to the *conversion*, not the format. `mx.encode` saturates by
+default (1000 and even +inf become 448), as torch's CPU cast does since PyTorch PR #178817 (April
+2026; the matching count above says this torch does); `saturate=False` gives NaN, as older torch
+releases and `ml_dtypes` do (the last line). E5M2 rounds 1000 to 1024 and
 overflows 61440 (the tie between its largest value 57344 and the next power of two) to inf, as
 IEEE rounding does. 2^-10 is half of E4M3's smallest subnormal 2^-9, a tie, and rounds to the
 even code 0.
@@ -394,11 +405,16 @@ if record:
     ("md", r"""
 What the recorded table shows. At 8 bits every format, float or integer, stays within a few
 hundredths of the float perplexity: errors below 3·10⁻³ are too small for this model to notice
-(E5M2 has about four times E4M3's error: one mantissa bit fewer). Around 4 bits the error sorts the
-formats: MXFP4 is the worst (1.3·10⁻², its power-of-two scale leaves part of E2M1's range unused
-and saturates the rest), then INT4 g128 by RTN, HQQ g128, NVFP4 (its E4M3 scale fits each block of 16
-closely), NF4, Q4_0 and Q4_K (5.1·10⁻³: llama.cpp searches its scales, notebook 06). Perplexity
-follows only loosely: on a 5.8M-parameter model the 4-bit differences are a few tenths, close to
+(E5M2 has about four times E4M3's error: one mantissa bit fewer). Around 4 bits, among the
+data-free formats, the weight error sorts them: MXFP4 is the worst (1.3·10⁻², its power-of-two
+scale leaves part of E2M1's range unused and saturates the rest), then INT4 g128 by RTN, HQQ g128,
+NVFP4 (its E4M3 scale fits each block of 16 closely), NF4, Q4_0 and Q4_K (5.1·10⁻³: llama.cpp
+searches its scales, notebook 06). They are not at equal bits: NVFP4, NF4, Q4_0, Q4_K and HQQ g64
+carry 0.25–0.35 more bits per weight than MXFP4 and INT4 g128 (the table's first column). Now look
+at GPTQ: the largest weight error of all the 4-bit rows (and, at 3 bits, twice RTN's) with one of
+the best perplexities. Weight error is a proxy; GPTQ minimises the error of each layer's *output*
+on calibration data (notebook 04) and moves weights further from their values to do it.
+Perplexity follows the weight error only loosely: on a 5.8M-parameter model the 4-bit differences are a few tenths, close to
 what a different sample of test windows would move. With 4-bit *activations* too, NVFP4's finer
 scale matters more: W4A4 in NVFP4 stays much closer to the float model than W4A4 in MXFP4.
 
@@ -525,7 +541,9 @@ print(f"qcourse-tiny, 512 tokens, fp16: {kvcache.cache_bytes(model.config, 512) 
     ("md", r"""
 `qcourse.kvcache` quantizes each **token and head** on arrival, over its 64 `head_dim` values (or
 groups of 32, like llama.cpp's `q8_0`/`q4_0` cache types): symmetric int8/int4, asymmetric int
-with a float zero point (KIVI), optionally HQQ-optimized, or FP8. `QuantizedKVCache` is a
+with a float zero point (per token, as transformers' `QuantizedCache` does), optionally
+HQQ-optimized, or FP8. KIVI's own recipe (`kvcache.KIVI`: keys per *channel* in groups of 32
+tokens, values per token, the newest 128 tokens kept in float) is a `KVScheme` too. `QuantizedKVCache` is a
 transformers `Cache`, so the model's own attention reads the dequantized keys and values and
 `model.generate(..., past_key_values=cache)` works unchanged:
 """),
@@ -536,6 +554,7 @@ print(inspect.getsource(kvcache.QuantizedKVLayer.update))
     ("code", r"""
 prompts = data.calibration_samples(tok, 1, 32, seed=1)   # one prompt, 64 greedy tokens (live)
 reference = kvcache.greedy(model, prompts, 64)
+print(f"live: 1 prompt of 32 tokens, 64 greedy tokens; perplexity on {WINDOWS} test windows")
 print(f"{'cache':14s} {'bits/value':>10s} {'perplexity':>11s} {'same greedy tokens':>19s} {'first difference':>17s}")
 print(f"{'float':14s} {16:10.2f} {fp32_ppl:11.3f}")
 for scheme in (kvcache.KVScheme("int", 8), kvcache.KVScheme("fp8_e4m3"), kvcache.KVScheme("int", 4, 32),
@@ -567,8 +586,9 @@ print(f"keys {tuple(keys.shape)}: {(ours == theirs).sum().item()} of {keys.numel
     ("md", r"""
 (`_quantize`/`_dequantize` are that class's own hooks, the only way to see its quantizer alone.)
 The recorded numbers, long generations (the prompt and the greedy tokens fill the 512-token
-context), transformers' cache (which keeps the newest 128 tokens and the prompt in float)
-and llama.cpp's `type_k`/`type_v` run for real on a GGUF export of the same model:
+context), transformers' cache (which quantizes the prompt at prefill, the prefill's own
+attention still reading float keys, then keeps up to 128 newest tokens in float and re-quantizes
+all of them together when that buffer fills) and llama.cpp's `type_k`/`type_v` run for real on a GGUF export of the same model:
 """),
     ("code", r"""
 if record:
@@ -582,19 +602,25 @@ if record:
         print(f"{'llama.cpp ' + name:52s} {row['bits_per_value']:10.2f} {row['perplexity']:10.3f}")
 """),
     ("md", r"""
-In the recorded run only the int8 caches (a scale per token and head, or per 32 values) keep
-every greedy token of the float model over the whole generation, at a perplexity within 0.01.
-FP8 E4M3, a plain cast without a scale, costs as little perplexity, but its 3 mantissa bits move
-attention enough that long greedy generations part from the float model's after a few dozen
-tokens. int4 costs 0.02 to 0.14 of perplexity and its generations part sooner still; once one
-token differs, the continuation differs from there on, so the share of same tokens falls much
-further than perplexity suggests. 2 bits costs clearly (about +2 perplexity, +1.4 in groups of
+The live table is one prompt: there even the int8 cache can part from the float model early
+(greedy agreement on one prompt is a coin toss once two candidates are close). In the recorded
+run (4 prompts × 192 tokens) only the int8 caches (a scale per token and head, or per 32 values)
+keep every greedy token of the float model over the whole generation, at a perplexity within
+0.01. FP8 E4M3, a plain cast without a scale, costs as little perplexity, but its generations
+part from the float model's after about 60 tokens on average. int4 costs 0.02 to 0.14 of
+perplexity and parts after 25 to 89 tokens, and the order of the parting points is not the order
+of the perplexities (int4 asym parts last, later than FP8). Once one token differs, the
+continuation differs from there on, so the share of same tokens falls much further than
+perplexity suggests. 2 bits costs clearly (about +2 perplexity, +1.4 in groups of
 32). llama.cpp's `q8_0`/`q4_0` cache types, run for real, move perplexity in the same direction
 and order as our int8/int4 caches in groups of 32, q4_0 by more (+0.08 against our +0.02; we did
 not isolate why: one candidate is that its CPU flash-attention path also rounds the queries to
-q8_0 to take dot products with quantized keys). transformers' `QuantizedCache` keeps the newest
-128 tokens in float, so much of what its attention reads is not quantized at all: its 4-bit
-generations stay with the float model's far longer than ours, which quantizes every token.
+q8_0 to take dot products with quantized keys). transformers' `QuantizedCache` keeps up to 128
+newest tokens in float, so much of what its attention reads while generating is not quantized,
+and its first generated token comes from float keys: its 4-bit generations stay with the float
+model's far longer than ours, which quantizes every token (a candidate explanation, not isolated
+in this recorded run: the benchmark's `asym(4, 32, residual=128)` row measures it on the next
+recording).
 
 ## 7. Rotations: making 4-bit activations possible
 
@@ -603,7 +629,12 @@ channels carry values 10–100× larger than the rest, so a per-token scale fitt
 other channels a handful of grid steps. Rotations remove them without changing the model: for any
 orthogonal `Q`, a linear layer fed `x Q` with weight `W Q` computes `(xQ)(WQ)ᵀ = x Wᵀ`. A random
 **Hadamard** matrix (±1/√n entries, random signs) spreads every channel evenly over all n:
-a channel holding M becomes ±M/√n everywhere.
+a channel holding M becomes ±M/√n everywhere. Hadamard matrices exist only for n = 1, 2 and
+multiples of 4; `rotate.hadamard` builds Sylvester's for powers of two and, for the other widths,
+a Kronecker product of one of Paley's (orders q + 1 or 2(q + 1), q a prime) with a Sylvester
+power: `qcourse-tiny`'s 768 = 12 · 64, SmolLM2's 576 = 36 · 16 (QuaRot stores the same small
+matrices, `get_hadK`). A *block-diagonal* Hadamard (`block=64`: 9 blocks for 576) is cheaper but
+spreads an outlier over its own block only: ±M/√64 = M/8, not M/24.
 
 **Exercise 11.3.** Predict it exactly, for a token that holds nothing but the outlier:
 """),
@@ -698,8 +729,55 @@ moves it into the weights of the next layers, where per-channel weight scales ab
 Hadamard rotation fixes it as well, and would wherever the outliers came from: it spreads them
 over all 256 channels (the rotated outlier model *is* the rotated `qcourse-tiny`, with the same
 perplexities). QuaRot folds the norms too and then rotates, because in real LLMs the outliers live
-in the residual stream itself, which folding does not touch (figures below, from the papers, not
-measured here).
+in the residual stream itself, which folding does not touch: measured on a real model next.
+
+### A real model that needs the rotation: SmolLM2-135M
+
+SmolLM2-135M (hidden width 576, MLP 1536) is a real pretrained model. The recorded run
+(`benchmarks/frontier.py --model smollm2-135m --sections rotation`: each row loads the model again,
+prepares it, then quantizes the activations alone, W16A4, or the weights and activations, W4A4,
+per token and per output channel, symmetric RTN) compares the plain model, its norms folded, and
+three rotations: the full-width random Hadamard (576 = 36 · 16, 1536 = 12 · 128), a
+block-diagonal one with blocks of 64, and a random orthogonal matrix:
+"""),
+    ("code", r"""
+real_record = latest_record("smollm2-135m")
+if real_record is None:
+    print("no recorded SmolLM2 run here: python benchmarks/frontier.py --model smollm2-135m --sections rotation")
+else:
+    real_rot, windows = real_record["rotation"], real_record["protocol"]["windows"]
+    real_protocol = evaluation.protocol.Protocol("recorded", windows)
+    nll = lambda kind, setting: evaluation.protocol.Score(real_protocol, torch.tensor(real_rot[kind][setting]["nll"]))
+    print(f"SmolLM2-135M, recorded {real_record['date'][:10]}: perplexity on "
+          + (f"test windows 1-{windows} of 512 tokens" if windows else "the whole test split")
+          + f"; float {real_record['float']['perplexity']:.2f}")
+    print(f"{'':24s}{'W16A4':>12s}{'W4A4':>12s}   W16A4 against the full-width rotation (paired)")
+    for kind, row in real_rot.items():
+        if kind == "channel_peak_to_rms":
+            continue
+        cells = "".join(f"{row[s]['perplexity']:12,.1f}" if s in row else f"{'-':>12s}" for s in ("W16A4", "W4A4"))
+        versus = (evaluation.protocol.paired_difference(nll("rotated", "W16A4"), nll(kind, "W16A4"))
+                  if kind.startswith("rotated,") else "")
+        print(f"{kind:24s}{cells}   {versus}")
+    for kind, layers in real_rot["channel_peak_to_rms"].items():
+        values = torch.tensor(list(layers.values()))
+        print(f"channel peak-to-RMS of the linear inputs, {kind:22s} median {values.median():6.1f}, largest {values.max():7.1f}")
+"""),
+    ("md", r"""
+What the recorded table shows (test windows 1–4, one run: the orders of magnitude are the point,
+and the paired intervals cover the close pairs). 4-bit activations alone (W16A4) take SmolLM2 from
+15.6 to about 4,600: the plain model's linear inputs have a median channel peak-to-RMS of 20 and
+up to 869 (layer 11's `down_proj` input; measured on 8 calibration samples). Folding the norms
+alone makes it *worse*, about 115,000: folding does not touch the residual stream, and it moves
+each norm's weight out of the activations into the next weights (presumably those weights were
+damping the outlier channels; we did not isolate it). The full-width Hadamard rotation brings
+W16A4 to 28.6 and the largest peak-to-RMS to 31. Blocks of 64 leave a peak-to-RMS of 109 and cost
++43 % of perplexity against the full width, a random orthogonal matrix +88 % (both intervals
+exclude zero): how evenly the rotation spreads matters, as SpinQuant found for random rotations.
+With 4-bit weights too (W4A4, per-channel RTN, no groups, no GPTQ) even the rotated model sits at
+291, far from float; what the rotation buys is a factor of about 26 over the plain model
+(7,662 → 291), and blocks of 64 give back about half of it (622). QuaRot's best results pair the
+rotation with GPTQ weights.
 
 On real models the rotation is what makes W4A4 work at all. Cited from the papers' abstracts:
 QuaRot (Ashkboos et al., NeurIPS 2024)
@@ -729,8 +807,9 @@ card).
 ## Summary
 
 * A minifloat is sign, biased exponent and mantissa; rounding is `round(|x| / 2^(e−m))` on the
-  grid of its binade, then the format's own overflow rule: E4M3 saturates at 448 and has no inf,
-  E5M2 overflows to inf, the MX sub-byte formats saturate and have no NaN. Ours equals torch's casts
+  grid of its binade, then an overflow rule: E4M3 has no inf, so its overflow saturates at 448
+  (`mx.encode`'s default, torch's cast since PR #178817) or becomes NaN (`saturate=False`), E5M2
+  overflows to inf, the MX sub-byte formats saturate and have no NaN. Ours equals torch's casts
   on every 16-bit input pattern.
 * FP8 needs a scale: per tensor, per channel or per 128×128 block. E4M3 (precision) for weights and
   activations, E5M2 (range) for gradients.
@@ -738,10 +817,15 @@ card).
   scale per 16 plus a float32 tensor scale (4.5 bits). Ours and torchao's produce the same bytes.
 * HQQ optimizes the zero point with no data; with its default β, on weights, that reduces to a
   least-squares zero alternated with re-rounding. Bit-exact with the `hqq` package.
+* By weight error MXFP4 is the worst data-free 4-bit format, but weight error is a proxy: GPTQ has
+  the largest weight error and one of the best perplexities.
 * The KV cache grows with context × batch; per-token, per-head int8 and FP8 are nearly free in
-  quality, int4 costs a little, int2 a lot.
+  perplexity, int4 costs a little, int2 a lot; long greedy generations part from the float model's
+  with every cache but int8.
 * A Hadamard rotation folded into the weights leaves the model's function unchanged and spreads
-  outlier channels evenly, which is what makes 4-bit activations usable.
+  outlier channels evenly over its width (a block-diagonal one over its block only). On SmolLM2,
+  whose outliers live in the residual stream, folding the norms alone makes 4-bit activations
+  worse; the full-width rotation is what makes them usable.
 
 ## Sources
 
@@ -749,6 +833,12 @@ card).
   Formats for Deep Learning*, arXiv:2310.10537.
 * Micikevicius et al., *FP8 Formats for Deep Learning*, arXiv:2209.05433 (E4M3 for the forward
   pass, E5M2 for gradients).
+* OCP, *OCP 8-bit Floating Point Specification (OFP8)*, revision 1.0 (2023): saturating and
+  non-saturating conversions; PyTorch PR #178817, *Properly saturate E4M3 on finite-overflow on
+  CPU/C++ conversion code* (merged April 2026).
+* Paley, *On orthogonal matrices*, J. Math. Phys. 12 (1933): Hadamard matrices of orders q + 1
+  and 2(q + 1); QuaRot's code combines such matrices with powers of two the same way
+  (`hadamard_utils.get_hadK`).
 * NVIDIA, *Introducing NVFP4 for Efficient and Accurate Low-Precision Inference* (developer blog,
   2025); Transformer Engine, *Datatype and hardware support matrix*.
 * DeepSeek-AI, *DeepSeek-V3 Technical Report*, arXiv:2412.19437 (128×128 / 1×128 FP8 blocks).

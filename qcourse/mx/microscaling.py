@@ -42,7 +42,7 @@ from qcourse.pack import pack_bytes, unpack_bytes
 from qcourse.quant import check_finite, check_float
 
 from .catalog import BlockFormat, get_format
-from .minifloat import E2M1, E4M3, Minifloat, decode, e8m0_values, encode
+from .minifloat import E2M1, E4M3, Minifloat, decode, e8m0_values, encode, fake_round
 
 MIN_NORMAL_F32 = 2.0**-126
 E4M3_MIN_NORMAL = 2.0**-6
@@ -65,14 +65,18 @@ class Quantized:
         return sum(t.numel() * t.element_size() for t in pack(self).values())
 
 
-def _blocks(x: torch.Tensor, fmt: BlockFormat) -> torch.Tensor:
-    """``x [..., K]`` as float32 blocks ``[..., K / k, k]``, or a clear error."""
-    check_finite(x)
+def _blocks(x: torch.Tensor, fmt: BlockFormat) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x [..., K]`` as float32 blocks ``[..., K / k, k]`` and each block's absmax ``[..., K /
+    k]``, or a clear error (a NaN or inf anywhere in a block makes its absmax NaN or inf)."""
+    check_float(x)
     k = fmt.block_size
     if x.dim() == 0 or x.shape[-1] % k:
         raise ValueError(f"{fmt.name} needs the last dimension to be a multiple of its block size "
                          f"{k}, got shape {tuple(x.shape)}")
-    return x.float().reshape(*x.shape[:-1], x.shape[-1] // k, k)
+    blocks = x.float().reshape(*x.shape[:-1], x.shape[-1] // k, k)
+    absmax = blocks.abs().amax(-1)
+    check_finite(absmax, "x")
+    return blocks, absmax
 
 
 def shared_exponent(absmax: torch.Tensor, element: Minifloat) -> torch.Tensor:
@@ -83,36 +87,53 @@ def shared_exponent(absmax: torch.Tensor, element: Minifloat) -> torch.Tensor:
     return ((floor_log2 - element.emax).clamp(-127, 127) + 127).to(torch.uint8)
 
 
+def _mx_scaled(x: torch.Tensor, fmt: BlockFormat) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(x / X per block [..., K/32, 32], E8M0 codes [..., K/32])``: the values the elements
+    round, and the block scales (module docstring)."""
+    blocks, absmax = _blocks(x, fmt)                         # [..., K/32, 32], [..., K/32]
+    scales = shared_exponent(absmax, fmt.element)
+    divisor = e8m0_values()[scales.long()].clamp(min=MIN_NORMAL_F32)
+    return blocks / divisor[..., None], scales
+
+
 def quantize_mx(x: torch.Tensor, fmt: BlockFormat) -> Quantized:
     """MX quantization of ``x [..., K]`` (K a multiple of 32): E8M0 block scales, saturating
     elements (module docstring)."""
-    blocks = _blocks(x, fmt)                                 # [..., K/32, 32]
-    scales = shared_exponent(blocks.abs().amax(-1), fmt.element)
-    divisor = e8m0_values()[scales.long()].clamp(min=MIN_NORMAL_F32)
-    codes = encode(blocks / divisor[..., None], fmt.element, saturate=True)
+    scaled, scales = _mx_scaled(x, fmt)
+    codes = encode(scaled, fmt.element, saturate=True)
     return Quantized(fmt.name, codes.reshape(x.shape), scales)
 
 
 def nvfp4_tensor_scale(x: torch.Tensor) -> torch.Tensor:
     """NVFP4's float32 tensor scale ``absmax / (448 · 6)`` (1 for an all-zero tensor), so that
     the largest block scale lands on E4M3's largest value."""
-    t = x.float().abs().amax() / (E4M3.max * E2M1.max)
+    return _tensor_scale(x.float().abs().amax())
+
+
+def _tensor_scale(absmax: torch.Tensor) -> torch.Tensor:
+    t = absmax / (E4M3.max * E2M1.max)
     return torch.where(t > 0, t, 1.0)
+
+
+def _nvfp4_scaled(x: torch.Tensor, tensor_scale: bool
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """``(x / (t · s) per block [..., K/16, 16] clamped to ±6, the block scales s before their
+    E4M3 rounding [..., K/16], t or None)`` (module docstring)."""
+    blocks, absmax = _blocks(x, get_format("nvfp4"))         # [..., K/16, 16], [..., K/16]
+    block_scale = absmax / E2M1.max
+    t = _tensor_scale(absmax.amax()) if tensor_scale else None
+    if t is not None:
+        block_scale = block_scale / t
+    block_scale = block_scale.clamp(E4M3_MIN_NORMAL, E4M3.max)
+    reciprocal = (1.0 / t if t is not None else 1.0) / fake_round(block_scale, E4M3)
+    return (blocks * reciprocal[..., None]).clamp(-E2M1.max, E2M1.max), block_scale, t
 
 
 def quantize_nvfp4(x: torch.Tensor, *, tensor_scale: bool = True) -> Quantized:
     """NVFP4 quantization of ``x [..., K]`` (K a multiple of 16): E4M3 block scales and, unless
     ``tensor_scale=False``, a float32 tensor scale (module docstring)."""
-    fmt = get_format("nvfp4")
-    blocks = _blocks(x, fmt)                                 # [..., K/16, 16]
-    block_scale = blocks.abs().amax(-1) / E2M1.max
-    t = nvfp4_tensor_scale(x) if tensor_scale else None
-    if t is not None:
-        block_scale = block_scale / t
-    scales = encode(block_scale.clamp(E4M3_MIN_NORMAL, E4M3.max), E4M3)
-    reciprocal = (1.0 / t if t is not None else 1.0) / decode(scales, E4M3)
-    scaled = (blocks * reciprocal[..., None]).clamp(-E2M1.max, E2M1.max)
-    return Quantized(fmt.name, encode(scaled, E2M1).reshape(x.shape), scales, t)
+    scaled, block_scale, t = _nvfp4_scaled(x, tensor_scale)
+    return Quantized("nvfp4", encode(scaled, E2M1).reshape(x.shape), encode(block_scale, E4M3), t)
 
 
 def quantize(x: torch.Tensor, fmt: str) -> Quantized:
@@ -148,8 +169,20 @@ def dequantize(q: Quantized) -> torch.Tensor:
 
 
 def fake_quantize(x: torch.Tensor, fmt: str) -> torch.Tensor:
-    """``x`` after a round trip through format ``fmt`` (same shape, x's dtype)."""
-    return dequantize(quantize(x, fmt)).to(x.dtype)
+    """``x`` after a round trip through format ``fmt`` (same shape, x's dtype):
+    ``dequantize(quantize(x, fmt))``, computed without the codes (:func:`fake_round`: the same
+    roundings and products, a few passes over x, fast enough for every activation of a model)."""
+    spec = get_format(fmt)
+    check_float(x)
+    if spec.block_size is None:
+        return decode(encode(x, spec.element), spec.element).to(x.dtype)
+    if spec.scale == "e8m0":
+        scaled, scales = _mx_scaled(x, spec)
+        values = fake_round(scaled, spec.element) * e8m0_values()[scales.long()][..., None]
+    else:
+        scaled, block_scale, t = _nvfp4_scaled(x, tensor_scale=True)
+        values = fake_round(scaled, E2M1) * (t * fake_round(block_scale, E4M3))[..., None]
+    return values.reshape(x.shape).to(x.dtype)
 
 
 # --- storage -----------------------------------------------------------------------------------

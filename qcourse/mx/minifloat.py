@@ -13,13 +13,18 @@ the smallest normal exponent ``emin = 1 - bias`` they stay ``2^(emin-m)`` apart 
     e  = max(floor(log2 a), emin)
     a' = round_half_even(a / 2^(e-m)) · 2^(e-m)                       (encode)
 
-What a format does with values beyond its largest finite value, with infinities and with NaN is
-the format's own rule (``specials``):
+What a format *has* is fixed by the format (``specials``); what a *conversion* does with a value
+beyond the largest finite one is a choice the OCP 8-bit spec (OFP8 v1.0, 2023) leaves to the
+implementation: a saturating conversion clamps to ±max, a non-saturating one gives inf (E5M2) or
+NaN (E4M3, which has no inf). Rounding comes first: only values that still exceed max after
+rounding to nearest even overflow (464, the tie between E4M3's 448 and 480, rounds to 448).
 
 * ``"fn"`` (E4M3FN, OCP FP8): no infinities; only ``S.1111.111`` is NaN, so the largest value is
-  448. Overflow and ±inf saturate to ±448, as ``torch.float8_e4m3fn`` casts do.
-* ``"ieee"`` (E5M2): exponent all ones means inf (``M = 0``) or NaN; overflow rounds to ±inf
-  (IEEE round-to-nearest-even, as ``torch.float8_e5m2`` casts), or saturates if asked.
+  448. Default here: saturate (±inf too), as torchao, NVIDIA's ``cvt ... .satfinite`` and torch's
+  CPU cast since PyTorch PR #178817 (April 2026) do; ``saturate=False`` gives NaN instead, as
+  earlier torch releases and ``ml_dtypes`` do.
+* ``"ieee"`` (E5M2): exponent all ones means inf (``M = 0``) or NaN; default: overflow rounds to
+  ±inf (IEEE round-to-nearest-even, as ``torch.float8_e5m2`` casts); ``saturate=True`` clamps.
 * ``"none"`` (FP6 E3M2/E2M3, FP4 E2M1 of OCP MX): every code is a finite number; overflow
   saturates; there is no NaN or inf to encode.
 
@@ -109,53 +114,63 @@ E2M1 = Minifloat("E2M1", 2, 1, "none")
 ELEMENTS = {spec.name: spec for spec in (E4M3, E5M2, E3M2, E2M3, E2M1)}
 
 
-def round_to_grid(a: torch.Tensor, spec: Minifloat) -> torch.Tensor:
-    """Non-negative finite ``a`` (float64) rounded to nearest-even on the format's grid, before
-    any overflow rule: ``round(a / 2^(e-m)) · 2^(e-m)`` with ``e = max(floor(log2 a), emin)``."""
-    _, exponent = torch.frexp(a)                        # a = f · 2^exponent, f in [0.5, 1)
-    e = torch.where(a > 0, exponent - 1, spec.emin).clamp(min=spec.emin)
-    step = torch.ldexp(torch.ones_like(a), e - spec.mbits)
-    return torch.round(a / step) * step                 # torch.round: ties to even
+def round_to_grid(x: torch.Tensor, spec: Minifloat) -> torch.Tensor:
+    """float32 ``x`` rounded to nearest-even on the format's grid, sign kept, before any overflow
+    rule: ``round(x / 2^(e-m)) · 2^(e-m)`` with ``e = max(floor(log2 |x|), emin)``.
+
+    ``floor(log2 |x|) + 127`` is a float32's exponent field (bits 30-23; 0 for float32
+    subnormals, below every format's emin), and ``2^(e-m)`` is the float32 whose exponent field
+    is ``e - m + 127``: integer operations on the bits instead of a logarithm. Dividing and
+    multiplying by a power of two is exact and ``torch.round`` breaks ties to even, so the result
+    is exact for every float32 (±inf stays ±inf, NaN stays NaN)."""
+    exponent = (x.view(torch.int32) & 0x7F800000).clamp_(min=(spec.emin + 127) << 23)
+    step = exponent.sub_(spec.mbits << 23).view(torch.float32)         # 2^(e - m)
+    return (x / step).round_().mul_(step)
 
 
 def magnitude_code(mag: torch.Tensor, spec: Minifloat) -> torch.Tensor:
-    """The code (without sign) of non-negative values ``mag`` that lie on the grid:
-    ``mag / 2^(e-m) + (e - emin) · 2^m`` (= ``E·2^m + M``), int64."""
-    _, exponent = torch.frexp(mag)
-    e = torch.where(mag > 0, exponent - 1, spec.emin).clamp(min=spec.emin)
-    steps = torch.ldexp(mag, spec.mbits - e)            # the mantissa 1.M (or 0.M) times 2^m
-    return steps.long() + (e - spec.emin) * 2**spec.mbits
+    """The code ``E·2^m + M`` (without sign) of non-negative float32 values ``mag`` on the
+    grid, int32. A normal value's float32 bits hold ``e + 127`` and, on top of the mantissa, the
+    format's ``M``: ``bits >> (23 - m)`` is ``(e + 127)·2^m + M``, re-biased by ``127 - bias``. A
+    subnormal (E = 0) is ``M = mag / 2^(emin - m)``."""
+    normal = (mag.view(torch.int32) >> (23 - spec.mbits)) - ((127 - spec.bias) << spec.mbits)
+    subnormal = (mag * 2.0 ** (spec.mbits - spec.emin)).int()
+    return torch.where(mag < 2.0**spec.emin, subnormal, normal)
 
 
 def encode(x: torch.Tensor, spec: Minifloat, *, saturate: bool | None = None) -> torch.Tensor:
     """Round ``x`` (read as float32, as torch casts do) to the nearest ``spec`` value, ties to
     even, and return its codes (uint8, x's shape).
 
-    ``saturate``: values beyond ``spec.max`` (and ±inf) become ±max. Default: the format's own rule
-    (E4M3 and the sub-byte formats saturate; E5M2 overflows to ±inf). NaN becomes the format's NaN
-    code (sign kept); formats without NaN refuse it.
+    ``saturate``: values that still exceed ``spec.max`` after rounding (and ±inf) become ±max;
+    otherwise ±inf (E5M2) or NaN (E4M3, which has no inf). Default: saturate, except E5M2, which
+    follows IEEE (module docstring: the spec leaves this to the conversion). NaN becomes the
+    format's NaN code (sign kept); formats without NaN refuse it.
     """
     check_float(x)
     x = x.float()
     if saturate is None:
         saturate = spec.specials != "ieee"
-    if spec.specials == "fn" and not saturate:
-        raise ValueError("E4M3FN has no infinity: overflow can only saturate (saturate=True)")
     nan = torch.isnan(x)
     if spec.specials == "none" and nan.any():
         raise ValueError(f"{spec.name} has no NaN code; x contains NaN")
-    a = torch.where(nan, 0.0, x.abs()).double()
-    inf = torch.isinf(a)
-    mag = round_to_grid(torch.where(inf, 0.0, a), spec)
-    overflow = inf | (mag > spec.max)
-    mag = torch.where(overflow, spec.max, mag)
-    code = magnitude_code(mag, spec)
-    if not saturate:                                     # E5M2: exponent all ones, M = 0
-        code = torch.where(overflow, (2**spec.ebits - 1) * 2**spec.mbits, code)
-    if spec.specials != "none":                          # NaN: exponent and mantissa all ones
-        code = torch.where(nan, 2 ** (spec.ebits + spec.mbits) - 1, code)
-    sign = torch.signbit(x).long() << (spec.ebits + spec.mbits)
+    mag = round_to_grid(x.abs(), spec)                   # NaN stays NaN, inf stays inf
+    overflow = mag > spec.max
+    code = magnitude_code(torch.where(overflow | nan, spec.max, mag), spec)
+    nan_code = 2 ** (spec.ebits + spec.mbits) - 1        # exponent and mantissa all ones
+    if not saturate:                                     # E5M2: inf (M = 0); E4M3: NaN
+        inf_code = (2**spec.ebits - 1) * 2**spec.mbits if spec.specials == "ieee" else nan_code
+        code = torch.where(overflow, inf_code, code)
+    if spec.specials != "none":
+        code = torch.where(nan, nan_code, code)
+    sign = torch.signbit(x).int() << (spec.ebits + spec.mbits)
     return (code | sign).to(torch.uint8)
+
+
+def fake_round(x: torch.Tensor, spec: Minifloat) -> torch.Tensor:
+    """``decode(encode(x, spec, saturate=True), spec)`` for finite float32 ``x``, without the
+    codes: x clamped to ``±spec.max`` and rounded (the fast path of fake quantization)."""
+    return round_to_grid(x.clamp(-spec.max, spec.max), spec)   # max is on the grid
 
 
 def decode(codes: torch.Tensor, spec: Minifloat) -> torch.Tensor:
@@ -173,5 +188,10 @@ def decode(codes: torch.Tensor, spec: Minifloat) -> torch.Tensor:
 def e8m0_values() -> torch.Tensor:
     """The E8M0 scale format of OCP MX: code ``c`` stands for ``2^(c - 127)`` (code 255: NaN);
     float32 ``[256]``, from 2^-127 (a float32 subnormal) to 2^127."""
+    return _e8m0_table().clone()
+
+
+@functools.cache
+def _e8m0_table() -> torch.Tensor:
     return torch.tensor([math.nan if c == 255 else math.ldexp(1.0, c - 127) for c in range(256)],
                         dtype=torch.float32)

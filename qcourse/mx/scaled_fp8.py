@@ -18,7 +18,7 @@ import torch
 
 from qcourse.quant import check_finite
 
-from .minifloat import decode, encode
+from .minifloat import decode, encode, fake_round
 from .catalog import fp8_element
 
 GRANULARITIES = ("tensor", "channel", "block")
@@ -66,17 +66,25 @@ def _unblocks(b: torch.Tensor, bn: int, bk: int) -> torch.Tensor:
     return b.reshape(nb, kb, bn, bk).transpose(1, 2).reshape(nb * bn, kb * bk)
 
 
-def quantize_fp8(x: torch.Tensor, fmt: str = "fp8_e4m3", granularity: str = "tensor",
-                 block_shape: tuple[int, int] = (128, 128)) -> ScaledFP8:
-    """``x [N, K]`` to FP8 (``"fp8_e4m3"`` or ``"fp8_e5m2"``) with ``s = absmax / fmt_max`` per
-    tensor, channel (row) or block; the scaled values saturate at ``±fmt_max``."""
+def _scaled(x: torch.Tensor, fmt: str, granularity: str, block_shape: tuple[int, int]
+            ) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
+    """``(x / s per block [N/bn, K/bk, bn·bk], s [N/bn, K/bk], (bn, bk))`` with
+    ``s = absmax / fmt_max`` (1 for an all-zero block)."""
     spec = fp8_element(fmt)
     check_finite(x)
     bn, bk = block_shape_for(x.shape, granularity, block_shape)
     blocks = _blocks(x.float(), bn, bk)                       # [N/bn, K/bk, bn·bk]
     absmax = blocks.abs().amax(-1)
     scale = torch.where(absmax > 0, absmax / spec.max, 1.0)   # [N/bn, K/bk]
-    codes = encode(blocks / scale[..., None], spec, saturate=True)
+    return blocks / scale[..., None], scale, (bn, bk)
+
+
+def quantize_fp8(x: torch.Tensor, fmt: str = "fp8_e4m3", granularity: str = "tensor",
+                 block_shape: tuple[int, int] = (128, 128)) -> ScaledFP8:
+    """``x [N, K]`` to FP8 (``"fp8_e4m3"`` or ``"fp8_e5m2"``) with ``s = absmax / fmt_max`` per
+    tensor, channel (row) or block; the scaled values saturate at ``±fmt_max``."""
+    scaled, scale, (bn, bk) = _scaled(x, fmt, granularity, block_shape)
+    codes = encode(scaled, fp8_element(fmt), saturate=True)
     return ScaledFP8(fmt, _unblocks(codes, bn, bk), scale, (bn, bk))
 
 
@@ -89,5 +97,8 @@ def dequantize_fp8(q: ScaledFP8) -> torch.Tensor:
 
 def fake_quantize_fp8(x: torch.Tensor, fmt: str = "fp8_e4m3", granularity: str = "tensor",
                       block_shape: tuple[int, int] = (128, 128)) -> torch.Tensor:
-    """``x`` after a round trip through scaled FP8, in x's dtype."""
-    return dequantize_fp8(quantize_fp8(x, fmt, granularity, block_shape)).to(x.dtype)
+    """``x`` after a round trip through scaled FP8, in x's dtype: ``dequantize_fp8(quantize_fp8(
+    x, ...))`` without the codes (:func:`qcourse.mx.minifloat.fake_round`)."""
+    scaled, scale, (bn, bk) = _scaled(x, fmt, granularity, block_shape)
+    values = fake_round(scaled, fp8_element(fmt)) * scale[..., None]
+    return _unblocks(values, bn, bk).to(x.dtype)
