@@ -42,7 +42,7 @@ import tempfile
 import matplotlib.pyplot as plt
 
 from qcourse import bench, cost, hardware, tasks
-from qcourse import eval as ev
+from qcourse import evaluation as ev
 from qcourse.exercises import ex09
 
 RESULTS = pathlib.Path("../benchmarks/results")
@@ -703,7 +703,7 @@ Besides this notebook's runs, notebooks 04 and 05 recorded GPTQ and AWQ against 
 test split (same model, groups of 128):
 """),
     ("code", r"""
-gptq_run = json.loads(sorted(RESULTS.glob("gptq-*.json"))[-1].read_text())
+gptq_run = json.loads(sorted(RESULTS.glob("gptq-2*.json"))[-1].read_text())
 awq_run = json.loads(sorted(RESULTS.glob("awq-*.json"))[-1].read_text())
 print(f"GPTQ benchmark ({gptq_run['date'][:10]}): " + ", ".join(
     f"{k} {v:.2f}" for k, v in gptq_run["perplexity"].items()))
