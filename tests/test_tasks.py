@@ -127,6 +127,48 @@ def test_choice_loglikelihoods_of_a_known_model():
     assert scores == pytest.approx([math.log(0.75), math.log(0.25), 2 * math.log(0.75)])
 
 
+def test_the_paired_test_by_hand():
+    # B answers 3 questions A missed and misses 7 A got: 10 discordant questions, and
+    # P(at most 3 of 10 fair coins go one way) = (1 + 10 + 45 + 120) / 1024, doubled
+    a = [1] * 7 + [0] * 3 + [1] * 51 + [0] * 39
+    b = [0] * 7 + [1] * 3 + [1] * 51 + [0] * 39
+    out = tasks.paired_test(a, b)
+    assert (out["a_only"], out["b_only"], out["both"], out["neither"]) == (7, 3, 51, 39)
+    assert out["difference"] == pytest.approx(-0.04)
+    assert out["p_value"] == pytest.approx(2 * 176 / 1024)
+    assert tasks.paired_test(a, a)["p_value"] == 1.0                    # no disagreement
+    assert tasks.paired_test([1] * 9, [0] * 9)["p_value"] == pytest.approx(2 / 512)
+    assert tasks.paired_test([True, False], [False, False])["a_only"] == 1
+    with pytest.raises(ValueError, match="same questions"):
+        tasks.paired_test([1, 0], [1])
+    with pytest.raises(ValueError, match="1 .right. or 0"):
+        tasks.paired_test([2], [1])
+
+
+def test_the_paired_test_is_stricter_than_the_noise_of_one_accuracy():
+    # 20 of 100 questions flip between two models of equal accuracy: no evidence either way,
+    # while 12 flips one way and none the other is decisive (p < 0.001)
+    a = [1] * 10 + [0] * 10 + [1] * 40 + [0] * 40
+    b = [0] * 10 + [1] * 10 + [1] * 40 + [0] * 40
+    assert tasks.paired_test(a, b)["p_value"] == 1.0
+    assert tasks.paired_test([1] * 12 + [0] * 88, [0] * 100)["p_value"] < 0.001
+
+
+def test_the_context_cached_lm_scores_like_a_full_forward_pass(small_llama):
+    import types
+
+    from qcourse.references import lm_eval
+
+    model = small_llama(seed=1)
+    tokenizer = CharTokenizer()
+    requests = [types.SimpleNamespace(args=(context, choice))
+                for context in ("abc ", "xy") for choice in ("d", "de f", " gh")]
+    cached = lm_eval.context_cached_lm(model, tokenizer).loglikelihood(requests)
+    full = lm_eval.logits_lm(model, tokenizer).loglikelihood(requests)
+    assert [g for _, g in cached] == [g for _, g in full]
+    assert [ll for ll, _ in cached] == pytest.approx([ll for ll, _ in full], abs=1e-5)
+
+
 def test_unknown_task_is_rejected():
     with pytest.raises(ValueError, match="unknown task"):
         tasks.load("hellaswag")
@@ -140,7 +182,12 @@ def test_our_scoring_equals_lm_evaluation_harness(tiny):
     model, tokenizer = tiny
     harness = lm_eval.evaluate(model, tokenizer, limit=12)
     through_logits = lm_eval.evaluate(qeval.logits_fn(model), tokenizer, limit=12)
+    cached = lm_eval.evaluate(model, tokenizer, limit=12, backend="cached")
     for name in tasks.TASKS:
         ours = tasks.evaluate(model, tokenizer, name, limit=12)
-        assert ours == harness[name] == through_logits[name]
-        assert ours["n"] == 12
+        assert harness[name] == through_logits[name] == cached[name]
+        assert ours == {k: harness[name][k] for k in ("acc", "acc_norm", "n")}
+        assert ours["n"] == 12 and len(harness[name]["correct"]) == 12
+        assert sum(harness[name]["correct"]) / 12 == harness[name]["acc"]
+    with pytest.raises(ValueError, match="unknown backend"):
+        lm_eval.evaluate(model, tokenizer, limit=1, backend="vllm")

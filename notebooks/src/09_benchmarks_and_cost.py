@@ -5,7 +5,7 @@ import sys
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 import nbbuild  # noqa: E402
 
-EXTRAS = "llamacpp"  # installed by the Colab cell; qcourse.doctor.NOTEBOOKS says why
+EXTRAS = "llamacpp,smollm2"  # installed by the Colab cell; qcourse.doctor.NOTEBOOKS says why
 
 CELLS = [
     ("md", r"""
@@ -21,7 +21,8 @@ or cited with their source.
 1. run `qcourse compare` and read its table: size, bits per weight, perplexity, KL divergence,
    top-1 agreement, greedy-continuation match, task accuracy, quantization time, speed, memory;
 2. say what perplexity, KL divergence and task accuracy each see, where they agree, and why a
-   task score on a few hundred questions cannot rank close methods;
+   task score on 100 questions cannot rank close methods (and why a task the float model barely
+   solves measures nothing);
 3. compute the memory of a real model (weights in any format, KV cache with grouped-query
    attention, activations) and see when the KV cache, not the weights, is the problem;
 4. turn a GPU price and a throughput into cost per million tokens, compare self-hosting with an
@@ -30,17 +31,18 @@ or cited with their source.
 """),
     ("code", r"""
 %matplotlib inline
+import contextlib
 import inspect
+import io
 import json
 import math
 import pathlib
 import tempfile
-import warnings
 
 import matplotlib.pyplot as plt
 
-from qcourse import bench, cost, tasks
-from qcourse import eval as ev
+from qcourse import bench, cost, hardware, tasks
+from qcourse import evaluation as ev
 from qcourse.exercises import ex09
 
 RESULTS = pathlib.Path("../benchmarks/results")
@@ -114,16 +116,32 @@ for name in tasks.TASKS:
     ("md", r"""
 The harness scores each choice by its log-likelihood after the context and counts how often the
 best-scoring choice is the right one (`acc`; `acc_norm` divides by the choice's length first).
-`qcourse.tasks` does the same from scratch, and `tests/test_tasks.py` checks that its numbers
-equal the harness's. For quantized models in memory the harness's own `HFLM(pretrained=model,
-tokenizer=tok)` takes the model object; for GGUF files, `qcourse.references.lm_eval` hands the
-harness llama.cpp's logits.
+`qcourse.tasks` does the same from scratch; here both score the float model on the same first 12
+questions of each task (`tests/test_tasks.py` checks the equality). For quantized models in
+memory the harness's own `HFLM(pretrained=model, tokenizer=tok)` takes the model object; for GGUF
+files, `qcourse.references.lm_eval` hands the harness llama.cpp's logits. The harness also
+returns each question's answer (1 right, 0 wrong), which section 4's paired test needs.
+"""),
+    ("code", r"""
+from qcourse import models
+from qcourse.references import lm_eval
 
+tiny_model, tiny_tokenizer = models.load("qcourse-tiny")
+with contextlib.redirect_stderr(io.StringIO()):       # the harness's progress bars
+    harness = lm_eval.evaluate(tiny_model, tiny_tokenizer, limit=12)
+for name in tasks.TASKS:
+    ours = tasks.evaluate(tiny_model, tiny_tokenizer, name, limit=12)
+    print(f"{name:24s} lm-eval acc {harness[name]['acc']:.3f}, acc_norm {harness[name]['acc_norm']:.3f}"
+          f" | qcourse.tasks acc {ours['acc']:.3f}, acc_norm {ours['acc_norm']:.3f}"
+          f" | answers {''.join(str(int(c)) for c in harness[name]['correct'])}")
+"""),
+    ("md", r"""
 ## 2. A comparison, live
 
 `qcourse.bench.compare` quantizes the embedded model with the methods you name, then measures
 each. Here four of them, on only 4 test windows and without the task and speed measurements
-(those take minutes on a CPU), so the numbers are rough; the next section has the full run.
+(those take minutes on a CPU), so the numbers are rough (greedy match over 2 prompts is noise);
+the next section has the full run.
 """),
     ("code", r"""
 live = bench.compare(["fp32", "rtn-g128", "gguf-Q4_K_M", "gguf-Q2_K"], quick=True,
@@ -161,18 +179,18 @@ the course's PyTorch layers, bitsandbytes, or llama.cpp, one thread.
 """),
     ("code", r"""
 print(bench.format_table(RECORDED))
-fig = bench.plot(RECORDED)
-plt.show()
 """),
     ("code", r"""
 print(bench.format_table(WHOLE))
+fig = bench.plot(WHOLE)
+plt.show()
 """),
     ("md", r"""
-Reading the table (the observations below are checked by the next cell, which prints the numbers
+Reading the whole-split table (the observations below are checked by the next cell, which prints the numbers
 they rest on):
 """),
     ("code", r"""
-rows = {r["method"]: r for r in RECORDED["rows"] if r["status"] == "ok"}
+rows = {r["method"]: r for r in WHOLE["rows"] if r["status"] == "ok"}   # the quiet whole-split run
 base = rows["fp32"]
 order = sorted(rows, key=lambda m: rows[m]["kl_divergence"])
 print(f"{'method':13s} {'MB':>6s} {'ΔPPL %':>7s} {'KL':>7s} {'top-1':>6s} {'greedy':>6s} "
@@ -190,6 +208,30 @@ for run in (RECORDED, WHOLE):
               f"{score['acc']:.2f} on {score['n']} questions, standard error ±{se:.3f}")
 """),
     ("md", r"""
+**On a real LLM.** The same comparison runs on SmolLM2-135M-Instruct
+(`qcourse compare --model smollm2-135m`: RTN and GPTQ/AWQ at groups of 64, W8A8 per tensor and
+per token, LLM.int8(), NF4 and llama.cpp's types). Its "fp32" is the released Q4_1 file
+dequantized, so every 4-bit row is a re-quantization. A whole-split row takes 10 to 20 minutes
+of a quiet CPU, and one fp32 copy of the model with a quantized copy needs about 2 GB: too much
+for a live cell, so it is a recorded run, with per-window scores and per-question task answers
+for the paired statistics. This cell reads the record if there is one:
+"""),
+    ("code", r"""
+from qcourse.models import smollm2
+
+REAL = smollm2.ready()
+real_runs = sorted(RESULTS.glob("compare-smollm2-135m-x86_64-*.json"))
+if real_runs:
+    REAL_RUN = json.loads(real_runs[-1].read_text())
+    print(f"recorded {REAL_RUN['date'][:10]}, {len(REAL_RUN['rows'])} methods"
+          + (f", not run: {', '.join(REAL_RUN['not_run'])}" if REAL_RUN["not_run"] else ""))
+    print(bench.format_table(REAL_RUN))
+else:
+    print("no recorded whole-split run on SmolLM2 yet; it is made (hours on a CPU) with\n"
+          "    nice -n 10 python benchmarks/compare.py --model smollm2-135m\n"
+          "so this notebook's quality comparisons are on qcourse-tiny only")
+"""),
+    ("md", r"""
 ## 4. Perplexity, KL, tasks: where they agree and where they do not
 
 Rank the methods by each measure and compare the rankings (Spearman's rank correlation: 1 = the
@@ -197,10 +239,17 @@ same order, 0 = unrelated):
 """),
     ("code", r"""
 def ranks(values):
+    # rank 0 = smallest; tied values share the mean of their ranks
     order = sorted(range(len(values)), key=lambda i: values[i])
     out = [0.0] * len(values)
-    for rank, i in enumerate(order):
-        out[i] = float(rank)
+    start = 0
+    while start < len(order):
+        end = start
+        while end + 1 < len(order) and values[order[end + 1]] == values[order[start]]:
+            end += 1
+        for k in range(start, end + 1):
+            out[order[k]] = (start + end) / 2
+        start = end + 1
     return out
 
 
@@ -236,30 +285,56 @@ plt.tight_layout()
 plt.show()
 """),
     ("md", r"""
-What the recorded runs show (see the printed tables and the correlations above):
+The right yardstick for two models' task scores is a *paired* test: both answer the same
+questions, so only the questions on which they disagree carry information. An example built for
+this (not measured): A answers 58 of 100 questions right, B 54; B gets 3 right that A missed and
+misses 7 that A got.
+"""),
+    ("code", r"""
+a = [1] * 51 + [1] * 7 + [0] * 3 + [0] * 39       # A: 58 right
+b = [1] * 51 + [0] * 7 + [1] * 3 + [0] * 39       # B: 54 right, the same 51 plus 3 others
+test = tasks.paired_test(a, b)
+se = math.sqrt(0.56 * 0.44 / 100)
+print(f"A {sum(a)}/100, B {sum(b)}/100; discordant: A only {test['a_only']}, B only {test['b_only']}; "
+      f"McNemar exact p = {test['p_value']:.2f}  (one score's standard error: ±{se:.3f})")
+"""),
+    ("md", r"""
+What the whole-split run shows (see the printed tables and the correlations above; ties are
+given the mean of their ranks):
 
 * **KL is the sharpest of the measures.** Perplexity moves in the second or third significant
   digit between the 4-bit methods; their KL differs by factors (GPTQ's is about a third of RTN
-  g128's, with the same bytes), and the 8-bit methods sit one to two orders of magnitude lower.
-  Perplexity and KL mostly agree on the order (their rank correlation is printed above), but
-  perplexity only looks at the probability of the one right token, so changes spread over the
-  other tokens escape it: in the quick run Q6_K's perplexity is even a little *below* the float
-  model's, while its KL is not zero.
-* **Task accuracy does not rank close methods.** Its standard error (printed above: about ±9
-  points on the 25 questions per task of the quick run, ±5 points on the 100 of the whole-split
-  run) is larger than every difference between the methods in these tables; next-line accuracy
-  does not move at all in the quick run and by at most 2 points (two questions) in the other. A published "no accuracy loss on task X" can hide a real change, and a
-  one-point "win" of one 4-bit method over another on a small task is noise.
+  g128's, with the same bytes), and the 8-bit methods sit 5 to 40 times lower than the 4-bit
+  ones. Perplexity and KL agree only loosely on the order (their rank correlation, printed
+  above, is about 0.6 on the whole split), while KL, top-1 and greedy match agree closely
+  (0.9 and above). Perplexity only looks at the probability of the one right token, so changes
+  spread over the other tokens escape it; and here KL and top-1 are computed on the first 32
+  windows while perplexity uses all 228, so the two columns do not even score the same tokens.
+  Differences of a few hundredths of a point of perplexity (AWQ 29.31 against RTN g128 29.29,
+  NF4 against RTN, the 8-bit rows against each other) are as small as the variation between
+  test windows; this record predates the per-window scores that would put a paired interval on
+  them (a new recording stores them: the closing note's command), so do not rank methods on them.
+* **Task accuracy does not rank close methods.** The float model's next-line accuracy is 0.32 on
+  100 questions, about 1.5 standard errors above the 25 % chance rate: a task the float model
+  barely solves cannot show a quantized model losing it, and next-line accuracy moves by at most
+  two questions across every method. Cloze (0.58) is clear of chance, but its standard error
+  (about ±5 points on 100 questions, printed above) is larger than the spread of the methods.
+  And the standard error of one score is the wrong yardstick anyway: both models answer the
+  *same* questions, so what decides is on how many questions they disagree (a paired test,
+  `tasks.paired_test`, McNemar's exact test; this recorded run predates the per-question answers
+  it needs). A published "no accuracy loss on task X" can hide a real change, and a one-point
+  "win" of one 4-bit method over another on a small task is noise.
 * **Perplexity can mislead where the model was trained.** The QAT row is a model fine-tuned
-  for 100 steps on the train split while it learned the rounding: on the whole split its
-  perplexity is *below* the float model's, yet its KL and top-1 agreement are the worst of the
-  table and its greedy outputs part from the float model's after about 3 tokens. Perplexity
-  measures how well a model fits the text; KL measures how faithfully it reproduces the model
-  you quantized. After QAT (or any fine-tuning) the first can improve while the second says
-  you now ship a different model: evaluate it on your task as a new model.
-* **Greedy match is the harshest**: one changed token changes everything after it. Only the
-  8-bit methods keep every greedy token of the quick run's prompts; the 4-bit ones diverge after
-  a few tokens. It is the number to look at when reproducible outputs matter.
+  for 100 steps on the train split while it learned the rounding (20 steps in the quick run): on
+  the whole split its perplexity is *below* the float model's, yet its KL and top-1 agreement
+  are the worst of the table and its greedy outputs part from the float model's after about
+  3 tokens. Perplexity measures how well a model fits the text; KL measures how faithfully it
+  reproduces the model you quantized. After QAT (or any fine-tuning) the first can improve while
+  the second says you now ship a different model: evaluate it on your task as a new model.
+* **Greedy match is the most user-visible, and the noisiest**: one changed token changes
+  everything after it, and a handful of prompts decides it (in the quick run's 4 prompts Q2_K
+  even beats RTN g128). On the whole split only the 8-bit methods keep the float model's greedy
+  output for about 30 of 32 tokens; the 4-bit ones diverge after 10 to 20.
 
 ## 5. Memory of real models at real contexts
 
@@ -272,7 +347,7 @@ has 32 query heads but caches only 8.
 """),
     ("code", r"""
 def kv_cache_bytes(config, context, batch):
-    ...  # your code: bytes of an fp16 KV cache
+    return ...  # your code: bytes of an fp16 KV cache
 
 
 ex09.kv_cache_bytes.check(kv_cache_bytes);
@@ -286,23 +361,23 @@ The configs of five real models ship in `data/configs/` (written from their publ
 cache (fp16, one sequence) at 4k, 32k and 128k tokens, in GB:
 """),
     ("code", r"""
-print(f"{'model':14s} {'params':>7s} {'fp16':>7s} {'Q4_K_M':>7s} {'KV 4k':>7s} {'KV 32k':>7s} {'KV 128k':>8s}  heads/kv")
+print(f"{'model':14s} {'params':>7s} {'fp16':>7s} {'Q4_K_M':>7s} {'KV 4k':>7s} {'KV 32k':>7s} "
+      f"{'KV 128k':>8s}  heads/kv  max context")
 for name in cost.shipped_configs():
     shape = cost.model_shape(name)
-    with warnings.catch_warnings():      # 128k is beyond Llama-2's 4k and Mistral's 32k: computed anyway
-        warnings.simplefilter("ignore")
-        kv = [cost.kv_cache_bytes(name, n) / 1e9 for n in (4096, 32768, 131072)]
+    kv = [f"{cost.kv_cache_bytes(name, n) / 1e9:.2f}" if n <= (shape.max_context or n) else "—"
+          for n in (4096, 32768, 131072)]     # "—": past the model's maximum context
+    window = f", sliding window {shape.sliding_window}" if shape.sliding_window else ""
     print(f"{name:14s} {shape.parameters / 1e9:6.2f}B {cost.weight_bytes(name, 'fp16') / 1e9:7.1f} "
-          f"{cost.weight_bytes(name, 'Q4_K_M') / 1e9:7.2f} {kv[0]:7.2f} {kv[1]:7.1f} {kv[2]:8.1f}  "
-          f"{shape.heads}/{shape.kv_heads}")
+          f"{cost.weight_bytes(name, 'Q4_K_M') / 1e9:7.2f} {kv[0]:>7s} {kv[1]:>7s} {kv[2]:>8s}  "
+          f"{shape.heads:>3d}/{shape.kv_heads:<3d}   {shape.max_context:,}{window}")
 
 contexts = [2**k for k in range(10, 18)]
 fig, ax = plt.subplots(figsize=(6.5, 3.6))
 for name, color in (("Llama-2-7B", "C0"), ("Llama-3.1-8B", "C1")):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        kv = [cost.kv_cache_bytes(name, n) / 1e9 for n in contexts]
-    ax.plot(contexts, kv, color=color, marker="o", label=f"{name}: KV cache (fp16)")
+    upto = [n for n in contexts if n <= cost.model_shape(name).max_context]   # its own maximum
+    kv = [cost.kv_cache_bytes(name, n) / 1e9 for n in upto]
+    ax.plot(upto, kv, color=color, marker="o", label=f"{name}: KV cache (fp16), up to its max context")
     ax.axhline(cost.weight_bytes(name, "Q4_K_M") / 1e9, color=color, ls="--", lw=1,
                label=f"{name}: Q4_K_M weights")
 ax.set(xscale="log", yscale="log", xlabel="context (tokens, one sequence)", ylabel="GB")
@@ -312,26 +387,37 @@ ax.legend(fontsize=7)
 plt.show()
 """),
     ("md", r"""
-With Q4_K_M weights, the KV cache of Llama-2-7B (no GQA: 32 of 32 heads cached, 0.5 MB per
-token) overtakes the weights below 8k tokens; Llama-3.1-8B's GQA cache is 4 times smaller per
-token and crosses its weights at about 37k tokens. Past that point quantizing the weights further buys little; the cache is
-the problem (quantize it: `kv_cache="int8"` or `"int4"` are llama.cpp's Q8_0 / Q4_0 caches; or
-use fewer, shorter sequences).
+"—" marks contexts past a model's `max_position_embeddings`: the model was not trained for
+them, so their cache size answers no real question. Mistral-7B (v0.1) attends only to the last
+4,096 tokens (its `sliding_window`), so a rolling-buffer cache (Mistral's reference code, vLLM)
+stops growing at 4,096 positions; `cost.kv_cache_bytes` models that, and
+`sliding_window=False` gives the cache of a runtime that keeps every position.
+
+Count tokens *in the cache* (context × batch). Llama-2-7B caches all 32 of its 32 heads (no
+GQA), 0.5 MB per token: its cache passes its Q4_K_M weights at about 7.8k cached tokens, more
+than one sequence can hold (its maximum is 4k), i.e. at two full 4k sequences. Llama-3.1-8B's
+GQA cache is 4 times smaller per token and passes its weights at about 37k tokens, within one
+sequence of its 128k. Past that point quantizing the weights further buys little; the cache is
+the problem (quantize it: `kv_cache="int8"` or `"int4"` are llama.cpp's Q8_0 / Q4_0 caches,
+whose quality cost notebook 11 measures; or use fewer, shorter sequences).
 
 **Is the calculator right?** Two checks. First, against GGUF files that llama.cpp made from
 these models and whose sizes their repositories publish (`data/configs/published_gguf_sizes.csv`
 lists them with the page each comes from): the mix rules of `qcourse.gguf.mixes` give the bytes
-of every tensor.
+of every tensor. The file's metadata (mostly the tokenizer) is not counted: a few MB, nothing
+next to a 7B model's gigabytes, but about 2 % (1.8 MB) of SmolLM2-135M's 98 MB file. Half of the published sizes are rounded to 10 MB
+(±0.1 %), so differences below that mean nothing.
 """),
     ("code", r"""
-worst = 0.0
+worst = {}   # largest |difference| of the 7B-70B models, and of SmolLM2-135M's small file
 print(f"{'model':14s} {'type':7s} {'published GB':>12s} {'computed GB':>11s} {'diff':>7s}")
 for row in cost.published_gguf_sizes():
     computed = cost.weight_bytes(row["model"], row["ftype"])
     diff = computed / row["bytes"] - 1
-    worst = max(worst, abs(diff))
+    group = "SmolLM2-135M" if row["model"] == "SmolLM2-135M" else "7B-70B models"
+    worst[group] = max(worst.get(group, 0.0), abs(diff))
     print(f"{row['model']:14s} {row['ftype']:7s} {row['bytes'] / 1e9:12.3f} {computed / 1e9:11.3f} {diff:+7.2%}")
-print(f"largest difference: {worst:.2%} (the file's metadata, mostly the tokenizer, is not counted)")
+print("largest difference: " + ", ".join(f"{g} {w:.2%}" for g, w in worst.items()))
 """),
     ("md", r"""
 Second, against memory measured here: the recorded run loads each GGUF file of qcourse-tiny in a
@@ -374,9 +460,12 @@ for fmt in ex09.CANDIDATES:
     ("md", r"""
 None: even Q2_K's weights (26.4 GB, the published file is 26.375 GB) exceed a 24 GiB card
 (25.8 GB). Two such cards (48 GiB) hold every format of the list from 4 bits down, cache
-included. A claim that a "70B runs on one
-24 GB card" needs a 2-bit type smaller than the course's (llama.cpp's IQ2 family), a shorter
-context, or layers offloaded to the CPU.
+included. No shorter context changes that: the
+weights alone do not fit. A claim that a "70B runs on one 24 GB card" needs a 2-bit type
+smaller than the course's (llama.cpp's IQ2 family, not modelled here), with the cache then
+limiting the context to what the weights leave free (`cost.max_context`), or layers offloaded to
+the CPU. (`nf4-dq` in the list is QLoRA's NF4 with double quantization: its absmax scales are
+themselves stored in 8 bits.)
 
 ## 6. Money
 
@@ -389,7 +478,7 @@ together) costs, per million tokens,
 """),
     ("code", r"""
 def cost_per_million_tokens(usd_per_hour, tokens_per_second):
-    ...  # your code
+    return ...  # your code
 
 
 ex09.cost_per_million_tokens.check(cost_per_million_tokens);
@@ -404,20 +493,19 @@ the package has no price or speed built in. Prices change monthly: replace them 
     ("code", r"""
 Q = cost.Quote
 PRICES = "https://techbytes.app/posts/serverless-gpu-pricing-matrix-modal-replicate-lambda-2026/"
-DATASHEET = "https://resources.nvidia.com/en-us-tensor-core/nvidia-tensor-core-gpu-datasheet"
-GPUS = {
-    "H100 SXM 80GB (Lambda)": cost.GPU("H100 SXM", 80 * 2**30, Q(3.35e12, "bytes/s", DATASHEET, "2026-11-27"),
-                                       Q(3.78, "USD/hour", PRICES, "2026-05-07")),
-    "A100 80GB (Modal)": cost.GPU("A100 80GB", 80 * 2**30,
-                                  Q(2.0e12, "bytes/s", "https://cyfuture.ai/blog/h100-vs-a100-vs-l40s-gpu-rental-guide", "2026-11-30"),
-                                  Q(2.4984, "USD/hour", PRICES, "2026-05-07")),
-    "L40S 48GB (Modal)": cost.GPU("L40S", 48 * 2**30,
-                                  Q(0.864e12, "bytes/s", "https://cyfuture.ai/blog/h100-vs-a100-vs-l40s-gpu-rental-guide", "2026-11-30"),
-                                  Q(1.9512, "USD/hour", PRICES, "2026-05-07")),
+SPECS = hardware.GPUS   # memory, bandwidth and FP16 peak of each card, quoted from NVIDIA's sheets
+GPUS = {   # Modal's A100 80GB is taken to be the SXM card (2,039 GB/s; the PCIe one has 1,935)
+    "H100 SXM 80GB (Lambda)": cost.RentedGPU.from_spec(SPECS["H100"], Q(3.78, "USD/hour", PRICES, "2026-05-07")),
+    "A100 80GB (Modal)": cost.RentedGPU.from_spec(SPECS["A100-SXM4-80GB"], Q(2.4984, "USD/hour", PRICES, "2026-05-07")),
+    "L40S 48GB (Modal)": cost.RentedGPU.from_spec(SPECS["L40S"], Q(1.9512, "USD/hour", PRICES, "2026-05-07")),
 }
+for name, gpu in GPUS.items():
+    print(f"{name:24s} {gpu.bandwidth.value / 1e9:6.0f} GB/s, {gpu.fp16_flops.value / 1e12:4.0f} TFLOPS "
+          f"dense FP16, {gpu.memory_bytes / 2**30:.0f} GiB, ${gpu.price.value}/h")
 # A measured throughput to calibrate the bandwidth bound: llama.cpp on an RTX 4090 (1,008 GB/s),
 # Llama-7B, one sequence (tg128), from ggml-org/llama.cpp pull request 4766 (2024-01-10)
-RTX4090 = Q(1.008e12, "bytes/s", "https://www.gpuhunter.io/gpu/rtx-4090", "2026-11-30")
+RTX4090 = Q(SPECS["RTX 4090"].bandwidth_gbs * 1e9, "bytes/s", SPECS["RTX 4090"].source,
+            hardware.SPEC_SHEETS_READ)
 MEASURED = {"F16": Q(61.03, "tokens/s", "https://github.com/ggml-org/llama.cpp/pull/4766", "2024-01-10"),
             "Q8_0": Q(98.13, "tokens/s", "https://github.com/ggml-org/llama.cpp/pull/4766", "2024-01-10")}
 for ftype, speed in MEASURED.items():
@@ -442,16 +530,20 @@ for gpu_name, gpu in GPUS.items():
         print(f"{gpu_name:24s} {fmt:8s} {p['tokens_per_second']:8.0f} {p['usd_per_million']:18.2f}")
 """),
     ("md", r"""
-**Tables that contradict themselves.** The seed of this course carried figures that this
-chapter replaces; each can be checked with one line:
+**Tables that contradict themselves.** Figures like the ones below circulate in blog posts and
+tutorials; each can be checked with one line:
 
 * "Llama-2-7B fp16 perplexity on WikiText-2: 10.63". The AWQ paper (Lin et al., 2023, Table 4)
-  reports 5.47 at 2,048 tokens of context, as do the GPTQ-family papers; 10.63 is not a
-  perplexity of that model on that text.
+  reports 5.47 at 2,048 tokens of context, as do the GPTQ-family papers; 10.63 is not what that
+  standard protocol (2,048-token windows, token-level) gives. Other windows, strides or a
+  word-level perplexity give other numbers: a perplexity without its protocol cannot be
+  compared (this course's own float model has 41.18 on the quick run's 16 windows and 29.20
+  on the whole split).
 * "a 7B Q4_K_M file is 1.8 GB": 1.8 GB for 6.74 B weights is 2.1 bits per weight, below the
   4 bits the name promises; the published file is 4.08 GB.
-* "Llama-3.3-8B": there is no such model (Llama 3.3 was released as 70B only); the calculator
-  refuses a config it does not have.
+* "Llama-3.3-8B" in a table of open-weights models: the open-weights Llama 3.3 release
+  (December 2024) is 70B only; an 8B appears only through Meta's own API. Whatever a row names,
+  the calculator only computes models whose config it has, and refuses the others.
 * A cost row gives a price, a speed and a cost per million tokens: the third follows from the
   first two, so a row can be checked against itself.
 """),
@@ -477,9 +569,18 @@ print(check_row(3.78, 100, 10.50))
 """),
     ("md", r"""
 **Self-hosting against an API.** An always-on card costs `usd_per_hour · 730` a month whatever
-the load; an API costs per token. Below the break-even load the API is cheaper. The API price
-here is a quote for Llama-3.1-8B-Instruct; the quantization effort is an assumption you should
-replace: 8 hours of an H100 to quantize and evaluate a model.
+the load; an API costs per token. A card can only beat the API if its own cost per token, busy
+all the time, is below the API's price; only then is there a break-even load (where one card's
+rent equals the API bill), and it lies below what the card can produce. The API price here is a
+quote for Llama-3.1-8B-Instruct; the quantization effort is an assumption you should replace:
+8 hours of an H100 to quantize and evaluate a model.
+
+Two ways to serve: one sequence at a time (the table above), or batched, as many sequences at
+once as the memory left after the weights holds (each cache allocated for the whole context).
+`cost.batched_throughput` bounds the batched speed: every decoding step reads the weights once
+and every sequence's cache, and computes for every sequence. **This is a model, not a
+measurement**: 70 % of the bandwidth, 50 % of the card's dense FP16 tensor peak, caches half
+full on average.
 """),
     ("code", r"""
 API = Q(0.22, "USD per 1M tokens (input and output)",
@@ -487,24 +588,48 @@ API = Q(0.22, "USD per 1M tokens (input and output)",
         "2026-11-30")
 EFFORT = 8 * GPUS["H100 SXM 80GB (Lambda)"].price.value        # USD: an assumption, see above
 gpu = GPUS["L40S 48GB (Modal)"]
+print(f"Llama-3.1-8B on one L40S; API ${API.value} per 1M tokens")
+print(f"{'serving':10s} {'format':7s} {'context':>7s} {'batch':>5s} {'bound':>7s} {'tokens/s':>8s} "
+      f"{'USD/1M':>7s} {'B tokens/month/card':>19s}  break-even load")
+for batch in (1, "max"):
+    for context in (1024, 4096):
+        for fmt in ("fp16", "Q4_K_M"):
+            p = cost.plan("Llama-3.1-8B", gpu, weights=fmt, context=context, tokens_per_month=1e9,
+                          efficiency=EFFICIENCY, api_usd_per_million=API, batch=batch)
+            even = p["break_even_tokens_per_month"]
+            print(f"{'one' if batch == 1 else 'batched':10s} {fmt:7s} {context:7d} {p['batch']:5d} "
+                  f"{p['bound']:>7s} {p['tokens_per_second']:8.0f} {p['usd_per_million']:7.3f} "
+                  f"{p['capacity_tokens_per_month'] / 1e9:19.2f}  "
+                  + (f"{even / 1e9:.1f} B tokens/month" if even else "none: the API is cheaper at every load"))
+print()
 for load in (1e7, 1e8, 1e9, 1e10):
-    p = cost.plan("Llama-3.1-8B", gpu, weights="Q4_K_M", context=4096, tokens_per_month=load,
-                  efficiency=EFFICIENCY, api_usd_per_million=API, one_time_usd=EFFORT)
-    print(f"{load:8.0e} tokens/month: self-host ${p['self_host_usd']:8,.0f} ({p['replicas']} card) "
-          f"vs API ${p['api_usd']:9,.0f} -> {p['cheaper']}")
-print(f"one always-on L40S pays off above {p['break_even_tokens_per_month'] / 1e9:.1f} B tokens/month; "
-      f"quantizing (${EFFORT:.0f}) pays back after {p['break_even_tokens'] / 1e6:.0f} M tokens against fp16")
+    p = cost.plan("Llama-3.1-8B", gpu, weights="Q4_K_M", context=1024, tokens_per_month=load,
+                  efficiency=EFFICIENCY, api_usd_per_million=API, batch="max")
+    print(f"{load:8.0e} tokens/month, batched Q4_K_M at 1k: self-host ${p['self_host_usd']:8,.0f} "
+          f"({p['replicas']} card) vs API ${p['api_usd']:9,.0f} -> {p['cheaper']}")
+for batch in (1, "max"):
+    p = cost.plan("Llama-3.1-8B", gpu, weights="Q4_K_M", context=4096, tokens_per_month=1e9,
+                  efficiency=EFFICIENCY, api_usd_per_million=API, one_time_usd=EFFORT, batch=batch)
+    print(f"quantizing (${EFFORT:.0f}) pays back against fp16, {'one sequence' if batch == 1 else 'batched'} "
+          f"at 4k, after {p['break_even_tokens'] / 1e6:.0f} M tokens")
 """),
     ("md", r"""
-At one sequence at a time a card makes at most `tokens/s · 3600 · 730` tokens a month; the API
-wins until the load fills a card, and a card only beats this API price when batching multiplies
-its throughput. That is the honest summary of most "self-host and save" tables: they assume a
-full, batched card.
+One sequence at a time, the card never beats this API: its cost per token is 20 to 70 times the
+API's price at every load, so there is no break-even. Batched, the card makes 16 to 120 times
+more tokens per second (the bound), and its cost per token drops below the API's only at short contexts (1k
+tokens); at 4k the caches limit the batch, and the card stays above the API's price. There the
+weights' format matters less than the cache (Q4_K_M against fp16: well under the 3.3× of their
+weights), which is section 5's lesson again: quantize the cache. And even where a batched card
+wins, it wins only once the load pays its rent: below the break-even load it costs its rent
+regardless. That is the honest summary of most "self-host and save" tables: they assume a full,
+batched card at short contexts.
 
-**The cost panel.** In JupyterLab, pick a model, a format, a card, the context and the monthly
-load; the panel prints the memory fit, the speed bound, the monthly cost against the API and the
-break-even of quantizing. (On GitHub the widget does not render: the figure after it is the
-same calculation, drawn.)
+**The cost panel.** In JupyterLab, pick a model, a format, a card, one sequence or batched, the
+context and the monthly load; the panel prints the memory fit, the speed bound, the monthly cost
+against the API and the break-even of quantizing. The context slider stops at the model's
+maximum context. (On GitHub the widget does not render: the figure below draws the panel's
+starting settings, Llama-3.1-8B on an L40S at 4k tokens, over a range of loads, for both ways
+of serving.)
 """),
     ("code", r"""
 panel = cost.panel(GPUS, efficiency=EFFICIENCY, api_usd_per_million=API, one_time_usd=EFFORT)
@@ -515,9 +640,12 @@ loads = [10 ** (k / 4) for k in range(24, 45)]
 fig, ax = plt.subplots(figsize=(6.5, 3.6))
 ax.plot(loads, [n / 1e6 * API.value for n in loads], label="API (Llama-3.1-8B, quoted price)")
 for fmt, style in (("fp16", "--"), ("Q4_K_M", "-")):
-    costs = [cost.plan("Llama-3.1-8B", gpu, weights=fmt, context=4096, tokens_per_month=n,
-                       efficiency=EFFICIENCY, api_usd_per_million=API)["self_host_usd"] for n in loads]
-    ax.plot(loads, costs, style, label=f"self-host on L40S, {fmt}, one sequence at a time")
+    for batch, color in ((1, "C1"), ("max", "C2")):
+        costs = [cost.plan("Llama-3.1-8B", gpu, weights=fmt, context=4096, tokens_per_month=n,
+                           efficiency=EFFICIENCY, api_usd_per_million=API,
+                           batch=batch)["self_host_usd"] for n in loads]
+        ax.plot(loads, costs, style, color=color, label=f"self-host on L40S, {fmt}, "
+                + ("one sequence at a time" if batch == 1 else "batched"))
 ax.set(xscale="log", yscale="log", xlabel="tokens per month", ylabel="USD per month")
 ax.legend(fontsize=7)
 plt.show()
@@ -575,7 +703,7 @@ Besides this notebook's runs, notebooks 04 and 05 recorded GPTQ and AWQ against 
 test split (same model, groups of 128):
 """),
     ("code", r"""
-gptq_run = json.loads(sorted(RESULTS.glob("gptq-*.json"))[-1].read_text())
+gptq_run = json.loads(sorted(RESULTS.glob("gptq-2*.json"))[-1].read_text())
 awq_run = json.loads(sorted(RESULTS.glob("awq-*.json"))[-1].read_text())
 print(f"GPTQ benchmark ({gptq_run['date'][:10]}): " + ", ".join(
     f"{k} {v:.2f}" for k, v in gptq_run["perplexity"].items()))
@@ -590,47 +718,48 @@ print(f"AWQ benchmark ({awq_run['date'][:10]}): " + ", ".join(
 * **8 bits are close to free.** W8A8, LLM.int8() and Q8_0 have the smallest KL of every method
   measured here and keep the float model's greedy outputs longest (29 to 30 of 32 tokens in the
   whole-split run, all 16 in the quick one); pick by runtime (llama.cpp on
-  CPU/Apple, FP8 or INT8 W8A8 on Ada/Hopper GPUs).
+  CPU/Apple, FP8 or INT8 W8A8 on Ada/Hopper GPUs; FP8 is not measured here, see notebook 11).
 * **4 bits: calibrate, or use llama.cpp's mixes.** With the same bytes, GPTQ cuts the KL of RTN
-  g128 to about a third; AWQ helps little on this model (the whole-split perplexities printed
-  above put it at RTN's level); NF4 lies in between. Q4_K_M is the smallest of the 4-bit
+  g128 to about a third; AWQ helps little on this model (its whole-split perplexity is at RTN's
+  level, within the noise, its KL about 20 % lower); NF4 (2 % more bytes) lies between them. Q4_K_M is the smallest of the 4-bit
   artifacts (llama.cpp also quantizes the embedding) and has lower KL than RTN. Compare them by
   KL, not by task accuracy, whose noise is larger than their differences.
-* **Below 4 bits, measure first.** Q2_K has by far the largest KL and perplexity of the measured
-  formats, even on this small model; check on your own task before shipping.
+* **Below 4 bits, measure first.** Q2_K has the largest perplexity of the measured formats and,
+  among the post-training methods, the largest KL (about 5 times RTN g128's), even on this small
+  model; only the QAT model, trained into a different model, moves further from the float
+  model's distribution. Check on your own task before shipping.
 * **Speed needs a kernel.** Fewer bytes only speed things up where a kernel computes with them:
   in the recorded runs llama.cpp decodes its 2-to-8-bit files far faster than PyTorch runs the
   float model, while the course's teaching layers, which unpack every weight at every step, are
   slower than float (section 3's `tok/s`; section 7).
-* **Money follows load.** At low load an API is cheaper than an always-on card; self-hosting pays
-  when batching fills the card.
+* **Money follows load and context.** With the quoted prices, one sequence at a time never beats
+  the API; a batched card beats it only at short contexts and once the load pays the card's rent
+  (section 6's model).
 
 ## Summary
 
 * `qcourse compare` measures every method of the course on one model, one data set and one
   machine: size, perplexity, KL, top-1, greedy match, task accuracy (lm-eval), quantization
   time, speed and peak memory in the serving runtime; results are cached per method.
-* KL divergence from the float model is the sharpest quality signal; perplexity mostly agrees
-  with it on the ranking; task accuracy on small tasks cannot separate close methods.
+* KL divergence from the float model is the sharpest quality signal; perplexity agrees with it
+  only loosely on the ranking (about 0.6 on the whole split); task accuracy needs a task the
+  float model solves and a paired test, and on small tasks cannot separate close methods.
 * `qcourse.cost` computes memory (weights in every format of the course, GGUF mixes by
-  llama.cpp's rules, KV cache with GQA, activations) within 0.4 % of published GGUF sizes, and
-  cost from dated, sourced quotes.
+  llama.cpp's rules, KV cache with GQA and sliding windows, activations) within 0.4 % of
+  published GGUF sizes of 7B to 70B models, the decode bound of one sequence or a batch, and cost from dated,
+  sourced quotes.
 
-## Closing note: the full comparison and the command that reproduces it
+## Closing note: the commands that reproduce the records
 
-The whole-split table of the recorded run (the load averages of its machine are printed at the
-top of this notebook; its speed and memory columns were measured under that load):
+The whole-split table is section 3's second table. To record it again (the load averages of the
+machine are printed at the top of this notebook; speed and memory are only a quiet machine's
+figures):
 
 ```bash
-nice -n 10 python benchmarks/compare.py          # every method, whole test split, saved per method
-qcourse compare --json run.json --csv run.csv --plot pareto.png   # the same in one command
+nice -n 10 python benchmarks/compare.py                # quality, every method, whole test split
+nice -n 10 python benchmarks/compare.py --timings      # speed and memory alone, on a quiet machine
+nice -n 10 python benchmarks/compare.py --model smollm2-135m   # the real model (hours on a CPU)
 ```
-"""),
-    ("code", r"""
-print(bench.format_table(WHOLE))
-if WHOLE["not_run"]:
-    print(f"\nnot run in the recorded time: {', '.join(WHOLE['not_run'])} (their quick-subset "
-          "rows are in section 3's first table)")
 """),
     ("md", r"""
 ## Sources
@@ -642,8 +771,9 @@ if WHOLE["not_run"]:
 * QLoRA double quantization (NF4 with 8-bit absmax): Dettmers et al., arXiv 2305.14314.
 * Model configs: `data/configs/README.md`. GGUF sizes: `data/configs/published_gguf_sizes.csv`.
 * GPU prices: techbytes.app serverless GPU pricing matrix (verified 2026-05-07 from the vendors'
-  pages); bandwidths: NVIDIA H100 datasheet, cyfuture.ai GPU guide, gpuhunter.io; RTX 4090
-  throughput: ggml-org/llama.cpp#4766. API price: cloudprice.net listing (seen 2026-11-30).
+  pages); memory, bandwidths and FP16 peaks: NVIDIA's datasheets and architecture whitepapers,
+  quoted in `qcourse.hardware.GPUS` (each entry names its sheet); RTX 4090 throughput:
+  ggml-org/llama.cpp#4766. API price: cloudprice.net listing (seen 2026-11-30).
 * Hardware table: references [1]–[7] in section 7.
 """),
 ]

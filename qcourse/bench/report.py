@@ -6,24 +6,48 @@ import math
 import os
 
 
+def _get(key: str, scale: float = 1.0):
+    return lambda r: r.get(key, math.nan) / scale
+
+
+def _task(name: str):
+    return lambda r: r.get("tasks", {}).get(name, {}).get("acc", math.nan)
+
+
 COLUMNS = [  # (heading, row -> value, format)
     ("method", lambda r: r["method"], "{}"),
     ("runtime", lambda r: r["runtime"], "{}"),
-    ("size MB", lambda r: r["size_bytes"] / 1e6, "{:.2f}"),
-    ("bits/w", lambda r: r["bits_per_weight"], "{:.2f}"),
-    ("PPL", lambda r: r["perplexity"], "{:.2f}"),
-    ("KL", lambda r: r["kl_divergence"], "{:.4f}"),
-    ("top-1", lambda r: r["top1_agreement"], "{:.3f}"),
-    ("greedy", lambda r: r["greedy_match"], "{:.1f}"),
-    ("next-line", lambda r: r.get("tasks", {}).get("qcourse_next_line", {}).get("acc", math.nan),
-     "{:.3f}"),
-    ("cloze", lambda r: r.get("tasks", {}).get("qcourse_docstring_cloze", {}).get("acc",
-                                                                                math.nan),
-     "{:.3f}"),
-    ("quant s", lambda r: r["quantize_seconds"], "{:.1f}"),
-    ("tok/s", lambda r: r.get("tokens_per_second", math.nan), "{:.1f}"),
-    ("peak MB", lambda r: r.get("peak_memory_bytes", math.nan) / 1e6, "{:.0f}"),
+    ("size MB", _get("size_bytes", 1e6), "{:.2f}"),
+    ("bits/w", _get("bits_per_weight"), "{:.2f}"),
+    ("PPL", _get("perplexity"), "{:.2f}"),
+    ("KL", _get("kl_divergence"), "{:.4f}"),
+    ("top-1", _get("top1_agreement"), "{:.3f}"),
+    ("greedy", _get("greedy_match"), "{:.1f}"),
+    ("next-line", _task("qcourse_next_line"), "{:.3f}"),
+    ("cloze", _task("qcourse_docstring_cloze"), "{:.3f}"),
+    ("quant s", _get("quantize_seconds"), "{:.1f}"),
+    ("tok/s", _get("tokens_per_second"), "{:.1f}"),
+    ("peak MB", _get("peak_memory_bytes", 1e6), "{:.0f}"),
 ]
+TIMING_FIELDS = ("quantize_seconds", "tokens_per_second", "peak_memory_bytes", "load_seconds")
+
+
+def merge_timings(result: dict, timings: dict) -> dict:
+    """``result`` (a quality run) with the speed and memory columns of ``timings`` (a
+    ``--timings`` run of the same model, e.g. on a quiet machine) in each row of the same
+    method; ``timings_from`` says which run they come from (date, machine, load average)."""
+    if result["model"] != timings["model"]:
+        raise ValueError(f"timings of {timings['model']} cannot go with a run of {result['model']}")
+    found = {r["method"]: r for r in timings["rows"] if r["status"] == "ok"}
+    rows = []
+    for row in result["rows"]:
+        row = {k: v for k, v in row.items() if k not in TIMING_FIELDS}
+        row.update({k: found[row["method"]][k] for k in TIMING_FIELDS
+                    if row["method"] in found and k in found[row["method"]]})
+        rows.append(row)
+    return {**result, "rows": rows,
+            "timings_from": {k: timings.get(k) for k in ("date", "machine", "load_average",
+                                                          "threads")}}
 
 
 def table_rows(result: dict) -> list[list[str]]:
@@ -44,9 +68,14 @@ def format_table(result: dict) -> str:
     for cells in table_rows(result):
         lines.append("| " + " | ".join(cells) + " |")
     m = result["machine"]
+    timed = result.get("timings_from")
+    timings = "" if not timed else (
+        f"\nquant s, tok/s and peak MB: the --timings run of {timed['date'][:10]} on "
+        f"{timed['machine']['cpu']}, load average {timed['load_average']['start'][0]:.1f} at "
+        f"its start")
     return (f"{'quick' if result['quick'] else 'full'} comparison of {result['model']}: "
             f"{result['settings_text']}\nmachine: {m['cpu']}, {m['cores']} cores; "
-            f"{result['date']}\n\n" + "\n".join(lines))
+            f"{result['date']}{timings}\n\n" + "\n".join(lines))
 
 
 def write_csv(result: dict, path: str | os.PathLike) -> None:

@@ -4,9 +4,12 @@
     weights      Σ over tensors of the bytes of the tensor in its format (:data:`WEIGHT_FORMATS`,
                  or a llama.cpp file type, whose mix of block types :mod:`qcourse.gguf.mixes`
                  decides tensor by tensor)
-    kv_cache     2 · layers · kv_heads · head_dim · context · batch · bytes per element
+    kv_cache     2 · layers · kv_heads · head_dim · positions · batch · bytes per element
                  (:func:`qcourse.models.llama.kv_cache_values`: K and V for every layer and
-                 position; grouped-query attention stores kv_heads < heads)
+                 cached position; grouped-query attention stores kv_heads < heads), where
+                 positions = min(context, sliding_window) for a model whose attention only
+                 looks back ``sliding_window`` tokens (Mistral-7B-v0.1: 4096) and whose
+                 runtime keeps a rolling buffer of that many positions, else the context
     activations  an allowance for one prefill chunk of ``chunk`` tokens, in fp32:
                  batch · chunk · (vocab + 3·ffn + 4·hidden) · 4            (logits, MLP, residuals)
                  + batch · heads · chunk · context · 4                     (attention scores,
@@ -41,7 +44,8 @@ REQUIRED_FIELDS = ("hidden_size", "intermediate_size", "num_hidden_layers",
 @dataclasses.dataclass(frozen=True)
 class ModelShape:
     """What the calculators need from a config. ``kv_heads`` defaults to ``heads`` (no GQA),
-    ``head_dim`` to ``hidden // heads``, ``tied`` to False; ``qkv_bias`` is True for Qwen2."""
+    ``head_dim`` to ``hidden // heads``, ``tied`` to False; ``qkv_bias`` is True for Qwen2;
+    ``sliding_window`` is the config's when its attention uses one (None otherwise)."""
 
     name: str
     layers: int
@@ -54,6 +58,7 @@ class ModelShape:
     tied: bool
     max_context: int | None
     qkv_bias: bool
+    sliding_window: int | None = None
 
     @property
     def parameters(self) -> int:
@@ -118,6 +123,9 @@ def model_shape(config) -> ModelShape:
         raise ValueError(f"num_attention_heads ({heads}) must be a multiple of "
                          f"num_key_value_heads ({kv_heads})")
     max_context = config.get("max_position_embeddings")
+    window = config.get("sliding_window")
+    if config.get("use_sliding_window") is False or not isinstance(window, int) or window < 1:
+        window = None                      # Qwen2 lists a window it does not use
     return ModelShape(
         name=config.get("_name_or_path") or config.get("model_type", "model"),
         layers=config["num_hidden_layers"], hidden=config["hidden_size"],
@@ -125,7 +133,8 @@ def model_shape(config) -> ModelShape:
         head_dim=llama.head_dim(config), vocab=config["vocab_size"],
         tied=bool(config.get("tie_word_embeddings", False)),
         max_context=max_context if isinstance(max_context, int) and max_context > 0 else None,
-        qkv_bias=bool(config.get("attention_bias", False)) or config.get("model_type") == "qwen2")
+        qkv_bias=bool(config.get("attention_bias", False)) or config.get("model_type") == "qwen2",
+        sliding_window=window)
 
 
 def gguf_shapes(shape: ModelShape) -> dict[str, tuple[int, ...]]:
@@ -256,16 +265,30 @@ def _check_context(shape: ModelShape, context) -> int:
     return context
 
 
-def kv_cache_bytes(config, context: int, batch: int = 1, dtype: str = "fp16") -> int:
-    """Bytes of the KV cache for ``batch`` sequences of ``context`` tokens:
-    ``2 · layers · kv_heads · head_dim · context · batch · bytes per element``
-    (:func:`qcourse.models.llama.kv_cache_values`; ``dtype`` one of :data:`KV_DTYPES`;
-    "int8"/"int4" are llama.cpp's Q8_0/Q4_0 caches, scales included)."""
-    config = load_config(config)
+def cached_positions(config, context: int, sliding_window: bool = True) -> int:
+    """Positions a KV cache holds per sequence after ``context`` tokens: ``context``, or at most
+    the config's ``sliding_window`` when ``sliding_window`` is True and the model has one (its
+    attention never looks further back, so a rolling-buffer cache, as in Mistral's reference
+    code and vLLM, keeps only that many; a runtime that keeps every position: pass False)."""
     shape = model_shape(config)
-    context, batch = _check_context(shape, context), _check_count(batch, "batch")
+    context = _check_context(shape, context)
+    if sliding_window and shape.sliding_window is not None:
+        return min(context, shape.sliding_window)
+    return context
+
+
+def kv_cache_bytes(config, context: int, batch: int = 1, dtype: str = "fp16", *,
+                   sliding_window: bool = True) -> int:
+    """Bytes of the KV cache for ``batch`` sequences of ``context`` tokens:
+    ``2 · layers · kv_heads · head_dim · positions · batch · bytes per element``
+    (:func:`qcourse.models.llama.kv_cache_values`; positions: :func:`cached_positions`, the
+    context or a sliding window; ``dtype`` one of :data:`KV_DTYPES`; "int8"/"int4" are
+    llama.cpp's Q8_0/Q4_0 caches, scales included)."""
+    config = load_config(config)
+    positions = cached_positions(config, context, sliding_window)
+    batch = _check_count(batch, "batch")
     per_element = KV_DTYPES[_check_choice(dtype, list(KV_DTYPES), "KV-cache dtype")]
-    return math.ceil(llama.kv_cache_values(config, context, batch) * per_element)
+    return math.ceil(llama.kv_cache_values(config, positions, batch) * per_element)
 
 
 def activation_bytes(config, context: int, batch: int = 1, *, chunk: int = 512,
@@ -283,7 +306,8 @@ def activation_bytes(config, context: int, batch: int = 1, *, chunk: int = 512,
 
 def memory(config, *, weights: str = "fp16", kv_cache: str = "fp16", context: int,
            batch: int = 1, embedding: str = "fp16", chunk: int = 512,
-           flash_attention: bool = False, runtime: int = 0) -> dict[str, int]:
+           flash_attention: bool = False, runtime: int = 0,
+           sliding_window: bool = True) -> dict[str, int]:
     """Bytes needed to serve the model: ``{"weights", "kv_cache", "activations", "runtime",
     "total"}`` (see the module docstring). ``config``: a Hugging Face config dict, a path to its
     ``config.json``, or a shipped config name; a context beyond the model's maximum warns."""
@@ -292,7 +316,8 @@ def memory(config, *, weights: str = "fp16", kv_cache: str = "fp16", context: in
     config = load_config(config)
     parts = {
         "weights": weight_bytes(config, weights, embedding=embedding),
-        "kv_cache": kv_cache_bytes(config, context, batch, kv_cache),
+        "kv_cache": kv_cache_bytes(config, context, batch, kv_cache,
+                                   sliding_window=sliding_window),
         "activations": activation_bytes(config, context, batch, chunk=chunk,
                                         flash_attention=flash_attention),
         "runtime": runtime,
@@ -304,3 +329,27 @@ def memory(config, *, weights: str = "fp16", kv_cache: str = "fp16", context: in
 def fits(config, device_bytes: int, **options) -> bool:
     """Whether :func:`memory` ``(config, **options)["total"]`` fits in ``device_bytes``."""
     return memory(config, **options)["total"] <= positive(device_bytes, "device_bytes")
+
+
+def max_context(config, free_bytes: int, *, kv_cache: str = "fp16", batch: int = 1,
+                chunk: int = 512, flash_attention: bool = False,
+                sliding_window: bool = True) -> int:
+    """The longest context (at most the model's ``max_position_embeddings``) whose KV cache and
+    activations for ``batch`` sequences fit in ``free_bytes``: the memory a card has left after
+    the weights and the runtime. Found by bisection (both grow with the context); 0 if not even
+    one token fits."""
+    shape = model_shape(config)
+    free = positive(free_bytes, "free_bytes")
+
+    def need(context: int) -> int:
+        return kv_cache_bytes(config, context, batch, kv_cache, sliding_window=sliding_window) \
+            + activation_bytes(config, context, batch, chunk=chunk,
+                               flash_attention=flash_attention)
+
+    low, high = 0, shape.max_context or 2**24          # need(low) fits, need(high + 1) does not
+    if need(high) <= free:
+        return high
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (mid, high) if need(mid) <= free else (low, mid)
+    return low

@@ -3,6 +3,8 @@
     USD per 1M tokens  = usd_per_hour / (tokens_per_second · 3600) · 10^6
     cost per month     = usd_per_hour · 730 hours      (730 = 365 · 24 / 12)
     break-even tokens  = one-time cost / (USD per token before − USD per token after)
+    break-even load    = cost per month / API price per token, if the machine's own cost per
+                         token is below the API's (else the API is cheaper at every load)
 """
 from __future__ import annotations
 
@@ -42,16 +44,25 @@ def replicas(tokens_per_month, tokens_per_second, utilization: float = 1.0) -> i
 def self_host_vs_api(tokens_per_month, *, usd_per_hour, tokens_per_second,
                      api_usd_per_million, utilization: float = 1.0) -> dict:
     """Monthly cost of serving ``tokens_per_month`` on always-on rented machines against a
-    per-token API: ``{"replicas", "self_host_usd", "api_usd", "cheaper",
-    "break_even_tokens_per_month"}`` (the load above which one machine costs less than the API)."""
+    per-token API: ``{"replicas", "capacity_tokens_per_month", "self_host_usd", "api_usd",
+    "cheaper", "break_even_tokens_per_month"}``.
+
+    The break-even is the load at which one always-on machine costs what the API charges for
+    that load, ``usd_per_hour · 730 / api price per token``. It exists only if the machine's own
+    cost per token (:func:`cost_per_million_tokens`, busy all the time) is below the API's;
+    then it is below one machine's capacity. Otherwise the API is cheaper at every load and the
+    break-even is None."""
     count = replicas(tokens_per_month, tokens_per_second, utilization)
     self_host = count * monthly_cost(usd_per_hour)
-    api = positive(tokens_per_month, "tokens_per_month") / MILLION \
-        * positive(api_usd_per_million, "api_usd_per_million")
-    return {"replicas": count, "self_host_usd": self_host, "api_usd": api,
+    api_price = positive(api_usd_per_million, "api_usd_per_million")
+    api = positive(tokens_per_month, "tokens_per_month") / MILLION * api_price
+    own = cost_per_million_tokens(usd_per_hour, tokens_per_second) / utilization
+    return {"replicas": count,
+            "capacity_tokens_per_month": tokens_per_second * 3600 * HOURS_PER_MONTH * utilization,
+            "self_host_usd": self_host, "api_usd": api,
             "cheaper": "self-host" if self_host < api else "api",
             "break_even_tokens_per_month":
-                monthly_cost(usd_per_hour) / positive(api_usd_per_million, "api price") * MILLION}
+                monthly_cost(usd_per_hour) / api_price * MILLION if own < api_price else None}
 
 
 def break_even_tokens(one_time_usd, usd_per_million_before, usd_per_million_after) -> float:

@@ -40,51 +40,70 @@ class Divergence:
     """Running sums over predicted tokens: the model's negative log-likelihood (its perplexity),
     ``KL(p_reference || q_model)`` and top-1 agreement. :meth:`update` with the logits of a
     batch of windows (the reference's may be left out: perplexity only); :meth:`result` for the
-    token-weighted means."""
+    token-weighted means. ``per_window``: also keep each window's mean (nats per predicted token,
+    KL, top-1), so that two models can be compared window by window (paired intervals)."""
 
-    def __init__(self) -> None:
+    def __init__(self, per_window: bool = False) -> None:
         self.nll = 0.0
         self.tokens = 0
         self.kl = 0.0
         self.agree = 0
         self.compared = 0
+        self.windows: dict[str, list[float]] | None = \
+            {"nll": [], "kl": [], "top1": []} if per_window else None
 
     def update(self, logits: torch.Tensor, reference_logits: torch.Tensor | None,
                ids: torch.Tensor) -> None:
         """``logits``, ``reference_logits`` ``[B, T, V]`` of windows ``ids [B, T]``; position t
         predicts token t+1, so the last position of each window is not scored."""
-        self.nll += window_nll(logits.float(), ids).sum().item()
+        nll = window_nll(logits.float(), ids)                                  # [B]
+        self.nll += nll.sum().item()
         self.tokens += ids[:, 1:].numel()
+        if self.windows is not None:
+            self.windows["nll"] += (nll / (ids.size(1) - 1)).tolist()
         if reference_logits is None:
             return
         logits, reference_logits = logits[:, :-1].float(), reference_logits[:, :-1].float()
-        self.kl += kl_per_token(logits, reference_logits).sum().item()
-        self.agree += (logits.argmax(-1) == reference_logits.argmax(-1)).sum().item()
+        kl = kl_per_token(logits, reference_logits)                           # [B, T-1]
+        agree = logits.argmax(-1) == reference_logits.argmax(-1)               # [B, T-1]
+        self.kl += kl.sum().item()
+        self.agree += agree.sum().item()
         self.compared += ids[:, 1:].numel()
+        if self.windows is not None:
+            self.windows["kl"] += kl.mean(-1).tolist()
+            self.windows["top1"] += agree.double().mean(-1).tolist()
 
     def result(self) -> dict:
         """``{"perplexity", "tokens", "kl_divergence", "top1_agreement", "compared_tokens"}``
-        (KL and top-1 over the tokens compared with the reference)."""
+        (KL and top-1 over the tokens compared with the reference), and with ``per_window``
+        ``"nll_per_window"`` (every window) and ``"kl_per_window"``, ``"top1_per_window"`` (the
+        compared windows)."""
         if self.tokens == 0:
             raise ValueError("no tokens were scored")
         out = {"perplexity": math.exp(self.nll / self.tokens), "tokens": self.tokens}
         if self.compared:
             out.update(kl_divergence=self.kl / self.compared,
                        top1_agreement=self.agree / self.compared, compared_tokens=self.compared)
+        if self.windows is not None:
+            out["nll_per_window"] = self.windows["nll"]
+            if self.compared:
+                out.update(kl_per_window=self.windows["kl"], top1_per_window=self.windows["top1"])
         return out
 
 
 def divergence(model, reference, tokenizer, split: str = "test", seq_len: int = 512, *,
                max_windows: int | None = None, compare_windows: int | None = None,
-               batch_size: int | None = None, progress: bool = False) -> dict:
+               batch_size: int | None = None, progress: bool = False,
+               per_window: bool = False) -> dict:
     """Perplexity of ``model`` and its KL divergence from / top-1 agreement with ``reference``,
     in one pass over the windows of :func:`~qcourse.evaluation.perplexity` (``compare_windows``:
     compare with the reference on the first windows only; perplexity still uses every window).
     ``model`` and ``reference``: anything :func:`~qcourse.evaluation.logits_fn` takes;
     ``batch_size``: windows per forward pass (default
-    :func:`~qcourse.evaluation.scoring.batch_size_for`). See :class:`Divergence`."""
+    :func:`~qcourse.evaluation.scoring.batch_size_for`). See :class:`Divergence`
+    (``per_window``: each window's values too)."""
     model_logits, reference_logits = logits_fn(model), logits_fn(reference)
-    meter = Divergence()
+    meter = Divergence(per_window)
     batches = evaluation_windows(tokenizer, split, seq_len, max_windows)
     compared = batches.size(0) if compare_windows is None else compare_windows
     batch_size = batch_size or batch_size_for(tokenizer, seq_len)
@@ -96,10 +115,10 @@ def divergence(model, reference, tokenizer, split: str = "test", seq_len: int = 
         chunk = batches[start:start + batch_size]
         logits = model_logits(chunk)
         k = max(0, min(len(chunk), compared - start))             # windows to compare here
-        if k < len(chunk):
-            meter.update(logits[k:], None, chunk[k:])
         if k:
             meter.update(logits[:k], reference_logits(chunk[:k]), chunk[:k])
+        if k < len(chunk):
+            meter.update(logits[k:], None, chunk[k:])
     return meter.result()
 
 

@@ -77,18 +77,22 @@ def _imatrix_array(llama_cpp, matrix: dict[str, np.ndarray]):
 
 
 def quantize_file(src: str | os.PathLike, dst: str | os.PathLike, ftype: str, *, pure: bool = False,
-                  imatrix: dict[str, np.ndarray] | None = None, n_threads: int = 1) -> None:
+                  imatrix: dict[str, np.ndarray] | None = None, n_threads: int = 1,
+                  allow_requantize: bool = False) -> None:
     """Quantize the GGUF file ``src`` (F32/F16) into ``dst`` with llama.cpp's own quantizer.
 
     ``ftype``: a name of :data:`qcourse.gguf.mixes.FTYPES` ("Q4_K_M", "Q8_0", ...). ``pure``: no
     mix rules, one type for every 2-D weight. ``imatrix``: GGUF tensor name -> float32 importance
-    of each input column (:func:`qcourse.gguf.importance.imatrix`).
+    of each input column (:func:`qcourse.gguf.importance.imatrix`). ``allow_requantize``: ``src``
+    may hold quantized tensors (a released Q4_1 file): llama.cpp dequantizes each to float32
+    first, so the result is the quantization of those dequantized weights.
     """
     llama_cpp = require()
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = FTYPES[check_ftype(ftype)][0]
     params.pure = pure
     params.nthread = n_threads
+    params.allow_requantize = allow_requantize
     if imatrix is not None:
         entries, _keep = _imatrix_array(llama_cpp, imatrix)
         params.imatrix = entries
