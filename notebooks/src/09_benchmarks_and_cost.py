@@ -5,7 +5,7 @@ import sys
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 import nbbuild  # noqa: E402
 
-EXTRAS = "llamacpp,smollm2"  # installed by the Colab cell; qcourse.doctor.NOTEBOOKS says why
+EXTRAS = "llamacpp"  # installed by the Colab cell; qcourse.doctor.NOTEBOOKS says why
 
 CELLS = [
     ("md", r"""
@@ -217,9 +217,6 @@ for a live cell, so it is a recorded run, with per-window scores and per-questio
 for the paired statistics. This cell reads the record if there is one:
 """),
     ("code", r"""
-from qcourse.models import smollm2
-
-REAL = smollm2.ready()
 real_runs = sorted(RESULTS.glob("compare-smollm2-135m-x86_64-*.json"))
 if real_runs:
     REAL_RUN = json.loads(real_runs[-1].read_text())
