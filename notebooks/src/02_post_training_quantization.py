@@ -175,7 +175,7 @@ The same RTN settings on the whole test split, as recorded by `benchmarks/gptq.p
 date printed), next to the 8 windows used here: the differences keep their order.
 """),
     ("code", r"""
-recorded = sorted((REPO_DIR / "benchmarks" / "results").glob("gptq-*.json"))[-1]
+recorded = sorted((REPO_DIR / "benchmarks" / "results").glob("gptq-2*.json"))[-1]
 run = json.loads(recorded.read_text())
 whole = run["perplexity"]
 print(f"{recorded.name}: recorded {run['date'][:10]} on {run['processor']}, "

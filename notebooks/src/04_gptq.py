@@ -479,7 +479,7 @@ also holds wall times, but this run shared the machine's two cores with other jo
 not a speed comparison and are not shown.
 """),
     ("code", r"""
-results = sorted(pathlib.Path("../benchmarks/results").glob("gptq-*.json"))
+results = sorted(pathlib.Path("../benchmarks/results").glob("gptq-2*.json"))
 if results:
     record = json.loads(results[-1].read_text())
     print(f"{results[-1].name}: recorded {record['date'][:10]} on {record['processor']}, "
