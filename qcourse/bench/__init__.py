@@ -38,7 +38,7 @@ from . import methods  # noqa: F401  (registers the course's methods)
 from .caching import CACHE_VERSION, COMMON_MODULES, cache_key, source_hash
 from .command import add_commands, main
 from .comparison import compare, cpu_seconds, measure, run_method
-from .methods import dequantized_copy, gguf_artifact, torch_artifact
+from .methods import dequantize_weights, dequantized_copy, gguf_artifact, torch_artifact
 from .record import machine
 from .registry import (METHODS, TEST_WINDOWS_QUICK, Artifact, Context, Method, Settings,
                        check_methods, register, settings)
@@ -46,8 +46,9 @@ from .report import COLUMNS, format_table, pareto_front, plot, table_rows, write
 from .runtime_probe import probe, probe_main, serve
 
 __all__ = ["METHODS", "TEST_WINDOWS_QUICK", "Artifact", "Context", "Method", "Settings",
-           "check_methods", "register", "settings", "dequantized_copy", "torch_artifact",
-           "gguf_artifact", "compare", "measure", "run_method", "cpu_seconds", "cache_key",
+           "check_methods", "register", "settings", "dequantized_copy", "dequantize_weights",
+           "torch_artifact", "gguf_artifact", "compare", "measure", "run_method", "cpu_seconds",
+           "cache_key",
            "source_hash", "CACHE_VERSION", "COMMON_MODULES", "probe", "probe_main", "serve",
            "COLUMNS", "table_rows", "format_table", "write_csv", "pareto_front", "plot", "main",
            "add_commands", "machine"]
