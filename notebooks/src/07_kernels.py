@@ -32,8 +32,6 @@ fp16) were redesigned to ask for each byte of the weight exactly once.
     ("code", r"""
 %matplotlib inline
 import inspect
-import json
-import pathlib
 
 import torch
 
@@ -46,8 +44,8 @@ import triton
 import triton.language as tl
 from IPython.display import Image, display
 
-import qcourse
 from qcourse import models
+from qcourse.bench import record
 from qcourse.exercises import ex07
 from qcourse.kernels import (cuda as cuda_kernel, layout, roofline, timing, traffic, triton_w4a16,
                              triton_w4a16_v1, triton_w8a8)
@@ -416,9 +414,9 @@ and wider blocks (an autotuning choice) ask for fewer. All three layer shapes, a
 `python benchmarks/kernel_traffic.py`:
 """),
     ("code", r"""
-results_dir = pathlib.Path(qcourse.__file__).resolve().parent.parent / "benchmarks" / "results"
-counts = json.loads(sorted(results_dir.glob("kernel_traffic-*.json"))[-1].read_text())
-print(f"recorded {counts['date'][:10]} (triton {counts['triton']}, as launched on a {counts['sms']}-SM H100)")
+results_dir = record.RESULTS_DIR
+counts = record.read(sorted(results_dir.glob("kernel_traffic-*.json"))[-1])
+print(f"recorded {counts['date'][:10]} (triton {counts['versions']['triton']}, as launched on a {counts['sms']}-SM H100)")
 print(f"{'N x K':>12} {'M':>3} {'old':>8} {'new':>8}   (requested / ideal bytes of qweight + scales + zeros)")
 for n, k in sorted({(r["N"], r["K"]) for r in counts["rows"]}):
     for m in (1, 16):
@@ -526,9 +524,9 @@ ex07.kernel_vs_fp16.check(kernel_vs_fp16);
 """),
     ("code", r"""
 old_run_file = results_dir / "kernels-nvidia-h100-80gb-hbm3-2026-11-27.json"
-old_run = json.loads(old_run_file.read_text())
+old_run = record.read(old_run_file)
 print(f"THE OLD KERNELS (triton_w4a16_v1 and the first CUDA GEMV), recorded on {old_run['device']}, "
-      f"{old_run['date'][:10]} (torch {old_run['torch']}, triton {old_run['triton']})")
+      f"{old_run['date'][:10]} (torch {old_run['versions']['torch']}, triton {old_run['versions']['triton']})")
 print(f"{'kernel':13} {'M':>5} {'N x K':>12} {'us':>9} {'vs fp16':>8} {'% peak BW':>9}")
 for r in old_run["rows"]:
     print(f"{r['kernel']:13} {r['M']:5d} {r['N']:5d}x{r['K']:<6d} {r['ms'] * 1e3:9.1f} "
@@ -575,7 +573,7 @@ and tinygemm (issue 27's targets: at M = 1 ≥ 2.5× fp16 and ≥ 65 % of the pe
 M = 16 ≥ 1.8×, never slower than fp16 up to M = 64), and records the run here:
 """),
     ("code", r"""
-runs = [json.loads(p.read_text()) for p in sorted(results_dir.glob("kernels-*.json"))]
+runs = [record.read(p) for p in sorted(results_dir.glob("kernels-*.json"))]
 new_runs = [run for run in runs if run.get("kernels", "").startswith("redesigned")
             and not run.get("cpu_check")]
 if not new_runs:

@@ -29,9 +29,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from qcourse.paths import REPO_DIR
-
-RESULTS_DIR = REPO_DIR / "benchmarks" / "results"
+from qcourse.paths import RESULTS_DIR
 ARCHITECTURES = {"x86_64", "amd64", "aarch64", "arm64", "i386", "i686", "ppc64le", "s390x"}
 DISTRIBUTIONS = {"lm_eval": "lm-eval", "llama_cpp": "llama-cpp-python"}
 

@@ -18,10 +18,10 @@ from .protocol import (QUICK, REAL_QUICK, WHOLE, PairedDifference, Protocol, Sco
                        paired_difference, score)
 from .resources import (current_rss, model_size_bytes, peak_memory, peak_rss, process_peak_rss,
                         reset_peak_rss, tensor_bytes)
-from .scoring import (LogitsFn, evaluation_windows, logits_fn, nll_per_window, perplexity,
+from .scoring import (LogitsFn, batch_size_for, evaluation_windows, logits_fn, nll_per_window, perplexity,
                       unigram_perplexity, window_nll, windows)
 
-__all__ = ["LogitsFn", "logits_fn", "windows", "evaluation_windows", "window_nll",
+__all__ = ["LogitsFn", "logits_fn", "batch_size_for", "windows", "evaluation_windows", "window_nll",
            "nll_per_window", "perplexity", "unigram_perplexity", "kl_per_token",
            "logit_agreement", "Divergence", "divergence", "kl_divergence", "top1_agreement",
            "generate", "tokens_per_second", "match_length", "token_agreement", "greedy_tokens",

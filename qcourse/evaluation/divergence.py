@@ -14,7 +14,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .scoring import evaluation_windows, logits_fn, window_nll
+from .scoring import batch_size_for, evaluation_windows, logits_fn, window_nll
 
 
 def kl_per_token(logits: torch.Tensor, reference_logits: torch.Tensor) -> torch.Tensor:
@@ -76,16 +76,18 @@ class Divergence:
 
 def divergence(model, reference, tokenizer, split: str = "test", seq_len: int = 512, *,
                max_windows: int | None = None, compare_windows: int | None = None,
-               batch_size: int = 8, progress: bool = False) -> dict:
+               batch_size: int | None = None, progress: bool = False) -> dict:
     """Perplexity of ``model`` and its KL divergence from / top-1 agreement with ``reference``,
     in one pass over the windows of :func:`~qcourse.evaluation.perplexity` (``compare_windows``:
     compare with the reference on the first windows only; perplexity still uses every window).
-    ``model`` and ``reference``: anything :func:`~qcourse.evaluation.logits_fn` takes.
-    See :class:`Divergence`."""
+    ``model`` and ``reference``: anything :func:`~qcourse.evaluation.logits_fn` takes;
+    ``batch_size``: windows per forward pass (default
+    :func:`~qcourse.evaluation.scoring.batch_size_for`). See :class:`Divergence`."""
     model_logits, reference_logits = logits_fn(model), logits_fn(reference)
     meter = Divergence()
     batches = evaluation_windows(tokenizer, split, seq_len, max_windows)
     compared = batches.size(0) if compare_windows is None else compare_windows
+    batch_size = batch_size or batch_size_for(tokenizer, seq_len)
     starts = range(0, batches.size(0), batch_size)
     if progress:
         from tqdm.auto import tqdm

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .scoring import evaluation_windows, nll_per_window
+from .scoring import batch_size_for, evaluation_windows, nll_per_window
 
 
 @dataclass(frozen=True)
@@ -76,14 +76,16 @@ class Score:
         return f"{self.perplexity:.2f} ({self.label})"
 
 
-def score(model, tokenizer, protocol: Protocol = QUICK, batch_size: int = 8) -> Score:
+def score(model, tokenizer, protocol: Protocol = QUICK, batch_size: int | None = None) -> Score:
     """Score ``model`` (anything :func:`qcourse.evaluation.logits_fn` takes) on ``protocol``'s
     windows: the same perplexity as :func:`qcourse.evaluation.perplexity`, kept per window so
-    that two models can be compared pairwise (:func:`paired_difference`)."""
+    that two models can be compared pairwise (:func:`paired_difference`). ``batch_size``:
+    windows per forward pass (default :func:`~qcourse.evaluation.scoring.batch_size_for`)."""
     if not isinstance(protocol, Protocol):
         raise TypeError(f"protocol must be a qcourse.evaluation.Protocol (e.g. QUICK, WHOLE), "
                         f"got {type(protocol).__name__}")
     batches = evaluation_windows(tokenizer, protocol.split, protocol.seq_len, protocol.windows)
+    batch_size = batch_size or batch_size_for(tokenizer, protocol.seq_len)
     nll = nll_per_window(model, batches, batch_size) / (protocol.seq_len - 1)
     return Score(protocol, nll)
 

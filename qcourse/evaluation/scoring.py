@@ -27,6 +27,7 @@ from torch import nn
 from qcourse import data
 
 LogitsFn = Callable[[torch.Tensor], torch.Tensor]
+LOGITS_BUDGET = 1 << 27    # bytes of float32 logits one forward pass may return (128 MiB)
 
 
 def logits_fn(model) -> LogitsFn:
@@ -75,6 +76,15 @@ def evaluation_windows(tokenizer, split: str = "test", seq_len: int = 512,
     return batches if max_windows is None else batches[:max_windows]
 
 
+def batch_size_for(tokenizer, seq_len: int, most: int = 8) -> int:
+    """Windows per forward pass: at most ``most``, and few enough that their float32 logits
+    ``[B, seq_len, V]`` fit in :data:`LOGITS_BUDGET` (qcourse-tiny, V = 4,096: 8 windows of 512;
+    SmolLM2, V = 49,152: one window, 100 MB of logits, where 8 would hold 805 MB twice over).
+    A tokenizer that does not say its vocabulary size gets ``most``."""
+    vocabulary = len(tokenizer) if hasattr(tokenizer, "__len__") else 0
+    return max(1, min(most, LOGITS_BUDGET // (4 * seq_len * vocabulary))) if vocabulary else most
+
+
 def window_nll(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     """Summed negative log-likelihood (nats) of each window's predicted tokens: ``logits
     [..., T, V]`` of windows ``ids [..., T]`` (position t predicts token t+1) -> ``[...]``."""
@@ -101,13 +111,14 @@ def perplexity(
     domain: str | None = None,
     text: str | None = None,
     max_windows: int | None = None,
-    batch_size: int = 8,
+    batch_size: int | None = None,
 ) -> float:
     """Token-weighted perplexity of ``model`` (anything :func:`logits_fn` takes) on a corpus
     split (or on ``text`` if given).
 
     ``domain`` restricts the split to "prose" or "code"; ``max_windows`` scores only the first
-    windows (for quick looks; the course's tables use the whole split).
+    windows (for quick looks; the course's tables use the whole split); ``batch_size``: windows
+    per forward pass (default :func:`batch_size_for`).
     """
     if text is not None:
         ids = torch.tensor(tokenizer(text, add_special_tokens=False)["input_ids"], dtype=torch.long)
@@ -118,7 +129,7 @@ def perplexity(
     batches = windows(ids, seq_len)
     if max_windows is not None:
         batches = batches[:max_windows]
-    nll = nll_per_window(model, batches, batch_size)
+    nll = nll_per_window(model, batches, batch_size or batch_size_for(tokenizer, seq_len))
     predicted = batches.size(0) * (seq_len - 1)
     return math.exp(nll.sum().item() / predicted)
 

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from qcourse.models import llama
+from qcourse.models.llama import permute_qk, unpermute_qk  # noqa: F401  (the Llama block's RoPE layout)
 
 from .mixes import FLOAT_TYPES, FTYPES, check_ftype, tensor_types
 from .quants import QTYPES, quantize
@@ -58,23 +59,6 @@ def gguf_name(hf_name: str) -> str:
         raise ValueError(f"{hf_name!r} is not a parameter of a Llama model (expected "
                          f"model.layers.N.<{'|'.join(LAYER_TENSORS)}> or {list(GLOBAL_TENSORS)})")
     return f"blk.{layer}.{LAYER_TENSORS[inner]}"
-
-
-def permute_qk(w: torch.Tensor, n_head: int) -> torch.Tensor:
-    """Reorder the rows of a q or k projection from Hugging Face's RoPE layout to llama.cpp's.
-
-    Per head, HF rotates pairs (j, j + d/2); llama.cpp rotates (2j, 2j + 1). Row r = 2j + s of a
-    head in the output comes from row s·d/2 + j:
-    view [heads, 2, d/2, in] -> swap the middle axes -> [heads, d/2, 2, in].
-    """
-    rows = w.shape[0]
-    return w.reshape(n_head, 2, rows // n_head // 2, *w.shape[1:]).transpose(1, 2).reshape(w.shape)
-
-
-def unpermute_qk(w: torch.Tensor, n_head: int) -> torch.Tensor:
-    """The inverse of :func:`permute_qk` (llama.cpp's layout back to Hugging Face's)."""
-    rows = w.shape[0]
-    return w.reshape(n_head, rows // n_head // 2, 2, *w.shape[1:]).transpose(1, 2).reshape(w.shape)
 
 
 def _check_llama(model: nn.Module) -> None:

@@ -20,12 +20,17 @@ Attention: ``head_dim`` is the config's ``head_dim`` if it sets one, else
 ``hidden_size // num_attention_heads``; ``num_key_value_heads`` defaults to the number of heads
 (no grouped-query attention). A KV cache holds ``2 · layers · kv_heads · head_dim`` numbers per
 token and sequence.
+
+RoPE layout: Hugging Face's Llama rotates the pairs (j, j + d/2) of each head, llama.cpp (and
+Meta's original checkpoints) the pairs (2j, 2j + 1); a GGUF file stores q and k with their rows
+permuted accordingly (:func:`permute_qk`; :func:`unpermute_qk` undoes it when reading one).
 """
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
 
+import torch
 from torch import nn
 
 from .modules import decoder_layers
@@ -160,3 +165,22 @@ def kv_cache_values(config, tokens: int, batch: int = 1) -> int:
     ``2 (K and V) · layers · kv_heads · head_dim · tokens · batch``."""
     return 2 * config_value(config, "num_hidden_layers") * kv_heads(config) * head_dim(config) \
         * tokens * batch
+
+
+# ---- the RoPE layout of q and k: Hugging Face's and llama.cpp's ------------------------------
+
+def permute_qk(w: torch.Tensor, n_head: int) -> torch.Tensor:
+    """Reorder the rows of a q or k projection from Hugging Face's RoPE layout to llama.cpp's.
+
+    Per head, HF rotates pairs (j, j + d/2); llama.cpp rotates (2j, 2j + 1). Row r = 2j + s of a
+    head in the output comes from row s·d/2 + j:
+    view [heads, 2, d/2, in] -> swap the middle axes -> [heads, d/2, 2, in].
+    """
+    rows = w.shape[0]
+    return w.reshape(n_head, 2, rows // n_head // 2, *w.shape[1:]).transpose(1, 2).reshape(w.shape)
+
+
+def unpermute_qk(w: torch.Tensor, n_head: int) -> torch.Tensor:
+    """The inverse of :func:`permute_qk` (llama.cpp's layout back to Hugging Face's)."""
+    rows = w.shape[0]
+    return w.reshape(n_head, rows // n_head // 2, 2, *w.shape[1:]).transpose(1, 2).reshape(w.shape)
