@@ -137,8 +137,8 @@ for label, run in (("qcourse-tiny", tiny_run), ("SmolLM2-135M", real_run)):
     ("md", r"""
 **About the numbers.** Every perplexity printed here says which windows it scores. Live cells on
 qcourse-tiny use the course's *quick* protocol (test windows 1–8 of 512 tokens); live cells on
-SmolLM2 the *real-model quick* one (windows 1–4: its forward pass costs about 25 of
-qcourse-tiny's); recorded tables (`benchmarks/failure_modes.py`, in `benchmarks/results/`, with
+SmolLM2 the *real-model quick* one (windows 1–4: its forward pass costs an order of magnitude
+more than qcourse-tiny's); recorded tables (`benchmarks/failure_modes.py`, in `benchmarks/results/`, with
 machine, date and load) score the *whole test split*. Two models scored on the same windows are
 compared pairwise (notebook 00): the ratio of their perplexities with a 95 % interval over the
 windows, and "inside the noise" when that interval contains no change. A few quick windows
