@@ -602,7 +602,7 @@ def largest_activations(model, windows: torch.Tensor) -> list[dict]:
         for window in windows:
             peaks.clear()
             hidden = model(window[None], output_hidden_states=True).hidden_states
-            for i, h in enumerate(hidden[1:]):
+            for i, h in enumerate(hidden[1:-1]):    # the last one is the final norm's output
                 peaks[f"residual after block {i}"] = h.abs().max().item()
             where = max(peaks, key=peaks.get)
             rows.append({"max": peaks[where], "where": where,

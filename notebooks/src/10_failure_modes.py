@@ -1070,7 +1070,8 @@ overflow the same way when q and k are large, which is why fused attention kerne
 Dao et al. 2022) keep the softmax's running maximum and sum in float32.
 
 **Does a real model come close?** SmolLM2 in float32 on the first test window: the largest value
-of the residual stream after each block, and the largest input and output of every linear layer:
+of the residual stream after each block but the last (transformers hands back the final norm's
+output in its place), and the largest input and output of every linear layer:
 """),
     ("code", r"""
 release_memory()
@@ -1079,7 +1080,7 @@ if REAL:
     peaks = diagnose(real, samples=window, sensitivity=False, batch_size=1)
     with torch.no_grad():
         hidden = real(window, output_hidden_states=True).hidden_states
-    residual = [h.abs().max().item() for h in hidden[1:]]
+    residual = [h.abs().max().item() for h in hidden[1:-1]]    # the last: the final norm's output
     top = max(peaks.layers, key=lambda l: max(l.act_absmax, l.output_absmax))
     print(f"largest in the residual stream: {max(residual):,.0f} (after block "
           f"{residual.index(max(residual))}); largest linear input/output: {top.name} "
