@@ -21,10 +21,20 @@ GPTQ makes three changes that turn this into a fast algorithm (the paper's Algor
    block only; the rest of the matrix gets it in one matrix product per block.
 
 ``H`` is dampened (``damp`` × mean of its diagonal added to the diagonal) so that it can be
-inverted even when the calibration set does not span all K input directions. Each group of
-``group_size`` columns gets its scale and zero point when quantization reaches its first column,
-from the weights as updated so far (``static_groups``: from the original weights, as
-llm-compressor does).
+inverted even when the calibration set does not span all K input directions. The scale of ``H``
+does not matter: the paper writes ``2 X Xᵀ``, its code (IST-DASLab/gptq ``add_batch``) divides by
+the number of calibration *sequences*, this module by the number of tokens (an average that does
+not grow with the calibration set); any factor c > 0 scales ``U`` by 1/√c and the dampening by c,
+and cancels in every update.
+
+Each group of ``group_size`` columns gets its scale and zero point when quantization reaches its
+first column, from the weights as updated so far (``static_groups``: from the original weights,
+as llm-compressor does). The reference code (and AutoGPTQ, GPTQModel) takes that range from the
+weights as of the start of the current block of ``block_size`` columns, before the updates of the
+block's earlier columns; applying them first, as here, makes the result independent of the block
+size. Identical when groups start only at block starts (``group_size`` = ``block_size`` = 128);
+at groups of 32 or 64 some codes differ and the error moves by a few percent, either way
+(``tests/test_gptq.py`` runs both).
 
 One weight, one algorithm: :func:`gptq` returns a :class:`GPTQResult` (its integers, scales,
 ``.weight`` dequantized, ``.to_quant_linear()`` packed); :func:`gptq_quantize_layer` gives the same
@@ -57,7 +67,8 @@ MAX_DAMP_RETRIES = 6
 # --------------------------------------------------------------------------------------------
 
 class Hessian:
-    """Running ``H = 2/n · Σ_t x_t x_tᵀ`` over the ``n`` input rows (tokens) seen so far.
+    """Running ``H = 2/n · Σ_t x_t x_tᵀ`` over the ``n`` input rows (tokens) seen so far (the
+    reference code divides by the number of sequences instead: a factor that cancels in GPTQ).
 
     After ``add(x)`` with ``b`` new rows: ``H ← H · n/(n+b) + 2/(n+b) · xᵀx``, so ``H`` is always
     the average over every row added, without keeping the rows.
@@ -233,6 +244,7 @@ def gptq(W: torch.Tensor, H: torch.Tensor, bits: int | QuantScheme, group_size: 
             if static_groups:
                 s, z = static_scale[:, perm[j] // g], static_zero[:, perm[j] // g]
             elif j % g == 0:                      # a new group: its range as updated so far
+                # (the reference reads W[:, j:j + g] as at the block's start: module docstring)
                 current = W[:, j:j + g] - Err1[:, :i] @ U[i1:j, j:j + g]
                 s, z = (t[:, 0] for t in scheme.params(current))
                 scale[:, j // g], zero[:, j // g] = s, z

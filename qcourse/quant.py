@@ -73,8 +73,10 @@ class QuantScheme:
         if self.group_size is None:
             return width
         if width % self.group_size:
+            fitting = ", ".join(str(g) for g in (8, 16, 32, 64, 128, 256) if width % g == 0)
             raise ValueError(f"group_size {self.group_size} does not divide the {width} inputs "
-                             f"of {what}")
+                             f"of {what} (" + (f"group sizes that do: {fitting}; or " if fitting
+                                              else "") + "None: one group per output channel)")
         return self.group_size
 
     def resolved(self, width: int, what: str = "the tensor") -> QuantScheme:

@@ -11,8 +11,12 @@ nothing in exact arithmetic, but it can make both easier to quantize. SmoothQuan
                                                 tokens for X, over output rows for W)
 
 The division of X costs nothing at run time when it is folded into what produces X
-(:mod:`qcourse.transforms`): the RMSNorm before q/k/v and before gate/up, and ``up_proj`` before
-``down_proj`` in a Llama block.
+(:mod:`qcourse.transforms`). SmoothQuant (the paper, its reference code and llm-compressor's
+``DEFAULT_SMOOTHQUANT_MAPPINGS``) smooths the layers fed by a norm: q/k/v through the attention
+RMSNorm and gate/up through the MLP RMSNorm. ``include_down=True`` adds the course's extension:
+``down_proj`` through the rows of ``up_proj`` (``down_proj`` reads SiLU(gate) ⊙ up, linear in
+up's output; AWQ folds its scales the same way). It matters where a model's largest activation
+outliers sit at ``down_proj``'s input, as in SmolLM2 (notebook 02).
 
 Layers sharing one input (q, k, v) share one ``s``, with max|W_j| taken over all of them.
 
@@ -47,12 +51,13 @@ def smoothing_scales(act_absmax: torch.Tensor, weights: list[torch.Tensor],
 
 
 def smooth_llama(model: nn.Module, stats: dict[str, ActivationStats], alpha: float = 0.5,
-                 *, include_down: bool = True) -> dict[str, torch.Tensor]:
+                 *, include_down: bool = False) -> dict[str, torch.Tensor]:
     """Apply SmoothQuant's equivalent transformation to every block of a Llama-family model,
     in place (the float model's outputs are unchanged). Returns the scales by layer name.
 
     ``stats`` come from :func:`qcourse.calib.collect_activation_stats` on the unsmoothed model.
-    ``include_down`` also smooths ``down_proj`` through ``up_proj``.
+    By default the paper's mapping (q/k/v and gate/up, through the norms); ``include_down``
+    also smooths ``down_proj`` through ``up_proj`` (the course's extension: module docstring).
     """
     groups = NORM_GROUPS + ((UP_DOWN,) if include_down else ())
     scales = {}
@@ -86,7 +91,7 @@ def smooth_explicit(model: nn.Module, stats: dict[str, ActivationStats], alpha: 
 
 
 def smoothquant(model: nn.Module, samples: torch.Tensor, alpha: float = 0.5,
-                *, include_down: bool = True) -> nn.Module:
+                *, include_down: bool = False) -> nn.Module:
     """Calibrate on ``samples`` (token ids [n, seq_len]), smooth, then quantize W8A8; in place."""
     stats = collect_activation_stats(model, samples)
     smooth_llama(model, stats, alpha, include_down=include_down)

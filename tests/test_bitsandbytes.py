@@ -26,6 +26,19 @@ def bnb_models():
     return bnb, bnb.load_bnb("nf4"), bnb.load_bnb("int8")
 
 
+def test_importing_bitsandbytes_through_the_course_writes_nothing_to_stderr():
+    """bitsandbytes warns at import on AVX512-BF16 CPUs that it cannot fetch an optional Hub
+    kernel; references.bnb silences that logger (and only that one) before importing it."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("bitsandbytes")
+    code = "from qcourse.references import bnb; bnb.require_bitsandbytes()"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "kernels" not in run.stderr, run.stderr
+
+
 def test_code_book_is_bitsandbytes_nf4():
     pytest.importorskip("bitsandbytes")
     import bitsandbytes.functional as bnbf

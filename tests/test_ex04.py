@@ -46,7 +46,7 @@ def test_column_order_verdicts():
     assert verdict(q, lambda H: torch.arange(H.shape[0])) == "wrong"
 
 
-# --- 04.4 the loop over a block ----------------------------------------------------------------
+# --- 04.3 the loop over a block ----------------------------------------------------------------
 
 def gptq_block(W1, U1, scale, bits, *, feedback=True, updated=True, clamp=True, column=False,
                divide=True):
@@ -78,7 +78,7 @@ def test_gptq_block_verdicts():
 
 
 def test_the_block_loop_is_the_packages_gptq_on_one_block():
-    """The reference of 04.4 is what qcourse.gptq.gptq does to a layer that fits one block."""
+    """The reference of 04.3 is what qcourse.gptq.gptq does to a layer that fits one block."""
     from qcourse import gptq
     from qcourse.quant import QuantScheme
 
@@ -134,6 +134,17 @@ def test_prediction_verdicts():
     assert verdict(ex04.gptq_gain_3bit, "d") == "wrong"
     assert verdict(ex04.gptq_weight_distance, "c") == "correct"
     assert verdict(ex04.gptq_weight_distance, "a") == "wrong"
+    assert verdict(ex04.calibration_gain, "c") == "correct"
+    assert verdict(ex04.calibration_gain, "d") == "wrong"      # cannot beat the exact H by half
+    assert verdict(ex04.calibration_gain, ...) == "not attempted"
+
+
+def test_questions_are_numbered_in_reading_order():
+    """The notebook asks them in this order (04_gptq.py); the numbers must follow it."""
+    order = [ex04.hessian_from_activations, ex04.error_feedback, ex04.gptq_block,
+             ex04.column_order, ex04.gptq_gain_3bit, ex04.gptq_weight_distance,
+             ex04.calibration_gain]
+    assert [q.name.split()[0] for q in order] == [f"04.{i}" for i in range(1, len(order) + 1)]
 
 
 def test_every_question_has_progressive_hints_short_of_the_solution(hints_and_solutions):
@@ -156,3 +167,28 @@ def test_the_predictions_match_the_notebooks_measurements(tiny):
     gain = gptq.hessian_error(W, rtn, H) / gptq.hessian_error(W, ours, H)
     assert 3 <= gain <= 5                                              # gptq_gain_3bit: c
     assert (W - ours).pow(2).sum() > (W - rtn).pow(2).sum()           # gptq_weight_distance: c
+
+
+@pytest.mark.slow
+def test_the_calibration_prediction_matches_the_notebooks_measurement(tiny):
+    """Notebook 04, section 6: H of block 0's down_proj from 16 or 256 windows of 64 tokens
+    (seed 1), 3-bit g128 error measured with the H of 64 held-out windows (seed 2)."""
+    from qcourse import blocks, data, gptq
+
+    model, tok = tiny
+    block0, name = model.model.layers[0], "mlp.down_proj"
+
+    def hessian(samples):
+        inputs = blocks.capture_block_inputs(model, samples)
+        return gptq.collect_hessians(block0, inputs, [name])[name].matrix
+
+    pool = data.calibration_samples(tok, 256, 64, seed=1)
+    H_test = hessian(data.calibration_samples(tok, 64, 64, seed=2))
+    W = block0.mlp.down_proj.weight.detach()
+
+    def error(H):
+        Q = gptq.gptq_quantize_layer(W, H, 3, 128)[0]
+        return gptq.hessian_error(W, Q, H_test) / gptq.hessian_error(W, torch.zeros_like(W), H_test)
+
+    fall = 1 - error(hessian(pool)) / error(hessian(pool[:16]))
+    assert 0.25 <= fall <= 0.50                                        # calibration_gain: c

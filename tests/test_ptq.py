@@ -87,11 +87,22 @@ def test_rtn_bad_arguments(tiny):
         quantize_rtn(copy.deepcopy(model), 4, "channel", clip="max")
 
 
-def test_int8_matmul_is_exact():
+@pytest.mark.parametrize("k", [768, 1536, 2500])
+def test_int8_matmul_is_exact(k):
     torch.manual_seed(0)
-    a = torch.randint(-128, 128, (33, 768), dtype=torch.int8)
-    b = torch.randint(-128, 128, (17, 768), dtype=torch.int8)
+    a = torch.randint(-128, 128, (33, k), dtype=torch.int8)
+    b = torch.randint(-128, 128, (17, k), dtype=torch.int8)
     assert torch.equal(int8_matmul(a, b), torch._int_mm(a, b.t().contiguous()))
+
+
+def test_int8_matmul_is_exact_at_the_largest_sums():
+    """All -128: each product is 2^14 and a chunk of 1024 sums to 2^24, the last integer up to
+    which float32 counts exactly; past it (2^24 + 1) float32 would round."""
+    for k in (1024, 1025, 3000):
+        a = torch.full((2, k), -128, dtype=torch.int8)
+        b = torch.full((3, k), -128, dtype=torch.int8)
+        a[0, 0] = b[0, 0] = 1                             # an odd sum: float32 would round it
+        assert torch.equal(int8_matmul(a, b), torch._int_mm(a, b.t().contiguous())), k
 
 
 def test_per_token_quantization_has_one_scale_per_token():
@@ -164,3 +175,54 @@ def test_w8a8_and_llm_int8_models(tiny, fp32_ppl):
         quantize_llm_int8(copy.deepcopy(model), threshold=-1)
     with pytest.raises(TypeError, match="nn.Linear"):
         W8A8Linear.from_float(nn.Conv1d(2, 2, 1))
+
+
+# --- static per-tensor activations (SmoothQuant's O3): a scale fixed by calibration ----------
+
+def test_static_activation_scale_is_fixed_and_saturates():
+    linear = make_linear(n=8, k=16)
+    layer = W8A8Linear.from_float(linear, activations="static", input_absmax=torch.full((16,), 2.0))
+    assert layer.input_scale.item() == pytest.approx(2.0 / 127)
+    x = torch.randn(5, 16, generator=torch.Generator().manual_seed(0))
+    x[0, 3] = 50.0                                       # beyond the calibrated range: saturates
+    qx = torch.round(x / (2.0 / 127)).clamp(-128, 127)
+    s_w = linear.weight.detach().abs().amax(1, keepdim=True) / 127
+    expected = (qx @ torch.round(linear.weight.detach() / s_w).t()) * (2.0 / 127) * s_w.t() \
+        + linear.bias.detach()
+    assert torch.allclose(layer(x), expected, atol=1e-5)
+    assert "per-tensor (static)" in repr(layer)
+
+
+def test_static_scale_does_not_depend_on_the_batch_dynamic_per_tensor_does():
+    linear = make_linear(n=8, k=16)
+    x = torch.randn(6, 16, generator=torch.Generator().manual_seed(1))
+    louder = x.clone()
+    louder[0] *= 20                                      # another sequence in the batch
+    static = W8A8Linear.from_float(linear, activations="static", input_absmax=x.abs().amax(0))
+    dynamic = W8A8Linear.from_float(linear, activations="tensor")
+    assert torch.equal(static(louder)[1:], static(x)[1:])
+    assert not torch.equal(dynamic(louder)[1:], dynamic(x)[1:])
+
+
+def test_static_w8a8_needs_calibration_statistics(tiny):
+    from qcourse import calib, data
+
+    model, tokenizer = tiny
+    with pytest.raises(ValueError, match="stats"):
+        quantize_w8a8(copy.deepcopy(model), "static")
+    with pytest.raises(ValueError, match="input_absmax"):
+        W8A8Linear.from_float(make_linear(), activations="static")
+    with pytest.raises(ValueError, match="input_absmax"):
+        W8A8Linear.from_float(make_linear(), input_absmax=1.0)
+    with pytest.raises(ValueError, match="positive"):
+        W8A8Linear.from_float(make_linear(), activations="static", input_absmax=0.0)
+    stats = calib.collect_activation_stats(model, data.calibration_samples(tokenizer, 2, 64))
+    with pytest.raises(ValueError, match="stats"):
+        quantize_w8a8(copy.deepcopy(model), "token", stats)
+    with pytest.raises(ValueError, match="no calibration statistics"):
+        quantize_w8a8(copy.deepcopy(model), "static", {"model.layers.0.mlp.up_proj": stats[
+            "model.layers.0.mlp.up_proj"]})
+    static = quantize_w8a8(copy.deepcopy(model), "static", stats)
+    layer = static.model.layers[2].mlp.down_proj
+    assert layer.input_scale.item() == pytest.approx(
+        stats["model.layers.2.mlp.down_proj"].absmax.max().item() / 127)

@@ -31,12 +31,13 @@ def calibrated(tiny):
     return samples, calib.collect_activation_stats(model, samples)
 
 
-def test_smoothing_leaves_the_float_model_unchanged(tiny, calibrated):
+@pytest.mark.parametrize("include_down", [False, True])
+def test_smoothing_leaves_the_float_model_unchanged(tiny, calibrated, include_down):
     model, tokenizer = tiny
     samples, stats = calibrated
     smoothed = copy.deepcopy(model)
-    scales = smooth_llama(smoothed, stats, alpha=0.5)
-    assert len(scales) == 6 * 3
+    scales = smooth_llama(smoothed, stats, alpha=0.5, include_down=include_down)
+    assert len(scales) == 6 * (3 if include_down else 2)
     ids = samples[:2]
     with torch.no_grad():
         before, after = model(ids).logits, smoothed(ids).logits
@@ -45,11 +46,25 @@ def test_smoothing_leaves_the_float_model_unchanged(tiny, calibrated):
     assert torch.allclose(before, after, rtol=1e-4, atol=1e-4)
 
 
+def test_the_default_mapping_is_the_papers_and_llm_compressors(tiny, calibrated):
+    """q/k/v through the attention norm, gate/up through the MLP norm; down_proj untouched
+    (llm-compressor's DEFAULT_SMOOTHQUANT_MAPPINGS for LlamaForCausalLM)."""
+    model, _ = tiny
+    _, stats = calibrated
+    smoothed = copy.deepcopy(model)
+    scales = smooth_llama(smoothed, stats, alpha=0.5)
+    assert {name.rsplit(".", 2)[-2] + "." + name.rsplit(".", 1)[-1] for name in scales} == {
+        "self_attn.q_proj", "mlp.gate_proj"}
+    for i, (before, after) in enumerate(zip(model.model.layers, smoothed.model.layers)):
+        assert torch.equal(before.mlp.down_proj.weight, after.mlp.down_proj.weight), i
+        assert torch.equal(before.mlp.up_proj.weight, after.mlp.up_proj.weight) is False, i
+
+
 def test_smoothing_divides_activations_by_s(tiny, calibrated):
     model, _ = tiny
     samples, stats = calibrated
     smoothed = copy.deepcopy(model)
-    scales = smooth_llama(smoothed, stats, alpha=0.5)
+    scales = smooth_llama(smoothed, stats, alpha=0.5, include_down=True)
     new_stats = calib.collect_activation_stats(smoothed, samples)
     for name, s in scales.items():
         assert torch.allclose(new_stats[name].absmax, stats[name].absmax / s, rtol=1e-3, atol=1e-5)

@@ -381,7 +381,13 @@ for name, options in (("left to right", {}), ("act-order", {"act_order": True}),
 lowers the error on *them* but less on new text. Here `H` comes from 16 to 256 windows of 64
 tokens, and the error is measured with the Hessian of 64 other windows (held out). Note that
 `mlp.down_proj` has 768 inputs: 16 × 64 = 1,024 tokens barely exceed that, and below it `H` is
-singular and only the dampening keeps it invertible (`quantize_model` warns then).
+singular and only the dampening keeps it invertible (`quantize_model` warns then). Predict
+first:
+"""),
+    ("code", r"""
+ex04.calibration_gain.show()
+calibration_gain = ...  # a letter
+ex04.calibration_gain.check(calibration_gain);
 """),
     ("code", r"""
 pool = data.calibration_samples(tokenizer, 256, 64, seed=1)

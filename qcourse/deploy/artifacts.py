@@ -1,7 +1,8 @@
 """Files for the runtimes that cannot run on this machine (``qcourse export-deploy OUT``).
 
-Ollama, vLLM and TensorRT-LLM need a GPU or a separate daemon, so the course writes what each
-one needs and tests the files instead of running them:
+Ollama (a separate daemon), vLLM (GPUs; its CPU backend is built from source or installed from
+separate wheels) and TensorRT-LLM (NVIDIA GPUs) are not installed here, so the course writes
+what each one needs and tests the files instead of running them:
 
     OUT/ollama/Modelfile          FROM the GGUF (copied beside it), chat TEMPLATE, PARAMETERs
     OUT/vllm/serve.sh             `vllm serve CHECKPOINT --quantization METHOD ...`
@@ -33,6 +34,7 @@ SOURCES = {
     "vllm_methods": "https://github.com/vllm-project/vllm/blob/main/vllm/model_executor/layers/"
                     "quantization/__init__.py",
     "vllm_parallel": "https://docs.vllm.ai/en/latest/serving/parallelism_scaling/",
+    "vllm_cpu": "https://docs.vllm.ai/en/latest/getting_started/installation/cpu/",
     "llama_server": "https://github.com/ggml-org/llama.cpp/blob/master/tools/server/README.md",
     "trtllm_quantization": "https://nvidia.github.io/TensorRT-LLM/features/quantization.html",
     "trtllm_serve": "https://nvidia.github.io/TensorRT-LLM/latest/commands/trtllm-serve.html",
@@ -157,8 +159,9 @@ def vllm_readme(method: str) -> str:
     return f"""# vLLM files for this checkpoint (`quant_method: {method}`)
 
 * `serve.sh [CHECKPOINT]`: `vllm serve ... --quantization {VLLM_METHODS[method]}`, the
-  OpenAI-compatible server ({SOURCES['vllm_serve']}). Which GPUs run which method:
-  {SOURCES['vllm_quantization']}.
+  OpenAI-compatible server ({SOURCES['vllm_serve']}). Which hardware (GPUs, and x86 / ARM
+  CPUs through vLLM's CPU backend) runs which method: {SOURCES['vllm_quantization']}; the CPU
+  backend's installation: {SOURCES['vllm_cpu']}.
 * `client.py [CHECKPOINT]`: vLLM's offline `LLM(...).generate`; `--server` asks the server instead.
 
 vLLM batches continuously: each forward pass serves every running request, and a new request

@@ -12,6 +12,8 @@ import os
 import pathlib
 import sys
 
+from .latency import percentile_supported
+
 DEFAULT_PORT = 8000
 
 
@@ -57,7 +59,8 @@ def loadtest(args: argparse.Namespace) -> int:
         result = run(args.url, requests=args.requests, concurrency=args.concurrency,
                      max_tokens=args.max_tokens, api_key=args.api_key, model=args.model,
                      allow_remote=args.allow_remote, timeout_s=args.timeout,
-                     total_timeout_s=args.deadline, progress=not args.no_progress)
+                     total_timeout_s=args.deadline, progress=not args.no_progress,
+                     chat=args.chat)
     except (ValueError, ConnectionError, PermissionError) as err:
         return fail(str(err))
     print(format_report(result))
@@ -79,8 +82,10 @@ def format_report(result: dict) -> str:
                       ("latency_s", "end-to-end latency")):
         s = result[key]
         if s:
+            tail = f"p99 {s['p99'] * 1000:8.1f} ms" if percentile_supported(s["n"], 99) else \
+                f"max {s['max'] * 1000:8.1f} ms (p99 needs >= 100 values, got {s['n']})"
             lines.append(f"{name:>22}: p50 {s['p50'] * 1000:8.1f} ms  p90 {s['p90'] * 1000:8.1f} ms"
-                         f"  p99 {s['p99'] * 1000:8.1f} ms")
+                         f"  {tail}")
     return "\n".join(lines)
 
 
@@ -121,6 +126,8 @@ def add_commands(subparsers) -> None:
     p.add_argument("--requests", type=int, default=32)
     p.add_argument("--concurrency", type=int, default=4)
     p.add_argument("--max-tokens", type=int, default=32)
+    p.add_argument("--chat", action="store_true",
+                   help="send chat completions (each prompt one user message)")
     p.add_argument("--model", default=None, help="model id (default: the first GET /models lists)")
     p.add_argument("--api-key", default=None)
     p.add_argument("--json", type=pathlib.Path, default=None, help="write the results here")

@@ -7,7 +7,9 @@ is what ``qcourse serve`` and :class:`qcourse.deploy.Server` run. It differs fro
 
 1. it checks the GGUF file and binds the port *before* loading anything, so a corrupt file or a
    port in use is a one-line error, and ``--port 0`` lets the OS pick a free port, which the
-   process reports in ``--ready-file`` once the model is loaded and the socket listens;
+   process reports in ``--ready-file`` once the model is loaded and the socket listens (a
+   socket made the way uvicorn makes its own, so that its connections have Nagle's algorithm
+   off: :func:`bind`);
 2. client errors get a 4xx with a clear message (:mod:`qcourse.deploy.guard`) instead of 500;
 3. the model is loaded with llama.cpp's extra buffer types off (weights not repacked), because
    repacked AMX/AVX-512 kernels crash on multi-token batches of qcourse-tiny on this CPU
@@ -41,9 +43,16 @@ API_KEY_ENV = "QCOURSE_API_KEY"
 
 def bind(host: str, port: int) -> socket.socket:
     """A listening TCP socket on ``host:port`` (port 0: a free one); OSError naming the port if
-    it is taken."""
+    it is taken.
+
+    The socket is created with ``proto=IPPROTO_TCP``, as uvicorn's own ``Config.bind_socket``
+    does: asyncio switches Nagle's algorithm off (``TCP_NODELAY``) only on connections whose
+    socket says so (``asyncio.base_events._set_nodelay``), and accepted connections inherit the
+    listener's ``proto``. With ``proto=0`` every response's second small write (the body after
+    the headers, the next token's event) waits for the client's delayed ACK: about 40 ms on
+    Linux, on every request."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
@@ -56,20 +65,48 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def token_counter(path: str | os.PathLike, *, chat_template: str | None
-                  ) -> Callable[[str, dict], int]:
+def chat_formatter(metadata: dict):
+    """llama-cpp-python's Jinja2 chat formatter for a GGUF file's ``metadata``: its
+    ``tokenizer.chat_template`` with its BOS and EOS token texts, as ``Llama.__init__`` builds
+    the one its server uses; None if the file has no chat template."""
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    template = metadata.get("tokenizer.chat_template")
+    if not template:
+        return None
+    tokens = metadata.get("tokenizer.ggml.tokens") or []
+
+    def text(key: str) -> str:
+        token = metadata.get(key)
+        return tokens[token] if token is not None and 0 <= token < len(tokens) else ""
+
+    return Jinja2ChatFormatter(template, eos_token=text("tokenizer.ggml.eos_token_id"),
+                               bos_token=text("tokenizer.ggml.bos_token_id"))
+
+
+def chat_prompt(path: str | os.PathLike, messages: list[dict]) -> str:
+    """The prompt the server renders for a chat request with ``messages``: the GGUF's own chat
+    template, ending with the assistant's turn. ValueError if the file has no chat template."""
+    from qcourse.gguf import read_gguf
+
+    formatter = chat_formatter(read_gguf(path).metadata)
+    if formatter is None:
+        raise ValueError(f"{path} has no tokenizer.chat_template")
+    return formatter(messages=messages).prompt
+
+
+def token_counter(path: str | os.PathLike, metadata: dict) -> Callable[[str, dict], int]:
     """``count(route, body)``: prompt tokens of a completion or chat request, from a vocab-only
     llama.cpp load of ``path`` (independent of the serving context, so safe to call while it
-    generates), chats rendered with the GGUF's own chat template as the server renders them."""
+    generates), chats rendered with the GGUF's own chat template (in ``metadata``) as the
+    server renders them."""
     import llama_cpp
-    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
     from qcourse.gguf.llamacpp import extra_buffer_types
 
     with extra_buffer_types(False):
         vocab = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
-    eos = vocab.detokenize([vocab.token_eos()]).decode("utf-8", "replace")
-    formatter = Jinja2ChatFormatter(chat_template, eos, eos) if chat_template else None
+    formatter = chat_formatter(metadata)
 
     def count(route: str, body: dict) -> int:
         if route.endswith("/chat/completions"):
@@ -101,11 +138,11 @@ def build_app(gguf: pathlib.Path, *, alias: str, n_ctx: int, threads: int,
                           verbose=False)
     with extra_buffer_types(False):
         app = create_app(server_settings=server, model_settings=[model])
-    template = read_gguf(gguf).metadata.get("tokenizer.chat_template")
+    metadata = read_gguf(gguf).metadata
     schemas = {"/v1/completions": CreateCompletionRequest.model_validate,
                "/v1/chat/completions": CreateChatCompletionRequest.model_validate}
     return RequestGuard(app, model=alias, n_ctx=n_ctx, schemas=schemas, api_key=api_key,
-                        count_tokens=token_counter(gguf, chat_template=template))
+                        count_tokens=token_counter(gguf, metadata))
 
 
 def write_ready(path: pathlib.Path, host: str, port: int) -> None:

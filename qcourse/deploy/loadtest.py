@@ -1,7 +1,7 @@
 """A bounded load generator for any OpenAI-compatible server (``qcourse loadtest URL``).
 
 N streaming completions (greedy, prompts from the test split), at most C in flight, with
-asyncio and httpx. For each request it records, from the server-sent events (SSE) it receives:
+asyncio and httpx (``chat=True``: chat completions, each prompt sent as one user message). For each request it records, from the server-sent events (SSE) it receives:
 
     TTFT   time to first token: request sent -> first chunk carrying text
     ITL    inter-token latency: the gaps between consecutive text chunks
@@ -10,7 +10,8 @@ asyncio and httpx. For each request it records, from the server-sent events (SSE
            holds back the bytes of an unfinished UTF-8 character or a possible stop string)
 
 and for the run: requests/s and output tokens/s (completed requests and tokens over the wall
-time), p50/p90/p99 of each latency (:mod:`qcourse.deploy.latency`), and errors by kind
+time), p50/p90/p99, min and max of each latency (:mod:`qcourse.deploy.latency`; a p99 from fewer
+than 100 requests is an interpolation between the two largest), and errors by kind
 (``http_<status>``, ``timeout``, ``connect``, ``truncated_stream``, ``malformed_stream``).
 
 Everything is bounded: the number of requests and the concurrency are capped, every request has
@@ -53,6 +54,21 @@ class Result:
     itl: list[float] = dataclasses.field(default_factory=list)
     latency: float | None = None
     finish_reason: str | None = None
+
+    def add_token(self, text: str, sent: float, last: list[float]) -> None:
+        """Record ``text`` arriving now: the first token sets the TTFT (from ``sent``), each
+        later one an inter-token gap (from ``last[0]``, the previous token's arrival, which this
+        updates). Empty text (a role-only or final chunk) is not a token."""
+        if not text:
+            return
+        now = time.perf_counter()
+        if self.ttft is None:
+            self.ttft = now - sent
+        else:
+            self.itl.append(now - last[0])
+        last[0] = now
+        self.text += text
+        self.tokens += 1
 
 
 def check_url(url: str, allow_remote: bool = False) -> str:
@@ -106,35 +122,39 @@ def parse_event(line: str, result: Result, sent: float, last: list[float]) -> bo
         return True
     chunk = json.loads(payload)
     choice = chunk["choices"][0]
-    text = choice.get("text") or (choice.get("delta") or {}).get("content") or ""
-    now = time.perf_counter()
-    if text:
-        if result.ttft is None:
-            result.ttft = now - sent
-        else:
-            result.itl.append(now - last[0])
-        last[0] = now
-        result.text += text
-        result.tokens += 1
+    result.add_token(choice.get("text") or (choice.get("delta") or {}).get("content") or "",
+                     sent, last)
     result.finish_reason = choice.get("finish_reason") or result.finish_reason
     return False
 
 
+def request_body(prompt: str, *, model: str | None, max_tokens: int, chat: bool
+                 ) -> tuple[str, dict]:
+    """``(route, body)`` of one streaming greedy request: ``/completions`` with the prompt, or
+    ``/chat/completions`` with the prompt as one user message."""
+    body = {"max_tokens": max_tokens, "temperature": 0, "stream": True}
+    if chat:
+        body["messages"] = [{"role": "user", "content": prompt}]
+    else:
+        body["prompt"] = prompt
+    if model:
+        body["model"] = model
+    return ("/chat/completions" if chat else "/completions"), body
+
+
 async def stream_completion(client, url: str, index: int, prompt: str, *, model: str | None,
-                            max_tokens: int) -> Result:
-    """One streaming greedy completion; the Result says how it went (never raises for a server
-    or network failure)."""
+                            max_tokens: int, chat: bool = False) -> Result:
+    """One streaming greedy completion (or chat completion); the Result says how it went (never
+    raises for a server or network failure)."""
     import httpx
 
     result = Result(index)
-    body = {"prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "stream": True}
-    if model:
-        body["model"] = model
+    route, body = request_body(prompt, model=model, max_tokens=max_tokens, chat=chat)
     sent = time.perf_counter()
     last = [sent]
     done = False
     try:
-        async with client.stream("POST", f"{url}/completions", json=body) as response:
+        async with client.stream("POST", f"{url}{route}", json=body) as response:
             result.status = response.status_code
             if response.status_code != 200:
                 await response.aread()
@@ -180,7 +200,7 @@ async def probe(client, url: str) -> str:
 
 async def run(url: str, prompts: Sequence[str], *, concurrency: int, max_tokens: int,
               model: str | None = None, api_key: str | None = None, timeout_s: float = 60.0,
-              total_timeout_s: float = 600.0, progress: bool = False
+              total_timeout_s: float = 600.0, progress: bool = False, chat: bool = False
               ) -> tuple[list[Result], float, str]:
     """Send every prompt, at most ``concurrency`` at a time; returns (results in prompt order,
     wall seconds, model id). Requests still running after ``total_timeout_s`` are cancelled and
@@ -203,7 +223,8 @@ async def run(url: str, prompts: Sequence[str], *, concurrency: int, max_tokens:
                 index, prompt = queue.pop()
                 try:
                     results[index] = await asyncio.wait_for(stream_completion(
-                        client, url, index, prompt, model=model, max_tokens=max_tokens), timeout_s)
+                        client, url, index, prompt, model=model, max_tokens=max_tokens,
+                        chat=chat), timeout_s)
                 except asyncio.TimeoutError:
                     results[index] = Result(index, error="timeout")
                 bar.update()
@@ -254,10 +275,12 @@ def run_sync(coroutine):
 def loadtest(url: str, *, requests: int = 32, concurrency: int = 4, max_tokens: int = 32,
              prompts: Sequence[str] | None = None, model: str | None = None,
              api_key: str | None = None, allow_remote: bool = False, timeout_s: float = 60.0,
-             total_timeout_s: float = 600.0, progress: bool = False, seed: int = 0) -> dict:
+             total_timeout_s: float = 600.0, progress: bool = False, seed: int = 0,
+             chat: bool = False) -> dict:
     """Load-test the OpenAI-compatible server at ``url``: ``requests`` streaming greedy
     completions of at most ``max_tokens`` tokens, ``concurrency`` at a time, prompts from the
-    test split (or ``prompts``). Returns :func:`report`'s dict with the settings added.
+    test split (or ``prompts``; ``chat``: chat completions, each prompt one user message).
+    Returns :func:`report`'s dict with the settings added.
     ValueError for a non-loopback URL (unless ``allow_remote``) or limits out of range,
     ConnectionError if nothing answers at ``url`` (after at most 5 s)."""
     base = check_url(url, allow_remote)
@@ -267,7 +290,9 @@ def loadtest(url: str, *, requests: int = 32, concurrency: int = 4, max_tokens: 
         raise ValueError(f"got {len(prompts)} prompts for {requests} requests")
     results, wall, model = run_sync(run(
         base, prompts, concurrency=concurrency, max_tokens=max_tokens, model=model,
-        api_key=api_key, timeout_s=timeout_s, total_timeout_s=total_timeout_s, progress=progress))
-    out = {"url": base, "model": model, "concurrency": concurrency, "max_tokens": max_tokens}
+        api_key=api_key, timeout_s=timeout_s, total_timeout_s=total_timeout_s, progress=progress,
+        chat=chat))
+    out = {"url": base, "model": model, "concurrency": concurrency, "max_tokens": max_tokens,
+           "chat": chat}
     out.update(report(results, wall))
     return out

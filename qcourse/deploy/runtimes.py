@@ -169,17 +169,21 @@ def service_loop(runtime: Runtime, prompts: Sequence[list[int]], new_tokens: int
 
 
 def measure(runtime: Runtime, tokenizer, prompts: Sequence[list[int]], *, new_tokens: int = 32,
-            max_windows: int | None = 4, reference: Runtime | None = None,
-            check_ids: torch.Tensor | None = None) -> dict:
-    """One row of a runtime comparison: weight bytes, generated tokens/s in
-    :func:`service_loop` (after one warm-up request), perplexity on ``max_windows`` test
-    windows, and, given a ``reference`` and ``check_ids``, :func:`compare_logits`."""
-    runtime.generate(list(prompts[0]), 2)                                   # warm-up
-    loop = service_loop(runtime, prompts, new_tokens)
-    row = {"runtime": runtime.name, "weight_bytes": runtime.weight_bytes(),
-           "tokens_per_s": loop["tokens_per_s"], "latency_s": loop["latency_s"],
-           "perplexity": perplexity(runtime, tokenizer, max_windows=max_windows),
-           "outputs": loop["outputs"]}
+            protocol: evaluation.Protocol = evaluation.QUICK, reference: Runtime | None = None,
+            check_ids: torch.Tensor | None = None, timings: bool = True) -> dict:
+    """One row of a runtime comparison: weight bytes; generated tokens/s in
+    :func:`service_loop` (after one warm-up request; ``timings=False`` skips it); the
+    :class:`qcourse.evaluation.Score` on ``protocol``'s windows (``score``, per window, for
+    paired comparisons) and its ``perplexity``; and, given a ``reference`` and ``check_ids``,
+    :func:`compare_logits`."""
+    row = {"runtime": runtime.name, "weight_bytes": runtime.weight_bytes()}
+    if timings:
+        runtime.generate(list(prompts[0]), 2)                               # warm-up
+        loop = service_loop(runtime, prompts, new_tokens)
+        row.update(tokens_per_s=loop["tokens_per_s"], latency_s=loop["latency_s"],
+                   outputs=loop["outputs"])
+    row["score"] = evaluation.score(runtime, tokenizer, protocol, batch_size=1)
+    row["perplexity"] = row["score"].perplexity
     if reference is not None and check_ids is not None:
         row.update({f"logits_{k}": v for k, v in compare_logits(runtime, reference,
                                                                  check_ids).items()})

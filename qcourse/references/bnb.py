@@ -25,8 +25,18 @@ from qcourse.models import resolve
 MODES = ("int8", "nf4")
 
 
+# On CPUs with AVX512-BF16, bitsandbytes 0.50 tries at import to fetch an optional CPU kernel
+# from the Hugging Face Hub through the `kernels` package, and warns on stderr when it cannot
+# ("Failed to load CPU gemm_4bit_forward from kernels-community ..."). The course runs offline
+# and uses bitsandbytes' built-in CPU path instead: silence that one logger. (Installing
+# `kernels` would make bitsandbytes download code at run time.)
+OPTIONAL_HUB_KERNEL_LOGGER = "bitsandbytes.backends.cpu.ops"
+
+
 def require_bitsandbytes():
-    """Import bitsandbytes, or say how to install it."""
+    """Import bitsandbytes (without its warning about the optional Hub kernel: see
+    :data:`OPTIONAL_HUB_KERNEL_LOGGER`), or say how to install it."""
+    logging.getLogger(OPTIONAL_HUB_KERNEL_LOGGER).setLevel(logging.ERROR)
     try:
         import bitsandbytes
     except ImportError as err:

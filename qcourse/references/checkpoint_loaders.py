@@ -6,7 +6,8 @@
   ``weight_packed`` on the CPU. It reads nothing the course wrote except the file: an
   independent decoder of :mod:`qcourse.deploy.compressed`'s bytes, and the format vLLM serves.
 * **GPTQ through transformers** needs GPTQModel and optimum (transformers 5's
-  ``GptqHfQuantizer``); :func:`gptq_loader_unavailable_reason` says why it cannot run here.
+  ``GptqHfQuantizer``); :func:`gptq_loader_unavailable_reason` says why they are not installed
+  here.
 * :func:`pack_reference` is compressed-tensors' own packer, to compare words with ours.
 """
 from __future__ import annotations
@@ -50,15 +51,17 @@ def gptq_loader_unavailable_reason() -> str | None:
     """Why transformers cannot load a ``quant_method: "gptq"`` checkpoint here (None if it can).
 
     transformers 5 hands GPTQ checkpoints to ``GptqHfQuantizer``, which needs ``optimum``
-    (``optimum.gptq.GPTQQuantizer``) and ``gptqmodel`` for the kernels. GPTQModel 7.7 installs
-    only with a CUDA build of torch and transformers >= 5.20, which llm-compressor 0.14 (pinning
-    transformers <= 5.17) excludes from this environment (DESIGN.md, "Facts verified")."""
+    (``optimum.gptq.GPTQQuantizer``) and ``gptqmodel`` for the kernels; with GPTQModel installed
+    it runs on a CPU too (``gptq_supports_cpu = is_gptqmodel_available()`` in transformers'
+    ``quantizer_gptq.py``). What keeps it out of this environment is installing it: GPTQModel
+    7.7 needs transformers >= 5.20 and installs with a CUDA build of torch, while llm-compressor
+    0.14 pins transformers <= 5.17 (DESIGN.md, "Facts verified")."""
     missing = [m for m in ("optimum", "gptqmodel") if importlib.util.find_spec(m) is None]
     if missing:
         return (f"{' and '.join(missing)} not installed: transformers' GPTQ loader needs optimum "
-                "and GPTQModel, and GPTQModel needs a CUDA build of torch")
-    if not torch.cuda.is_available():
-        return "GPTQModel's kernels need a CUDA device"
+                "and GPTQModel (which runs on a CPU too), and GPTQModel 7.7 needs transformers "
+                ">= 5.20 and a CUDA build of torch, which this environment's llm-compressor "
+                "(transformers <= 5.17) excludes")
     return None
 
 

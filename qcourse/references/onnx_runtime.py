@@ -192,5 +192,25 @@ class OrtRuntime:
         return self.path.stat().st_size + (data.stat().st_size if data.exists() else 0)
 
 
+def initializer_bytes(path: str | os.PathLike, *, largest: int = 1) -> dict:
+    """What an ONNX file's weights are stored as: ``{"by_dtype": {dtype: bytes}, "largest":
+    [(name, dtype, shape), ...]}`` over its initializers (``largest``: the biggest ones by
+    bytes). Read from the file itself, external data included."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    graph = onnx.load(str(path)).graph
+    by_dtype: dict[str, int] = {}
+    sizes = []
+    for tensor in graph.initializer:
+        array = numpy_helper.to_array(tensor)
+        dtype = helper.tensor_dtype_to_np_dtype(tensor.data_type).name
+        by_dtype[dtype] = by_dtype.get(dtype, 0) + array.nbytes
+        sizes.append((array.nbytes, tensor.name, dtype, tuple(array.shape)))
+    sizes.sort(reverse=True)
+    return {"by_dtype": dict(sorted(by_dtype.items(), key=lambda kv: -kv[1])),
+            "largest": [(name, dtype, shape) for _, name, dtype, shape in sizes[:largest]]}
+
+
 if __name__ == "__main__":
     write_onnx_files(sys.argv[1] if len(sys.argv) > 1 else "qcourse-tiny")
