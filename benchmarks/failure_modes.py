@@ -18,7 +18,9 @@ outliers     qcourse-tiny and ``models.with_outliers(qcourse-tiny)`` (4 residual
              perplexity, KL to the float model and top-1 agreement (every window), for W8
              weight-only, W8A8 per-tensor and per-token, SmoothQuant (alpha 0.5) + W8A8,
              LLM.int8(), RTN / AWQ / GPTQ at 4 and 3 bits (groups of 128); SmoothQuant's alpha
-             sweep on the outlier model and on qcourse-tiny.
+             sweep on the outlier model and on qcourse-tiny. SmoothQuant here (and for
+             SmolLM2) smooths down_proj through up_proj too (``include_down=True``, the course's
+             extension of the paper's mapping; the 2026-11-30 record was made that way).
 minilm       all-MiniLM-L6-v2 on docstring retrieval over the test split
              (``qcourse.models.retrieval``): accuracy@1, agreement of the top-1 with the float
              model, and 1 - cosine of sentence embeddings, for W8A8, SmoothQuant (explicit
@@ -40,7 +42,7 @@ file dequantized, see ``qcourse.models.smollm2``):
 
 outliers     its natural outlier channels (``diagnose`` on calibration windows: every linear
              layer's r_x, top channel, largest input and output), and W8A8 per-tensor and
-             per-token, LLM.int8(), SmoothQuant + W8A8.
+             per-token, LLM.int8(), SmoothQuant (down_proj included) + W8A8.
 twobit       the 2-bit collapse and its recoveries at equal size: RTN W3 g64, W2 g64, W2 g32;
              the sensitivity of every layer at W2 g64; W2 g64 with the most sensitive layers at
              8 bits up to the size of W2 g32 (RTN, and GPTQ with the same layers); GPTQ W2 g64
@@ -195,7 +197,8 @@ def outlier_methods(run: Run) -> dict:
     sq_samples = samples[:8]
 
     def smooth(m, alpha, activations):
-        smoothquant.smooth_llama(m, calib.collect_activation_stats(m, sq_samples), alpha)
+        smoothquant.smooth_llama(m, calib.collect_activation_stats(m, sq_samples), alpha,
+                                 include_down=True)
         return ptq.quantize_w8a8(m, activations)
 
     return {
@@ -231,7 +234,7 @@ def tiny_outliers(run: Run) -> dict:
 
         def smoothed(alpha, activations):
             m = copy.deepcopy(base)
-            smoothquant.smooth_llama(m, stats, alpha)
+            smoothquant.smooth_llama(m, stats, alpha, include_down=True)
             return run.scored(ptq.quantize_w8a8(m, activations))
 
         out["alpha_sweep"][name] = {
@@ -554,7 +557,7 @@ def real_outliers(run: Run) -> dict:
 
     def smoothed(alpha, activations):
         model = run.float_model()
-        smoothquant.smooth_llama(model, stats, alpha)
+        smoothquant.smooth_llama(model, stats, alpha, include_down=True)
         return ptq.quantize_w8a8(model, activations)
 
     variants = {
