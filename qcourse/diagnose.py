@@ -44,6 +44,7 @@ from torch import nn
 from qcourse import data
 from qcourse.calib import check_samples
 from qcourse.evaluation import kl_per_token, logit_agreement, match_length, model_size_bytes
+from qcourse.evaluation.scoring import sliced_head
 from qcourse.layers import QuantLinear, QuantizedLinear
 from qcourse.models import set_module
 from qcourse.quant import QuantScheme
@@ -222,6 +223,14 @@ def layer_weight(layer: nn.Module) -> torch.Tensor:
     return (layer.weight if isinstance(layer, nn.Linear) else layer.weight()).detach().float()
 
 
+def nonfinite_count(t: torch.Tensor, chunk: int = 1 << 20) -> int:
+    """How many NaN/Inf ``t`` holds, counted ``chunk`` elements at a time: ``torch.isfinite`` of
+    a whole tensor allocates a float copy and several masks its size (for SmolLM2's embedding,
+    113 MB of float32, about 200 MB at once)."""
+    flat = t.detach().reshape(-1)
+    return sum(int((~torch.isfinite(part)).sum()) for part in flat.split(chunk))
+
+
 def channel_ratio(absmax: torch.Tensor) -> float:
     """``max / median`` of per-channel maxima (inf if the median is 0 but the max is not)."""
     median, top = absmax.median().item(), absmax.max().item()
@@ -299,12 +308,24 @@ def diagnose(model: nn.Module, tokenizer=None, *, samples=None, quantize=None,
 
     watches = {name: _LayerWatch() for name in layers}
     handles = [layer.register_forward_hook(watches[name]) for name, layer in layers.items()]
+    reference = []      # the outputs the sensitivities compare with; only kept when needed
+    # without sensitivities nothing reads the outputs: a large-vocabulary Llama skips its head
+    # (the output head is not diagnosed), and its logits are never in memory
+    body = None if sensitivity else (sliced_head(model, max(b.shape[-1] for b in batches))
+                                     or (None,))[0]
     try:
-        reference, metrics = zip(*(model_outputs(model, ids) for ids in batches))
+        for ids in batches:
+            if body is not None:
+                body(ids, use_cache=False)
+                metric = "KL"
+                continue
+            outputs, metric = model_outputs(model, ids)
+            if sensitivity:
+                reference.append(outputs)
+            del outputs
     finally:
         for handle in handles:
             handle.remove()
-    metric = metrics[0]
     norm = sum(r.shape[0] * r.shape[1] for r in reference) if metric == "KL" else \
         sum(r.double().pow(2).sum().item() for r in reference)
 
@@ -323,8 +344,7 @@ def diagnose(model: nn.Module, tokenizer=None, *, samples=None, quantize=None,
             watch.out_absmax, int((~finite_w).sum()), watch.nonfinite_in, watch.nonfinite_out,
             absmax, sens))
     tensors = dict(model.named_parameters()) | dict(model.named_buffers())
-    nonfinite = {name: int((~torch.isfinite(t)).sum()) for name, t in tensors.items()
-                 if t.is_floating_point()}
+    nonfinite = {name: nonfinite_count(t) for name, t in tensors.items() if t.is_floating_point()}
     tokens = sum(ids.numel() for ids in batches)
     return Diagnosis(report, nonfinite, metric, described, tokens)
 

@@ -233,3 +233,33 @@ def test_w8a8_sensitivity_rises_on_the_outlier_layers(tiny):
     # layers that do not read the residual stream are as before
     name = "model.layers.2.mlp.down_proj"
     assert outlier[name].sensitivity == pytest.approx(plain[name].sensitivity, rel=0.2)
+
+
+def test_without_sensitivities_a_large_vocabulary_llama_is_diagnosed_without_its_head():
+    """SmolLM2's case: the statistics of every linear layer are those of the full forward pass,
+    the output head (not diagnosed) never runs, so its logits are never in memory."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(
+        vocab_size=20_000, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512)).eval()
+    ids = torch.randint(0, 20_000, (1, 512), generator=torch.Generator().manual_seed(0))
+    calls = []
+    handle = model.lm_head.register_forward_hook(lambda module, args, out: calls.append(1))
+    try:
+        fast = diagnose(model, samples=ids, sensitivity=False)
+    finally:
+        handle.remove()
+    assert calls == []
+    with torch.no_grad():                                    # the whole model, head included
+        watched = {}
+        hooks = [layer.register_forward_hook(
+            lambda m, a, out, name=name: watched.__setitem__(name, out.abs().max().item()))
+            for name, layer in model.named_modules() if name.endswith("down_proj")]
+        model(ids)
+        for h in hooks:
+            h.remove()
+    assert fast.metric == "KL"
+    for name, value in watched.items():
+        assert fast[name].output_absmax == pytest.approx(value, rel=1e-6)
