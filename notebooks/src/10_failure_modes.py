@@ -78,6 +78,16 @@ def release_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
+def reload_real() -> None:
+    # SmolLM2 afresh from the course cache, dropping the one in memory (rounded in place, or
+    # only read): its float32 weights are mapped from the checkpoint file and take memory once a
+    # forward pass reads them, so a reload gives back what the last real-model cell used
+    global real
+    real = None
+    release_memory()
+    real, _ = models.load(smollm2.NAME)
+
+
 def recorded_runs() -> dict:
     # the newest run of benchmarks/failure_modes.py per (model, kind), read through bench.record;
     # a run of the benchmark's earlier version (no per-window scores) under the key "earlier"
@@ -133,6 +143,7 @@ for label, run in (("qcourse-tiny", tiny_run), ("SmolLM2-135M", real_run)):
         print(f"recorded ({label}): {run['date'][:10]}, {run['machine']['cpu']}, "
               f"{run['threads']} thread(s), load average {run['load_average']['start'][0]:.1f} "
               f"at the start; every perplexity on the whole test split")
+release_memory()
 """),
     ("md", r"""
 **About the numbers.** Every perplexity printed here says which windows it scores. Live cells on
@@ -302,6 +313,7 @@ if REAL:
     ax.set_xlabel("block (ticks at its q_proj)")
     plt.tight_layout()
     plt.show()
+    reload_real()      # the cells on qcourse-tiny that come next do not need its weights in memory
 """),
     ("md", r"""
 Nobody planted these. The largest ratios sit at the inputs of `down_proj` (the product
@@ -345,14 +357,13 @@ block 0; `o_proj` and `down_proj`, which do not, barely register.
 the course cache between the two (a copy would double the memory):
 """),
     ("code", r"""
+release_memory()
 if REAL:
     real_w8a8 = {}
     for activations in ("tensor", "token"):
         ptq.quantize_w8a8(real, activations)
         real_w8a8[activations] = score(real, real_tokenizer, REAL_QUICK)
-        real = None
-        release_memory()
-        real, _ = models.load(smollm2.NAME)
+        reload_real()
     print(f"float: {real_float}")
     for activations, s in real_w8a8.items():
         print(f"W8A8 per-{activations:6} {s.perplexity:7.2f}  {versus(real_float, s)}")
@@ -367,7 +378,9 @@ whole-split table at the end of this section has the recoveries on it.
 * **finer activation scales**: one scale per token *and per group of 32 channels* (as MX formats
   do), so the outlier coarsens only its own group (here fake-quantized, weights int8 per channel);
 * **SmoothQuant**: divide channel j by `s_j = max|X_j|^α / max|W_j|^(1−α)`, fold it into the
-  norm (free at run time), W8A8 afterwards;
+  norm (free at run time), W8A8 afterwards. The paper smooths the layers a norm feeds (q/k/v,
+  gate/up); here `down_proj`'s input is smoothed too, folded into `up_proj`'s rows (the course's
+  extension, `include_down=True`: `qcourse.smoothquant`), as in the recorded tables below;
 * **LLM.int8()** (mixed precision): the input features above 6.0 go through floating point.
 """),
     ("code", r"""
@@ -376,7 +389,7 @@ stats = calib.collect_activation_stats(outlier, ids)
 
 def smoothed(base, alpha, stats):
     m = copy.deepcopy(base)
-    smoothquant.smooth_llama(m, stats, alpha)
+    smoothquant.smooth_llama(m, stats, alpha, include_down=True)   # down_proj too
     return m
 
 
@@ -406,7 +419,8 @@ smaller than in qcourse-tiny, so
 
 SmoothQuant at *any* α turns the outlier model into exactly the smoothed qcourse-tiny at the
 same α (the factor 100 cancels against the one `with_outliers` put in; `down_proj`'s input,
-which `with_outliers` leaves alone, gets the same scales in both). Checked, over every weight:
+which `with_outliers` leaves alone and which is smoothed here too, is the same in both models and
+gets the same scales). Checked, over every weight:
 """),
     ("code", r"""
 plain_stats = calib.collect_activation_stats(model, ids)
@@ -751,18 +765,16 @@ def rounded(m, plan):
 def quantized_real(plan, prompt=None):
     # SmolLM2 rounded in place, scored on the real-model quick windows (and, given a prompt, its
     # greedy continuation), then the float model reloaded from the course cache
-    global real
     rounded(real, plan)
     found = score(real, real_tokenizer, REAL_QUICK)
     text = evaluation.generate(real, real_tokenizer, prompt, 16) if prompt else None
-    real = None
-    release_memory()
-    real, _ = models.load(smollm2.NAME)
+    reload_real()
     return found, text
 
 
+release_memory()
 if REAL:
-    real_linears = models.linear_layers(real)
+    real_linears = list(models.linear_layers(real))       # names only: the modules go with the model
     real_rtn2, text = quantized_real(dict.fromkeys(real_linears, QuantScheme(2, 64)),
                                      prompt="def read_config(path):\n")
     print(f"float:      {real_float}")
@@ -790,7 +802,7 @@ if REAL and tb_real:
         sorted({n.rsplit('.', 1)[-1] for n in kept})) + f" (blocks "
         f"{sorted({int(n.split('.')[2]) for n in kept})})")
     print(f"RTN W2 g64 with them at W8: {real_mixed.perplexity:7.2f} at "
-          f"{bits_per_weight(real_linears, real_plan):.2f} bits per weight  "
+          f"{bits_per_weight(models.linear_layers(real), real_plan):.2f} bits per weight  "
           f"{versus(real_float, real_mixed)} against float")
 """),
     ("code", r"""
@@ -1070,17 +1082,28 @@ overflow the same way when q and k are large, which is why fused attention kerne
 Dao et al. 2022) keep the softmax's running maximum and sum in float32.
 
 **Does a real model come close?** SmolLM2 in float32 on the first test window: the largest value
-of the residual stream after each block but the last (transformers hands back the final norm's
-output in its place), and the largest input and output of every linear layer:
+of the residual stream after each block but the last (a forward hook on each block; the recorded
+run reads transformers' `hidden_states`, which hold the final norm's output in the last block's
+place), and the largest input and output of every linear layer:
 """),
     ("code", r"""
 release_memory()
 if REAL:
     window = evaluation.evaluation_windows(real_tokenizer, max_windows=1)      # [1, 512]
-    peaks = diagnose(real, samples=window, sensitivity=False, batch_size=1)
-    with torch.no_grad():
-        hidden = real(window, output_hidden_states=True).hidden_states
-    residual = [h.abs().max().item() for h in hidden[1:-1]]    # the last: the final norm's output
+    residual = []    # max |residual stream| after each block, in block order
+
+
+    def residual_peak(block, args, out):
+        residual.append((out[0] if isinstance(out, tuple) else out).abs().max().item())
+
+
+    # one forward pass: diagnose's own, the hooks reading each block's output as it goes by
+    hooks = [block.register_forward_hook(residual_peak) for block in real.model.layers[:-1]]
+    try:
+        peaks = diagnose(real, samples=window, sensitivity=False, batch_size=1)
+    finally:
+        for hook in hooks:
+            hook.remove()
     top = max(peaks.layers, key=lambda l: max(l.act_absmax, l.output_absmax))
     print(f"largest in the residual stream: {max(residual):,.0f} (after block "
           f"{residual.index(max(residual))}); largest linear input/output: {top.name} "
