@@ -1,43 +1,68 @@
 """Failure modes of quantization, each broken and recovered: the recorded figures of notebook 10.
 
-    python benchmarks/failure_modes.py [--windows N] [--sections outliers,minilm,...]
-                                       [--threads 1] [--out FILE]
+    python benchmarks/failure_modes.py [--model qcourse-tiny | smollm2-135m] [--sections a,b]
+                                       [--windows N] [--threads 1] [--fresh] [--out FILE]
+    python benchmarks/failure_modes.py --timings      # time and memory only: on a quiet machine
 
-Sections (all by default), each measured in this one run. The outlier table scores the whole
-test split (or ``--windows``); every other section the first ``--subset-windows`` (32) windows.
-AWQ and GPTQ calibrate on ``--calib-samples`` (8) windows of 512 train tokens.
+Every perplexity scores the whole test split (``evaluation.WHOLE``: every window of 512 tokens),
+or its first ``--windows`` windows for a quick look. Each row keeps its per-window mean negative
+log-likelihood (``nll``, nats per predicted token), so that two rows can be compared pairwise
+(``evaluation.paired_difference``) and nothing is ranked inside the noise. Rows are cached in
+``$QCOURSE_CACHE/failure_modes/<model>/`` under a key of what they depend on (model, section,
+row, windows, calibration, and a hash of the float weights and test windows); a rerun recomputes
+only missing rows (``--fresh``: recompute all).
 
-outliers     qcourse-tiny and ``qcourse.models.with_outliers(qcourse-tiny)`` (4 residual channels
-             x100): perplexity (whole test split unless ``--windows``), and KL to the float model
-             and top-1 agreement on the first ``--kl-windows`` windows, for W8 weight-only, W8A8
-             per-tensor and per-token, SmoothQuant (alpha 0.5) + W8A8, LLM.int8(), RTN / AWQ /
-             GPTQ at 4 and 3 bits (groups of 128); SmoothQuant's alpha sweep on the outlier model
-             (``--subset-windows`` windows).
+qcourse-tiny (``--model qcourse-tiny``, the default):
+
+outliers     qcourse-tiny and ``models.with_outliers(qcourse-tiny)`` (4 residual channels x100):
+             perplexity, KL to the float model and top-1 agreement (every window), for W8
+             weight-only, W8A8 per-tensor and per-token, SmoothQuant (alpha 0.5) + W8A8,
+             LLM.int8(), RTN / AWQ / GPTQ at 4 and 3 bits (groups of 128); SmoothQuant's alpha
+             sweep on the outlier model and on qcourse-tiny. SmoothQuant here (and for
+             SmolLM2) smooths down_proj through up_proj too (``include_down=True``, the course's
+             extension of the paper's mapping; the 2026-11-30 record was made that way).
 minilm       all-MiniLM-L6-v2 on docstring retrieval over the test split
              (``qcourse.models.retrieval``): accuracy@1, agreement of the top-1 with the float
              model, and 1 - cosine of sentence embeddings, for W8A8, SmoothQuant (explicit
              scales), LLM.int8(), RTN and AWQ (explicit scales); SmoothQuant's alpha sweep.
-twobit       2-bit collapse on qcourse-tiny: RTN asymmetric and symmetric, GPTQ, RTN with the most
-             sensitive layers at 8 bits, K-quants Q2_K with and without an importance matrix
-             (through GGUF), QAT.
+twobit       2 bits on qcourse-tiny, with the bits per weight of the linear layers: RTN
+             asymmetric and symmetric, the 4 most sensitive layers at 8 bits (RTN, and GPTQ at
+             the same size), GPTQ, K-quants Q2_K through GGUF (embedding kept in float32 as in
+             every PyTorch row, or quantized too), QAT at two learning rates with notebook 03's
+             recipe.
 calibration  GPTQ 3-bit calibrated on code only, prose only, or both, scored on each half of the
-             test split; and perplexity against the number of calibration windows.
+             test split; perplexity against the number of calibration windows, three draws each.
 gguf         a correct GGUF, one with q/k not permuted for llama.cpp's RoPE, one with the wrong
              pre-tokenizer: llama.cpp's perplexity, its tokenization and bits per byte.
 checkpoint   a GPTQ checkpoint read with the wrong zero-point convention, and without g_idx.
 fp16         qcourse-tiny and an outlier model with channels x30000 in float16, bfloat16, float32.
-kernel       a 4-bit model's forward pass: QuantLinear's own, the kernel path
-             (``qcourse.kernels.use_kernels``), the dequantized float model: time, and the memory
-             its operations allocate (torch.profiler).
 
-Writes benchmarks/results/failure_modes-<machine>-<date>.json with the run's record
-(qcourse.bench.record: CPU, threads, versions, the load average at start and end: on a shared
-machine the kernel timings are not quiet-machine figures).
+SmolLM2-135M (``--model smollm2-135m``, the real model; its float weights are the released Q4_1
+file dequantized, see ``qcourse.models.smollm2``):
+
+outliers     its natural outlier channels (``diagnose`` on calibration windows: every linear
+             layer's r_x, top channel, largest input and output), and W8A8 per-tensor and
+             per-token, LLM.int8(), SmoothQuant (down_proj included) + W8A8.
+twobit       the 2-bit collapse and its recoveries at equal size: RTN W3 g64, W2 g64, W2 g32;
+             the sensitivity of every layer at W2 g64; W2 g64 with the most sensitive layers at
+             8 bits up to the size of W2 g32 (RTN, and GPTQ with the same layers); GPTQ W2 g64
+             and W2 g32. Bits per weight of the linear layers in every row.
+fp16         the largest activation of every window in float32 (residual stream, every linear
+             layer's input and output) against float16's 65504, and float16 scored on the
+             windows that come closest.
+
+``--timings`` (qcourse-tiny): a 4-bit model's forward pass through QuantLinear's own path, the
+kernel path (``qcourse.kernels.use_kernels``) and the dequantized float model: time and the memory
+its operations allocate (torch.profiler). Written to its own file; record it on a quiet machine.
+
+Writes ``benchmarks/results/failure_modes[-smollm2-135m|-timings]-<arch>-<date>.json`` with the
+run's record (``qcourse.bench.record``: CPU, threads, versions, load average at start and end).
 """
 from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
 import json
 import math
 import os
@@ -54,12 +79,21 @@ import torch  # noqa: E402
 
 from qcourse import (awq, bench, calib, data, evaluation, gptq,  # noqa: E402
                      gptq_checkpoint, models, ptq, smoothquant)
-from qcourse.diagnose import diagnose  # noqa: E402
+from qcourse.diagnose import bits_per_weight, diagnose, mixed_precision  # noqa: E402
+from qcourse.models import linear_layers  # noqa: E402
+from qcourse.paths import cache_dir  # noqa: E402
 from qcourse.quant import QuantScheme  # noqa: E402
 
-SECTIONS = ("outliers", "minilm", "twobit", "calibration", "gguf", "checkpoint", "fp16", "kernel")
+TINY, REAL = "qcourse-tiny", "smollm2-135m"
+SECTIONS = {TINY: ("outliers", "minilm", "twobit", "calibration", "gguf", "checkpoint", "fp16"),
+            REAL: ("twobit", "outliers", "fp16")}
 ALPHAS = (0.25, 0.5, 0.75, 1.0)
 OVERFLOW_FACTOR = 30000.0     # channels x30000: inputs of ~1e5, beyond float16's 65504
+FP16_MAX = 65504.0
+SEQ_LEN = 512
+CACHE_VERSION = 1
+QAT_RECIPE = {"steps": 64, "batch_size": 8, "seq_len": 256}   # notebook 03's (131,072 tokens)
+QAT_LRS = (1e-4, 5e-4)
 
 
 def log(*args) -> None:
@@ -67,48 +101,104 @@ def log(*args) -> None:
 
 
 class Run:
-    """The model, tokenizer, options and the record being written."""
+    """The model, tokenizer, options, the windows every row scores, and the row cache."""
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.model, self.tokenizer = models.load()
-        self.outlier = models.with_outliers(self.model)
-        self.record: dict = {}
+        self.model, self.tokenizer = models.load(args.model)
+        self.protocol = (evaluation.WHOLE if args.windows is None
+                         else evaluation.Protocol("quick look", args.windows))
+        self.cache = cache_dir() / "failure_modes" / args.model
+        self.batch_size = 8 if args.model == TINY else 1    # SmolLM2's logits: 100 MB a window
+        self.fingerprint = self.inputs_fingerprint()
 
-    def calibration(self, n: int | None = None, seq_len: int = 512, domain: str | None = None,
-                    seed: int = 0) -> torch.Tensor:
+    def inputs_fingerprint(self) -> str:
+        """sha1 of the float weights and the test windows: a cached row is only reused for the
+        same model and the same windows."""
+        digest = hashlib.sha1()
+        for name, tensor in sorted(self.model.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().float().contiguous().numpy().tobytes())
+        digest.update(self.windows().numpy().tobytes())
+        return digest.hexdigest()[:16]
+
+    def calibration(self, n: int | None = None, seq_len: int = SEQ_LEN,
+                    domain: str | None = None, seed: int = 0) -> torch.Tensor:
         return data.calibration_samples(self.tokenizer, n or self.args.calib_samples, seq_len,
                                         seed, domain=domain)
 
-    def ppl(self, model, windows: int | None = None, domain: str | None = None) -> float:
-        windows = windows if windows is not None else self.args.windows
-        return evaluation.perplexity(bench.dequantized_copy(model), self.tokenizer, domain=domain,
-                             max_windows=windows)
+    def windows(self, domain: str | None = None) -> torch.Tensor:
+        """The test windows every row scores, ``[count, 512]`` (``domain``: half the split)."""
+        found = evaluation.windows(data.token_ids(self.tokenizer, "test", domain), SEQ_LEN)
+        return found[:self.args.windows] if self.args.windows else found
 
-    def scores(self, model, reference) -> dict:
-        """Perplexity (``--windows``), KL to ``reference`` and top-1 agreement (``--kl-windows``)."""
-        scorer = bench.dequantized_copy(model)
-        found = evaluation.divergence(scorer, reference, self.tokenizer,
-                              max_windows=self.args.kl_windows)
-        return {"perplexity": self.ppl(scorer), "kl": found["kl_divergence"],
-                "top1": found["top1_agreement"]}
+    def scored(self, model, reference=None, domain: str | None = None) -> dict:
+        """``{"perplexity", "nll": [per window, nats per predicted token]}`` of ``model`` (its
+        weight-only quantized layers dequantized in place first), and with ``reference`` the KL
+        divergence from it and top-1 agreement over every predicted token."""
+        if isinstance(model, torch.nn.Module):
+            bench.dequantize_weights(model)
+        call = evaluation.logits_fn(model)
+        other = evaluation.logits_fn(reference) if reference is not None else None
+        nll, kl, agree, tokens = [], 0.0, 0, 0
+        for chunk in self.windows(domain).split(self.batch_size):
+            logits = call(chunk)                                         # [b, T, V]
+            nll += (evaluation.window_nll(logits, chunk) / (SEQ_LEN - 1)).tolist()
+            if other is not None:
+                expected = other(chunk)[:, :-1]
+                kl += evaluation.kl_per_token(logits[:, :-1], expected).sum().item()
+                agree += (logits[:, :-1].argmax(-1) == expected.argmax(-1)).sum().item()
+                tokens += chunk[:, 1:].numel()
+        row = {"perplexity": math.exp(sum(nll) / len(nll)), "nll": [round(v, 7) for v in nll]}
+        if other is not None:
+            row.update(kl=kl / tokens, top1=agree / tokens)
+        return row
+
+    def row(self, section: str, label: str, compute, **depends) -> dict:
+        """``compute()`` (a JSON-able dict), or the cached row of the same key."""
+        key = json.dumps([CACHE_VERSION, self.args.model, self.fingerprint, section, label,
+                          self.args.windows, self.args.calib_samples, depends], sort_keys=True,
+                         default=str)
+        digest = hashlib.sha1(key.encode()).hexdigest()[:16]
+        path = self.cache / section / f"{digest}.json"
+        if path.exists() and not self.args.fresh:
+            found = json.loads(path.read_text())
+            log(f"  {label}: cached")
+            return found
+        row, seconds = record.timed(compute)
+        row["seconds"] = round(seconds, 1)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(row) + "\n")
+        log(f"  {label}: {row.get('perplexity', '')} ({seconds:.0f} s)")
+        return row
+
+    def float_model(self):
+        """A fresh float copy of the model (the run's own stays untouched)."""
+        return copy.deepcopy(self.model)
 
 
-def logged(label: str, fn):
-    """``fn()``, saying how long it took."""
-    out, seconds = record.timed(fn)
-    log(f"  {label}: {seconds:.0f} s")
-    return out
+def section_header(run: Run) -> dict:
+    windows = run.windows()
+    return {"protocol": run.protocol.label(len(windows)), "windows": len(windows)}
 
 
-# ---- outliers -------------------------------------------------------------------------------
+def planned(model, plan: dict, quantize) -> torch.nn.Module:
+    """``model`` (in place) with each layer of ``plan`` replaced by ``quantize(name, linear,
+    scheme)``."""
+    for name, scheme in plan.items():
+        models.set_module(model, name, quantize(name, models.get_module(model, name), scheme))
+    return model
+
+
+# ---- qcourse-tiny: outliers --------------------------------------------------------------------
 
 def outlier_methods(run: Run) -> dict:
     samples = run.calibration()
     sq_samples = samples[:8]
 
     def smooth(m, alpha, activations):
-        smoothquant.smooth_llama(m, calib.collect_activation_stats(m, sq_samples), alpha)
+        smoothquant.smooth_llama(m, calib.collect_activation_stats(m, sq_samples), alpha,
+                                 include_down=True)
         return ptq.quantize_w8a8(m, activations)
 
     return {
@@ -128,34 +218,36 @@ def outlier_methods(run: Run) -> dict:
     }
 
 
-def section_outliers(run: Run) -> dict:
-    out = {"channels": list(run.outlier.outlier_channels), "factor": run.outlier.outlier_factor,
-           "calibration": [run.args.calib_samples, 512], "table": {}}
+def tiny_outliers(run: Run) -> dict:
+    outlier = models.with_outliers(run.model)
+    bases = {"qcourse-tiny": run.model, "outlier model": outlier}
+    out = {**section_header(run), "channels": list(outlier.outlier_channels),
+           "factor": outlier.outlier_factor, "calibration": [run.args.calib_samples, SEQ_LEN],
+           "table": {}}
     for label, quantize in outlier_methods(run).items():
-        row = {}
-        for name, base in (("qcourse-tiny", run.model), ("outlier model", run.outlier)):
-            row[name] = logged(f"{label}, {name}", lambda: run.scores(
-                quantize(copy.deepcopy(base)), base))
-        out["table"][label] = row
-        log(f"{label:40s} " + "   ".join(f"{k} ppl {v['perplexity']:.2f} KL {v['kl']:.4f}"
-                                          for k, v in row.items()))
+        out["table"][label] = {name: run.row("outliers", f"{label} / {name}", lambda: run.scored(
+            quantize(copy.deepcopy(base)), base)) for name, base in bases.items()}
     sweep_samples = run.calibration()[:8]
-    stats = calib.collect_activation_stats(run.outlier, sweep_samples)
-    out["alpha_sweep"] = {"windows": run.args.subset_windows, "per-tensor": {}, "per-token": {}}
-    for alpha in ALPHAS:
-        for activations in ("tensor", "token"):
-            m = copy.deepcopy(run.outlier)
-            smoothquant.smooth_llama(m, stats, alpha)
-            out["alpha_sweep"][f"per-{activations}"][str(alpha)] = run.ppl(
-                ptq.quantize_w8a8(m, activations), run.args.subset_windows)
-        log(f"alpha {alpha}: {out['alpha_sweep']['per-tensor'][str(alpha)]:.2f} (tensor) "
-            f"{out['alpha_sweep']['per-token'][str(alpha)]:.2f} (token)")
+    out["alpha_sweep"] = {}
+    for name, base in bases.items():
+        stats = calib.collect_activation_stats(base, sweep_samples)
+
+        def smoothed(alpha, activations):
+            m = copy.deepcopy(base)
+            smoothquant.smooth_llama(m, stats, alpha, include_down=True)
+            return run.scored(ptq.quantize_w8a8(m, activations))
+
+        out["alpha_sweep"][name] = {
+            f"per-{activations}": {str(alpha): run.row(
+                "outliers", f"alpha {alpha} per-{activations} / {name}",
+                lambda: smoothed(alpha, activations)) for alpha in ALPHAS}
+            for activations in ("tensor", "token")}
     return out
 
 
-# ---- MiniLM ---------------------------------------------------------------------------------
+# ---- qcourse-tiny: MiniLM ------------------------------------------------------------------------
 
-def section_minilm(run: Run) -> dict:
+def tiny_minilm(run: Run) -> dict:
     from qcourse.models import minilm, retrieval
 
     bert, tok = minilm.load()
@@ -188,210 +280,373 @@ def section_minilm(run: Run) -> dict:
     out = {"pairs": len(pairs), "embedding_texts": len(texts), "calibration_sentences": 32,
            "outlier_channel": int(fc1.argmax()), "outlier_max": fc1.max().item(),
            "median_channel_max": fc1.median().item(), "table": {}}
-    for label, quantize in variants.items():
+
+    def measure(quantize):
         m = quantize(copy.deepcopy(bert))
         top1 = retrieval.rankings(m, tok, pairs)
-        out["table"][label] = {
-            "accuracy": retrieval.accuracy(top1),
-            "agreement": retrieval.agreement(top1, reference_top1),
-            "one_minus_cosine": 1 - minilm.cosine_quality(reference_emb, minilm.embed(m, tok, texts))}
-        log(f"{label:48s} " + " ".join(f"{k} {v:.4f}" for k, v in out["table"][label].items()))
+        return {"accuracy": retrieval.accuracy(top1),
+                "agreement": retrieval.agreement(top1, reference_top1),
+                "one_minus_cosine": 1 - minilm.cosine_quality(reference_emb,
+                                                              minilm.embed(m, tok, texts))}
+
+    for label, quantize in variants.items():
+        out["table"][label] = run.row("minilm", label, lambda: measure(quantize))
     out["alpha_sweep"] = {"metric": "1 - cosine", "per-tensor": {}, "per-token": {}}
     for alpha in ALPHAS:
         for activations in ("tensor", "token"):
-            m = smooth(copy.deepcopy(bert), alpha, activations)
-            out["alpha_sweep"][f"per-{activations}"][str(alpha)] = 1 - minilm.cosine_quality(
-                reference_emb, minilm.embed(m, tok, texts))
-        log(f"MiniLM alpha {alpha}: " + " ".join(
-            f"{k} {v[str(alpha)]:.4f}" for k, v in out["alpha_sweep"].items() if k != "metric"))
+            row = run.row("minilm", f"alpha {alpha} per-{activations}", lambda: measure(
+                lambda m: smooth(m, alpha, activations)))
+            out["alpha_sweep"][f"per-{activations}"][str(alpha)] = row["one_minus_cosine"]
     return out
 
 
-# ---- 2-bit collapse -------------------------------------------------------------------------
+# ---- qcourse-tiny: 2 bits --------------------------------------------------------------------
 
-def section_twobit(run: Run) -> dict:
-    from qcourse.gguf import importance, reader, writer
+def tiny_twobit(run: Run) -> dict:
+    from qcourse import qat
+    from qcourse.gguf import importance, quants, reader, writer
 
-    m, windows, samples = run.model, run.args.subset_windows, run.calibration()
-    found = diagnose(m, run.tokenizer, quantize=QuantScheme(2, 128), n=4, seq_len=128)
+    m, samples = run.model, run.calibration()
+    scheme, high = QuantScheme(2, 128), QuantScheme(8, 128)
+    layers = linear_layers(m)
+    found = diagnose(m, run.tokenizer, quantize=scheme, n=4, seq_len=128)
     top = [layer.name for layer in found.most_sensitive(4)]
+    plan = {name: high for name in top}
+    sizes = {"uniform": bits_per_weight(layers, dict.fromkeys(layers, scheme)),
+             "4 layers at 8 bits": bits_per_weight(layers, {**dict.fromkeys(layers, scheme),
+                                                             **plan})}
 
-    def rtn_except(model):
-        ptq.quantize_rtn(model, 2, "group", 128)
-        for name in top:   # the most sensitive layers at 8 bits instead
-            models.set_module(model, name, ptq.rtn_layer(models.get_module(run.model, name),
-                                                         QuantScheme(8, 128)))
-        return model
+    def gptq2(model):
+        return gptq.quantize_model(model, samples, 2, 128, progress=False)
 
-    out = {"most_sensitive_layers": top, "windows": windows, "table": {}}
-    variants = {
-        "float": lambda: m,
-        "RTN W2 g128 asymmetric": lambda: ptq.quantize_rtn(copy.deepcopy(m), 2, "group", 128),
-        "RTN W2 g128 symmetric": lambda: ptq.quantize_rtn(copy.deepcopy(m), 2, "group", 128,
-                                                          symmetric=True),
-        "RTN W2 g128, 4 most sensitive layers W8": lambda: rtn_except(copy.deepcopy(m)),
-        "GPTQ W2 g128": lambda: gptq.quantize_model(copy.deepcopy(m), samples, 2, 128,
-                                                    progress=False),
-        "GPTQ W2 g128 act-order": lambda: gptq.quantize_model(copy.deepcopy(m), samples, 2, 128,
-                                                              act_order=True, progress=False),
+    def qat_row(lr):
+        model = qat.prepare(copy.deepcopy(m), 2, 128)
+        qat.train(model, run.tokenizer, lr=lr, progress=False, **QAT_RECIPE)
+        return run.scored(qat.convert(model))
+
+    variants = {   # label: (make a model, bits per weight of the linear layers, embedding)
+        "float": (lambda: copy.deepcopy(m), 32.0, "float32"),
+        "RTN W2 g128 asymmetric": (lambda: ptq.quantize_rtn(copy.deepcopy(m), 2, "group", 128),
+                                   sizes["uniform"], "float32"),
+        "RTN W2 g128 symmetric": (lambda: ptq.quantize_rtn(copy.deepcopy(m), 2, "group", 128,
+                                                           symmetric=True),
+                                  sizes["uniform"], "float32"),
+        "RTN W2 g128, 4 most sensitive layers W8": (
+            lambda: planned(ptq.quantize_rtn(copy.deepcopy(m), 2, "group", 128), plan,
+                            lambda n, q, s: ptq.rtn_layer(models.get_module(m, n), s)),
+            sizes["4 layers at 8 bits"], "float32"),
+        "GPTQ W2 g128": (lambda: gptq2(copy.deepcopy(m)), sizes["uniform"], "float32"),
+        "GPTQ W2 g128, the same 4 layers W8": (
+            lambda: planned(gptq2(copy.deepcopy(m)), plan,
+                            lambda n, q, s: ptq.rtn_layer(models.get_module(m, n), s)),
+            sizes["4 layers at 8 bits"], "float32"),
     }
+    out = {**section_header(run), "most_sensitive_layers": top, "bits_per_weight": sizes,
+           "table": {}}
+    for label, (make, bits, embedding) in variants.items():
+        row = run.row("twobit", label, lambda: run.scored(make()), plan=top)
+        out["table"][label] = {**row, "bits_per_weight": bits, "embedding": embedding}
     with tempfile.TemporaryDirectory() as folder:
         matrix = importance.imatrix(m, samples)
-        for use in (False, True):
-            path = pathlib.Path(folder) / f"q2k-{use}.gguf"
-            writer.export(m, run.tokenizer, path, "Q2_K", pure=True,
-                          imatrix=matrix if use else None)
-            label = f"Q2_K (pure){' + imatrix' if use else ''}"
-            variants[label] = lambda path=path: reader.load_gguf(path)[0]
-        for label, make in variants.items():
-            out["table"][label] = logged(label, lambda: run.ppl(make(), windows))
-            log(f"{label:40s} {out['table'][label]:.2f}")
-    if run.args.qat_steps:
-        from qcourse import qat
-        model = qat.prepare(copy.deepcopy(m), 2, 128)
-        qat.train(model, run.tokenizer, run.args.qat_steps, lr=run.args.qat_lr, batch_size=4,
-                  seq_len=256, progress=False)
-        label = f"QAT W2 g128 ({run.args.qat_steps} steps of 4x256 tokens, lr {run.args.qat_lr:g})"
-        out["table"][label] = run.ppl(qat.convert(model), windows)
-        log(f"{label:40s} {out['table'][label]:.2f}")
+        float_embedding = {"token_embd.weight": "F32"}
+        ggufs = {"Q2_K": (None, float_embedding), "Q2_K + imatrix": (matrix, float_embedding),
+                 "Q2_K + imatrix, embedding Q2_K too": (matrix, None)}
+        for label, (matrix_used, override) in ggufs.items():
+            def make(matrix_used=matrix_used, override=override, label=label):
+                path = pathlib.Path(folder) / "q2k.gguf"
+                writer.export(m, run.tokenizer, path, "Q2_K", pure=True, imatrix=matrix_used,
+                              tensor_types_override=override)
+                return run.scored(reader.load_gguf(path)[0])
+            row = run.row("twobit", label, make)
+            out["table"][label] = {**row, "bits_per_weight": quants.bits_per_weight("Q2_K"),
+                                   "embedding": "float32" if override else "Q2_K"}
+    for lr in QAT_LRS:
+        label = (f"QAT W2 g128, lr {lr:g} ({QAT_RECIPE['steps']} steps of "
+                 f"{QAT_RECIPE['batch_size']}x{QAT_RECIPE['seq_len']} tokens)")
+        row = run.row("twobit", label, lambda: qat_row(lr))
+        out["table"][label] = {**row, "bits_per_weight": sizes["uniform"], "embedding": "float32"}
+    out["qat_recipe"] = {**QAT_RECIPE, "lrs": list(QAT_LRS), "group_size": 128}
     return out
 
 
-# ---- calibration mismatch --------------------------------------------------------------------
+# ---- qcourse-tiny: calibration mismatch --------------------------------------------------------
 
-def section_calibration(run: Run) -> dict:
-    n, windows = run.args.calib_samples, run.args.subset_windows
-    out = {"bits": 3, "group_size": 128, "samples": [n, 512], "windows": windows,
+def tiny_calibration(run: Run) -> dict:
+    n = run.args.calib_samples
+    out = {**section_header(run), "bits": 3, "group_size": 128, "samples": [n, SEQ_LEN],
            "domains": {}, "curve": {}}
+    halves = ("code", "prose")
     for calibrated in ("code", "prose", None):
-        samples = run.calibration(n, domain=calibrated)
-        model = gptq.quantize_model(copy.deepcopy(run.model), samples, 3, 128, progress=False)
-        row = {domain: run.ppl(model, windows, domain) for domain in ("code", "prose")}
-        out["domains"][calibrated or "mixed"] = row
-        log(f"GPTQ W3 calibrated on {calibrated or 'mixed'}: {row}")
-    out["domains"]["float"] = {d: run.ppl(run.model, windows, d) for d in ("code", "prose")}
-    out["domains"]["RTN W3 g128"] = {d: run.ppl(ptq.quantize_rtn(
-        copy.deepcopy(run.model), 3, "group", 128), windows, d) for d in ("code", "prose")}
-    out["curve_windows"] = run.args.subset_windows
-    out["curve_float"] = run.ppl(run.model, run.args.subset_windows)
-    out["curve_rtn"] = run.ppl(ptq.quantize_rtn(copy.deepcopy(run.model), 3, "group", 128),
-                               run.args.subset_windows)
+        def make(calibrated=calibrated):
+            model = gptq.quantize_model(run.float_model(), run.calibration(n, domain=calibrated),
+                                        3, 128, progress=False)
+            bench.dequantize_weights(model)
+            return {half: run.scored(model, domain=half) for half in halves}
+        out["domains"][calibrated or "mixed"] = run.row("calibration", f"domain {calibrated}",
+                                                        make)
+    out["domains"]["float"] = run.row("calibration", "domain float", lambda: {
+        half: run.scored(run.model, domain=half) for half in halves})
+    out["domains"]["RTN W3 g128"] = run.row("calibration", "domain RTN", lambda: {
+        half: run.scored(ptq.quantize_rtn(run.float_model(), 3, "group", 128), domain=half)
+        for half in halves})
+    out["curve_float"] = run.row("calibration", "float", lambda: run.scored(run.model))
+    out["curve_rtn"] = run.row("calibration", "RTN W3 g128", lambda: run.scored(
+        ptq.quantize_rtn(run.float_model(), 3, "group", 128)))
+    out["seeds"] = [1, 2, 3]
     for count in (1, 2, 4, 8, 16, 32):
-        samples = run.calibration(count, seed=1)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")   # few tokens: the rank warning is the point
-            model = gptq.quantize_model(copy.deepcopy(run.model), samples, 3, 128,
-                                        progress=False)
-        out["curve"][str(count)] = run.ppl(model, run.args.subset_windows)
-        log(f"GPTQ W3 with {count} x 512 calibration tokens: {out['curve'][str(count)]:.2f}")
+        out["curve"][str(count)] = {}
+        for seed in out["seeds"]:
+            def make(count=count, seed=seed):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")   # few tokens: the rank warning is the point
+                    return run.scored(gptq.quantize_model(
+                        run.float_model(), run.calibration(count, seed=seed), 3, 128,
+                        progress=False))
+            out["curve"][str(count)][str(seed)] = run.row(
+                "calibration", f"curve {count} seed {seed}", make)
     return out
 
 
-# ---- GGUF metadata and layout ----------------------------------------------------------------
+# ---- qcourse-tiny: GGUF metadata and layout ----------------------------------------------------
 
 def corrupted_gguf_files(model, tokenizer, folder: pathlib.Path) -> dict[str, pathlib.Path]:
     """A correct F32 GGUF, one whose q/k rows are not permuted for llama.cpp's RoPE, and one
     whose pre-tokenizer says "qwen2" instead of "gpt-2"."""
+    from qcourse.exercises import ex10
     from qcourse.gguf import writer
 
     files = {name: folder / f"{name}.gguf" for name in ("correct", "rope", "pretokenizer")}
     writer.export(model, tokenizer, files["correct"], "F32")
-    unpermuted = copy.deepcopy(model)
-    config = model.config
-    with torch.no_grad():
-        for block in unpermuted.model.layers:   # export permutes again: the file holds HF rows
-            q, k = block.self_attn.q_proj.weight, block.self_attn.k_proj.weight
-            q.copy_(writer.unpermute_qk(q, config.num_attention_heads))
-            k.copy_(writer.unpermute_qk(k, config.num_key_value_heads))
-    writer.export(unpermuted, tokenizer, files["rope"], "F32")
-    raw = files["correct"].read_bytes()
-    files["pretokenizer"].write_bytes(raw.replace(b"gpt-2", b"qwen2", 1))
+    writer.export(ex10.unpermuted_copy(model), tokenizer, files["rope"], "F32")
+    ex10.with_wrong_pretokenizer(files["correct"], files["pretokenizer"])
     return files
 
 
-def section_gguf(run: Run) -> dict:
+def tiny_gguf(run: Run) -> dict:
     from qcourse.gguf import llamacpp
 
-    windows = run.args.subset_windows
     text = data.corpus("test")
     hf_ids = run.tokenizer(text, add_special_tokens=False)["input_ids"]
-    out = {"windows": windows, "files": {}}
+    out = {**section_header(run), "files": {}}
     with tempfile.TemporaryDirectory() as folder:
         for name, path in corrupted_gguf_files(run.model, run.tokenizer,
                                                pathlib.Path(folder)).items():
-            llm = llamacpp.load(path)
-            ids = llamacpp.tokenize(llm, text)
-            own = evaluation.windows(torch.tensor(ids), 512)[:windows]
-            nll = evaluation.nll_per_window(llamacpp.logits_fn(llm), own, 1).sum().item()
-            row = {"perplexity_on_hf_tokens": llamacpp.perplexity(llm, run.tokenizer,
-                                                                  max_windows=windows),
-                   "tokens": len(ids), "hf_tokens": len(hf_ids),
-                   "same_tokens_prefix": evaluation.match_length(ids, hf_ids),
-                   "bits_per_byte_own_tokens": nll / math.log(2) / len(
-                       run.tokenizer.decode(own.flatten().tolist()).encode("utf-8"))}
-            out["files"][name] = row
-            log(f"{name}: {row}")
-            del llm
+            def measure(path=path):
+                llm = llamacpp.load(path)
+                try:
+                    ids = llamacpp.tokenize(llm, text)
+                    own = evaluation.windows(torch.tensor(ids), SEQ_LEN)
+                    own = own[:run.args.windows] if run.args.windows else own
+                    nll = evaluation.nll_per_window(llamacpp.logits_fn(llm), own, 1).sum().item()
+                    row = run.scored(llamacpp.logits_fn(llm))
+                finally:
+                    llm.close()
+                return {**row, "tokens": len(ids), "hf_tokens": len(hf_ids),
+                        "same_tokens_prefix": evaluation.match_length(ids, hf_ids),
+                        "bits_per_byte_own_tokens": nll / math.log(2) / len(
+                            run.tokenizer.decode(own.flatten().tolist()).encode("utf-8"))}
+            out["files"][name] = run.row("gguf", name, measure)
     return out
 
 
-# ---- GPTQ checkpoint conventions ----------------------------------------------------------------
+# ---- qcourse-tiny: GPTQ checkpoint conventions ---------------------------------------------------
 
-def section_checkpoint(run: Run) -> dict:
+def tiny_checkpoint(run: Run) -> dict:
     from safetensors.torch import load_file, save_file
 
-    samples, windows = run.calibration(), run.args.subset_windows
-    model = gptq.quantize_model(copy.deepcopy(run.model), samples, 4, 128, act_order=True,
-                                progress=False)
-    out = {"bits": 4, "group_size": 128, "act_order": True, "windows": windows, "table": {}}
-    with tempfile.TemporaryDirectory() as folder, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        path = gptq_checkpoint.save_gptq_checkpoint(model, pathlib.Path(folder) / "ckpt",
-                                                    checkpoint_format="gptq")
-        out["table"]["read as written (gptq, zeros - 1)"] = run.ppl(
-            gptq_checkpoint.load_gptq_checkpoint(path)[0], windows)
-        config = json.loads((path / "config.json").read_text())
-        config["quantization_config"]["checkpoint_format"] = "gptq_v2"
-        (path / "config.json").write_text(json.dumps(config))
-        out["table"]["read as gptq_v2 (zeros off by one)"] = run.ppl(
-            gptq_checkpoint.load_gptq_checkpoint(path)[0], windows)
-        config["quantization_config"]["checkpoint_format"] = "gptq"
-        (path / "config.json").write_text(json.dumps(config))
-        tensors = load_file(str(path / gptq_checkpoint.WEIGHTS_NAME))
-        for key in [k for k in tensors if k.endswith(".g_idx")]:
-            tensors[key] = torch.arange(len(tensors[key]), dtype=torch.int32) // 128
-        save_file(tensors, str(path / gptq_checkpoint.WEIGHTS_NAME))
-        out["table"]["act-order read without g_idx"] = run.ppl(
-            gptq_checkpoint.load_gptq_checkpoint(path)[0], windows)
-    out["table"]["float"] = run.ppl(run.model, windows)
-    log(out["table"])
+    out = {**section_header(run), "bits": 4, "group_size": 128, "act_order": True, "table": {}}
+
+    def measure() -> dict:
+        model = gptq.quantize_model(run.float_model(), run.calibration(), 4, 128, act_order=True,
+                                    progress=False)
+        table = {}
+        with tempfile.TemporaryDirectory() as folder, warnings.catch_warnings():
+            warnings.simplefilter("ignore")   # zero points of 0 exist: v1's known wrinkle
+            path = gptq_checkpoint.save_gptq_checkpoint(model, pathlib.Path(folder) / "ckpt",
+                                                        checkpoint_format="gptq")
+            table["read as written (gptq, zeros - 1)"] = run.scored(
+                gptq_checkpoint.load_gptq_checkpoint(path)[0])
+            config = json.loads((path / "config.json").read_text())
+            config["quantization_config"]["checkpoint_format"] = "gptq_v2"
+            (path / "config.json").write_text(json.dumps(config))
+            table["read as gptq_v2 (zeros off by one)"] = run.scored(
+                gptq_checkpoint.load_gptq_checkpoint(path)[0])
+            config["quantization_config"]["checkpoint_format"] = "gptq"
+            (path / "config.json").write_text(json.dumps(config))
+            tensors = load_file(str(path / gptq_checkpoint.WEIGHTS_NAME))
+            for key in [k for k in tensors if k.endswith(".g_idx")]:
+                tensors[key] = torch.arange(len(tensors[key]), dtype=torch.int32) // 128
+            save_file(tensors, str(path / gptq_checkpoint.WEIGHTS_NAME))
+            table["act-order read without g_idx"] = run.scored(
+                gptq_checkpoint.load_gptq_checkpoint(path)[0])
+        table["float"] = run.scored(run.model)
+        return table
+
+    out["table"] = run.row("checkpoint", "table", measure)
+    out["table"].pop("seconds", None)
     return out
 
 
-# ---- float16 overflow ----------------------------------------------------------------------
+# ---- qcourse-tiny: float16 overflow ------------------------------------------------------------
 
-def section_fp16(run: Run) -> dict:
-    windows = run.args.subset_windows
+def tiny_fp16(run: Run) -> dict:
     hot = models.with_outliers(run.model, factor=OVERFLOW_FACTOR)
-    out = {"factor": OVERFLOW_FACTOR, "windows": windows, "table": {}}
+    out = {**section_header(run), "factor": OVERFLOW_FACTOR, "table": {}}
     for name, base in (("qcourse-tiny", run.model), (f"outliers x{OVERFLOW_FACTOR:g}", hot)):
-        row = {}
-        for dtype in (torch.float16, torch.bfloat16, torch.float32):
-            row[str(dtype).replace("torch.", "")] = evaluation.perplexity(
-                copy.deepcopy(base).to(dtype), run.tokenizer, max_windows=windows)
-        out["table"][name] = row
-        log(name, row)
+        out["table"][name] = {
+            str(dtype).replace("torch.", ""): run.row(
+                "fp16", f"{name} {dtype}", lambda: run.scored(copy.deepcopy(base).to(dtype)))
+            for dtype in (torch.float16, torch.bfloat16, torch.float32)}
     return out
 
 
-# ---- a missing kernel ----------------------------------------------------------------------
+# ---- SmolLM2: 2 bits, and the recoveries at equal size -------------------------------------------
 
-def section_kernel(run: Run) -> dict:
+def real_twobit(run: Run) -> dict:
+    m = run.model
+    layers = linear_layers(m)
+    w3, w2, w2_small, w8 = (QuantScheme(3, 64), QuantScheme(2, 64), QuantScheme(2, 32),
+                            QuantScheme(8, 64))
+    uniform = {s: bits_per_weight(layers, dict.fromkeys(layers, s)) for s in (w3, w2, w2_small)}
+    sensitivity = run.row("twobit", "sensitivity W2 g64", lambda: {"layers": [
+        {"name": layer.name, "kl": layer.sensitivity}
+        for layer in diagnose(m, run.tokenizer, quantize=w2, n=4, seq_len=128).layers]})
+    order = [row["name"] for row in sorted(sensitivity["layers"], key=lambda r: -r["kl"])]
+    plan = mixed_precision(order, layers, w2, w8, budget=uniform[w2_small])
+    kept = [name for name, s in plan.items() if s == w8]
+    samples = run.calibration()
+
+    def gptq_model(scheme):
+        return gptq.quantize_model(run.float_model(), samples, scheme.bits, scheme.group_size,
+                                   progress=False)
+
+    def rtn_model(scheme):
+        return ptq.quantize_rtn(run.float_model(), scheme.bits, "group", scheme.group_size)
+
+    def keep_w8(model):
+        return planned(model, {name: w8 for name in kept},
+                       lambda n, q, s: ptq.rtn_layer(models.get_module(m, n), s))
+
+    variants = {   # label: (make, bits per weight of the linear layers)
+        "float": (run.float_model, 32.0),
+        "RTN W3 g64": (lambda: rtn_model(w3), uniform[w3]),
+        "RTN W2 g64": (lambda: rtn_model(w2), uniform[w2]),
+        "RTN W2 g32": (lambda: rtn_model(w2_small), uniform[w2_small]),
+        "RTN W2 g64, most sensitive layers W8": (lambda: keep_w8(rtn_model(w2)),
+                                                 bits_per_weight(layers, plan)),
+        "GPTQ W2 g64": (lambda: gptq_model(w2), uniform[w2]),
+        "GPTQ W2 g32": (lambda: gptq_model(w2_small), uniform[w2_small]),
+        "GPTQ W2 g64, the same layers W8": (lambda: keep_w8(gptq_model(w2)),
+                                            bits_per_weight(layers, plan)),
+    }
+    out = {**section_header(run), "sensitivity": sensitivity["layers"], "kept_at_8_bits": kept,
+           "budget_bits_per_weight": uniform[w2_small], "calibration": [len(samples), SEQ_LEN],
+           "table": {}}
+    for label, (make, bits) in variants.items():
+        row = run.row("twobit", label, lambda: run.scored(make()), kept=kept)
+        out["table"][label] = {**row, "bits_per_weight": bits, "embedding": "float32"}
+    return out
+
+
+# ---- SmolLM2: natural outliers and W8A8 ----------------------------------------------------------
+
+def real_outliers(run: Run) -> dict:
+    samples = run.calibration()
+    found = diagnose(run.model, samples=samples[:4], sensitivity=False, batch_size=1)
+    stats = calib.collect_activation_stats(run.model, samples, batch_size=1)
+
+    def smoothed(alpha, activations):
+        model = run.float_model()
+        smoothquant.smooth_llama(model, stats, alpha, include_down=True)
+        return ptq.quantize_w8a8(model, activations)
+
+    variants = {
+        "float": run.float_model,
+        "W8A8 per-tensor": lambda: ptq.quantize_w8a8(run.float_model(), "tensor"),
+        "W8A8 per-token": lambda: ptq.quantize_w8a8(run.float_model(), "token"),
+        "LLM.int8() threshold 6": lambda: ptq.quantize_llm_int8(run.float_model()),
+        "SmoothQuant a=0.5 + W8A8 per-tensor": lambda: smoothed(0.5, "tensor"),
+        "SmoothQuant a=0.8 + W8A8 per-tensor": lambda: smoothed(0.8, "tensor"),
+        "SmoothQuant a=0.5 + W8A8 per-token": lambda: smoothed(0.5, "token"),
+    }
+    out = {**section_header(run), "calibration": [len(samples), SEQ_LEN],
+           "layers": [{"name": layer.name, "act_ratio": layer.act_ratio,
+                       "top_channel": layer.top_channels[0], "act_absmax": layer.act_absmax,
+                       "output_absmax": layer.output_absmax, "weight_ratio": layer.weight_ratio}
+                      for layer in found.layers],
+           "table": {}}
+    for label, make in variants.items():
+        out["table"][label] = run.row("outliers", label, lambda: run.scored(make()))
+    return out
+
+
+# ---- SmolLM2: float16's range ------------------------------------------------------------------
+
+@torch.no_grad()
+def largest_activations(model, windows: torch.Tensor) -> list[dict]:
+    """Per window: the largest |value| of the residual stream (every block's output) and of
+    every linear layer's input and output, in float32, and where it occurs."""
+    from qcourse.diagnose import diagnosed_layers
+
+    peaks: dict[str, float] = {}
+
+    def watch(name):
+        def hook(module, inputs, output):
+            peaks[f"{name} input"] = max(peaks.get(f"{name} input", 0.0),
+                                         inputs[0].abs().max().item())
+            peaks[f"{name} output"] = max(peaks.get(f"{name} output", 0.0),
+                                          output.abs().max().item())
+        return hook
+
+    handles = [layer.register_forward_hook(watch(name))
+               for name, layer in diagnosed_layers(model).items()]
+    rows = []
+    try:
+        for window in windows:
+            peaks.clear()
+            hidden = model(window[None], output_hidden_states=True).hidden_states
+            for i, h in enumerate(hidden[1:-1]):    # the last one is the final norm's output
+                peaks[f"residual after block {i}"] = h.abs().max().item()
+            where = max(peaks, key=peaks.get)
+            rows.append({"max": peaks[where], "where": where,
+                         "residual": max(v for k, v in peaks.items() if k.startswith("residual"))})
+    finally:
+        for handle in handles:
+            handle.remove()
+    return rows
+
+
+def real_fp16(run: Run) -> dict:
+    windows = run.windows()
+    peaks = run.row("fp16", "largest activations", lambda: {
+        "windows": largest_activations(run.model, windows)})["windows"]
+    order = sorted(range(len(peaks)), key=lambda i: -peaks[i]["max"])
+    closest = sorted(order[:run.args.fp16_windows])
+
+    def in_dtype(dtype):
+        model = run.float_model().to(dtype)
+        call = evaluation.logits_fn(model)
+        nll = [(evaluation.window_nll(call(windows[i:i + 1]), windows[i:i + 1]) /
+                (SEQ_LEN - 1)).item() for i in closest]
+        return {"windows": closest, "nll": [round(v, 7) if math.isfinite(v) else None
+                                            for v in nll]}
+
+    out = {**section_header(run), "float16_max": FP16_MAX, "peaks": peaks,
+           "closest_windows": closest, "table": {}}
+    for dtype in (torch.float32, torch.float16, torch.bfloat16):
+        out["table"][str(dtype).replace("torch.", "")] = run.row(
+            "fp16", f"closest windows {dtype}", lambda: in_dtype(dtype), windows=closest)
+    return out
+
+
+# ---- timings: a missing kernel (quiet machine) -------------------------------------------------
+
+def timings(run: Run) -> dict:
     from qcourse import kernels
 
     ids = evaluation.evaluation_windows(run.tokenizer, max_windows=1)            # [1, 512]
-    four = ptq.quantize_rtn(copy.deepcopy(run.model), 4, "group", 128)
-    three = ptq.quantize_rtn(copy.deepcopy(run.model), 3, "group", 128)
+    four = ptq.quantize_rtn(run.float_model(), 4, "group", 128)
+    three = ptq.quantize_rtn(run.float_model(), 3, "group", 128)
 
     def forward_cost(m, repeats: int = 5) -> dict:
         """Best wall time of a forward pass, and the bytes the ops allocate during one
@@ -428,39 +683,47 @@ def section_kernel(run: Run) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--windows", type=int, default=None, help="test windows (default: all)")
-    parser.add_argument("--kl-windows", type=int, default=16)
-    parser.add_argument("--subset-windows", type=int, default=32,
-                        help="test windows of every section but the outlier table")
+    parser.add_argument("--model", choices=sorted(SECTIONS), default=TINY)
+    parser.add_argument("--windows", type=int, default=None,
+                        help="score only the first N test windows (default: all, the record)")
     parser.add_argument("--calib-samples", type=int, default=8)
-    parser.add_argument("--qat-steps", type=int, default=100)
-    parser.add_argument("--qat-lr", type=float, default=5e-4)
+    parser.add_argument("--fp16-windows", type=int, default=8,
+                        help="SmolLM2: windows scored in float16 (those closest to overflow)")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--sections", default=",".join(SECTIONS))
+    parser.add_argument("--sections", default=None, help="comma-separated (default: all)")
+    parser.add_argument("--timings", action="store_true",
+                        help="time and memory of the kernel paths only (a quiet machine)")
+    parser.add_argument("--fresh", action="store_true", help="ignore the cached rows")
     parser.add_argument("--out", type=pathlib.Path, default=None)
     args = parser.parse_args()
-    sections = args.sections.split(",")
-    unknown = set(sections) - set(SECTIONS)
+    if args.timings and args.model != TINY:
+        parser.error("--timings measures qcourse-tiny")
+    sections = ["timings"] if args.timings else (
+        args.sections.split(",") if args.sections else list(SECTIONS[args.model]))
+    unknown = set(sections) - set(SECTIONS[args.model]) - ({"timings"} if args.timings else set())
     if unknown:
-        parser.error(f"unknown sections {sorted(unknown)}; choose from {SECTIONS}")
+        parser.error(f"unknown sections {sorted(unknown)} for {args.model}; choose from "
+                     f"{SECTIONS[args.model]}")
 
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
     run = Run(args)
     started = time.perf_counter()
-    result = {**record.start(), "windows": args.windows or "whole test split",
-              "options": {k: v for k, v in vars(args).items() if k != "out"}}
-    out = args.out or record.result_path("failure_modes")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    result = {**record.start(), "model": args.model, "kind": "timings" if args.timings else
+              "quality", "options": {k: v for k, v in vars(args).items() if k != "out"}}
+    name = "failure_modes" + ("-timings" if args.timings else
+                              "" if args.model == TINY else f"-{args.model}")
+    out = args.out or record.result_path(name)
     partial = out.with_name(out.name + ".partial")     # each section saved as soon as it is done
-    for name in sections:
-        log(f"== {name}")
+    for section in sections:
+        log(f"== {section}")
         start = time.perf_counter()
-        result[name] = globals()[f"section_{name}"](run)
-        result[name]["seconds"] = time.perf_counter() - start
-        partial.write_text(json.dumps(result, indent=1, default=str) + "\n")
+        prefix = "" if section == "timings" else ("tiny_" if args.model == TINY else "real_")
+        result[section] = globals()[prefix + section](run)
+        result[section]["seconds"] = time.perf_counter() - start
+        record.write(result, partial)
     result["seconds"] = time.perf_counter() - started
-    out.write_text(json.dumps(record.finish(result), indent=1, default=str) + "\n")
+    record.write(record.finish(result), out)
     partial.unlink()
     log(f"wrote {out} ({result['seconds'] / 60:.0f} min)")
 

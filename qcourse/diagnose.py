@@ -20,6 +20,14 @@ moves from the unquantized model's,
 A layer with a large ratio has outlier channels; a layer with a large sensitivity is the one to
 keep at higher precision, protect (AWQ, SmoothQuant) or quantize with more care (GPTQ).
 
+:func:`mixed_precision` turns the sensitivities into a plan: every layer at a low-bit scheme,
+then, most sensitive first, each layer that still fits a size budget at a high-bit one. Sizes are
+those of the packed :class:`~qcourse.layers.QuantLinear` (its integers, fp16 scales, packed zeros
+and ``g_idx``), counted over the linear layers only (the embedding and output head are the same
+in every plan):
+
+    bits per weight = 8 · Σ_layers bytes(layer, scheme) / Σ_layers N·K
+
 :func:`compare_gguf_to_model` checks a GGUF file against the model and tokenizer it was made from: the
 tokenizer it declares, llama.cpp's tokenization of a text against the tokenizer's, and
 llama.cpp's logits against the model's (a wrong q/k permutation for RoPE shows only there).
@@ -28,14 +36,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import nn
 
 from qcourse import data
 from qcourse.calib import check_samples
-from qcourse.evaluation import kl_per_token, logit_agreement, match_length
+from qcourse.evaluation import kl_per_token, logit_agreement, match_length, model_size_bytes
+from qcourse.evaluation.scoring import sliced_head
 from qcourse.layers import QuantLinear, QuantizedLinear
 from qcourse.models import set_module
 from qcourse.quant import QuantScheme
@@ -133,11 +142,15 @@ class Diagnosis:
         return "\n".join(lines)
 
     def table(self, top: int | None = None, sort: str = "order") -> str:
-        """A text table, one row per layer: in forward order (``sort="order"``) or most
-        sensitive first (``"sensitivity"``), the first ``top`` rows."""
-        if sort not in ("order", "sensitivity"):
-            raise ValueError(f"sort must be 'order' or 'sensitivity', got {sort!r}")
-        rows = (self.most_sensitive(len(self.layers)) if sort == "sensitivity" else self.layers)
+        """A text table, one row per layer: in forward order (``sort="order"``), most
+        sensitive first (``"sensitivity"``) or largest activation outlier ratio first
+        (``"ratio"``), the first ``top`` rows."""
+        orders = {"order": lambda: self.layers,
+                  "sensitivity": lambda: self.most_sensitive(len(self.layers)),
+                  "ratio": lambda: sorted(self.layers, key=lambda l: l.act_ratio, reverse=True)}
+        if sort not in orders:
+            raise ValueError(f"sort must be one of {tuple(orders)}, got {sort!r}")
+        rows = orders[sort]()
         rows = rows[:top] if top else rows
         head = (f"{'layer':14} {'max|x|':>8} {'r_x':>6} {'top ch':>7} {'r_w':>5} {'max|y|':>8} "
                 f"{self.metric:>10} {'NaN/Inf':>7}")
@@ -208,6 +221,14 @@ def diagnosed_layers(model: nn.Module) -> dict[str, nn.Module]:
 def layer_weight(layer: nn.Module) -> torch.Tensor:
     """The (dequantized) weight ``[N, K]`` of a float or quantized linear layer."""
     return (layer.weight if isinstance(layer, nn.Linear) else layer.weight()).detach().float()
+
+
+def nonfinite_count(t: torch.Tensor, chunk: int = 1 << 20) -> int:
+    """How many NaN/Inf ``t`` holds, counted ``chunk`` elements at a time: ``torch.isfinite`` of
+    a whole tensor allocates a float copy and several masks its size (for SmolLM2's embedding,
+    113 MB of float32, about 200 MB at once)."""
+    flat = t.detach().reshape(-1)
+    return sum(int((~torch.isfinite(part)).sum()) for part in flat.split(chunk))
 
 
 def channel_ratio(absmax: torch.Tensor) -> float:
@@ -287,12 +308,24 @@ def diagnose(model: nn.Module, tokenizer=None, *, samples=None, quantize=None,
 
     watches = {name: _LayerWatch() for name in layers}
     handles = [layer.register_forward_hook(watches[name]) for name, layer in layers.items()]
+    reference = []      # the outputs the sensitivities compare with; only kept when needed
+    # without sensitivities nothing reads the outputs: a large-vocabulary Llama skips its head
+    # (the output head is not diagnosed), and its logits are never in memory
+    body = None if sensitivity else (sliced_head(model, max(b.shape[-1] for b in batches))
+                                     or (None,))[0]
     try:
-        reference, metrics = zip(*(model_outputs(model, ids) for ids in batches))
+        for ids in batches:
+            if body is not None:
+                body(ids, use_cache=False)
+                metric = "KL"
+                continue
+            outputs, metric = model_outputs(model, ids)
+            if sensitivity:
+                reference.append(outputs)
+            del outputs
     finally:
         for handle in handles:
             handle.remove()
-    metric = metrics[0]
     norm = sum(r.shape[0] * r.shape[1] for r in reference) if metric == "KL" else \
         sum(r.double().pow(2).sum().item() for r in reference)
 
@@ -311,8 +344,7 @@ def diagnose(model: nn.Module, tokenizer=None, *, samples=None, quantize=None,
             watch.out_absmax, int((~finite_w).sum()), watch.nonfinite_in, watch.nonfinite_out,
             absmax, sens))
     tensors = dict(model.named_parameters()) | dict(model.named_buffers())
-    nonfinite = {name: int((~torch.isfinite(t)).sum()) for name, t in tensors.items()
-                 if t.is_floating_point()}
+    nonfinite = {name: nonfinite_count(t) for name, t in tensors.items() if t.is_floating_point()}
     tokens = sum(ids.numel() for ids in batches)
     return Diagnosis(report, nonfinite, metric, described, tokens)
 
@@ -330,6 +362,55 @@ def _sensitivity(model: nn.Module, name: str, layer: nn.Linear, make: Make,
                    for ids, ref in zip(batches, reference))
     finally:
         set_module(model, name, layer)
+
+
+# ---------------------------------------------------------------------------------------------
+# sizes, and a mixed-precision plan within a size budget
+
+
+def stored_bytes(layer: nn.Module, scheme: QuantScheme | None = None) -> int:
+    """Bytes of the linear ``layer`` ``[N, K]`` stored as a packed
+    :class:`~qcourse.layers.QuantLinear` with ``scheme``; ``None``: as it is stored now (float32
+    weights, or a quantized layer's own tensors)."""
+    if scheme is None:
+        return model_size_bytes(layer)
+    packed = QuantLinear(layer.in_features, layer.out_features, scheme.bits, scheme.group_size,
+                         bias=getattr(layer, "bias", None) is not None)
+    return model_size_bytes(packed)
+
+
+def bits_per_weight(layers: Mapping[str, nn.Module],
+                    plan: Mapping[str, QuantScheme | None] | None = None) -> float:
+    """``8 · Σ bytes / Σ weights`` over ``layers`` (name -> linear layer), each stored with
+    ``plan[name]`` (missing or None: as it is stored now; see :func:`stored_bytes`)."""
+    plan = plan or {}
+    total = sum(stored_bytes(layer, plan.get(name)) for name, layer in layers.items())
+    weights = sum(layer.in_features * layer.out_features for layer in layers.values())
+    return 8 * total / weights
+
+
+def mixed_precision(order: Sequence[str], layers: Mapping[str, nn.Module], low: QuantScheme,
+                    high: QuantScheme, budget: float) -> dict[str, QuantScheme]:
+    """A plan (layer name -> scheme) for ``layers``: every layer at ``low``; then, in ``order``
+    (layer names, most sensitive first: ``[l.name for l in diagnosis.most_sensitive(n)]``),
+    each layer moves to ``high`` if the whole still fits ``budget`` bits per weight
+    (:func:`bits_per_weight`); a layer that does not fit is skipped and the next one tried.
+    ValueError if even all-``low`` exceeds the budget, or ``order`` names an unknown layer."""
+    plan = {name: low for name in layers}
+    sizes = {name: stored_bytes(layer, low) for name, layer in layers.items()}
+    allowed = budget * sum(l.in_features * l.out_features for l in layers.values()) / 8
+    if sum(sizes.values()) > allowed:
+        raise ValueError(f"every layer at {low} already takes {bits_per_weight(layers, plan):.3f} "
+                         f"bits per weight, more than the budget of {budget}")
+    unknown = [name for name in order if name not in layers]
+    if unknown:
+        raise ValueError(f"order names layers that are not in layers: {unknown[:3]}")
+    used = sum(sizes.values())
+    for name in order:
+        extra = stored_bytes(layers[name], high) - sizes[name]
+        if used + extra <= allowed:
+            plan[name], used = high, used + extra
+    return plan
 
 
 # ---------------------------------------------------------------------------------------------

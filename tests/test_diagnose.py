@@ -8,8 +8,10 @@ import torch
 from torch import nn
 
 from qcourse import data, models
-from qcourse.diagnose import diagnose, short_name
-from qcourse.layers import W8A8Linear
+from qcourse.diagnose import (bits_per_weight, diagnose, mixed_precision, short_name,
+                              stored_bytes)
+from qcourse.evaluation import model_size_bytes
+from qcourse.layers import QuantLinear, W8A8Linear
 from qcourse.quant import QuantScheme
 
 SAMPLES = torch.arange(16).repeat(2, 2)         # [2, 32]: every token id 0..15, twice
@@ -139,6 +141,50 @@ def test_table_and_plot():
         report.table(sort="size")
     with pytest.raises(KeyError):
         report["nope"]
+    by_ratio = report.table(sort="ratio").splitlines()[2:]
+    assert [line.split()[0] for line in by_ratio] == ["up", "down"]     # r_x 40 before down's
+
+
+# ---- sizes and the mixed-precision plan -------------------------------------------------------
+
+def test_stored_bytes_counts_the_packed_layer():
+    linear = nn.Linear(128, 64, bias=False)
+    # 2-bit codes, fp16 scales and packed 2-bit zeros per group of 32, int32 g_idx per input
+    expected = 128 * 64 * 2 // 8 + (128 // 32) * 64 * 2 + (128 // 32) * 64 * 2 // 8 + 128 * 4
+    assert stored_bytes(linear, QuantScheme(2, 32)) == expected
+    assert stored_bytes(linear, QuantScheme(2, 32)) == model_size_bytes(
+        QuantLinear.from_float(linear, QuantScheme(2, 32)))
+    assert stored_bytes(linear) == 128 * 64 * 4                          # float32 as it is
+
+
+def test_bits_per_weight_of_a_plan():
+    layers = {"a": nn.Linear(256, 64, bias=False), "b": nn.Linear(256, 192, bias=False)}
+    two, eight = QuantScheme(2, 64), QuantScheme(8, 64)
+    uniform = bits_per_weight(layers, dict.fromkeys(layers, two))
+    # codes, fp16 scales and 2-bit zeros per group of 64 (18/64 bit), 32-bit g_idx per input
+    # column of each layer (32 / out_features bits per weight)
+    assert uniform == pytest.approx(2 + 18 / 64 + 32 * 256 * 2 / (256 * 256))
+    assert bits_per_weight(layers) == pytest.approx(32.0)      # as stored: float32
+    mixed = bits_per_weight(layers, {"a": eight, "b": two})
+    # a quarter of the weights at 8 bits instead of 2: about 6/4 bits more per weight
+    assert mixed - uniform == pytest.approx(0.25 * 6, rel=0.02)
+
+
+def test_mixed_precision_keeps_the_most_sensitive_layers_that_fit():
+    layers = {name: nn.Linear(256, out, bias=False)
+              for name, out in (("big", 256), ("small", 32), ("mid", 64))}
+    two, eight = QuantScheme(2, 64), QuantScheme(8, 64)
+    base = bits_per_weight(layers, dict.fromkeys(layers, two))
+    # room for "small" and "mid" at 8 bits, not for "big": big is skipped although first
+    room = bits_per_weight(layers, {"big": two, "small": eight, "mid": eight})
+    plan = mixed_precision(["big", "small", "mid"], layers, two, eight, budget=room)
+    assert plan == {"big": two, "small": eight, "mid": eight}
+    assert mixed_precision(["small", "mid"], layers, two, eight, budget=base) == \
+        dict.fromkeys(layers, two)
+    with pytest.raises(ValueError, match="budget"):
+        mixed_precision(["big"], layers, two, eight, budget=base - 0.1)
+    with pytest.raises(ValueError, match="not in layers"):
+        mixed_precision(["nope"], layers, two, eight, budget=room)
 
 
 def test_short_names():
@@ -187,3 +233,33 @@ def test_w8a8_sensitivity_rises_on_the_outlier_layers(tiny):
     # layers that do not read the residual stream are as before
     name = "model.layers.2.mlp.down_proj"
     assert outlier[name].sensitivity == pytest.approx(plain[name].sensitivity, rel=0.2)
+
+
+def test_without_sensitivities_a_large_vocabulary_llama_is_diagnosed_without_its_head():
+    """SmolLM2's case: the statistics of every linear layer are those of the full forward pass,
+    the output head (not diagnosed) never runs, so its logits are never in memory."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(
+        vocab_size=20_000, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512)).eval()
+    ids = torch.randint(0, 20_000, (1, 512), generator=torch.Generator().manual_seed(0))
+    calls = []
+    handle = model.lm_head.register_forward_hook(lambda module, args, out: calls.append(1))
+    try:
+        fast = diagnose(model, samples=ids, sensitivity=False)
+    finally:
+        handle.remove()
+    assert calls == []
+    with torch.no_grad():                                    # the whole model, head included
+        watched = {}
+        hooks = [layer.register_forward_hook(
+            lambda m, a, out, name=name: watched.__setitem__(name, out.abs().max().item()))
+            for name, layer in model.named_modules() if name.endswith("down_proj")]
+        model(ids)
+        for h in hooks:
+            h.remove()
+    assert fast.metric == "KL"
+    for name, value in watched.items():
+        assert fast[name].output_absmax == pytest.approx(value, rel=1e-6)

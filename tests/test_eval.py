@@ -78,3 +78,50 @@ def test_speed_and_memory_helpers_measure_something(tiny):
     assert result.item() == 64 * 1024 * 1024
     assert peak > 100 * 2**20  # a 256 MiB tensor was alive
     assert qeval.process_peak_rss() > 0
+
+
+def large_vocabulary_llama(vocab: int = 20_000, tie: bool = True):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=vocab, hidden_size=32, intermediate_size=64,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=512, tie_word_embeddings=tie)
+    return LlamaForCausalLM(config).eval()
+
+
+def test_a_large_vocabulary_is_scored_through_the_sliced_head_with_the_same_numbers():
+    """SmolLM2's case (a window's logits above SLICE_ABOVE): the head applied 128 positions at
+    a time gives each window's NLL as the whole window's logits do, to the last bit here."""
+    from qcourse.evaluation import scoring
+
+    model = large_vocabulary_llama()
+    assert 4 * 512 * 20_000 > scoring.SLICE_ABOVE
+    assert scoring.sliced_head(model, 512) == (model.model, model.lm_head)
+    ids = torch.randint(0, 20_000, (3, 512), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        whole = torch.cat([scoring.window_nll(model(w[None]).logits, w[None]) for w in ids])
+    sliced = scoring.nll_per_window(model, ids, batch_size=2)
+    assert sliced.shape == (3,)
+    torch.testing.assert_close(sliced, whole, rtol=1e-6, atol=1e-4)
+    # an uneven last slice (T - 1 = 299 predictions: 128 + 128 + 43) scores every position once
+    short = ids[:, :300]
+    with torch.no_grad():
+        expected = scoring.window_nll(model(short).logits, short)
+    torch.testing.assert_close(scoring.sliced_window_nll(model.model, model.lm_head, short),
+                               expected, rtol=1e-6, atol=1e-4)
+
+
+def test_the_head_is_not_sliced_for_small_vocabularies_short_windows_or_hooked_models(tiny):
+    from qcourse.evaluation import scoring
+
+    model, _ = tiny
+    assert scoring.sliced_head(model, 512) is None                   # V = 4,096: 8 MiB a window
+    big = large_vocabulary_llama()
+    assert scoring.sliced_head(big, 64) is None                      # 5 MiB of logits
+    handle = big.register_forward_hook(lambda module, args, out: out)
+    try:
+        assert scoring.sliced_head(big, 512) is None                 # slicing would bypass it
+    finally:
+        handle.remove()
+    assert scoring.sliced_head(lambda ids: ids, 512) is None         # a plain callable

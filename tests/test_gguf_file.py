@@ -287,3 +287,15 @@ def test_corrupted_block_scale_is_caught(small_file, tmp_path):
     path.write_bytes(bytes(blob))
     with pytest.raises(ValueError, match="NaN or Inf"):
         load_gguf(path)
+
+
+def test_tensor_types_override_keeps_the_named_tensor_and_refuses_unknown_names(tiny, tmp_path):
+    model, _ = tiny
+    types = export(*tiny, tmp_path / "m.gguf", "Q8_0",
+                   tensor_types_override={"token_embd.weight": "F32"})
+    assert types["token_embd.weight"] == "F32" and types["blk.0.attn_q.weight"] == "Q8_0"
+    assert read_gguf(tmp_path / "m.gguf").tensors["token_embd.weight"].qtype == "F32"
+    loaded, _ = load_gguf(tmp_path / "m.gguf")
+    assert torch.equal(loaded.model.embed_tokens.weight, model.model.embed_tokens.weight)
+    with pytest.raises(ValueError, match="does not have"):
+        export(*tiny, tmp_path / "n.gguf", "Q8_0", tensor_types_override={"blk.99.x": "F32"})

@@ -45,7 +45,7 @@ from .caching import (CACHE_VERSION, COMMON_MODULES, cache_key, fingerprint, qua
                       source_hash)
 from .command import add_commands, main
 from .comparison import compare, cpu_seconds, measure, quality, run_method
-from .methods import dequantized_copy, gguf_artifact, torch_artifact
+from .methods import dequantize_weights, dequantized_copy, gguf_artifact, torch_artifact
 from .record import machine
 from .registry import (DEFAULT_METHODS, METHODS, TEST_WINDOWS_QUICK, Artifact, Context, Method,
                        Settings, check_methods, default_methods, register, settings)
@@ -55,8 +55,8 @@ from .runtime_probe import probe, probe_main, serve
 
 __all__ = ["METHODS", "DEFAULT_METHODS", "TEST_WINDOWS_QUICK", "Artifact", "Context", "Method",
            "Settings", "check_methods", "default_methods", "register", "settings",
-           "dequantized_copy", "torch_artifact", "gguf_artifact", "compare", "measure",
-           "quality", "run_method", "cpu_seconds", "cache_key", "quality_key", "fingerprint",
+           "dequantized_copy", "dequantize_weights", "torch_artifact", "gguf_artifact", "compare",
+           "measure", "quality", "run_method", "cpu_seconds", "cache_key", "quality_key", "fingerprint",
            "source_hash", "CACHE_VERSION", "COMMON_MODULES", "probe", "probe_main", "serve",
            "COLUMNS", "table_rows", "format_table", "merge_timings", "write_csv", "pareto_front",
            "plot", "main", "add_commands", "machine"]

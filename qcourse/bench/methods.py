@@ -11,19 +11,18 @@ import pathlib
 from .registry import Artifact, Context, Method, register
 
 
-def dequantized_copy(model):
-    """A copy of ``model`` whose weight-only quantized layers (those computing
-    ``x · weight()ᵀ + bias``, the base :class:`~qcourse.layers.QuantizedLinear` forward) are
-    plain ``nn.Linear`` holding the dequantized weight: the same logits, without unpacking the
-    weights at every call. Layers with their own forward (W8A8, LLM.int8()) stay as they are."""
+def dequantize_weights(model):
+    """``model`` itself, its weight-only quantized layers (those computing ``x · weight()ᵀ +
+    bias``, the base :class:`~qcourse.layers.QuantizedLinear` forward) replaced in place by plain
+    ``nn.Linear`` holding the dequantized weight: the same logits, without unpacking the weights
+    at every call. Layers with their own forward (W8A8, LLM.int8()) stay as they are."""
     import torch
     from torch import nn
 
     from qcourse.layers import QuantizedLinear, quantized_layers
     from qcourse.models import set_module
 
-    out = copy.deepcopy(model)
-    for name, layer in quantized_layers(out).items():
+    for name, layer in quantized_layers(model).items():
         if type(layer).forward is not QuantizedLinear.forward:
             continue
         linear = nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None)
@@ -31,8 +30,14 @@ def dequantized_copy(model):
             linear.weight.copy_(layer.weight())
             if layer.bias is not None:
                 linear.bias.copy_(layer.bias)
-        set_module(out, name, linear)
-    return out
+        set_module(model, name, linear)
+    return model
+
+
+def dequantized_copy(model):
+    """A copy of ``model`` with its weight-only quantized layers dequantized
+    (:func:`dequantize_weights`); the model itself is left as it is."""
+    return dequantize_weights(copy.deepcopy(model))
 
 
 def torch_artifact(ctx: Context, model) -> Artifact:

@@ -28,6 +28,8 @@ from qcourse import data
 
 LogitsFn = Callable[[torch.Tensor], torch.Tensor]
 LOGITS_BUDGET = 1 << 27    # bytes of float32 logits one forward pass may return (128 MiB)
+SLICE_ABOVE = 1 << 25      # bytes of one window's float32 logits above which the head is sliced
+HEAD_SLICE = 128           # positions per slice of the output head (see :func:`nll_per_window`)
 
 
 def logits_fn(model) -> LogitsFn:
@@ -94,10 +96,51 @@ def window_nll(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     return nll.view(targets.shape).sum(dim=-1)
 
 
+def sliced_head(model, seq_len: int):
+    """``(body, head)`` when ``model`` is a Llama-family causal LM (its logits are
+    ``head(body(ids).last_hidden_state)``, nothing in between) whose float32 logits for one
+    window of ``seq_len`` exceed :data:`SLICE_ABOVE` (SmolLM2, V = 49,152: 96 MiB per window of
+    512; qcourse-tiny, V = 4,096, never); otherwise None. A hook on the model itself (which
+    slicing would bypass) also gives None."""
+    config = getattr(model, "config", None)
+    if (not isinstance(model, nn.Module) or getattr(config, "model_type", None) != "llama"
+            or not isinstance(getattr(model, "model", None), nn.Module)
+            or not isinstance(getattr(model, "lm_head", None), nn.Module)
+            or model._forward_hooks or model._forward_pre_hooks):
+        return None
+    if 4 * seq_len * config.vocab_size <= SLICE_ABOVE:
+        return None
+    return model.model, model.lm_head
+
+
+@torch.no_grad()
+def sliced_window_nll(body: nn.Module, head: nn.Module, ids: torch.Tensor,
+                      step: int = HEAD_SLICE) -> torch.Tensor:
+    """:func:`window_nll` of ``head(body(ids).last_hidden_state)``, the head applied to ``step``
+    positions at a time: the same per-token values (each row of the head's output and of its
+    log-softmax depends on its own position only), summed the same way, without the logits of
+    the whole window in memory (nor the log-softmax's copy of them)."""
+    device = next(body.parameters()).device
+    hidden = body(ids.to(device), use_cache=False).last_hidden_state         # [B, T, d]
+    predicted = ids.size(-1) - 1
+    parts = []
+    for start in range(0, predicted, step):
+        stop = min(start + step, predicted)
+        logits = head(hidden[:, start:stop]).float().cpu()                   # [B, t, V]
+        targets = ids[:, start + 1:stop + 1]
+        parts.append(F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1),
+                                     reduction="none").view(targets.shape))
+    return torch.cat(parts, dim=-1).sum(dim=-1)
+
+
 @torch.no_grad()
 def nll_per_window(model, batches: torch.Tensor, batch_size: int = 8) -> torch.Tensor:
     """Summed negative log-likelihood (nats) of each window's predicted tokens, shape [windows];
-    ``model``: anything :func:`logits_fn` takes."""
+    ``model``: anything :func:`logits_fn` takes. A large-vocabulary Llama (:func:`sliced_head`)
+    is scored through :func:`sliced_window_nll`: the same numbers, a fraction of the memory."""
+    split = sliced_head(model, batches.size(-1))
+    if split is not None:
+        return torch.cat([sliced_window_nll(*split, chunk) for chunk in batches.split(batch_size)])
     call = logits_fn(model)
     return torch.cat([window_nll(call(chunk), chunk) for chunk in batches.split(batch_size)])
 

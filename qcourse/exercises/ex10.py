@@ -1,10 +1,12 @@
-"""Exercises of notebook 10: failure modes. Detect outlier channels from statistics, choose
-SmoothQuant's α from a measured sweep, find the layer that breaks a 2-bit model, spot the
-corrupted GGUF among three files; and the helpers that reproduce the broken files."""
+"""Exercises of notebook 10: failure modes. Reason about what a "typical" channel is, detect
+outlier channels from statistics, choose SmoothQuant's α from a measured sweep, predict which
+layer breaks a 2-bit model and how far a real model falls at 2 bits, read three GGUF files'
+checks; and the helpers that reproduce the broken files."""
 from __future__ import annotations
 
 import copy
 import functools
+import itertools
 import pathlib
 
 import torch
@@ -46,12 +48,13 @@ def with_wrong_pretokenizer(source: pathlib.Path, target: pathlib.Path,
     return pathlib.Path(target)
 
 
-SUSPECTS = {"a": ("Q8_0", False), "b": ("F16", False), "c": ("Q8_0", True)}   # (type, broken)
+SUSPECTS = {"x": ("Q8_0", False), "y": ("Q8_0", True), "z": ("F16", False)}   # (type, broken)
 
 
 def gguf_suspects(model: nn.Module, tokenizer, folder) -> dict[str, pathlib.Path]:
-    """Write the three files of exercise 10.4 into ``folder``: ``suspect_a.gguf``,
-    ``suspect_b.gguf``, ``suspect_c.gguf``; one of them has its q/k rows in the wrong layout."""
+    """Write the three files of exercise 10.6 into ``folder``: ``suspect_x.gguf``,
+    ``suspect_y.gguf``, ``suspect_z.gguf``: one F16 and one Q8_0 file written correctly, and one
+    Q8_0 file with its q/k rows in the wrong layout (:data:`SUSPECTS`)."""
     from qcourse.gguf.writer import export
 
     folder = pathlib.Path(folder)
@@ -63,7 +66,35 @@ def gguf_suspects(model: nn.Module, tokenizer, folder) -> dict[str, pathlib.Path
     return paths
 
 
-# ---- 10.1 outlier channels -------------------------------------------------------------------
+# ---- 10.1 what a typical channel looks like -------------------------------------------------
+
+
+def _typical_channel() -> str:
+    absmax = torch.cat([torch.full((216,), 1.0), torch.full((40,), 20.0)])
+    by_mean = int((absmax > 6 * absmax.mean()).sum())
+    by_median = int((absmax > 6 * absmax.median()).sum())
+    return {(40, 40): "a", (0, 40): "b", (40, 0): "c", (0, 0): "d"}[by_mean, by_median]
+
+
+typical_channel = Question(
+    name="10.1 typical_channel",
+    prompt="Predict: a layer has 256 input channels; calibration gives a largest |x| (absmax) of "
+           "1.0 for 216 of them and 20.0 for the other 40. A detector flags the channels whose "
+           "absmax exceeds k = 6 times that of a typical channel. How many channels does it "
+           "flag if 'typical' is the mean of absmax over the channels, and how many if it is "
+           "the median?",
+    choices={"a": "mean: 40, median: 40", "b": "mean: 0, median: 40",
+             "c": "mean: 40, median: 0", "d": "mean: 0, median: 0"},
+    reference=_typical_channel,
+    hints=("Compute both statistics of the 256 values: the mean includes the 40 large channels "
+           "with their weight, the median is the value of the channel in the middle of the "
+           "sorted list.",
+           "The mean is (216 · 1 + 40 · 20) / 256 ≈ 4; the median is the 128th smallest value. "
+           "Then compare 20 with 6 times each."),
+    solution_text="typical_channel = 'b'   # the mean (3.97) is pulled up by the outliers",
+)
+
+# ---- 10.2 outlier channels -------------------------------------------------------------------
 
 
 def _outlier_channels(absmax: torch.Tensor, k: float) -> torch.Tensor:
@@ -83,26 +114,30 @@ def _absmax_cases() -> list[tuple]:
     cases.append((large, 6.0))                                      # only channel 7, not all
     skewed = torch.cat([torch.full((20,), 1.0), torch.full((11,), 5.0)])   # many mid channels
     cases.append((skewed, 4.0))                                     # 5 > 4 x median 1: all 11
+    boundary = torch.cat([torch.full((9,), 1.0), torch.tensor([4.0, 4.5])])
+    cases.append((boundary, 4.0))                                   # exactly 4 x median: not more
     return cases
 
 
 outlier_channels = Question(
-    name="10.1 outlier_channels",
+    name="10.2 outlier_channels",
     prompt="Write outlier_channels(absmax, k): absmax [K] holds, for each input channel of a "
            "layer, the largest |x| seen over the calibration tokens. Return the indices of the "
-           "channels whose absmax exceeds k times the median channel's, as a sorted LongTensor "
-           "(empty if there are none).",
+           "channels more than k times larger than a typical channel of the same layer (your "
+           "answer to 10.1 says which 'typical' survives many outliers), sorted, as a "
+           "LongTensor (empty if there are none).",
     reference=_outlier_channels,
     cases=_absmax_cases,
-    hints=("Why the median and not the mean or the max? A few huge channels pull the mean up "
-           "and are the max; the median is what a typical channel looks like.",
-           "Compare absmax with k · absmax.median() (strictly greater), then turn the boolean "
-           "mask into indices: torch.nonzero(mask).flatten() gives them sorted."),
+    hints=("A typical channel must not move when some channels are outliers: which statistic "
+           "of absmax stays put until half of the channels are large?",
+           "Build a boolean mask over the K channels (strictly greater than k times that "
+           "statistic), then turn the mask into the positions where it is True; the hidden "
+           "cases compare a sorted LongTensor of indices."),
     solution_text="def outlier_channels(absmax, k):\n"
                   "    return torch.nonzero(absmax > k * absmax.median()).flatten()",
 )
 
-# ---- 10.2 choosing SmoothQuant's alpha -------------------------------------------------------
+# ---- 10.3 choosing SmoothQuant's alpha -------------------------------------------------------
 
 
 def _choose_alpha(sweep: dict, tolerance: float = 0.01) -> float:
@@ -119,28 +154,40 @@ def _sweep_cases() -> list[tuple]:
 
 
 choose_alpha = Question(
-    name="10.2 choose_alpha",
+    name="10.3 choose_alpha",
     prompt="Write choose_alpha(sweep): sweep maps each SmoothQuant α tried to the error "
-           "measured with it (perplexity, KL, 1 - cosine: lower is better). A larger α moves "
-           "more of the activations' range into the weights, so among the α whose error is "
-           "within 1 % of the best (value <= best · 1.01), return the smallest.",
+           "measured with it (lower is better). Errors within 1 % of the best one are a tie "
+           "for this measurement; among tied α, pick the one that disturbs the weights least "
+           "(which direction of α is that? the cell above the exercise says what α moves "
+           "where).",
     reference=_choose_alpha,
     cases=_sweep_cases,
-    hints=("Two steps: find the best (lowest) error, then look at every α again.",
-           "Keep the α with value <= 1.01 · best; the dict's keys need not be sorted, so take "
-           "min() of the kept α rather than the first one."),
+    hints=("α = 0 leaves the activations as they are and the weights untouched; α = 1 moves "
+           "all of the activations' range into the weight columns. So which end of a tie "
+           "changes the weights least?",
+           "Two passes over the sweep: the first finds the best error, the second keeps every "
+           "α whose error is within 1 % of it. The keys are not sorted: choose among the kept "
+           "α by value, not by position."),
     solution_text="def choose_alpha(sweep):\n"
                   "    best = min(sweep.values())\n"
                   "    return min(a for a, p in sweep.items() if p <= 1.01 * best)",
 )
 
-# ---- 10.3 the layer that breaks a 2-bit model -----------------------------------------------
+# ---- 10.4 the layer that breaks a 2-bit model -----------------------------------------------
 
 BREAKING_SCHEME = QuantScheme(2, 128)
+BREAKING_CHOICES = {
+    "a": "a q_proj or k_proj (they decide where attention looks)",
+    "b": "a v_proj, o_proj or down_proj of the first block",
+    "c": "a gate_proj or up_proj of a middle block",
+    "d": "the last block's down_proj, right before the output head",
+}
 
 
 @functools.lru_cache(maxsize=1)
-def _breaking_layer() -> str:
+def most_sensitive_layer() -> str:
+    """The layer of qcourse-tiny whose 2-bit RTN quantization alone moves the next-token
+    distribution most (``diagnose`` on 4 calibration windows of 128 tokens, seed 0)."""
     from qcourse import models
 
     model, tokenizer = models.load()
@@ -148,37 +195,99 @@ def _breaking_layer() -> str:
                     seq_len=128).most_sensitive(1)[0].name
 
 
+def breaking_choice(name: str, last_block: int) -> str | None:
+    """The choice of :data:`BREAKING_CHOICES` a layer name falls under (None: none of them)."""
+    block, kind = int(name.split(".")[2]), name.rsplit(".", 1)[-1]
+    if kind in ("q_proj", "k_proj"):
+        return "a"
+    if block == 0 and kind in ("v_proj", "o_proj", "down_proj"):
+        return "b"
+    if 0 < block < last_block and kind in ("gate_proj", "up_proj"):
+        return "c"
+    if block == last_block and kind == "down_proj":
+        return "d"
+    return None
+
+
+def _breaking_layer() -> str:
+    from qcourse import models
+
+    config = models.load()[0].config
+    return breaking_choice(most_sensitive_layer(), config.num_hidden_layers - 1)
+
+
 breaking_layer = Question(
-    name="10.3 breaking_layer",
-    prompt="Quantize one linear layer of qcourse-tiny at a time to 2 bits (round-to-nearest, "
-           "asymmetric, groups of 128), leaving every other layer in float, and measure how far "
-           "the next-token distribution moves (KL on 4 calibration windows of 128 tokens, seed "
-           "0). Which layer moves it most? Answer with its full name, e.g. "
-           "'model.layers.3.mlp.up_proj'.",
+    name="10.4 breaking_layer",
+    prompt="Predict before the measurement: quantize one linear layer of qcourse-tiny at a time "
+           "to 2 bits (RTN, groups of 128), the rest in float, and measure how far the "
+           "next-token distribution moves. Which layer moves it most?",
+    choices=BREAKING_CHOICES,
     reference=_breaking_layer,
-    hints=("This is exactly what qcourse.diagnose.diagnose measures as 'sensitivity': look at "
-           "its quantize= and n= / seq_len= arguments.",
-           "diagnose(model, tokenizer, quantize=QuantScheme(2, 128)).most_sensitive(1) gives "
-           "the layer; answer with its .name."),
-    solution_text="breaking_layer = diagnose(model, tokenizer, quantize=QuantScheme(2, 128))"
-                  ".most_sensitive(1)[0].name",
+    hints=("Where does a layer's error go? q and k only change attention weights, which a "
+           "softmax then normalises; v, o and down write values that are added to the residual "
+           "stream.",
+           "An error made early is carried, and processed, by every block after it; an error "
+           "in the last block reaches the output through one layer only."),
+    solution_text="breaking_layer = 'b'   # block 0's v_proj: measured in the next cell",
 )
 
-# ---- 10.4 the corrupted GGUF -------------------------------------------------------------------
+# ---- 10.5 a real model at 2 bits ---------------------------------------------------------------
 
-corrupted_gguf = Question(
-    name="10.4 corrupted_gguf",
-    prompt="ex10.gguf_suspects(model, tokenizer, folder) writes three GGUF files of qcourse-tiny "
-           "(a, b, c). All load in llama.cpp and declare the right tokenizer; one of them will "
-           "nevertheless give wrong outputs. Which one?",
-    choices={"a": "suspect_a.gguf", "b": "suspect_b.gguf", "c": "suspect_c.gguf"},
-    reference=lambda: next(letter for letter, (_, broken) in SUSPECTS.items() if broken),
-    hints=("The metadata is the same in all three: read_gguf will not tell. Compare what "
-           "llama.cpp computes with what the Hugging Face model computes on the same tokens.",
-           "qcourse.diagnose.check_gguf(path, model, tokenizer) gives max_logit_diff and "
-           "top1_agreement; quantization (Q8_0, F16) moves logits by a few hundredths at most, "
-           "a broken file by much more."),
-    solution_text="for letter, path in files.items():\n"
-                  "    print(letter, check_gguf(path, model, tokenizer)['max_logit_diff'])\n"
-                  "corrupted_gguf = 'c'   # its q/k rows are not permuted for llama.cpp's RoPE",
+real_collapse = Question(
+    name="10.5 real_collapse",
+    prompt="Predict before the measurement: at 2 bits (RTN, groups of 128) qcourse-tiny's "
+           "perplexity rose by the percentage printed above. SmolLM2-135M gets finer groups, "
+           "64 weights per scale. On the real-model quick windows, its perplexity at W2 g64 "
+           "will be ...",
+    choices={"a": "within 20 % of its float perplexity", "b": "1.2 to 3 times higher",
+             "c": "3 to 100 times higher", "d": "more than 1,000 times higher"},
+    reference=lambda: "d",  # measured in the notebook: x26,000 (tests/test_ex10.py re-measures)
+    hints=("qcourse-tiny was trained here for a few minutes; SmolLM2 was trained on trillions "
+           "of tokens. Which one uses the fine differences between its weights more?",
+           "A trained-to-convergence model packs information into small weight differences "
+           "that 4 levels per group cannot keep; once every layer adds such an error, the "
+           "errors compound through 30 blocks instead of 6."),
+    solution_text="real_collapse = 'd'   # a collapse: the model no longer predicts text",
+)
+
+# ---- 10.6 reading three GGUF checks ------------------------------------------------------------
+
+ROLES = ("F16", "Q8_0", "broken")
+
+
+def _assignments() -> dict[str, dict[str, str]]:
+    """Every way to give the files x, y, z the roles F16, Q8_0 and broken: choice letter ->
+    {file: role}."""
+    return {letter: dict(zip("xyz", roles))
+            for letter, roles in zip("abcdef", itertools.permutations(ROLES))}
+
+
+ASSIGNMENTS = _assignments()
+
+
+def _describe(assignment: dict[str, str]) -> str:
+    return ", ".join(f"{file} is {role}" for file, role in assignment.items())
+
+
+def _gguf_reading() -> str:
+    truth = {file: "broken" if broken else ftype for file, (ftype, broken) in SUSPECTS.items()}
+    return next(letter for letter, a in ASSIGNMENTS.items() if a == truth)
+
+
+gguf_reading = Question(
+    name="10.6 gguf_reading",
+    prompt="Three GGUF files of qcourse-tiny (x, y, z) all load in llama.cpp and declare the "
+           "right tokenizer. One holds F16 weights, one Q8_0 weights, and one is broken (its "
+           "weights in the wrong layout). From the check printed above (largest logit "
+           "difference from the PyTorch model, top-1 agreement), without opening the files: "
+           "which is which?",
+    choices={letter: _describe(a) for letter, a in ASSIGNMENTS.items()},
+    reference=_gguf_reading,
+    hints=("How large is the rounding error of each format, relative to a weight? float16 keeps "
+           "11 significant bits; Q8_0 gives each block of 32 weights 255 levels between −max "
+           "and +max.",
+           "Relative rounding error: about 2⁻¹² for float16, about 1/254 of a block's largest "
+           "weight for Q8_0, ten times more. A layout mistake is not a rounding error at all: "
+           "it changes the function."),
+    solution_text="gguf_reading = 'd'   # the smallest difference is F16, the middle Q8_0",
 )

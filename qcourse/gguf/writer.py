@@ -27,7 +27,7 @@ from qcourse.models import llama
 from qcourse.models.llama import permute_qk, unpermute_qk  # noqa: F401  (the Llama block's RoPE layout)
 
 from .mixes import FLOAT_TYPES, FTYPES, check_ftype, tensor_types
-from .quants import quantize
+from .quants import QTYPES, quantize
 
 # Hugging Face parameter name (inside one decoder layer) -> llama.cpp's tensor name.
 LAYER_TENSORS = {
@@ -165,7 +165,8 @@ def _add_tokenizer(writer, tokenizer, vocab_size: int) -> None:
 
 
 def export(model: nn.Module, tokenizer, path: str | os.PathLike, ftype: str = "F32", *,
-           imatrix: dict[str, np.ndarray] | None = None, pure: bool = False) -> dict[str, str]:
+           imatrix: dict[str, np.ndarray] | None = None, pure: bool = False,
+           tensor_types_override: dict[str, str] | None = None) -> dict[str, str]:
     """Write ``model`` (a Hugging Face ``LlamaForCausalLM``) and its byte-level BPE ``tokenizer``
     to the GGUF file ``path``, weights as ``ftype`` ("F32", "F16", "BF16", "Q8_0", a legacy type,
     or a llama.cpp mix such as "Q4_K_M"; see :mod:`qcourse.gguf.mixes`).
@@ -173,6 +174,9 @@ def export(model: nn.Module, tokenizer, path: str | os.PathLike, ftype: str = "F
     ``imatrix``: per-input-column importance of each weight by GGUF name (from
     :func:`qcourse.gguf.importance.imatrix`), used by the K-quants as llama.cpp uses it.
     ``pure``: one block type for every 2-D weight (llama.cpp's ``--pure``).
+    ``tensor_types_override``: block types by GGUF tensor name that replace the chosen ones (as
+    llama.cpp's ``--token-embedding-type`` / ``--tensor-type``), e.g.
+    ``{"token_embd.weight": "F32"}`` to keep a tied embedding in float.
     Returns the block type of every tensor. The file appears only once complete.
     """
     import gguf
@@ -185,6 +189,15 @@ def export(model: nn.Module, tokenizer, path: str | os.PathLike, ftype: str = "F
                          n_layers=config.num_hidden_layers, n_head=config.num_attention_heads,
                          n_head_kv=config.num_key_value_heads, pure=pure,
                          has_imatrix=imatrix is not None)
+    unknown = set(tensor_types_override or {}) - set(types)
+    if unknown:
+        raise ValueError(f"tensor_types_override names tensors the file does not have: "
+                         f"{sorted(unknown)} (e.g. 'token_embd.weight', 'blk.0.attn_v.weight')")
+    for name, qtype in (tensor_types_override or {}).items():
+        if qtype not in QTYPES:
+            raise ValueError(f"unknown block type {qtype!r} for {name}: choose one of "
+                             f"{', '.join(QTYPES)}")
+        types[name] = qtype
     path = pathlib.Path(path)
     partial = path.with_name(path.name + ".partial")
     writer = gguf.GGUFWriter(partial, "llama")
