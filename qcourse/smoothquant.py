@@ -16,7 +16,8 @@ The division of X costs nothing at run time when it is folded into what produces
 RMSNorm and gate/up through the MLP RMSNorm. ``include_down=True`` adds the course's extension:
 ``down_proj`` through the rows of ``up_proj`` (``down_proj`` reads SiLU(gate) ⊙ up, linear in
 up's output; AWQ folds its scales the same way). It matters where a model's largest activation
-outliers sit at ``down_proj``'s input, as in SmolLM2 (notebook 02).
+outliers sit at ``down_proj``'s input, as in SmolLM2 (its largest input outliers are
+``down_proj``'s, thousands of times its median channel).
 
 Layers sharing one input (q, k, v) share one ``s``, with max|W_j| taken over all of them.
 

@@ -30,7 +30,7 @@ print(doctor.format_report(doctor.collect()))
     ("md", r"""
 **Before you start.** The report above says where you are (Colab, Binder or your own machine),
 which Python and PyTorch run the course and on which device, how much memory is free (each
-notebook needs at most 1.5 GB), and which optional libraries ("extras") are installed. Its
+notebook needs at most 1.5 GB, except notebook 10, whose real-model cells peak near 2 GB), and which optional libraries ("extras") are installed. Its
 `notebooks` list says, for each notebook, whether it runs fully here or which sections will not
 run, and which `pip install` adds what they need. The last line sums it up: `ready` means every
 notebook runs, at most without the sections listed. On Colab the first cell of each notebook

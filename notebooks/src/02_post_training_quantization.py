@@ -379,8 +379,10 @@ weight column j by the same factor, which leaves `X Wᵀ` unchanged:
     Y = (X diag(s)⁻¹) (W diag(s))ᵀ,     s_j = max|X_j|^α / max|W_j|^(1−α)
 
 With α = 0.5 the largest activation and the largest weight of a channel end up equal. The
-division of X is folded into the RMSNorm before `q/k/v` and `gate/up` (and into the rows of `up`
-for `down_proj`), so it costs nothing at run time. Then W8A8 as before.
+division of X is folded into the RMSNorm before `q/k/v` and `gate/up` (the paper's mapping;
+`include_down=True` also folds it into the rows of `up` for `down_proj`), so it costs nothing at
+run time. Then W8A8 as before. The plot below smooths `down_proj` too, to show what smoothing does
+to the layer with this model's largest input outliers; the perplexities use the paper's mapping.
 
 **Exercise 02.4.** Compute the smoothing factors before reading the package's code.
 """),
@@ -398,11 +400,11 @@ print(inspect.getsource(smoothquant.smooth_llama))
 """),
     ("code", r"""
 smoothed = copy.deepcopy(model)
-scales = smoothquant.smooth_llama(smoothed, stats, alpha=0.5)
+scales = smoothquant.smooth_llama(smoothed, stats, alpha=0.5, include_down=True)
 with torch.no_grad():
     drift = (model(samples[:2]).logits - smoothed(samples[:2]).logits).abs().max().item()
 print(f"largest logit change after smoothing, before quantizing: {drift:.0e} (float rounding)")
-after = calib.collect_activation_stats(smoothed, samples[:2])
+after = calib.collect_activation_stats(smoothed, samples)   # the samples of `stats`
 name = "model.layers.3.mlp.down_proj"
 fig, ax = plt.subplots(figsize=(6.5, 2.6))
 ax.plot(stats[name].absmax.numpy(), lw=0.8, label="before smoothing")

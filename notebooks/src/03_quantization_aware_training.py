@@ -257,7 +257,7 @@ ex03.which_weights_move.check(which);
 """),
     ("md", r"""
 The distance of each weight of `model.layers.3.mlp.down_proj` to its nearest grid point, in
-steps (0: on a grid point, 0.5: on a rounding boundary), before and after the 40 steps above,
+steps (0: on a grid point, 0.5: on a rounding boundary), before and after the 30 steps above,
 and how often a weight's code changed, by where it started:
 """),
     ("code", r"""
@@ -598,7 +598,7 @@ if record:
 """),
     ("md", r"""
 So "2–5 % quality loss" is not a property of PTQ: it depends on the width and the model. Here
-it is well under 2 % at 4 and 3 bits and about 9 % (RTN) or 3.5 % (GPTQ) at 2 bits. And QAT's
+it is under 2 % at 4 and 3 bits and about 9 % (RTN) or 3.5 % (GPTQ) at 2 bits. And QAT's
 cost is not "1–7 days" or "10K–100K samples" by nature either: it is a training run, and its
 price scales with the model and the tokens you give it. Published figures, each with its source:
 
@@ -612,14 +612,15 @@ price scales with the model and the tokens you give it. Published figures, each 
 **When is each worth its cost?**
 
 * **PTQ first** (RTN, GPTQ, AWQ, notebooks 02, 04, 05): minutes, a few hundred calibration
-  windows, no training. At 4 bits with groups it is close to free on this model, and in the
+  windows, no training. At 4 bits with groups it costs about 0.1-0.3 % on this model, and in the
   published Llama figures the 4-bit losses are small too. If PTQ's loss at your target width is
   acceptable, stop there.
 * **QAT** when PTQ's loss at the width you need is not acceptable (2–3 bits, or low-bit
   activations as in the PyTorch blog's W4A8) *and* you can afford a real training run on data
   like the model's own: the published gains come from runs of many GPU-hours. On this small
   model 131,072 tokens were enough to match GPTQ at 2 bits and, with distillation, to beat it,
-  while at 3 and 4 bits GPTQ was as good or better at a fraction of the cost. Distill from the
+  while at 3 bits GPTQ was better and at 4 bits within 0.1 % of the best QAT run, at a
+  fraction of the cost. Distill from the
   float model when the goal is to stay faithful to it; compare any QAT result with the float
   model fine-tuned alike, or the extra training passes for quantization quality. QAT's output is the same packed format as PTQ's
   (`convert` → `QuantLinear`), so deployment does not change.
@@ -643,8 +644,8 @@ price scales with the model and the tokens you give it. Published figures, each 
 * torchao's `QATConfig` prepare/convert computes the same grid and rounding on a shared scale;
   its symmetric scale rule (`max|w|/((qmax − qmin)/2)`) differs from ours and matters at 2 bits.
   `torch.ao.quantization`'s eager `prepare_qat` is the deprecated path it replaces.
-* On qcourse-tiny (whole test split, 131,072 training tokens per run), GPTQ matched or beat QAT
-  at 3 and 4 bits; at 2 bits every asymmetric QAT run took back as much of RTN's loss as GPTQ or
+* On qcourse-tiny (whole test split, 131,072 training tokens per run), GPTQ beat every QAT run
+  at 3 bits and came within 0.1 % of the best at 4 bits; at 2 bits every asymmetric QAT run took back as much of RTN's loss as GPTQ or
   more, distillation the most. Fine-tuning alone lowers this model's perplexity, so a QAT row is
   judged against the float model fine-tuned alike. Published results show QAT beating PTQ on
   Llama-3-8B with far longer training.

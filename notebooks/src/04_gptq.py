@@ -335,8 +335,8 @@ for bits, r, g in rows:
 """),
     ("md", r"""
 At 4 bits both stay close to fp32 (this small model's weights quantize well); at 3 bits GPTQ
-recovers part of what RTN loses; at 2 bits RTN degrades badly and GPTQ much less. The gap grows
-as the grid gets coarser: there is more error to push around. (With 4,096 calibration tokens
+recovers only a little of what RTN loses; at 2 bits RTN degrades badly and GPTQ much less. The
+gap is by far the largest at 2 bits, the coarsest grid: there is more error to push around. (With 4,096 calibration tokens
 and 8 test windows these numbers are rough; section 7 has the whole-split numbers.)
 
 ## 6. Knobs: group size, act-order, calibration data
@@ -525,7 +525,7 @@ Stuck on an exercise? Every question has progressive hints: `ex04.gptq_block.hin
   block updates turn OBQ's O(K³)-per-row search into a few matrix products per layer.
 * Versus RTN it matters more the fewer the bits: on the whole split (recorded) about 0.05
   perplexity at 4 bits and 0.3 at 3; on this notebook's 8 windows, decisive at 2 bits (73.0 →
-  68.1). On LLaMA-7B per channel the published gap is 6.29 → 6.09 at 4 bits and 25.54 → 8.07 at 3.
+  68.3). On LLaMA-7B per channel the published gap is 6.29 → 6.09 at 4 bits and 25.54 → 8.07 at 3.
   Smaller groups and act-order help further; more calibration data keeps `H` from overfitting.
 * Block-by-block processing lets each block be calibrated on the already-quantized model.
 * Checkpoints store packed int32 weights, zero points (`zero − 1` in the `"gptq"` format), fp16

@@ -249,7 +249,7 @@ print(f"largest logit change after folding: {diff:.1e}")
 ## 5. Clipping
 
 After scaling, AWQ also shrinks each group's range before quantizing, searching for every output
-channel and group a ratio `r ∈ {1, 0.95, …, 0.55}` (20 steps, at most 45 % shrink) that lowers
+channel and group a ratio `r ∈ {1, 0.95, …, 0.55}` (10 ratios in steps of 1/20, at most 45 % shrink) that lowers
 the group's **output** error. Two variants of "shrink the range" exist, and they differ when a
 group is lopsided (min ≠ −max):
 
@@ -449,8 +449,8 @@ The outliers separate the methods. Round-to-nearest loses almost twice as much o
 model as on qcourse-tiny (+0.49 instead of +0.27 perplexity over fp32, 16 windows): the
 rounding errors of the outlier columns are multiplied by activations 100 times larger. AWQ loses
 the same on both models (+0.21 and +0.22): its scales `s = mean|x|^α` are largest exactly on the
-outlier channels and undo the damage, so here AWQ beats RTN, which it did not on the plain model.
-GPTQ, the best on qcourse-tiny (+0.01), loses more on the outlier model (+0.20) and ends level
+outlier channels and undo the damage, so here AWQ beats RTN by 0.28, against 0.05 on the plain model.
+GPTQ, the best on qcourse-tiny (+0.06), loses more on the outlier model (+0.19) and ends level
 with AWQ. On a model without outliers AWQ buys little; on one with them it is what keeps 4 bits
 close to fp32.
 """),

@@ -19,7 +19,7 @@ shows the failures at the strength they have in practice.
 **Learning goals.** After this notebook you can
 1. recognise activation outlier channels from statistics, explain why they break W8A8, and fix
    them with finer scales, SmoothQuant, AWQ or mixed precision (LLM.int8());
-2. explain why 2-bit quantization costs a small model a few percent and destroys a real one,
+2. explain why 2-bit quantization costs a small model about 13 % and destroys a real one,
    find the layers that break it, compare recoveries at the same size, and avoid the
    symmetric-grid trap;
 3. tell when calibration data does not match the use, and how much of it is enough;
@@ -1236,7 +1236,7 @@ What to do: find where the NaN came from (the first layer `diagnose` names), rel
 the weights; never quantize around them.
 
 **A group size that does not divide the layer** (every input width of qcourse-tiny is a multiple
-of 256; 96 divides none of them; SmolLM2's hidden size 576 is not a multiple of 128):
+of 256; 96 does not divide 256; SmolLM2's hidden size 576 is not a multiple of 128):
 """),
     ("code", r"""
 try:
