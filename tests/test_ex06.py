@@ -54,7 +54,7 @@ def test_file_bytes_verdicts():
     assert verdict(q, lambda ts: sum(int(n * 4.5 / 8) for n, t in ts)) == "wrong"  # one bpw for all
 
 
-# --- 06.4 and 06.5: decoding a Q4_K super-block ------------------------------------------------
+# --- 06.3 and 06.4: decoding a Q4_K super-block ------------------------------------------------
 
 def scale_min(scales, j, *, swap_high=False, mask=63):
     q = [int(b) for b in scales]
@@ -100,7 +100,7 @@ def test_q4_k_decode_verdicts():
     assert verdict(q, lambda b: q4_k_decode(b)[:128]) == "wrong"
 
 
-# --- 06.6 the importance vector ----------------------------------------------------------------
+# --- 06.5 the importance vector ----------------------------------------------------------------
 
 def test_importance_verdicts():
     q = ex06.importance

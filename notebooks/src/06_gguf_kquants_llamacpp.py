@@ -182,7 +182,7 @@ searches for the pair that minimises a *weighted* squared error, trying several 
 around the naive one and solving the least-squares fit of (scale, min) for the levels each
 candidate gives.
 
-**Exercises 06.4 and 06.5: decoding a Q4_K super-block.** The scales and mins are packed 6 bits
+**Exercises 06.3 and 06.4: decoding a Q4_K super-block.** The scales and mins are packed 6 bits
 each into 12 bytes, and the codes are interleaved by 32-byte chunks. Unpack one sub-block's
 (scale, min), then decode a whole super-block, before the package's layouts are printed below.
 """),
@@ -291,7 +291,7 @@ collects for SmoothQuant and AWQ), keyed by GGUF tensor names; `llamacpp.quantiz
 imatrix=...)` passes the very same numbers to llama.cpp, and `save_imatrix` writes the GGUF file
 `llama-quantize --imatrix` reads.
 
-**Exercise 06.6**, then a prediction, before the cell below measures the effect:
+**Exercise 06.5**, then a prediction, before the cell below measures the effect:
 """),
     ("code", r"""
 print(ex06.importance.prompt)
@@ -387,7 +387,7 @@ are big (Llama-3-8B: 2 × 128,256 × 4,096 = 1.05B of its 8.03B parameters). Par
 the models' configs: Llama-2-7B 6.74B (32 layers, hidden 4096, MLP 11008, 32 kv heads, vocab
 32,000), Llama-3-8B 8.03B (MLP 14336, 8 kv heads, vocab 128,256).
 
-**Exercise 06.3.** File sizes from block layouts, before the table computes them:
+**Exercise 06.8.** File sizes from block layouts, before the table computes them:
 """),
     ("code", r"""
 print(ex06.file_bytes.prompt)

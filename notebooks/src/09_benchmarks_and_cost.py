@@ -439,7 +439,7 @@ the format; pass such a measured overhead as `runtime=` for your own runtime and
 7B model the same few tens of MB are noise; a GPU runtime adds its CUDA context, which you
 measure once on your card.
 
-**Exercise 09.3.** Llama-3.1-70B, one sequence of 8,192 tokens, fp16 KV cache, on a 24 GB card
+**Exercise 09.2.** Llama-3.1-70B, one sequence of 8,192 tokens, fp16 KV cache, on a 24 GB card
 (24 GiB). Which formats fit? Predict first, then use `cost.memory` or `cost.fits`.
 """),
     ("code", r"""
@@ -471,7 +471,7 @@ together) costs, per million tokens,
 
     USD / 1M tokens = usd_per_hour / (tokens_per_second · 3600) · 10^6
 
-**Exercise 09.2.** Write it.
+**Exercise 09.3.** Write it.
 """),
     ("code", r"""
 def cost_per_million_tokens(usd_per_hour, tokens_per_second):

@@ -122,7 +122,7 @@ q4_k_bits_per_weight = Question(
 )
 
 file_bytes = Question(
-    name="06.3 file_bytes",
+    name="06.8 file_bytes",
     prompt="Write file_bytes(tensors) for a list of (number_of_weights, qtype) pairs, returning the "
            "bytes of tensor data: each tensor takes number_of_weights / block_size blocks of "
            "type_size bytes. Use qcourse.gguf.BLOCK_SIZE and qcourse.gguf.TYPE_SIZE.",
@@ -137,7 +137,7 @@ file_bytes = Question(
 )
 
 q4_k_scale_min = Question(
-    name="06.4 q4_k_scale_min",
+    name="06.3 q4_k_scale_min",
     prompt="Write q4_k_scale_min(scales, j) -> (sc, m): the 6-bit scale and 6-bit min of "
            "sub-block j (0..7) from the 12 packed bytes `scales` (a uint8 array) of a Q4_K "
            "super-block, llama.cpp's get_scale_min_k4. Layout: bytes 0-3 hold sc[0:4] in their "
@@ -161,7 +161,7 @@ q4_k_scale_min = Question(
 )
 
 q4_k_decode = Question(
-    name="06.5 q4_k_decode",
+    name="06.4 q4_k_decode",
     prompt="Write q4_k_decode(block) -> float32 array of 256 weights from the 144 bytes of one "
            "Q4_K super-block: d = float16 at bytes 0-1, dmin = float16 at bytes 2-3 (little-"
            "endian), scales = bytes 4-15 (your q4_k_scale_min), qs = bytes 16-143. Weight i of "
@@ -192,7 +192,7 @@ q4_k_decode = Question(
 )
 
 importance = Question(
-    name="06.6 importance",
+    name="06.5 importance",
     prompt="Write importance(x) -> array [K]: the importance vector llama-imatrix records for a "
            "weight matrix, from the inputs x [T, K] its layer received (T tokens): the mean over "
            "the tokens of each input channel's square.",
@@ -207,7 +207,7 @@ importance = Question(
 )
 
 imatrix_gain = Question(
-    name="06.7 imatrix_gain",
+    name="06.6 imatrix_gain",
     prompt="Predict before section 5 measures it: quantizing blk.2.ffn_down to Q2_K with the "
            "importance matrix instead of without will change the layer's relative output error "
            "(on calibration activations) by ...",
@@ -222,7 +222,7 @@ imatrix_gain = Question(
 )
 
 first_to_hurt = Question(
-    name="06.8 first_to_hurt",
+    name="06.7 first_to_hurt",
     prompt="Predict before section 6: going down from Q8_0, which file type is the first whose "
            "perplexity (llama.cpp, first 4 test windows) is more than 1 % above F32?",
     choices={"a": "Q6_K", "b": "Q4_K_M", "c": "Q3_K_M", "d": "Q2_K"},
