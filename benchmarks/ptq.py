@@ -20,7 +20,8 @@ recorded on a busy machine. Each finished row is also cached in the course cache
 interrupted run resumes where it stopped (delete ``<cache>/ptq-rows`` after changing a method).
 ``--timings`` measures the seconds per window of each row instead (median of 3 after a warm-up)
 and writes ``ptq-timings-...json``: record it on a quiet machine. Our W8A8 layers multiply int8
-values exactly in float64 (``layers.int8_matmul``): their time says nothing about int8 hardware.
+values exactly in float32, over chunks of 1024 inputs (``layers.int8_matmul``): their time says
+nothing about int8 hardware.
 
 Results: ``benchmarks/results/ptq-smollm2-<arch>-<date>.json`` with the run's record
 (:mod:`qcourse.bench.record`: CPU, threads, load average at start and end, versions).
