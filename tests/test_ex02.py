@@ -71,7 +71,7 @@ def test_smoothing_verdicts():
     assert verdict(q, lambda a, w, al: w.abs().amax(0) ** (1 - al) / a ** al) == "wrong"  # inverted
 
 
-# --- 02.5 the clipping search ------------------------------------------------------------------
+# --- 02.3 the clipping search ------------------------------------------------------------------
 
 def best_clip(x, bits, ratios, *, order=sorted, reverse=True, strict=True, metric="sum"):
     """A learner's search, with switches for the usual mistakes."""

@@ -196,7 +196,7 @@ few values beyond it. Three ways to choose the range (`qcourse.calib`):
 * percentile: the range holding p % of the values, `r = quantile(|x|, p) / max|x|`;
 * MSE-optimal: the `r` on a grid that minimizes `Σ (x − x')²`, separately for each scale.
 
-**Exercise 02.5.** Write the MSE-optimal search yourself (for one scale per tensor) before the
+**Exercise 02.3.** Write the MSE-optimal search yourself (for one scale per tensor) before the
 package's version is shown.
 """),
     ("code", r"""
@@ -258,7 +258,7 @@ Weights get one scale per output channel (computed once). Activations change wit
 so their scales are computed **at run time, one per token** (*dynamic per-token* quantization):
 a token with large activations does not coarsen the grid of the others.
 
-**Exercise 02.2.** Write dynamic per-token int8 quantization before reading the layer's code.
+**Exercise 02.4.** Write dynamic per-token int8 quantization before reading the layer's code.
 """),
     ("code", r"""
 print(ex02.quantize_tokens.prompt)
@@ -342,7 +342,7 @@ rest in int8 with per-token scales that the outliers no longer inflate:
 
     Y = X[:, O] · W'[:, O]ᵀ + s_x · s_w · Xq[:, ~O] · Wq[:, ~O]ᵀ
 
-**Exercise 02.3.** Which input features go to floating point? Write the rule before the layer's
+**Exercise 02.6.** Which input features go to floating point? Write the rule before the layer's
 code shows it.
 """),
     ("code", r"""
@@ -384,7 +384,7 @@ division of X is folded into the RMSNorm before `q/k/v` and `gate/up` (the paper
 run time. Then W8A8 as before. The plot below smooths `down_proj` too, to show what smoothing does
 to the layer with this model's largest input outliers; the perplexities use the paper's mapping.
 
-**Exercise 02.4.** Compute the smoothing factors before reading the package's code.
+**Exercise 02.7.** Compute the smoothing factors before reading the package's code.
 """),
     ("code", r"""
 print(ex02.smoothing.prompt)

@@ -190,7 +190,7 @@ weight magnitude of channel j. Ours defaults to `duo_scaling=False`, the paper's
 `s = mean|x|^α`; the AutoAWQ runs of section 7 use AutoAWQ's default, `True`, so the recorded
 benchmark also runs ours with `duo_scaling=True` to compare like with like.
 
-**Exercises 05.1 and 05.3.** Write the scales and the weight the search evaluates, before the
+**Exercises 05.2 and 05.3.** Write the scales and the weight the search evaluates, before the
 package's code below shows them. Replace each `...` and run the cell; `check` runs hidden cases
 and prints *correct*, *wrong* (with the first failing case) or *not attempted*.
 """),
@@ -219,7 +219,7 @@ print(inspect.getsource(awq.awq_scales))
 print(inspect.getsource(awq.search_scale))
 """),
     ("md", r"""
-**Exercise 05.2.** Folding `1/s` into the RMSNorm before `q/k/v`: write it before the package's
+**Exercise 05.4.** Folding `1/s` into the RMSNorm before `q/k/v`: write it before the package's
 `fold_scales` is shown.
 """),
     ("code", r"""

@@ -85,7 +85,7 @@ layer_bytes = Question(
 )
 
 quantize_tokens = Question(
-    name="02.2 quantize_tokens",
+    name="02.4 quantize_tokens",
     prompt="Write quantize_tokens(x) for activations x [tokens, K]: symmetric int8 with one scale "
            "per token (row), scale = max|x_row| / 127; return (q as torch.int8, scale [tokens, 1]).",
     reference=quantize_per_token,
@@ -102,7 +102,7 @@ quantize_tokens = Question(
 )
 
 outlier_columns = Question(
-    name="02.3 outlier_columns",
+    name="02.6 outlier_columns",
     prompt="Write outlier_columns(x, threshold) for x [tokens, K]: a boolean tensor [K], True for "
            "the input features that LLM.int8() keeps in floating point (some |x| > threshold).",
     reference=outlier_features,
@@ -117,7 +117,7 @@ outlier_columns = Question(
 )
 
 smoothing = Question(
-    name="02.4 smoothing",
+    name="02.7 smoothing",
     prompt="Write smoothing(act_absmax, weight, alpha): SmoothQuant's per-input-channel scales "
            "s_j = max|X_j|^alpha / max|W_j|^(1 - alpha), with act_absmax [K] and weight [N, K].",
     reference=lambda act, weight, alpha: smoothing_scales(act, [weight], alpha),
@@ -134,7 +134,7 @@ smoothing = Question(
 )
 
 best_clip_ratio = Question(
-    name="02.5 best_clip_ratio",
+    name="02.3 best_clip_ratio",
     prompt="Write best_clip_ratio(x, bits, ratios) -> float: of the clip ratios in `ratios`, the "
            "one whose symmetric per-tensor quantization of x (range r · max|x|, values beyond "
            "it saturate) gives the lowest mean squared error Σ(x - x')²; on a tie, the larger "
@@ -162,7 +162,7 @@ best_clip_ratio = Question(
 )
 
 two_bit_rtn = Question(
-    name="02.6 two_bit_rtn",
+    name="02.2 two_bit_rtn",
     prompt="Predict before the sweep: with RTN at 2 bits per channel (asymmetric: 4 levels, "
            "unlike notebook 00's symmetric 3), how much higher than fp32 will the perplexity "
            "on the 8 test windows be?",
@@ -177,7 +177,7 @@ two_bit_rtn = Question(
 )
 
 outlier_layer = Question(
-    name="02.7 outlier_layer",
+    name="02.5 outlier_layer",
     prompt="Predict before the measurement: the inputs of which linear layers of a Llama block "
            "have the largest activations (largest channel max over the median channel)?",
     choices={"a": "q_proj, k_proj, v_proj (after the attention norm)", "b": "o_proj",

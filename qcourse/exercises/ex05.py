@@ -55,7 +55,7 @@ def _scaled_quantization_cases() -> list[tuple]:
 
 
 awq_scale = Question(
-    name="05.1 awq_scale",
+    name="05.2 awq_scale",
     prompt="Write awq_scale(x_mean, alpha): AWQ's per-input-channel scales s = x_mean ** alpha, "
            "normalised so that max(s) * min(s) = 1 (divide by sqrt(max(s) * min(s))).",
     reference=awq_scales,
@@ -72,7 +72,7 @@ awq_scale = Question(
 )
 
 fold_scale = Question(
-    name="05.2 fold_scale",
+    name="05.4 fold_scale",
     prompt="Write fold_scale(norm_weight, weight, s) returning the new (norm_weight, weight) "
            "after folding AWQ's scales: the RMSNorm's weight [K] is divided by s [K] and the "
            "linear layer's weight [N, K] is multiplied by s along its input columns, so that "
@@ -112,7 +112,7 @@ scaled_quantization = Question(
 )
 
 bits_per_weight = Question(
-    name="05.4 bits_per_weight",
+    name="05.6 bits_per_weight",
     prompt="How many bits per weight does AWQ's usual format cost: 4-bit integers with one fp16 "
            "scale and one 4-bit zero point per group of 128 weights (ignore g_idx)? A number.",
     reference=lambda: 4 + (16 + 4) / 128,
@@ -123,7 +123,7 @@ bits_per_weight = Question(
 )
 
 salient_recovery = Question(
-    name="05.5 salient_recovery",
+    name="05.1 salient_recovery",
     prompt="Predict before section 2's experiment: at 3 bits (groups of 128), keeping the 1 % of "
            "input channels with the largest activations in fp32 will recover how much of the "
            "perplexity RTN loses on qcourse-tiny?",
@@ -138,7 +138,7 @@ salient_recovery = Question(
 )
 
 clipped_share = Question(
-    name="05.6 clipped_share",
+    name="05.5 clipped_share",
     prompt="Predict before section 5 measures it: on block 1's mlp.down_proj at 3 bits, for what "
            "share of the (output channel, group) pairs will the clip search choose a ratio "
            "below 1?",
