@@ -11,7 +11,7 @@ def verdict(question, answer):
     return question.check(answer).status
 
 
-# --- 01.1 asymmetric quantization ------------------------------------------------------------
+# --- 01.2 asymmetric quantization ------------------------------------------------------------
 
 def asym(x, bits, *, levels=None, rounding=torch.round, clamp=True, include_zero=True,
          round_zero=True):
@@ -48,7 +48,7 @@ def test_missing_clamp_is_caught_by_a_named_case(capsys):
     assert "Case 6" in capsys.readouterr().out  # the [-1.5, 1.5] case: only the clamp fails it
 
 
-# --- 01.2 per-group scales -------------------------------------------------------------------
+# --- 01.4 per-group scales -------------------------------------------------------------------
 
 def group_scales(W, bits, group_size, *, qmax=None, absolute=True, transpose=False):
     N, K = W.shape
@@ -72,7 +72,7 @@ def test_group_scales_verdicts():
         == "wrong"                                                             # per-channel
 
 
-# --- 01.3 4-bit packing ----------------------------------------------------------------------
+# --- 01.6 4-bit packing ----------------------------------------------------------------------
 
 def pack4(values, *, reverse=False, signed_fix=True):
     runs = values.long().reshape(*values.shape[:-1], -1, 8)

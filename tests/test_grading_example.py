@@ -54,7 +54,7 @@ def test_the_roster_has_points_per_question(example):
     assert ben["00.2 perplexity_from_nll"] == "0.5"       # mean of exp: right where all equal
     assert ben["01.2 asymmetric_quantize"] == "0.5"       # 3 of 6 cases
     assert ben["00.4 two_bit_perplexity"] == "0.0"        # first answer 'c' counts, not the 'd'
-    assert cy["00.1 weight_bytes"] == "0.0" and cy["01.4 pack4"] == "0.0"   # package functions
+    assert cy["00.1 weight_bytes"] == "0.0" and cy["01.6 pack4"] == "0.0"   # package functions
     assert cy["01.1 float_value"] == "0.64"               # 7 of 11 cases: no subnormals
     assert cy["00.4 two_bit_perplexity"] == "1.0"
     assert table["Hopper, Grace"]["problems"] == "no submission" and \

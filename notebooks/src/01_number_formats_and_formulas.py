@@ -141,7 +141,7 @@ ex01.asymmetric_quantize.check(asymmetric_quantize);
 """),
     ("md", r"""
 The package's code, which every later notebook uses (`quant.quantize`, which also handles the
-per-channel and per-group scales of section 4, comes after exercise 01.3):
+per-channel and per-group scales of section 4, comes after exercise 01.4):
 """),
     ("code", r"""
 print(inspect.getsource(quant.scale_and_zero))
@@ -210,7 +210,7 @@ and its K-quants super-blocks of 256 weights whose sub-blocks of 16 or 32 weight
 themselves quantized, scales: notebook 06). Finer scales cost storage: a 16-bit scale per group of
 128 weights adds 16/128 = 0.125 bits per weight.
 
-**Exercise 01.3.** Compute per-group scales, before the table measures what they buy.
+**Exercise 01.4.** Compute per-group scales, before the table measures what they buy.
 """),
     ("code", r"""
 print(ex01.group_scales.prompt)
@@ -283,7 +283,7 @@ kernels that read its checkpoints treat each row of values as a little-endian **
 GPTQ lets them straddle words, 32 values in 3 words. `qcourse.pack` does both (and a plain
 byte layout) with one vectorised routine.
 
-**Exercise 01.4.** Pack 4-bit values yourself first.
+**Exercise 01.6.** Pack 4-bit values yourself first.
 """),
     ("code", r"""
 print(ex01.pack4.prompt)

@@ -150,7 +150,7 @@ asymmetric_quantize = Question(
 )
 
 group_scales = Question(
-    name="01.3 group_scales",
+    name="01.4 group_scales",
     prompt="Write group_scales(W, bits, group_size) returning the symmetric scales of a weight "
            "W [N, K] quantized in groups of group_size consecutive weights along each row "
            "(the input dimension): scale = absmax of the group / (2**(bits-1) - 1), shape "
@@ -171,7 +171,7 @@ group_scales = Question(
 )
 
 pack4 = Question(
-    name="01.4 pack4",
+    name="01.6 pack4",
     prompt="Write pack4(values) packing 4-bit values (uint8 in [0, 15], last dimension a "
            "multiple of 8) into int32 words along the last dimension, 8 values per word, "
            "value 0 of each run of 8 in the lowest nibble (bits 0-3), value 7 in the highest "
@@ -192,7 +192,7 @@ pack4 = Question(
 )
 
 asymmetric_on_silu = Question(
-    name="01.5 asymmetric_on_silu",
+    name="01.3 asymmetric_on_silu",
     prompt="Predict before the table: SiLU outputs lie in [-0.28, 6] (one-sided). Quantized to "
            "4 bits with one per-tensor scale, how does the asymmetric MSE compare with the "
            "symmetric one?",
@@ -206,7 +206,7 @@ asymmetric_on_silu = Question(
 )
 
 mse_drop_per_bit = Question(
-    name="01.6 mse_drop_per_bit",
+    name="01.5 mse_drop_per_bit",
     prompt="Predict before the plot: each extra bit divides the mean squared rounding error by "
            "about how much? (a number)",
     reference=_mse_drop_per_bit,
