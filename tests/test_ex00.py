@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from qcourse import eval as qeval, formats, models, quant
+from qcourse import evaluation as qeval, formats, models, quant
 from qcourse.exercises import Question, ex00
 
 QUESTIONS = [q for q in vars(ex00).values() if isinstance(q, Question)]
@@ -60,12 +60,19 @@ def test_hints_are_progressive_and_the_solution_passes(q, capsys):
 
 @pytest.mark.slow
 def test_the_prediction_matches_the_notebooks_measurement():
-    """Notebook 00's rounding experiment: symmetric 2-bit per channel, first 64 test windows."""
+    """Notebook 00's rounding experiment: symmetric 2-bit per channel, the quick protocol's
+    windows, compared pairwise with fp32 as the notebook does."""
     model, tok = models.load()
-    fp32 = qeval.perplexity(model, tok, "test", max_windows=64)
+    fp32 = qeval.score(model, tok, qeval.QUICK)
     with torch.no_grad():
         for layer in models.linear_layers(model).values():
             layer.weight.copy_(quant.fake_quantize(layer.weight, 2, symmetric=True,
                                                    granularity="channel"))
-    two_bit = qeval.perplexity(model, tok, "test", max_windows=64)
-    assert two_bit / fp32 >= 2                               # answer d: two times or more
+    change = qeval.paired_difference(fp32, qeval.score(model, tok, qeval.QUICK))
+    assert change.low >= 2                                    # answer d: two times or more
+
+
+def test_perplexity_from_nll_rejects_the_mean_of_inverse_probabilities():
+    """The geometric mean of 1/p is not their arithmetic mean (prompt of 00.2)."""
+    q = ex00.perplexity_from_nll
+    assert verdict(q, lambda nll: torch.exp(nll).mean().item()) == "wrong"

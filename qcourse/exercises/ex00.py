@@ -44,13 +44,15 @@ weight_bytes = Question(
 perplexity_from_nll = Question(
     name="00.2 perplexity_from_nll",
     prompt="Write perplexity_from_nll(nll) turning a 1-D tensor of per-token negative "
-           "log-likelihoods (natural log) into a perplexity (a Python float).",
+           "log-likelihoods l_t = -log p_t (natural log) into the perplexity, the geometric "
+           "mean of the 1 / p_t (a Python float).",
     reference=_perplexity_from_nll,
     cases=_nll_cases,
-    hints=("Read the formula: which average appears inside, and which function is applied "
-           "to it outside?",
-           "The average is over tokens, of the negative log-likelihoods themselves (not of "
-           "their exponentials); the natural log calls for its inverse."),
+    hints=("Write 1 / p_t with l_t: since l_t = -log p_t, 1 / p_t = ... . Multiplying "
+           "thousands of them overflows, so do not build the product itself.",
+           "Take the logarithm of the geometric mean: the log of a product is a sum, and the "
+           "power 1/N becomes a factor. That gives log PPL in terms of the l_t; what undoes "
+           "a natural logarithm?"),
     solution_text="def perplexity_from_nll(nll):\n    return math.exp(nll.mean().item())",
 )
 
@@ -62,8 +64,9 @@ two_bit_levels = Question(
            "rounding? (a number)",
     reference=_two_bit_levels,
     hints=("For b = 2, what is s in terms of max|w|? Then what is the range of w / s?",
-           "A 2-bit field has 4 codes (-2..1), but with s = max|w| / 1 every w / s lies in "
-           "[-1, 1]: count the integers round() can return there."),
+           "A 2-bit field has 4 codes (-2..1), but this scale sends the row's largest |w| "
+           "to the largest code. Which of the four codes can round(w / s) reach when every "
+           "|w| is at most max|w|?"),
     solution_text="two_bit_levels = 3   # -1, 0, +1 times the row's scale",
 )
 
@@ -74,7 +77,8 @@ two_bit_perplexity = Question(
            "will be ...",
     choices={"a": "about the same (within 1 %)", "b": "a few percent higher",
              "c": "about 1.5 times higher", "d": "two times higher or more"},
-    reference=lambda: "d",  # measured in the notebook: x3.1 (tests/test_ex00.py re-measures it)
+    reference=lambda: "d",  # measured in the notebook (quick protocol): x2.97; tests/test_ex00.py
+                            # re-measures it
     hints=("Count the values a weight can take at 2 bits (question 00.3). What happens to the "
            "small weights of a row whose largest weight sets the scale?",
            "With levels -s, 0, +s and s = max|w|, every weight smaller than half the largest "
