@@ -42,15 +42,18 @@ model, tokenizer = models.load()
 
 A floating-point number with E exponent bits and M mantissa bits stores a sign s, an exponent
 field e and a mantissa field m. With the bias `2^(E-1) - 1`, a **normal** number (e > 0) is
-`(-1)^s · 2^(e - bias) · (1 + m / 2^M)` (the leading 1 is not stored); e = 0 gives the
-**subnormals**, `(-1)^s · 2^(1 - bias) · (m / 2^M)`, which fill the gap down to 0. So the grid is
-dense near zero and coarse far from it (the gap between neighbours grows with the value:
-*relative* precision). An integer format is a uniform grid `k · scale`: the same gap everywhere
+`(-1)^s · 2^(e - bias) · (1 + m / 2^M)`: the leading 1 is not stored. The exponent field e = 0
+is kept for the **subnormals**, which have no hidden 1 and fill the gap between the smallest
+normal number and 0 with evenly spaced values, continuing the grid of the smallest normals without
+a jump. So the grid is dense near zero and coarse far from it (the gap between neighbours grows
+with the value: *relative* precision). An integer format is a uniform grid `k · scale`: the same gap everywhere
 (*absolute* precision), and the scale has to be chosen for the data. NF4 is a lookup table of 16
 values placed where normally distributed weights are dense, times a per-block absmax.
 
-**Exercise 01.1.** Decode a bit pattern before the table below reads the formats' limits.
-Replace each `...` and run the cell: `check` runs hidden cases (FP16, BF16, FP8 and the 6- and
+**Exercise 01.1.** Decode a bit pattern before the table below reads the formats' limits. The
+normal case follows from the formula above; the subnormal case is yours to derive from the two
+properties just stated (no hidden 1, no jump at the smallest normal). Replace each `...` and run
+the cell: `check` runs hidden cases (FP16, BF16, FP8 and the 6- and
 4-bit floats of the MX formats) and prints *correct*, *wrong* (with the first failing case) or
 *not attempted*. `ex01.float_value.hint()` gives a hint (call it again for the next);
 `.solution()` shows an answer.
@@ -64,6 +67,8 @@ def float_value(sign, exponent, mantissa, e_bits, m_bits):
 ex01.float_value.check(float_value);
 """),
     ("md", r"""
+The subnormal rule: `(-1)^s · 2^(1 - bias) · (m / 2^M)`, the power of two of e = 1 with 0.m in
+place of 1.m, so the largest subnormal sits one step below the smallest normal, `2^(1 - bias)`.
 The largest value of each format, and its smallest *normal* value (floats; subnormals go lower).
 For INT8 and INT4 the last column is the step of the grid (1, times the scale), for NF4 its
 smallest non-zero code:
@@ -76,7 +81,14 @@ for f in formats.format_table():
     ("md", r"""
 `formats.representable_values(name)` lists every value a format can hold, read from the bit
 patterns themselves (all 256 patterns of an FP8 byte, all 65,536 of FP16). Here are the values in
-[-4, 4]; INT and NF4 are drawn for a tensor whose largest magnitude (absmax) is 4.
+[-4, 4]; INT and NF4 are drawn for a tensor whose largest magnitude (absmax) is 4, with the
+symmetric scale `absmax / 7` (INT4) or `absmax / 127` (INT8). Why does INT4 show 15 values when
+the table says -8..7, 16 integers? The signed 4-bit type holds -8..7, but a symmetric quantizer
+maps absmax to 7 so that +absmax and -absmax are both on the grid; -8 would stand for
+-8 · 4/7 ≈ -4.57, outside the tensor's range, so with a scale set by absmax it is never produced
+(the *restricted* range -7..7: one code of 16 unused; only a clipped scale, notebook 02, can
+reach -8). INT8 likewise uses -127..127, 255 of its 256 codes. An asymmetric grid
+(section 2) uses all `2^b` codes.
 """),
     ("code", r"""
 fig = viz.format_grid_figure(["FP8 E5M2", "FP8 E4M3", "INT8", "INT4", "NF4"], lo=-4, hi=4, absmax=4)
@@ -87,13 +99,13 @@ for name in ["FP16", "BF16", "FP8 E4M3", "FP8 E5M2"]:
     ("md", r"""
 What does a value *become* in each format? `formats.cast(x, name)` stores `x` in the format and
 reads it back. FP formats round to the nearest representable float; INT8/INT4 quantize the whole
-tensor with one symmetric scale (`absmax / 127` or `absmax / 7`); NF4 snaps `x / absmax` to the
+tensor with one symmetric scale (`absmax / 127` or `absmax / 7`, the restricted ranges above); NF4 snaps `x / absmax` to the
 nearest of its 16 code values. Note how one large value (300) sets the integer step (300/127 ≈ 2.4
 for INT8, 300/7 ≈ 43 for INT4): the small values become 0. A float format keeps the same
 *relative* precision whatever the size, set by its mantissa: a value is off by at most
 `2^-(M+1)` of itself, about 3 significant digits for FP16 (M = 10), 2 for BF16 (M = 7), and only
 about 1 for FP8: E4M3 (M = 3) turns 3.14159 into 3.25, E5M2 (M = 2) turns it into 3 and 300 into
-320. FP16 overflows above 65,504.
+320. FP16's largest value is 65,504: 70,000 becomes infinity.
 """),
     ("code", r"""
 x = torch.tensor([0.1, 1 / 3, 3.14159, 300.0])
@@ -129,7 +141,9 @@ print("q =", q.tolist(), " scale =", scale.item(), " zero =", zero.item())
 print("x' =", quant.dequantize(q, scale, zero).tolist())
 """),
     ("md", r"""
-**Exercise 01.2.** Now write it for any tensor, before reading the package's version below.
+**Exercise 01.2.** Now write it for any tensor, before reading the package's version below. The
+formulas are above; the hidden cases test what they leave to you: a tensor with no negative (or no
+positive) value, and a value that rounds past the end of the grid.
 """),
     ("code", r"""
 print(ex01.asymmetric_quantize.prompt)
@@ -193,11 +207,19 @@ On the SiLU outputs, which are one-sided, the symmetric grid spends almost half 
 negative values that never occur; the asymmetric grid puts all its levels where the values are
 and its error is several times lower.
 
-What today's stacks do is not "weights symmetric, activations asymmetric": W8A8 inference
-(SmoothQuant, llm-compressor's W8A8 schemes served by vLLM; notebook 02) quantizes activations
-**symmetrically, one scale per token**, computed on the fly, which keeps the int8 matmul free of
-zero-point corrections; the 4-bit weight-only formats often store weights **asymmetrically**, with
-a zero point per group (AWQ checkpoints always, `zero_point=True`; GPTQ checkpoints either way,
+What today's stacks do is not "weights symmetric, activations asymmetric". W8A8 inference
+(weights and activations in int8; notebook 02) quantizes activations **symmetrically**, which
+keeps the int8 matmul free of zero-point corrections, and the scales come in two granularities:
+
+* **one scale per token**, computed at run time (*dynamic per-token*): llm-compressor's `W8A8`
+  preset (compressed-tensors: weights per output channel, activations per token, both symmetric),
+  which vLLM serves, and SmoothQuant's lightest setting, O1;
+* **one scale per tensor**: SmoothQuant's O2 computes it at run time for each batch (*dynamic*),
+  its O3 fixes it ahead of time from calibration data (*static*, the fastest). In all three of
+  SmoothQuant's settings the weights have one scale per tensor (Xiao et al., 2023, Table 3).
+
+The 4-bit weight-only formats, on the other hand, often store weights **asymmetrically**, with a
+zero point per group (AWQ checkpoints always, `zero_point=True`; GPTQ checkpoints either way,
 `sym` in their config; notebook 04 uses a zero point).
 
 ## 4. Per-tensor, per-channel, per-group
@@ -242,8 +264,8 @@ for granularity, g in settings:
 The four panels show a corner of the matrix: the original weights, the integers that are stored,
 the weights after dequantization, and the error. Per-tensor, the scale is set by the largest weight
 somewhere else in the matrix, so the integers in this corner use only part of the grid (see the
-colour bar of `q`); in groups of 32 each group spans the whole grid, -7..7, and the error's colour
-scale shrinks.
+colour bar of `q`); in groups of 32 each group's largest |w| lands on 7 or -7, so every group uses
+most of the grid, and the error's colour scale shrinks.
 """),
     ("code", r"""
 display(viz.error_panels(W, bits=4, symmetric=True, granularity="tensor"))
@@ -259,27 +281,48 @@ ex01.mse_drop_per_bit.check(mse_drop_per_bit);
     ("code", r"""
 bit_range = list(range(2, 9))
 fig, ax = plt.subplots(figsize=(5, 3))
+errors = {}
 for granularity, g in [("tensor", None), ("channel", None), ("group", 32)]:
-    mse = [quant.quantization_error(W, quant.fake_quantize(W, b, symmetric=True, granularity=granularity,
-                                                           group_size=g)) for b in bit_range]
-    ax.semilogy(bit_range, mse, marker="o", label=f"group {g}" if g else granularity)
+    label = f"group {g}" if g else granularity
+    errors[label] = [quant.quantization_error(W, quant.fake_quantize(W, b, symmetric=True,
+                                                                     granularity=granularity,
+                                                                     group_size=g))
+                     for b in bit_range]
+    ax.semilogy(bit_range, errors[label], marker="o", label=label)
 ax.set_xlabel("bits")
 ax.set_ylabel("MSE")
 ax.set_title("Quantization error of layers.0.mlp.up_proj")
 ax.legend()
 plt.show()
+steps = bit_range[1:]
+print("MSE divided by, per added bit:")
+print(f"{'':24}" + "".join(f"{b - 1}->{b} bits".rjust(11) for b in steps))
+for label, mse in errors.items():
+    print(f"{label:24}" + "".join(f"{mse[i] / mse[i + 1]:11.2f}" for i in range(len(steps))))
+step_ratio = [(2 ** (b - 1) - 1) / (2 ** (b - 2) - 1) for b in steps]   # step at b-1 / step at b
+print(f"{'(step ratio)^2':24}" + "".join(f"{r * r:11.2f}" for r in step_ratio))
 """),
     ("md", r"""
-The step halves with every bit, so the error of rounding, about `step² / 12` for values spread
-evenly over a step, drops about 4× (6 dB) per bit: on the log scale the lines fall by about the
-same distance for every bit added.
+Why not exactly 4×? A symmetric grid has `2^(b-1) - 1` steps on each side of zero (3 at 3 bits,
+7 at 4, 15 at 5: the restricted range of section 1), so going from b to b + 1 bits divides the
+step by `(2^b - 1) / (2^(b-1) - 1)`: 7/3 ≈ 2.33 from 3 to 4 bits, 15/7 ≈ 2.14 from 4 to 5, and only
+tends to 2. The error of rounding, about `step² / 12` for values spread evenly over a step, drops
+by the square of that ratio (last row): 5.44× from 3 to 4 bits (the 5.4–5.5× of the granularity
+table above), 4.59× from 4 to 5, and about **4× (6 dB) per bit** only at high bit widths. The
+measured ratios follow that row from 3 bits up, for every granularity. From 2 to 3 bits they do
+not: at 2 bits most weights round to 0, so the error is the weight itself, not spread evenly over
+a step, and `step² / 12` no longer describes it.
 """),
     ("md", r"""
 ## 5. Bit packing
 
 PyTorch has no 4-bit dtype, so 4-bit integers are stored eight to an int32 word. GPTQ and the
-kernels that read its checkpoints treat each row of values as a little-endian **bit stream**: value
-`j` occupies bits `[4j, 4j+4)`, so value 0 is the lowest nibble. 3-bit values do not divide 32:
+kernels that read its checkpoints pack along the input dimension (a layer's `qweight` is
+`[K/8, N]` int32 for `W [N, K]`) and treat each run of values as a little-endian **bit stream**:
+value `j` occupies bits `[4j, 4j+4)`, so value 0 is the lowest nibble. (Other layouts differ:
+AutoAWQ's GEMM checkpoints pack along the output dimension, `qweight` `[K, N/8]`, and nibbles
+0 to 7 of a word hold values 0, 2, 4, 6, 1, 3, 5, 7: `WQLinear_GEMM.from_linear`.) The exercise packs along the last dimension of whatever it is
+given. 3-bit values do not divide 32:
 GPTQ lets them straddle words, 32 values in 3 words. `qcourse.pack` does both (and a plain
 byte layout) with one vectorised routine.
 
@@ -337,10 +380,15 @@ Stuck on an exercise? Every question has progressive hints: `ex01.pack4.hint()`,
 * `q = clamp(round(x / scale + zero), qmin, qmax)` and `x' = (q - zero) · scale`; the range always
   contains 0; rounding errs by at most half a step inside the range; clamping handles the rest.
 * Asymmetric helps one-sided data (activations after SiLU); symmetric is enough for centred weights.
-  In practice W8A8 quantizes activations symmetrically per token, and 4-bit weight formats often
-  carry a zero point per group.
-* Finer granularity (channel, then groups of 128…32) cuts the error several-fold for a fraction of
-  a bit per weight; each extra bit cuts the MSE about 4×.
+  In practice W8A8 quantizes activations symmetrically, per token at run time (llm-compressor's
+  `W8A8`, SmoothQuant O1) or per tensor (SmoothQuant O2 at run time, O3 static), and 4-bit weight
+  formats often carry a zero point per group.
+* A symmetric b-bit grid uses the restricted range `-(2^(b-1) - 1) .. 2^(b-1) - 1` (INT4: -7..7,
+  15 of 16 codes), so that +absmax and -absmax are both on it.
+* Finer granularity (channel, then groups of 128…32) cuts the error up to about 4× (per tensor to
+  groups of 32, on this matrix) for a fraction of a bit per weight; going from b to b + 1 bits
+  divides the symmetric step by `(2^b - 1) / (2^(b-1) - 1)` and the MSE by its square: 5.4× from 3 to 4 bits,
+  tending to 4× (6 dB) per bit.
 * Packed integers are what make the saving real: 8 four-bit values per int32, value 0 lowest.
 
 Next, notebook 02 applies these formulas to the whole model and measures perplexity.
@@ -356,6 +404,8 @@ Next, notebook 02 applies these formulas to the whole model and measures perplex
 * Nagel et al., *A White Paper on Neural Network Quantization*, 2021. arXiv:2106.08295.
 * Dettmers et al., *QLoRA*, 2023 (NF4), and bitsandbytes' `create_normal_map`. arXiv:2305.14314.
 * Frantar et al., *GPTQ*, 2022, and its reference code's `pack` (the int32 layout). arXiv:2210.17323.
+* Xiao et al., *SmoothQuant*, ICML 2023, Table 3 (the O1–O3 settings). arXiv:2211.10438.
+  llm-compressor's `W8A8` preset: `INT8_W8A8` in compressed-tensors' `quantization/quant_scheme.py`.
 """),
 ]
 

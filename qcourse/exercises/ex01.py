@@ -111,8 +111,9 @@ float_value = Question(
     atol=0.0,
     hints=("A normal number is 1.mantissa (binary) times 2 to the power (exponent - bias): "
            "the leading 1 is not stored. How much is the binary fraction .mantissa worth?",
-           "With exponent 0 there is no hidden leading 1 (0.mantissa instead of 1.mantissa), "
-           "and the power of two is the same as for exponent 1, not exponent 0."),
+           "A subnormal is 0.mantissa (no hidden 1) times some power of two. The largest "
+           "subnormal (every mantissa bit set) must sit one step below the smallest normal "
+           "number, 1.000... times 2^(1 - bias): which power of two gives that?"),
     solution_text=(
         "def float_value(sign, exponent, mantissa, e_bits, m_bits):\n"
         "    bias = 2 ** (e_bits - 1) - 1\n"
@@ -126,11 +127,11 @@ float_value = Question(
 
 asymmetric_quantize = Question(
     name="01.2 asymmetric_quantize",
-    prompt="Write asymmetric_quantize(x, bits) -> (q, scale, zero) for one scale per tensor: "
-           "widen the range to include 0 (lo = min(x.min(), 0), hi = max(x.max(), 0)), "
-           "scale = (hi - lo) / (2**bits - 1), zero = round(-lo / scale), "
-           "q = clamp(round(x / scale + zero), 0, 2**bits - 1). Return q (any integer or "
-           "float tensor of x's shape), and scale and zero as 0-d tensors.",
+    prompt="Write asymmetric_quantize(x, bits) -> (q, scale, zero): asymmetric quantization "
+           "of the whole tensor x with one scale and one zero point, as section 2 builds it: "
+           "every q an integer in 0 .. 2**bits - 1, and the real value 0.0 stored exactly, "
+           "whatever the signs of x. Return q (any integer or float tensor of x's shape), and "
+           "scale and zero as 0-d tensors.",
     reference=_asymmetric_reference,
     forbid=QUANTIZERS,
     cases=_asymmetric_cases,
@@ -153,8 +154,9 @@ group_scales = Question(
     name="01.4 group_scales",
     prompt="Write group_scales(W, bits, group_size) returning the symmetric scales of a weight "
            "W [N, K] quantized in groups of group_size consecutive weights along each row "
-           "(the input dimension): scale = absmax of the group / (2**(bits-1) - 1), shape "
-           "[N, K // group_size]. No Python loops: reshape.",
+           "(the input dimension), one scale per group, chosen as the package's symmetric grid "
+           "does (section 1: the restricted range), shape [N, K // group_size]. No Python "
+           "loops: reshape.",
     reference=_group_scales_reference,
     forbid=QUANTIZERS,
     cases=_group_scales_cases,
@@ -200,20 +202,24 @@ asymmetric_on_silu = Question(
              "c": "asymmetric is 2 to 4 times lower", "d": "asymmetric is more than 10 times lower"},
     reference=lambda: "c",  # measured in the notebook: x2.7 (tests/test_ex01.py re-measures it)
     hints=("A symmetric grid spans [-6, 6] here; how many of its levels fall below -0.28?",
-           "Symmetric wastes about half of its levels, i.e. its step is about twice the "
-           "asymmetric step; the MSE of rounding grows with the square of the step."),
+           "Compare the two steps: the symmetric one spreads its levels over [-6, 6], the "
+           "asymmetric one over [-0.28, 6]. The MSE of rounding grows with the square of the "
+           "step: which factor does that give?"),
     solution_text="asymmetric_on_silu = 'c'   # step about 2x smaller -> MSE about 2-4x lower",
 )
 
 mse_drop_per_bit = Question(
     name="01.5 mse_drop_per_bit",
-    prompt="Predict before the plot: each extra bit divides the mean squared rounding error by "
-           "about how much? (a number)",
+    prompt="Predict before the plot: from 4 to 8 bits, each extra bit divides the mean "
+           "squared rounding error of symmetric rounding by about how much, on average? "
+           "(a number)",
     reference=_mse_drop_per_bit,
     rtol=0.2,
-    hints=("One more bit doubles the number of levels over the same range: what happens to "
-           "the step?",
+    hints=("One more bit about doubles the number of levels over the same range: what happens "
+           "to the step?",
            "The rounding error of values spread evenly over a step of size Δ has variance "
-           "Δ² / 12: halve Δ and see what happens to Δ²."),
-    solution_text="mse_drop_per_bit = 4   # the step halves, the MSE (∝ step²) drops 4x (6 dB)",
+           "Δ² / 12. By what factor does Δ shrink per bit (s = absmax / (2^(b-1) - 1)), and "
+           "what does that do to Δ²?"),
+    solution_text="mse_drop_per_bit = 4   # the step shrinks ~2x per bit (15/7, 31/15, ...), "
+                  "the MSE (∝ step²) ~4x (6 dB)",
 )
