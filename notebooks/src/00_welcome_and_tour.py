@@ -54,7 +54,8 @@ installs that notebook's extras for you.
 | 10 | failure modes | what goes wrong and how to recover |
 | 11 | frontier formats | what do FP8, MXFP4/NVFP4, KV-cache quantization, HQQ and rotations buy? |
 
-Everything runs offline on a laptop CPU. Let's start with the model.
+Everything runs offline on a laptop CPU (the one GPU measurement, in notebook 07, is shown from
+its recorded run when no GPU is present). Let's start with the model.
 """),
     ("code", r"""
 import inspect
@@ -148,9 +149,9 @@ differ:
 * **GPTQ and AWQ checkpoints** (notebooks 04 and 05) store an fp16 scale and a zero point packed in
   4 bits like the codes: $4 + (16 + 4)/128 \approx 4.16$ bits per weight at $g = 128$;
 * torchao's int4 **"tinygemm" layout** (`Int4WeightOnlyConfig(group_size=128,
-  int4_packing_format="tile_packed_to_4d")`, the layout gpt-fast introduced) stores a **bfloat16
+  int4_packing_format="tile_packed_to_4d")`, the layout gpt-fast also uses) stores a **bfloat16
   scale and a bfloat16 zero** per group; the zero is a float offset added after scaling, not an
-  integer code: $4 + (16 + 16)/128 = 4.25$ bits. torchao 0.18 accepts only bfloat16 weights for
+  integer code, $w = (q - 8) \cdot \text{scale} + \text{zero}$: $4 + (16 + 16)/128 = 4.25$ bits. torchao 0.18 accepts only bfloat16 weights for
   it and keeps scale and zero in the weight's dtype.
 
 The package computes both with `qcourse.formats`:
@@ -276,10 +277,10 @@ much again. So the course names its **protocols** once, here, in `qcourse.evalua
 and every perplexity it prints says which one it used:
 
 * **whole test split** (`qeval.WHOLE`): every window of 512 tokens of the test split, 228 for
-  qcourse-tiny's tokenizer. The model card, the recorded benchmark runs in
-  `benchmarks/results/` and the tables read from them use it.
+  qcourse-tiny's tokenizer. The model card and most recorded benchmark runs in
+  `benchmarks/results/` use it (each record says which windows it scored).
 * **quick** (`qeval.QUICK`): the first 8 test windows, 4,088 predicted tokens. Live cells on
-  qcourse-tiny use it.
+  qcourse-tiny use it; a notebook whose live cells need fewer or more windows says how many.
 * **real-model quick** (`qeval.REAL_QUICK`): the first 4 test windows, for live cells on the real
   model SmolLM2-135M (notebook 10), whose forward pass costs ~25 times qcourse-tiny's.
 * `qcourse compare --quick`, the benchmark command's quick run, scores the first 16 windows
