@@ -182,8 +182,8 @@ What to read from it:
   on the whole split (29.29 → 29.72 below), though on these 8 windows its step from 4-bit at g128
   is still inside the noise. **2-bit** RTN is by far the worst at every granularity: about +9 %
   (groups of 32) to +20 % (per channel) here. That is far from notebook 00's tripling, because
-  this grid is asymmetric (4 levels that follow each row's range, not 3 centred on 0). Real LLMs are more fragile: the
-  GPTQ authors' LLaMA-7B, rounded per channel, goes from perplexity 5.68 (fp16) to 6.29 at 4 bits
+  this grid is asymmetric (4 levels that follow each row's range, not 3 centred on 0). Real
+  LLMs are more fragile: the GPTQ authors' LLaMA-7B, rounded per channel, goes from perplexity 5.68 (fp16) to 6.29 at 4 bits
   and 25.54 at 3 bits (WikiText-2; IST-DASLab/gptq README, LLaMA table).
 * **Smaller groups** buy back quality at low bits for a small size cost (an fp16 scale and a
   b-bit zero per group: at 4 bits, 0.6 extra bits per weight at g32, 0.16 at g128). The paired
@@ -269,8 +269,8 @@ for key, score in clipped.items():
     ("md", r"""
 Clipping is free at run time (same format, same bytes): it only changes which scale is stored.
 Here it lowers the 3-bit per-channel perplexity by about 1 % (an interval that excludes 0), while
-at 2 bits with groups of 32 its gain is inside the noise of these windows. Minimizing the *weight* MSE is
-not the same as minimizing the *output* error: GPTQ (notebook 04) and AWQ (notebook 05) use
+at 2 bits with groups of 32 its gain is inside the noise of these windows. Minimizing the
+*weight* MSE is not the same as minimizing the *output* error: GPTQ (notebook 04) and AWQ (notebook 05) use
 calibration activations to decide what to protect.
 
 ## 3. Weight-only versus W8A8
@@ -641,8 +641,7 @@ plt.show()
 On qcourse-tiny every row is inside the noise of fp32 (marked ~), as before. On the outlier
 model, which computes exactly the same function, W8A8 breaks: one scale per tensor raises the
 perplexity by about three quarters, dynamic or static alike (the outlier channels set both
-scales), and even one scale per token
-by about 6 %, because in every token the outlier channels set the scale and the other 252
+scales), and even one scale per token by about 6 %, because in every token the outlier channels set the scale and the other 252
 channels are left with a few integer levels. The two fixes of this notebook then do what they
 were designed for: LLM.int8() sends the outlier features (above 6.0) through floating point and
 is back at fp32 (in fact slightly below it on these 8 windows, −0.3 % with an interval that
@@ -739,11 +738,15 @@ Stuck on an exercise? Every question has progressive hints: `ex02.smoothing.hint
     ("md", r"""
 ## Summary
 
-* RTN is the baseline: 8-bit is free, 4-bit with groups costs little, 3-bit more, and asymmetric
-  2-bit costs 9–20 % here (real LLMs break earlier: LLaMA-7B RTN at 3 bits quadruples).
+* RTN is the baseline: 8-bit is free, 4-bit with groups costs little, 3-bit more (clearly on the
+  whole split; on the 8 quick windows at g128 the step is inside the noise), and asymmetric
+  2-bit costs 9–20 % here (real LLMs break earlier: LLaMA-7B RTN at 3 bits more than quadruples).
   Smaller groups trade a fraction of a bit per weight for quality; the saving is real only when
   the integers are packed (`QuantLinear` counts its real bytes).
-* Clipping (percentile, MSE-optimal) helps at low bit widths and costs nothing at run time.
+* Clipping (percentile, MSE-optimal) costs nothing at run time; here MSE-optimal clipping helped
+  3-bit per-channel RTN by about 1 %, and at 2 bits with groups of 32 stayed inside the noise.
+* Every perplexity is scored on named windows, and two models on the same windows are compared
+  with a paired interval: a difference inside it is not ranked.
 * W8A8 quantizes activations too, so the matmul runs in int8: per token or per tensor at run
   time (dynamic), or per tensor with a scale fixed by calibration (static).
 * Outlier features make activations hard to quantize. LLM.int8() keeps them in floating point;
