@@ -1,5 +1,6 @@
 """Our NF4 and int8 against bitsandbytes (skipped where bitsandbytes is not installed)."""
 import copy
+import logging
 
 import pytest
 import torch
@@ -28,15 +29,31 @@ def bnb_models():
 
 def test_importing_bitsandbytes_through_the_course_writes_nothing_to_stderr():
     """bitsandbytes warns at import on AVX512-BF16 CPUs that it cannot fetch an optional Hub
-    kernel; references.bnb silences that logger (and only that one) before importing it."""
+    kernel; references.bnb silences that logger (and only that one) during the import, and puts
+    its level back afterwards (the last line printed is the level after the call)."""
     import subprocess
     import sys
 
     pytest.importorskip("bitsandbytes")
-    code = "from qcourse.references import bnb; bnb.require_bitsandbytes()"
+    code = ("import logging; from qcourse.references import bnb; "
+            "logger = logging.getLogger(bnb.OPTIONAL_HUB_KERNEL_LOGGER); logger.setLevel(logging.INFO); "
+            "bnb.require_bitsandbytes(); print(logger.level)")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     assert "kernels" not in run.stderr, run.stderr
+    assert run.stdout.split()[-1] == str(logging.INFO)
+
+
+def test_quiet_logger_restores_the_level_even_after_an_error():
+    from qcourse.references.bnb import quiet_logger
+
+    logger = logging.getLogger("qcourse.test.quiet")
+    logger.setLevel(logging.DEBUG)
+    with pytest.raises(RuntimeError):
+        with quiet_logger("qcourse.test.quiet"):
+            assert logger.level == logging.ERROR
+            raise RuntimeError("inside")
+    assert logger.level == logging.DEBUG
 
 
 def test_code_book_is_bitsandbytes_nf4():

@@ -157,3 +157,11 @@ def test_the_predictions_match_the_notebooks_measurements(tiny):
         ratio = {name.rsplit(".", 1)[-1]: (s.absmax.max() / s.absmax.median()).item()
                  for name, s in stats.items() if name.startswith(f"model.layers.{i}.")}
         assert max(ratio, key=ratio.get) == "down_proj", ratio        # outlier_layer: d
+
+
+def test_prompts_ask_for_thought_not_a_formula_to_transcribe():
+    """Issue 25: no prompt states the formula; the notebook's text and hints lead to it."""
+    assert "127" not in ex02.quantize_tokens.prompt
+    assert "^alpha /" not in ex02.smoothing.prompt and "P_j" in ex02.smoothing.prompt
+    assert "> threshold" not in ex02.outlier_columns.prompt
+    assert "per output row and group" not in ex02.layer_bytes.prompt

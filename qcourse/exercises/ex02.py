@@ -66,19 +66,22 @@ def _clip_cases() -> list[tuple]:
 layer_bytes = Question(
     name="02.1 layer_bytes",
     prompt="Write layer_bytes(out_features, in_features, bits, group_size) returning the bytes a "
-           "QuantLinear really stores (no bias): packed bits-bit weights, packed bits-bit zero "
-           "points, one fp16 scale per output row and group, and an int32 g_idx per input column. "
-           "group_size=None means one group per row.",
+           "QuantLinear really stores (no bias), from the layout described above: packed codes, "
+           "fp16 scales, packed zero points and GPTQ's g_idx (int32: the group of each input "
+           "column). group_size=None means one group per row.",
     reference=_layer_bytes,
     forbid=(model_size_bytes,),
     cases=lambda: [(256, 768, 4, 128), (128, 256, 3, None), (768, 256, 2, 32), (256, 256, 8, 64),
                    (64, 4096, 4, 128)],
     hints=("Add up four tensors: the packed codes, the packed zero points, the scales and "
-           "g_idx. How many of each are there for a weight [N, K] with G = K / group_size "
+           "g_idx. How many entries does each have for a weight [N, K] with G = K / group_size "
            "groups per row?",
-           "Codes: N·K values of `bits` bits. Zero points: one per row and group, also `bits` "
-           "bits each. Scales: one per row and group, 2 bytes each (fp16). g_idx: one int32 "
-           "per input column."),
+           "A scale and a zero point belong to one (row, group) pair; g_idx has one entry per "
+           "input column, whatever the rows. Packing changes the bytes of an entry, not the "
+           "number of entries.",
+           "Bytes per entry: a packed code or zero point takes bits/8 bytes, a scale 2 (fp16), a "
+           "g_idx entry 4 (int32). Multiply each count by its size; check the 4-bit q_proj "
+           "printed below the exercise."),
     solution_text="def layer_bytes(n, k, bits, group_size):\n"
                   "    groups = k // (group_size or k)\n"
                   "    return n * k * bits // 8 + n * groups * bits // 8 + 2 * n * groups + 4 * k",
@@ -86,15 +89,18 @@ layer_bytes = Question(
 
 quantize_tokens = Question(
     name="02.4 quantize_tokens",
-    prompt="Write quantize_tokens(x) for activations x [tokens, K]: symmetric int8 with one scale "
-           "per token (row), scale = max|x_row| / 127; return (q as torch.int8, scale [tokens, 1]).",
+    prompt="Write quantize_tokens(x) for activations x [tokens, K]: dynamic symmetric int8 "
+           "quantization with one scale per token (row), chosen so that no value of the row is "
+           "clipped and the grid is as fine as it can be; return (q as torch.int8, "
+           "scale [tokens, 1]).",
     reference=quantize_per_token,
     forbid=(quantize_per_token, *QUANTIZERS),
     cases=_activations,
     hints=("One scale per token: a token is a row of x. Over which dimension do you take the "
            "max, and how do you keep the result shaped [tokens, 1]?",
-           "The row's largest |x| must land on the largest int8 level (127, not 128); then "
-           "round and keep q inside the int8 range before converting the dtype."),
+           "Symmetric means the grid reaches as far below 0 as above it, and int8 is not "
+           "symmetric: which is then the largest level the row's largest |x| may land on? "
+           "Round, and keep q inside int8's range before converting the dtype."),
     solution_text="def quantize_tokens(x):\n"
                   "    scale = x.abs().amax(dim=1, keepdim=True) / 127\n"
                   "    q = torch.round(x / scale).clamp(-128, 127).to(torch.int8)\n"
@@ -104,30 +110,37 @@ quantize_tokens = Question(
 outlier_columns = Question(
     name="02.6 outlier_columns",
     prompt="Write outlier_columns(x, threshold) for x [tokens, K]: a boolean tensor [K], True for "
-           "the input features that LLM.int8() keeps in floating point (some |x| > threshold).",
+           "the input features that LLM.int8() multiplies in floating point (the rule is in the "
+           "text above: it is decided per feature, from the whole batch).",
     reference=outlier_features,
     forbid=(outlier_features, calib.ActivationStats.outlier_channels),
     cases=_outlier_cases,
     hints=("A feature is a column of x. It is an outlier feature if *any* token has a large "
            "value in it: which reduction over the tokens answers 'any value above'?",
-           "Outliers can be negative (-12 counts): compare magnitudes, then reduce over the "
-           "token dimension (dim 0) so one boolean per column remains."),
+           "Try your function on a column whose only large value is negative, say -12: does "
+           "it count? And does your result hold one boolean per column [K], or one per token?"),
     solution_text="def outlier_columns(x, threshold):\n"
                   "    return x.abs().amax(dim=0) > threshold",
 )
 
 smoothing = Question(
     name="02.7 smoothing",
-    prompt="Write smoothing(act_absmax, weight, alpha): SmoothQuant's per-input-channel scales "
-           "s_j = max|X_j|^alpha / max|W_j|^(1 - alpha), with act_absmax [K] and weight [N, K].",
+    prompt="Write smoothing(act_absmax, weight, alpha) -> s [K], SmoothQuant's factors (act_absmax "
+           "[K]: max|X_j| per input channel j; weight [N, K]). Migration divides activation "
+           "channel j by s_j and multiplies weight column j by s_j, which leaves the product "
+           "P_j = max|X_j| · max|W_j| unchanged; SmoothQuant chooses s_j so that afterwards the "
+           "largest |activation| of channel j is P_j^(1 - alpha) and its largest |weight| "
+           "P_j^alpha. Derive s_j, then code it.",
     reference=lambda act, weight, alpha: smoothing_scales(act, [weight], alpha),
     forbid=(smoothing_scales,),
     cases=_smoothing_cases,
     rtol=1e-4,
-    hints=("s has one entry per input channel j, i.e. per column of weight [N, K]. What is "
-           "max|W_j| in terms of the columns?",
-           "max|W_j| is a max over the output rows (dim 0) of |weight|; raise the activation "
-           "max to alpha and divide by the weight max raised to 1 - alpha."),
+    hints=("After migration the activation max is max|X_j| / s_j and the weight max is "
+           "max|W_j| · s_j. One of the two conditions is enough to find s_j (the other then "
+           "holds, since the product is P_j): which one is simpler to solve?",
+           "Solve max|X_j| / s_j = P_j^(1 - alpha) for s_j and replace P_j by its definition: the "
+           "powers of max|X_j| combine. max|W_j| is the largest |weight| of column j, a max over "
+           "the output rows."),
     solution_text="def smoothing(act_absmax, weight, alpha):\n"
                   "    w = weight.abs().amax(dim=0)\n"
                   "    return act_absmax ** alpha / w ** (1 - alpha)",
@@ -146,9 +159,9 @@ best_clip_ratio = Question(
     cases=_clip_cases,
     hints=("Try every ratio: quantize, dequantize, measure the error, keep the best. What "
            "should happen when two ratios give exactly the same error?",
-           "Visit the ratios from the largest to the smallest and replace the best only on a "
-           "strictly lower error: then a tie keeps the larger ratio, whatever order `ratios` "
-           "came in."),
+           "The tie rule is the subtle part: if you keep the first best you meet, which ratio "
+           "wins a tie depends on the order of `ratios` (a test case gives them unsorted). In "
+           "which order should you visit them, and should an equal error replace the best?"),
     solution_text=(
         "from qcourse.quant import fake_quantize\n\n"
         "def best_clip_ratio(x, bits, ratios):\n"
@@ -171,8 +184,10 @@ two_bit_rtn = Question(
     reference=lambda: "b",  # measured in the notebook: +20 % (tests/test_ex02.py re-measures it)
     hints=("Notebook 00's symmetric 2-bit grid had 3 levels and tripled the perplexity. What "
            "does a fourth level and a zero point that follows the row's range change?",
-           "With 4 levels spread from the row's min to its max, small weights are no longer "
-           "all sent to 0: the damage is real but far from notebook 00's."),
+           "Place it between two measurements you know: 8 bits (255 steps across each row's "
+           "range) leave the perplexity where it was, and notebook 00's 3 levels centred on 0 "
+           "tripled it. Four levels from each row's min to its max: 3 steps. Which end is that "
+           "closer to, and how far from either?"),
     solution_text="two_bit_rtn = 'b'   # about +20 % here; symmetric 3-level 2-bit tripled it",
 )
 
@@ -185,7 +200,8 @@ outlier_layer = Question(
     reference=lambda: "d",  # measured in the notebook (tests/test_ex02.py re-measures it)
     hints=("Which inputs come straight out of an RMSNorm, whose job is to keep magnitudes in "
            "check, and which one does not?",
-           "down_proj reads SiLU(gate) ⊙ up: a product of two projections, with no norm "
-           "between them and the linear layer."),
+           "For each option, what computes its input: an RMSNorm, attention's weighted average "
+           "of values, or something else? Which of these bounds magnitudes, and which can "
+           "multiply two large numbers together?"),
     solution_text="outlier_layer = 'd'   # SiLU(gate) * up: a product, not normalised",
 )

@@ -13,6 +13,7 @@ size before and a smaller one after.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
 
@@ -25,20 +26,34 @@ from qcourse.models import resolve
 MODES = ("int8", "nf4")
 
 
-# On CPUs with AVX512-BF16, bitsandbytes 0.50 tries at import to fetch an optional CPU kernel
-# from the Hugging Face Hub through the `kernels` package, and warns on stderr when it cannot
-# ("Failed to load CPU gemm_4bit_forward from kernels-community ..."). The course runs offline
-# and uses bitsandbytes' built-in CPU path instead: silence that one logger. (Installing
+# On CPUs with AVX512-BF16, bitsandbytes 0.50 tries, while it is being imported, to fetch an
+# optional CPU kernel from the Hugging Face Hub through the `kernels` package, and logs a warning
+# on stderr when it cannot ("Failed to load CPU gemm_4bit_forward from kernels-community ...").
+# The course runs offline and uses bitsandbytes' built-in CPU path instead, so that one logger is
+# raised to ERROR for the duration of the import only, and put back as it was. (Installing
 # `kernels` would make bitsandbytes download code at run time.)
 OPTIONAL_HUB_KERNEL_LOGGER = "bitsandbytes.backends.cpu.ops"
 
 
-def require_bitsandbytes():
-    """Import bitsandbytes (without its warning about the optional Hub kernel: see
-    :data:`OPTIONAL_HUB_KERNEL_LOGGER`), or say how to install it."""
-    logging.getLogger(OPTIONAL_HUB_KERNEL_LOGGER).setLevel(logging.ERROR)
+@contextlib.contextmanager
+def quiet_logger(name: str, level: int = logging.ERROR):
+    """Raise logger ``name`` to ``level`` inside the ``with`` block; restore its level after."""
+    logger = logging.getLogger(name)
+    before = logger.level
+    logger.setLevel(level)
     try:
-        import bitsandbytes
+        yield logger
+    finally:
+        logger.setLevel(before)
+
+
+def require_bitsandbytes():
+    """Import bitsandbytes (without its import-time warning about the optional Hub kernel: see
+    :data:`OPTIONAL_HUB_KERNEL_LOGGER`; later warnings of that logger still show), or say how
+    to install it."""
+    try:
+        with quiet_logger(OPTIONAL_HUB_KERNEL_LOGGER):
+            import bitsandbytes
     except ImportError as err:
         raise ImportError("bitsandbytes is not installed: `pip install bitsandbytes accelerate` "
                           "(version 0.45 or later runs on the CPU)") from err
