@@ -9,11 +9,8 @@ and every value is replaced by the index of the nearest of the 16 code values ``
     w'[i]    = NF4_CODE[code[i]] · absmax[block(i)]
 
 Storage: 4 bits per weight (two codes per byte) plus one float32 absmax per block,
-i.e. 4 + 32/64 = 4.5 bits per weight. QLoRA's *double quantization* (bitsandbytes'
-``bnb_4bit_use_double_quant``) quantizes the absmax values again, to 8 bits in blocks of 256
-(after subtracting their mean), with one float32 constant per block of 256:
-4 + 8/64 + 32/(64·256) ≈ 4.127 bits per weight (:func:`storage_bits`); not used here. The layer
-that stores it is :class:`qcourse.layers.NF4Linear`.
+i.e. 4 + 32/64 = 4.5 bits per weight (bitsandbytes' "double quantization" would shrink the
+absmax further; not used here). The layer that stores it is :class:`qcourse.layers.NF4Linear`.
 """
 from __future__ import annotations
 
@@ -24,20 +21,6 @@ from qcourse.pack import pack_bytes
 from qcourse.quant import check_finite
 
 BLOCK_SIZE = 64
-
-
-def storage_bits(block_size: int = BLOCK_SIZE, double_quant_block: int | None = None) -> float:
-    """Bits per weight of NF4 storage: ``4 + 32/block_size`` (a float32 absmax per block), or
-    with double quantization (8-bit absmax values, one float32 constant per
-    ``double_quant_block`` of them) ``4 + 8/block_size + 32/(block_size·double_quant_block)``."""
-    for name, value in (("block_size", block_size), ("double_quant_block", double_quant_block)):
-        if value is None and name == "double_quant_block":
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    if double_quant_block is None:
-        return 4 + 32 / block_size
-    return 4 + 8 / block_size + 32 / (block_size * double_quant_block)
 
 
 def _blocks(w: torch.Tensor, block_size: int) -> torch.Tensor:

@@ -15,6 +15,12 @@ QAT trains *through* the quantizer, so the quantized weights themselves adapt; Q
 
 ``prepare(model, base="float")`` keeps the frozen base in float instead (plain LoRA): the control
 that says how much of a QLoRA result the 4-bit base costs.
+
+**Double quantization.** NF4 keeps one float32 absmax per block of 64 weights: 4 + 32/64 = 4.5
+bits per weight (what :class:`~qcourse.layers.NF4Linear` stores). QLoRA quantizes those
+constants again, to 8 bits in blocks of 256 (after subtracting their mean), with one float32
+constant per block of 256: 4 + 8/64 + 32/(64·256) ≈ 4.127 bits per weight
+(:func:`storage_bits`; bitsandbytes' ``bnb_4bit_use_double_quant``).
 """
 from __future__ import annotations
 
@@ -25,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from qcourse.layers import NF4Linear, QuantizedLinear
+from qcourse.nf4 import BLOCK_SIZE as NF4_BLOCK
 from qcourse.models import linear_layers, set_module
 from qcourse.training import fine_tune
 
@@ -77,6 +84,20 @@ class LoRALinear(nn.Module):
 
 
 BASES = ("nf4", "float")
+
+
+def storage_bits(block_size: int = NF4_BLOCK, double_quant_block: int | None = None) -> float:
+    """Bits per weight of an NF4 base: ``4 + 32/block_size`` (a float32 absmax per block), or
+    with double quantization (8-bit absmax values, one float32 constant per
+    ``double_quant_block`` of them) ``4 + 8/block_size + 32/(block_size·double_quant_block)``."""
+    for name, value in (("block_size", block_size), ("double_quant_block", double_quant_block)):
+        if value is None and name == "double_quant_block":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if double_quant_block is None:
+        return 4 + 32 / block_size
+    return 4 + 8 / block_size + 32 / (block_size * double_quant_block)
 
 
 def prepare(model: nn.Module, rank: int = 8, alpha: float = 16.0, *, seed: int = 0,

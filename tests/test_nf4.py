@@ -34,20 +34,6 @@ def test_nf4_layer_size_and_output():
     assert "NF4" in repr(layer)
 
 
-def test_storage_bits_with_and_without_double_quantization():
-    layer = NF4Linear.from_float(nn.Linear(256, 128, bias=False))
-    assert nf4.storage_bits() == 8 * model_size_bytes(layer) / (256 * 128) == 4.5
-    # QLoRA, section 2: 32/64 = 0.5 bits per weight of constants, 8/64 + 32/(64·256) ≈ 0.127 with
-    # double quantization
-    assert nf4.storage_bits(64, 256) == pytest.approx(4 + 0.127, abs=5e-4)
-    assert nf4.storage_bits(64) - nf4.storage_bits(64, 256) == pytest.approx(0.373, abs=5e-4)
-    for bad in (0, -64, 64.0, True):
-        with pytest.raises(ValueError, match="block_size"):
-            nf4.storage_bits(bad)
-        with pytest.raises(ValueError, match="double_quant_block"):
-            nf4.storage_bits(64, bad)
-
-
 def test_nf4_bad_inputs():
     with pytest.raises(ValueError, match="multiple of the block size"):
         nf4.quantize_nf4(torch.randn(100))

@@ -128,6 +128,22 @@ def test_saved_activation_bytes_counts_what_backward_keeps(small_llama):
     assert training.saved_activation_bytes(lora, x) < one
 
 
+def test_storage_bits_with_and_without_double_quantization():
+    from qcourse.eval import model_size_bytes
+
+    layer = NF4Linear.from_float(nn.Linear(256, 128, bias=False))
+    assert qlora.storage_bits() == 8 * model_size_bytes(layer) / (256 * 128) == 4.5
+    # QLoRA, section 2: 32/64 = 0.5 bits per weight of constants, 8/64 + 32/(64·256) ≈ 0.127 with
+    # double quantization
+    assert qlora.storage_bits(64, 256) == pytest.approx(4 + 0.127, abs=5e-4)
+    assert qlora.storage_bits(64) - qlora.storage_bits(64, 256) == pytest.approx(0.373, abs=5e-4)
+    for bad in (0, -64, 64.0, True):
+        with pytest.raises(ValueError, match="block_size"):
+            qlora.storage_bits(bad)
+        with pytest.raises(ValueError, match="double_quant_block"):
+            qlora.storage_bits(64, bad)
+
+
 def test_bad_input(small_llama, tokenizer):
     base = NF4Linear.from_float(nn.Linear(64, 32))
     for rank in (0, -1, 2.0, True):
