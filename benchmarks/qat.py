@@ -29,6 +29,10 @@ training tokens, wall time and peak memory of every method, at three widths.
    state (parameters, gradients, AdamW moments; full fine-tuning measured by one step of it) and
    the merge.
 
+Every row keeps each test window's mean negative log-likelihood (``window_nll``), so that two
+rows can be compared with a paired interval (``qcourse.evaluation.paired_difference``; the run
+recorded on 2026-11-30 predates this and has perplexities only).
+
 Writes benchmarks/results/qat-<machine>-<date>.json with the run's record (qcourse.bench.record:
 CPU model, threads, load average at start and end, library versions).
 """
@@ -81,7 +85,13 @@ class Run:
 
     def add(self, width: str, method: str, model, *, tokens: int, seconds: float, peak: int,
             **extra) -> dict:
-        row = {"width": width, "method": method, "ppl": self.ppl(model),
+        """Score ``model`` and record its row: the perplexity and each window's mean NLL
+        (``window_nll``: what a paired interval between two rows needs)."""
+        protocol = evaluation.WHOLE if self.windows is None else \
+            evaluation.Protocol("bounded", self.windows)
+        scored = evaluation.score(model, self.tok, protocol)
+        row = {"width": width, "method": method, "ppl": round(scored.perplexity, 3),
+               "window_nll": [round(v, 6) for v in scored.nll.tolist()],
                "training_tokens": tokens, "seconds": round(seconds, 1),
                "peak_memory_mb": round(peak / 2**20, 1), **extra}
         self.rows.append(row)

@@ -141,6 +141,29 @@ def training_state_bytes(optimizer: torch.optim.Optimizer) -> int:
     return total
 
 
+def saved_activation_bytes(model: nn.Module, x: torch.Tensor) -> int:
+    """Bytes of the tensors autograd keeps for the backward pass of one training forward pass
+    on windows ``x [B, T]`` (the loss included): activations, and weights made on the fly (a
+    dequantized 4-bit weight), each storage counted once; the model's own parameters and
+    buffers are not counted (they are held anyway)."""
+    held = {t.untyped_storage().data_ptr() for t in (*model.parameters(), *model.buffers())}
+    saved: dict[int, torch.Tensor] = {}     # kept alive, so that no address is reused
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        if t.untyped_storage().data_ptr() not in held:
+            saved.setdefault(t.untyped_storage().data_ptr(), t)
+        return t
+
+    was_training = model.training
+    model.train()
+    try:
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            model(x, labels=x).loss
+    finally:
+        model.train(was_training)
+    return sum(t.untyped_storage().nbytes() for t in saved.values())
+
+
 def step_loss(model: nn.Module, x: torch.Tensor, teacher: nn.Module | None) -> torch.Tensor:
     """The training loss on windows ``x [B, T]``: cross-entropy, or KL to the teacher."""
     if teacher is None:

@@ -77,10 +77,22 @@ def test_ste_verdicts():
 
 def test_which_weights_move_verdicts():
     q = ex03.which_weights_move
+    assert q.prediction and set(q.choices) == {"a", "b", "c"}     # graded: the first answer counts
     assert verdict(q, ...) == "not attempted"
     assert verdict(q, "b") == "correct"
     assert verdict(q, "a") == "wrong"
     assert verdict(q, "c") == "wrong"
+
+
+@pytest.mark.parametrize("q", [ex03.ste_fake_quantize, ex03.lsq_grad_scale,
+                               ex03.which_weights_move], ids=lambda q: q.name)
+def test_progressive_hints_that_stop_short(q):
+    """At least two hints, and none of them (nor the prompt) writes out the answer."""
+    assert len(q.hints) >= 2
+    for text in (q.prompt, *q.hints):
+        assert "x * inside" not in text and "(y - x" not in text
+        assert "sqrt(n" not in text and "1/sqrt" not in text and "1/√(N" not in text
+        assert "clamp(round(x/scale" not in text
 
 
 def test_the_measurement_behind_question_2():

@@ -88,6 +88,62 @@ def test_merge_gives_float_layers_with_the_same_logits(small_llama, tokenizer):
     torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-4)
 
 
+def test_float_base_is_plain_lora_with_the_same_adapters(small_llama, tokenizer):
+    """base="float": the frozen layers stay the model's own nn.Linear (same function at the
+    start), the A matrices are the NF4 version's, and merging adds (α/r)·B·A to the float
+    weight."""
+    float_model, nf4_model = small_llama(), small_llama()
+    x = tokens()
+    with torch.no_grad():
+        expected = float_model(x).logits
+    lora = qlora.prepare(float_model, rank=4, base="float")
+    qlora.prepare(nf4_model, rank=4)
+    ours, theirs = qlora.adapters(lora), qlora.adapters(nf4_model)
+    assert all(type(a.base) is nn.Linear and not a.base.weight.requires_grad for a in ours.values())
+    assert all(torch.equal(ours[n].lora_A, theirs[n].lora_A) for n in ours)
+    with torch.no_grad():
+        torch.testing.assert_close(lora(x).logits, expected)           # B = 0: the float model
+    qlora.train(lora, tokenizer, 2, lr=1e-2, batch_size=2, seq_len=16, progress=False)
+    layer = next(iter(ours.values()))
+    with torch.no_grad():
+        before = lora(x).logits
+        torch.testing.assert_close(layer.merged().weight, layer.base.weight + layer.delta())
+        torch.testing.assert_close(qlora.merge(lora)(x).logits, before, rtol=1e-4, atol=1e-4)
+
+
+def test_saved_activation_bytes_counts_what_backward_keeps(small_llama):
+    """A frozen base keeps less for the backward pass than full fine-tuning (no weight
+    gradients need the layers' inputs), more tokens keep proportionally more, the model's own
+    weights are not counted, and the count does not change the model's mode."""
+    from qcourse import training
+
+    full = small_llama()
+    x = torch.randint(0, 4096, (2, 16), generator=torch.Generator().manual_seed(0))
+    one = training.saved_activation_bytes(full, x)
+    two = training.saved_activation_bytes(full, torch.cat([x, x]))
+    assert one > 0 and two == pytest.approx(2 * one, rel=0.05)
+    assert one < sum(p.numel() * 4 for p in full.parameters())    # tiny batch, no weights
+    assert not full.training
+    lora = qlora.prepare(small_llama(), rank=4, base="float")
+    assert training.saved_activation_bytes(lora, x) < one
+
+
+def test_storage_bits_with_and_without_double_quantization():
+    from qcourse.eval import model_size_bytes
+
+    layer = NF4Linear.from_float(nn.Linear(256, 128, bias=False))
+    assert qlora.storage_bits() == 8 * model_size_bytes(layer) / (256 * 128) == 4.5
+    # QLoRA, section 2: 32/64 = 0.5 bits per weight of constants, 8/64 + 32/(64·256) ≈ 0.127 with
+    # double quantization
+    assert qlora.storage_bits(64, 256) == pytest.approx(4 + 0.127, abs=5e-4)
+    assert qlora.storage_bits(64) - qlora.storage_bits(64, 256) == pytest.approx(0.373, abs=5e-4)
+    for bad in (0, -64, 64.0, True):
+        with pytest.raises(ValueError, match="block_size"):
+            qlora.storage_bits(bad)
+        with pytest.raises(ValueError, match="double_quant_block"):
+            qlora.storage_bits(64, bad)
+
+
 def test_bad_input(small_llama, tokenizer):
     base = NF4Linear.from_float(nn.Linear(64, 32))
     for rank in (0, -1, 2.0, True):
@@ -101,6 +157,8 @@ def test_bad_input(small_llama, tokenizer):
         qlora.merge(small_llama())
     with pytest.raises(ValueError, match="no nn.Linear"):
         qlora.prepare(nn.Sequential(nn.ReLU()))
+    with pytest.raises(ValueError, match="base must be one of"):
+        qlora.prepare(small_llama(), base="int4")
 
 
 # ------------------------------------------------------------------ peft + bitsandbytes (slow)

@@ -57,18 +57,22 @@ class GradientQuestion(Question):
 
 ste_fake_quantize = GradientQuestion(
     name="03.1 ste_fake_quantize",
-    prompt="Write ste_fake_quantize(x, scale, zero, qmin, qmax): forward, x on the grid, "
-           "(clamp(round(x/scale + zero), qmin, qmax) - zero) * scale; backward, the clipped "
-           "straight-through estimator: the gradient passes unchanged where "
-           "qmin <= x/scale + zero <= qmax and is 0 elsewhere. Both are checked. (A "
-           "torch.autograd.Function, or the trick x + (y - x).detach() with a mask.)",
+    prompt="Write ste_fake_quantize(x, scale, zero, qmin, qmax): in the forward pass, x after the "
+           "round trip through the integer grid [qmin, qmax] of section 2; in the backward pass, "
+           "the gradient of section 2's clipped straight-through estimator, not torch.round's. "
+           "The check compares the values and the gradient your function hands back, inside "
+           "the grid, exactly on both edges, just past them and far outside.",
     reference=lambda x, scale, zero, qmin, qmax: value_and_gradient(
         _reference_ste, x, scale, zero, qmin, qmax),
     cases=_ste_cases,
-    hint_text="torch.round has gradient 0, so write the forward value y without caring about "
-              "gradients, then return something whose value is y and whose gradient is the "
-              "mask: m = (u >= qmin) & (u <= qmax) with u = x/scale + zero; "
-              "x * m + (y - x * m).detach() has value y and gradient m.",
+    hints=("Split the problem: first compute the forward value y with plain torch operations, "
+           "without caring about its gradient (torch.round's is zero anyway). Then ask: how "
+           "do I return a tensor whose value is y but whose gradient is the one I choose?",
+           "For any tensors a and b, a + (b - a).detach() has the value of b and the gradient "
+           "of a. Which a has gradient 1 where the clipped STE passes the gradient and 0 "
+           "elsewhere? Look again at which u count as inside: the edges themselves, and u "
+           "before rounding, not after. (A torch.autograd.Function with your own backward "
+           "works too.)"),
     solution_text="def ste_fake_quantize(x, scale, zero, qmin, qmax):\n"
                   "    u = x / scale + zero\n"
                   "    y = (torch.clamp(torch.round(u), qmin, qmax) - zero) * scale\n"
@@ -125,12 +129,15 @@ def _most_moved() -> str:
 
 which_weights_move = Question(
     name="03.3 which_weights_move",
-    prompt="QAT moves the latent float weights (the grid moves little). Which weights end up "
-           "on a *different* integer code most often? Answer 'a', 'b' or 'c':\n"
-           + "\n".join(f"  {k}: {v}" for k, v in WHICH_WEIGHTS.items()),
+    prompt="Predict before the measurement: QAT moves the latent float weights (the grid moves "
+           "little). Which weights end up on a *different* integer code most often?",
+    choices=WHICH_WEIGHTS,
     reference=_most_moved,
-    hint_text="A weight's code changes when it crosses a rounding boundary. How far does each "
-              "kind of weight have to travel to cross one?",
+    hints=("A weight's code changes when it crosses a rounding boundary. How far does each "
+           "kind of weight have to travel to cross one?",
+           "With AdamW every step moves a weight by about the learning rate, whatever its "
+           "gradient's size: over a short run, a few percent of a step. Compare that with "
+           "the distance each kind of weight must travel."),
     solution_text="'b': a weight half a step from two grid points needs a tiny push to round "
                   "the other way; one sitting on a grid point must travel half a step. "
                   "qcourse.exercises.ex03.code_changes_by_distance() measures it on a small "
@@ -146,12 +153,19 @@ def _grad_scale_cases() -> list[tuple]:
 
 lsq_grad_scale = Question(
     name="03.2 lsq_grad_scale",
-    prompt="Write lsq_grad_scale(n, bits): LSQ's gradient scale g = 1/sqrt(N · Q_P) for a step "
-           "size shared by N = n values, with Q_P = 2^(bits-1) - 1 the grid levels above zero.",
+    prompt="Derive and write lsq_grad_scale(n, bits): the factor g that LSQ multiplies the "
+           "step size's gradient by, for one step size shared by n weights on a signed "
+           "bits-bit grid, from section 3's two observations (the step size's gradient is a "
+           "sum over the weights that share it; the weights span a number of steps set by "
+           "the width). Check your function on the widths you know: groups of 128 at 4 bits.",
     reference=qat.lsq_grad_scale,
     cases=_grad_scale_cases,
-    hint_text="Q_P at 4 bits is 7 (levels 1..7 above zero on the grid -8..7). The scale "
-              "divides by the square root of the product, not by the product.",
+    hints=("How does the size of a sum of n terms of similar size and random sign grow with "
+           "n? That is the first factor by which the step size's gradient is too large.",
+           "LSQ's starting step is s = 2·mean(|w|)/√Q_P, with Q_P the number of grid levels "
+           "above zero: so w/s is of order √Q_P. Count Q_P on the signed grid "
+           "[-2^(b-1), 2^(b-1) - 1]. How do the two factors combine, and what must g do to "
+           "them?"),
     solution_text="def lsq_grad_scale(n, bits):\n"
                   "    return 1 / math.sqrt(n * (2 ** (bits - 1) - 1))",
 )

@@ -11,7 +11,10 @@ On the CPU these two convert; ``Int4WeightOnlyConfig`` and the float8 configs do
 
 What torchao computes, next to :mod:`qcourse.qat` (``tests/test_torchao_qat.py`` checks it):
 
-* weights: a **symmetric** grid ``q ∈ [-2^(b-1), 2^(b-1) - 1]`` (its QAT supports no other),
+* weights: a **symmetric** grid ``q ∈ [-2^(b-1), 2^(b-1) - 1]`` (``QATConfig`` from an
+  ``IntxWeightOnlyConfig`` accepts no other in 0.18; its fake quantizer alone,
+  ``IntxFakeQuantizeConfig``, also has ``is_symmetric=False`` and ``range_learning``, with a
+  convert step of your own),
   recomputed from the current weights at every step, ``s = max|w| / ((qmax - qmin)/2)``
   (``/7.5`` at 4 bits, where :class:`~qcourse.quant.QuantScheme` divides by ``qmax = 7``), a
   float32 scale (ours is stored as fp16), ``round`` half to even with a straight-through
