@@ -90,21 +90,6 @@ def awq_scales(x_mean: torch.Tensor, alpha: float, w_mean: torch.Tensor | None =
     return s / (s.max() * s.min()).sqrt()
 
 
-def scaled_quantize(weight: torch.Tensor, s: torch.Tensor, scheme: QuantScheme) -> torch.Tensor:
-    """The float weight a scaled, folded, quantized layer is equivalent to:
-
-        Ŵ(s) = Q(W · diag(s)) · diag(s)^-1,   since (x / s) · Q(W · diag(s))ᵀ = x · Ŵ(s)ᵀ
-
-    (``Q``: fake quantization with ``scheme``; ``weight [N, K]``, ``s [K]`` positive)."""
-    if not isinstance(s, torch.Tensor) or s.shape != weight.shape[-1:]:
-        raise ValueError(f"s must be a tensor of shape [{weight.shape[-1]}] (one scale per input "
-                         f"column of the weight {tuple(weight.shape)}), got "
-                         f"{tuple(s.shape) if isinstance(s, torch.Tensor) else type(s).__name__}")
-    if not bool((s > 0).all()):
-        raise ValueError("the scales s must all be positive (they are divided out again)")
-    return scheme.fake_quantize(weight.float() * s) / s
-
-
 def weight_mean(weights: list[torch.Tensor], group_size: int) -> torch.Tensor:
     """``w̄_j``: mean over all output rows of ``|W_nj| / max_{k in group} |W_nk|``."""
     w = torch.cat([w.detach().float() for w in weights])
@@ -161,7 +146,7 @@ def search_scale(scope: nn.Module, layers: list[nn.Linear], xs: list[torch.Tenso
         for alpha in alphas.tolist():
             s = awq_scales(x_mean, alpha, w_mean)
             for layer, w in zip(layers, originals):
-                layer.weight.copy_(scaled_quantize(w, s, scheme))
+                layer.weight.copy_(scheme.fake_quantize(w.float() * s) / s)
             errors.append(output_error(run_scope(scope, xs, kwargs), reference))
     finally:
         for layer, w in zip(layers, originals):

@@ -110,24 +110,6 @@ def test_scales_are_normalised_powers_of_the_activation_means(x, alpha):
     torch.testing.assert_close(s / s[0], expected, rtol=1e-4, atol=1e-6)
 
 
-def test_scaled_quantize_is_the_weight_the_folded_layer_computes_with():
-    g = torch.Generator().manual_seed(11)
-    w, x = torch.randn(8, 32, generator=g), torch.randn(5, 32, generator=g)
-    s = random_scales(32, 12)
-    scheme = QuantScheme(3, 16)
-    folded = (x / s) @ fake_quantize(w * s, 3, group_size=16, **GROUP).t()  # what the layer does
-    torch.testing.assert_close(x @ awq.scaled_quantize(w, s, scheme).t(), folded)
-    torch.testing.assert_close(awq.scaled_quantize(w, torch.ones(32), scheme),
-                               fake_quantize(w, 3, group_size=16, **GROUP))   # s = 1: RTN
-
-
-@pytest.mark.parametrize("s", [torch.ones(16), torch.ones(32, 1), -torch.ones(32),
-                               torch.zeros(32), [1.0] * 32])
-def test_scaled_quantize_refuses_bad_scales(s):
-    with pytest.raises(ValueError, match="s must"):
-        awq.scaled_quantize(torch.randn(4, 32), s, QuantScheme(4, 16))
-
-
 def test_alpha_zero_is_round_to_nearest():
     assert torch.equal(awq.awq_scales(torch.tensor([0.1, 5.0, 30.0]), 0.0), torch.ones(3))
 
