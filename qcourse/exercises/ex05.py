@@ -55,7 +55,7 @@ def _scaled_quantization_cases() -> list[tuple]:
 
 
 awq_scale = Question(
-    name="05.2 awq_scale",
+    name="05.3 awq_scale",
     prompt="Write awq_scale(x_mean, alpha): AWQ's per-input-channel scales, proportional to "
            "x_mean ** alpha (section 4) and normalised so that max(s) * min(s) = 1. Work out "
            "the normalising constant: the text does not give it.",
@@ -91,20 +91,20 @@ fold_scale = Question(
 )
 
 scaled_quantization = Question(
-    name="05.3 scaled_quantization",
+    name="05.2 scaled_quantization",
     prompt="Write scaled_quantization(weight, s, bits, group_size): after AWQ the layer stores "
            "the quantized weight with its input columns scaled by s, and it receives x / s "
-           "(section 3). Return the float weight W_eff [N, K] such that x @ W_eff.T equals what "
+           "(the formula for y above). Return the float weight W_eff [N, K] such that x @ W_eff.T equals what "
            "that layer computes, for every x. Quantize with "
            "qcourse.quant.fake_quantize(..., symmetric=False, granularity='group', "
            "group_size=group_size).",
     reference=_scaled_quantization_reference,
-    forbid=(inspect.unwrap(awq.search_scale), awq.scaled_quantize),
+    forbid=(inspect.unwrap(awq.search_scale),),
     cases=_scaled_quantization_cases,
     rtol=1e-4,
     atol=1e-5,
-    hints=("Write what the layer computes for one output: Σ_j (x_j / s_j) · Q(s_j · W_nj) "
-           "(section 3), and read off the factor that multiplies x_j.",
+    hints=("Write what the layer computes for one output: Σ_j (x_j / s_j) · Q(s_j · W_nj), "
+           "and read off the factor that multiplies x_j.",
            "Three operations in a row: one before the quantizer, the quantizer, one after. "
            "Which of them does the folded input x / s account for?"),
     solution_text="from qcourse.quant import fake_quantize\n\n"
