@@ -127,7 +127,8 @@ print(f"3-bit g128, 1% of input channels in fp32; perplexity on {fp32.label} (fp
       f"{fp32.perplexity:.2f})")
 for label, value in salient.items():
     against = "" if value is rtn3 else f"   vs nothing kept: {paired_difference(rtn3, value)}"
-    print(f"{label:25} {value.perplexity:6.2f} (+{value.perplexity - fp32.perplexity:.2f}){against}")
+    gap = value.perplexity - fp32.perplexity
+    print(f"{label:25} {value.perplexity:6.2f} (+{gap:.2f}){against}")
 """),
     ("md", r"""
 Read the gaps to fp32 (the `+` column) and the paired intervals, not the absolute values. RTN
@@ -218,8 +219,9 @@ where `Ŵ(s)` is the float weight that the scaled, folded and quantized layer is
 The division of `x` by `s` is folded into the module that produces `x`, an RMSNorm or the
 previous linear layer (exercise 05.4 works out how, for the norm). `qcourse-tiny` uses
 grouped-query attention (4 query heads, 2 key/value heads): one row of `v` feeds two heads of
-`o`, so a per-channel scale of `o`'s 256 inputs cannot be folded into `v`'s 128 outputs. AutoAWQ skips that pair when the shapes differ (`v_proj.weight.shape ==
-o_proj.weight.shape`), and so do we: three groups per block. AutoAWQ also offers
+`o`, so a per-channel scale of `o`'s 256 inputs cannot be folded into `v`'s 128 outputs.
+AutoAWQ skips that pair when the shapes differ (`v_proj.weight.shape == o_proj.weight.shape`),
+and so do we: three groups per block. AutoAWQ also offers
 `duo_scaling` (its default): `s_j = mean|x_j|^α / w̄_j^(1−α)` with `w̄_j` the mean normalised
 weight magnitude of channel j. Ours defaults to `duo_scaling=False`, the paper's
 `s = mean|x|^α`; the AutoAWQ runs of section 7 use AutoAWQ's default, `True`, so the recorded
@@ -443,16 +445,17 @@ else:
 How to read it. At 4 bits, round-to-nearest with groups of 128 already loses little on this
 model (29.20 → 29.29 on the whole split), and neither our AWQ (29.31; 29.30 with `duo_scaling`)
 nor AutoAWQ (29.32) improves on it: paired over the 228 windows, ours against RTN is inside the
-noise (+0.06 %, interval [−0.03 %, +0.15 %]): qcourse-tiny has no strong activation outliers
-to protect (section 1). At 3 bits, where rounding costs more (29.72), the three AWQ rows recover 26–28 % of
-RTN's loss (29.57–29.59), a difference the whole split resolves (ours against RTN: −0.49 %,
-[−0.64 %, −0.34 %]) although the 16 live windows could not. Like with like (`duo_scaling=True` on
-both sides), ours and AutoAWQ land within 0.02 of each other at both widths (29.30 and 29.32 at
-4 bits, 29.59 and 29.58 at 3), as does the paper's plain `s = mean|x|^α` (ours by default); the
-record keeps no per-window scores for AutoAWQ, and we do not rank differences that small (the
-smallest difference the paired run resolves among its rows is 0.14 %, about 0.04 perplexity). GPTQ, which
-corrects each rounding error with the layer's second-order statistics instead of only rescaling
-channels, does better than RTN and ours at both widths (paired, against ours: −0.20 % at 4
+noise (+0.06 %, interval [−0.03 %, +0.15 %]): qcourse-tiny has no strong activation
+outliers to protect (section 1). At 3 bits, where rounding costs more (29.72), the three AWQ
+rows recover 26–28 % of RTN's loss (29.57–29.59), a difference the whole split resolves (ours
+against RTN: −0.49 %, [−0.64 %, −0.34 %]) although the 16 live windows could not. Like with
+like (`duo_scaling=True` on both sides), ours and AutoAWQ land within 0.02 of each other at both
+widths (29.30 and 29.32 at 4 bits, 29.59 and 29.58 at 3), as does the paper's plain
+`s = mean|x|^α` (ours by default); the record keeps no per-window scores for AutoAWQ, and we do
+not rank differences that small (the smallest difference the paired run resolves among its rows
+is 0.14 %, about 0.04 perplexity). GPTQ, which corrects each rounding error with the layer's
+second-order statistics instead of only rescaling channels, does better than RTN and ours at
+both widths (paired, against ours: −0.20 % at 4
 bits, −0.55 % at 3; against RTN: −0.14 % and −1.04 %; every interval excludes 0).
 
 **Real models.** The AWQ paper's Table 4 (Lin et al., 2024; WikiText-2 perplexity, groups of 128)
@@ -511,11 +514,11 @@ paired, inside the noise): its scales `s = mean|x|^α` are largest exactly on th
 channels and undo the damage. So on the outlier model AWQ beats RTN (−0.67 %, interval
 excluding 0), while on qcourse-tiny the same comparison is inside the noise (section 7).
 
-GPTQ does the same by another route: its objective weighs each column's rounding error by the
-layer's inputs (`H = 2XXᵀ`, notebook 04), so the outlier channels count 100 times more there too,
-and it corrects the errors instead of rescaling. It also beats RTN on the outlier model (−0.73 %),
-its own change from qcourse-tiny is inside the noise, and against AWQ it is level (+0.07 %,
-inside the noise). All three store the same 4-bit format, so this is a comparison at equal size:
+GPTQ does the same by another route: its objective is the layer's output error itself,
+`‖(W − Ŵ)X‖²` with `H = 2XXᵀ` (notebook 04), so the outlier channels weigh as heavily there as
+in the damage they do, and it corrects the errors instead of rescaling. It also beats RTN on the
+outlier model (−0.73 %), its own change from qcourse-tiny is inside the noise, and against AWQ
+it is level (+0.07 %, inside the noise). All three store the same 4-bit format, so this is a comparison at equal size:
 on a model without outliers AWQ buys nothing these windows can resolve; on one with them, either
 activation-aware method keeps 4 bits within about half a percent of fp32, where RTN loses 1.2 %.
 """),
@@ -574,7 +577,7 @@ model.save_pretrained("model-awq", save_compressed=True)
 ```
 
 **vLLM** serves AWQ checkpoints directly; the quantization method is read from the checkpoint's
-`quantization_config` (as text: it needs a GPU):
+`quantization_config` (as text: vLLM is not part of this course's environment):
 
 ```python
 from vllm import LLM

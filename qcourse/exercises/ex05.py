@@ -94,8 +94,8 @@ scaled_quantization = Question(
     name="05.2 scaled_quantization",
     prompt="Write scaled_quantization(weight, s, bits, group_size): after AWQ the layer stores "
            "the quantized weight with its input columns scaled by s, and it receives x / s "
-           "(the formula for y above). Return the float weight W_eff [N, K] such that x @ W_eff.T equals what "
-           "that layer computes, for every x. Quantize with "
+           "(the formula for y above). Return the float weight W_eff [N, K] such that "
+           "x @ W_eff.T equals what that layer computes, for every x. Quantize with "
            "qcourse.quant.fake_quantize(..., symmetric=False, granularity='group', "
            "group_size=group_size).",
     reference=_scaled_quantization_reference,
