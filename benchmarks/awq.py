@@ -2,6 +2,7 @@
 
     python benchmarks/awq.py              # timing + the quality table on the whole test split
     python benchmarks/awq.py --quick      # 4 calibration windows, 8 test windows, 4-bit only
+    python benchmarks/awq.py --paired     # RTN, ours, GPTQ at 4 and 3 bits, per-window scores
 
 1. Wall time of one whole-model quantization (4-bit, groups of 128, zero point), ours
    (``qcourse.awq.quantize_model``) and AutoAWQ's (``AutoAWQForCausalLM.quantize``, with the CPU
@@ -14,6 +15,10 @@
    same calibration inputs): ours (``qcourse.awq.search_clip``: the group's min and max both
    multiplied by r) and AutoAWQ's own ``AwqQuantizer._compute_best_clip`` (w clamped to
    ±r·max|w| per group, then quantized min-max), each measured by the layer's output error.
+4. ``--paired`` (alone): fp32, RTN, ours and GPTQ at 4 and 3 bits, on the same calibration
+   windows, each scored on the whole test split with its negative log-likelihood kept per
+   window (``qcourse.evaluation.score``), so that two rows can be compared pairwise
+   (``qcourse.evaluation.paired_difference``); written as ``awq_paired-<machine>-<date>.json``.
 Writes benchmarks/results/awq-<machine>-<date>.json with the run's record (qcourse.bench.record:
 CPU model, threads, load average at start and end: wall times from a busy machine are not speed
 figures).
@@ -85,6 +90,42 @@ def clip_comparison(model, samples, bits: int = 3, group_size: int = 128,
     }
 
 
+def paired_run(args) -> None:
+    """Section 4 of the module docstring: every row's per-window scores on the whole split."""
+    torch.manual_seed(0)
+    torch.set_num_threads(1)   # as the recorded tables: one thread
+    this_run = record.start()
+    model, tok = models.load()
+    samples = data.calibration_samples(tok, args.samples, 512, seed=0)
+    runs = {"fp32": lambda bits: model,
+            "RTN": lambda bits: ptq.quantize_rtn(copy.deepcopy(model), bits, "group", 128),
+            "AWQ (ours)": lambda bits: awq.quantize_model(copy.deepcopy(model), samples, bits,
+                                                          128, progress=False),
+            "GPTQ": lambda bits: gptq_or_none(copy.deepcopy(model), samples, bits)}
+    rows = {}
+    for bits in args.bits:
+        for name, run in runs.items():
+            label = name if name == "fp32" else f"{name} {bits}-bit"
+            if label in rows:
+                continue
+            quantized = run(bits)
+            if quantized is None:
+                continue
+            scored = evaluation.score(quantized, tok, evaluation.WHOLE)
+            rows[label] = {"ppl": round(scored.perplexity, 3),
+                           "bytes": evaluation.model_size_bytes(quantized),
+                           "nll": [round(v, 6) for v in scored.nll.tolist()]}
+            print(f"{label}: ppl {rows[label]['ppl']} over {len(scored.nll)} windows", flush=True)
+    result = {**record.finish(this_run), "device": "cpu",
+              "calibration": f"{args.samples} x 512 tokens",
+              "test_windows": f"all ({evaluation.WHOLE.label(len(scored.nll))})",
+              "nll_unit": "mean nats per predicted token, one value per window, in order",
+              "note": "quality only (no timings): the scores do not depend on the machine's load",
+              "rows": rows}
+    out = record.write(result, record.result_path("awq_paired"))  # not matched by "awq-*.json"
+    print(f"wrote {out}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=16, help="calibration windows of 512")
@@ -93,7 +134,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--extra", action="store_true",
                         help="also ours with duo_scaling, and AutoAWQ as released (4-bit)")
+    parser.add_argument("--paired", action="store_true",
+                        help="fp32, RTN, ours and GPTQ with per-window scores (whole split)")
     args = parser.parse_args()
+    if args.paired:
+        return paired_run(args)
     if args.quick:
         args.samples, args.windows, args.bits = 4, 8, [4]
     torch.manual_seed(0)

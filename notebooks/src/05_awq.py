@@ -16,13 +16,14 @@ AWQ *scales them up* before quantizing, so they lose less, and folds the inverse
 previous layer so the model computes the same function.
 
 **Learning goals.** After this notebook you can
-1. explain, with a measurement, why the input channels with large activations are the salient
-   ones (the 1 % experiment of the AWQ paper);
+1. explain why the input channels with large activations are the salient ones, and measure when
+   that matters (the 1 % experiment of the AWQ paper; a model with outlier channels);
 2. explain why AWQ scales channels instead of keeping them in mixed precision, and derive why
    scaling up a channel shrinks its quantization error;
 3. implement the per-layer-group search over α of `s = mean|x|^α`, fold `1/s` into the
    preceding RMSNorm or linear layer, and add a clipping search;
-4. compare RTN, GPTQ and AWQ at 4 and 3 bits at the same size;
+4. compare RTN, GPTQ and AWQ at 4 and 3 bits at the same size, and tell a difference between
+   them from the noise of the test windows (a paired interval);
 5. recognise AWQ in production tools: AutoAWQ (deprecated), llm-compressor's `AWQModifier`,
    vLLM loading AWQ checkpoints.
 """),
@@ -37,34 +38,43 @@ import pathlib
 import matplotlib.pyplot as plt
 import torch
 
-from qcourse import awq, blocks, calib, data, models, paths, ptq
-from qcourse import eval as ev
+from qcourse import awq, blocks, calib, data, gptq, models, paths, ptq
+from qcourse.evaluation import WHOLE, Protocol, Score, model_size_bytes, paired_difference, score
 from qcourse.exercises import ex05
 from qcourse.formats import human_bytes
 from qcourse.quant import QuantScheme, fake_quantize
 
 torch.manual_seed(0)
+torch.set_num_threads(1)  # one thread: this tiny model gains little from more (see below)
 logging.getLogger("transformers").setLevel(logging.ERROR)
 model, tokenizer = models.load()
 samples = data.calibration_samples(tokenizer, 4, 256, seed=0)  # 1,024 calibration tokens
 
-WINDOWS = 16  # perplexity on the first 16 windows of 512 test tokens (see below)
+LIVE = Protocol("live", 16)  # the first 16 windows of 512 test tokens (see below)
 
 
-def ppl(m):
-    return ev.perplexity(m, tokenizer, split="test", max_windows=WINDOWS)
+def ppl(m):  # m's score on the LIVE windows: its perplexity, and one NLL per window
+    return score(m, tokenizer, LIVE)
 
 
-fp32_ppl = ppl(model)
-print(f"fp32 perplexity {fp32_ppl:.2f}, {human_bytes(ev.model_size_bytes(model))}")
+fp32 = ppl(model)
+print(f"fp32 perplexity {fp32}, {human_bytes(model_size_bytes(model))}")
 """),
     ("md", r"""
-**About the numbers.** To stay under two minutes on a laptop CPU, this notebook calibrates on
-4 windows of 256 tokens and measures perplexity on the first 16 windows of 512 tokens of the
-test split (8,176 predicted tokens), not the whole split (228 windows). Those first windows are
-harder than the average, so the perplexities are higher than the 29.2 of the whole split; what
-matters is the gap to fp32. The table on the whole split, with 16 calibration windows of 512
-tokens, is produced by `benchmarks/awq.py` and shown in section 7.
+**About the numbers.** To stay under two minutes of CPU, this notebook calibrates on 4 windows
+of 256 tokens, runs PyTorch on one thread, and scores every live perplexity on the same windows,
+printed next to it: the first 16 windows of 512 tokens of the test split (`LIVE`, 8,176
+predicted tokens). That is twice the course's quick protocol (`qcourse.evaluation.QUICK`, 8
+windows): the methods compared here differ by a few tenths of a percent, and 8 windows cannot
+tell most such differences from the noise. Those first windows are harder than the average, so
+their perplexities (fp32: 41.18) are higher than the whole split's (228 windows, fp32: 29.20):
+compare gaps, not absolute values. Whole-split figures, with 16 calibration windows of 512
+tokens, come from recorded runs of `benchmarks/awq.py`, read in section 7.
+
+Two models scored on the same windows are compared **pairwise**: `paired_difference(a, b)` prints
+how much higher b's perplexity is than a's, with a 95 % interval from the per-window differences
+of their log-likelihoods (Student's t over the windows). A difference whose interval contains 0
+is *inside the noise*: another choice of windows could reverse it, and we do not rank it.
 
 ## 1. Why a few weights matter: activation outliers
 
@@ -108,21 +118,30 @@ ex05.salient_recovery.check(salient_recovery);
 print(inspect.getsource(awq.salient_channels))
 """),
     ("code", r"""
-salient = {"RTN 3-bit (nothing kept)": ppl(awq.keep_salient(copy.deepcopy(model), stats, fraction=0.0))}
+rtn3 = ppl(awq.keep_salient(copy.deepcopy(model), stats, fraction=0.0))  # reused in section 7
+salient = {"RTN 3-bit (nothing kept)": rtn3}
 for by in awq.SALIENT_CRITERIA:
     kept = awq.keep_salient(copy.deepcopy(model), stats, fraction=0.01, by=by, bits=3)
     salient[f"1% kept by {by}"] = ppl(kept)
-print(f"{'3-bit g128, 1% of input channels in fp32':42} perplexity   (fp32 {fp32_ppl:.2f})")
+print(f"3-bit g128, 1% of input channels in fp32; perplexity on {fp32.label} (fp32 "
+      f"{fp32.perplexity:.2f})")
 for label, value in salient.items():
-    print(f"{label:42} {value:8.2f}   (+{value - fp32_ppl:.2f})")
+    against = "" if value is rtn3 else f"   vs nothing kept: {paired_difference(rtn3, value)}"
+    gap = value.perplexity - fp32.perplexity
+    print(f"{label:25} {value.perplexity:6.2f} (+{gap:.2f}){against}")
 """),
     ("md", r"""
-Read the gaps to fp32 (the `+` column), not the absolute values. On this 6-layer model trained
-on clean text, activation outliers are mild (the largest channel mean is a few times the median,
-far from the outlier features that LLM.int8() reports in large LLMs), so keeping 1 % of the
-channels barely moves the perplexity here, by any criterion: the paper's effect needs real
-outliers. The experiment shows how to measure it; and whatever the ranking, mixed precision has
-a practical cost, which is the next point.
+Read the gaps to fp32 (the `+` column) and the paired intervals, not the absolute values. RTN
+at 3 bits costs +0.70 over fp32 on these windows, and keeping 1 % of the input channels in fp32
+gives back at most 0.04 of it (about a twentieth), whichever criterion picks them: by activation
+and at random the change is inside the noise, by weight (−0.08 %) just outside it. Nothing here
+resembles the paper's Table 1, where keeping the 1 % with the largest activations recovers most
+of the loss and choosing by weight or at random helps little. The paper's effect needs channels
+whose activations dwarf the others, and on this 6-layer model trained on clean text the largest
+channel mean is only a few times the median (section 1), far from the outlier features that
+LLM.int8() reports in large LLMs; section 7b gives the model such channels. The experiment shows
+how to measure it; and whatever the ranking, mixed precision has a practical cost, which is the
+next point.
 
 ## 3. Why scaling instead of mixed precision
 
@@ -138,7 +157,21 @@ rarely changes it, so `Q(s·w)` still has error up to `Δ/2`, and after dividing
 error on the original scale is about `Δ / (2 s_j)`: **`s_j` times smaller**. Scale too much and
 the channel becomes the group's maximum, `Δ` grows and every other weight of the group pays.
 Let us check it on one layer: scale the 1 % most active channels by `s` and measure the output
-error `‖x Ŵᵀ − x Wᵀ‖²` (the paper's Table 2 does the same on OPT-6.7B).
+error `‖x Ŵᵀ − x Wᵀ‖²`, where `Ŵ` is the float weight that the scaled, folded and quantized
+layer is equivalent to (the paper's Table 2 does the same on OPT-6.7B). First, work out `Ŵ`.
+
+**Exercise 05.2.** Replace the `...` and run the cell; `check` runs hidden cases and prints
+*correct*, *wrong* (with the first failing case) or *not attempted*.
+"""),
+    ("code", r"""
+print(ex05.scaled_quantization.prompt)
+
+
+def scaled_quantization(weight, s, bits, group_size):
+    return ...  # the float weight [N, K] the layer is equivalent to
+
+
+ex05.scaled_quantization.check(scaled_quantization);
 """),
     ("code", r"""
 inputs = blocks.capture_block_inputs(model, samples)
@@ -152,13 +185,13 @@ print(" s     output error (3-bit g128, relative to s = 1)")
 for s_value in (1.0, 1.25, 1.5, 2.0, 4.0, 16.0):
     s = torch.ones(768)
     s[top] = s_value
-    w_hat = fake_quantize(w * s, 3, symmetric=False, granularity="group", group_size=128) / s
+    w_hat = fake_quantize(w * s, 3, symmetric=False, granularity="group", group_size=128) / s  # Ŵ
     err = ((x @ w_hat.t() - reference) ** 2).mean().item()
     base = err if s_value == 1.0 else base
     print(f"{s_value:5}  {err / base:.3f}")
 """),
     ("md", r"""
-On this layer a small scale (about 1.25) lowers the error a little and larger ones raise it:
+On this layer a small scale (1.25) lowers the error by half a percent and larger ones raise it:
 its outliers are mild, and a large `s` makes the scaled channels dominate their groups, so
 every other weight of the group pays. The best `s` depends on the layer: it has to be
 *searched*.
@@ -171,7 +204,10 @@ magnitude. For each **group of layers that read the same input** (one `s` per in
 the division of `x` is shared), α is chosen from the grid `{0, 0.05, …, 0.95}` by running the
 block part on the calibration activations and keeping the α with the lowest output error:
 
-    α* = argmin_α ‖ f(X; Q(W·diag(s)) · diag(s)⁻¹) − f(X; W) ‖²
+    α* = argmin_α ‖ f(X; Ŵ(s)) − f(X; W) ‖²,   s = s(α)
+
+where `Ŵ(s)` is the float weight that the scaled, folded and quantized layer is equivalent to
+(exercise 05.2).
 
 | input produced by | layers that share it | f (where the error is measured) |
 |---|---|---|
@@ -180,47 +216,36 @@ block part on the calibration activations and keeping the α with the lowest out
 | `post_attention_layernorm` | gate, up | the MLP output |
 | `up_proj` | down | down's output |
 
-Folding `1/s` into an RMSNorm divides its weight; into a linear layer, divides its output rows.
-`qcourse-tiny` uses grouped-query attention (4 query heads, 2 key/value heads): one row of `v`
-feeds two heads of `o`, so a per-channel scale of `o`'s 256 inputs cannot be folded into `v`'s 128
-outputs. AutoAWQ skips that pair when the shapes differ (`v_proj.weight.shape ==
-o_proj.weight.shape`), and so do we: three groups per block. AutoAWQ also offers
+The division of `x` by `s` is folded into the module that produces `x`, an RMSNorm or the
+previous linear layer (exercise 05.4 works out how, for the norm). `qcourse-tiny` uses
+grouped-query attention (4 query heads, 2 key/value heads): one row of `v` feeds two heads of
+`o`, so a per-channel scale of `o`'s 256 inputs cannot be folded into `v`'s 128 outputs.
+AutoAWQ skips that pair when the shapes differ (`v_proj.weight.shape == o_proj.weight.shape`),
+and so do we: three groups per block. AutoAWQ also offers
 `duo_scaling` (its default): `s_j = mean|x_j|^α / w̄_j^(1−α)` with `w̄_j` the mean normalised
 weight magnitude of channel j. Ours defaults to `duo_scaling=False`, the paper's
 `s = mean|x|^α`; the AutoAWQ runs of section 7 use AutoAWQ's default, `True`, so the recorded
 benchmark also runs ours with `duo_scaling=True` to compare like with like.
 
-**Exercises 05.2 and 05.3.** Write the scales and the weight the search evaluates, before the
-package's code below shows them. Replace each `...` and run the cell; `check` runs hidden cases
-and prints *correct*, *wrong* (with the first failing case) or *not attempted*.
+**Exercise 05.3.** Write the scales, before the package's code below shows them.
 """),
     ("code", r"""
 print(ex05.awq_scale.prompt)
 
 
 def awq_scale(x_mean, alpha):
-    return ...  # s = x_mean ** alpha, normalised so that max(s) * min(s) = 1
+    return ...  # one scale per input channel
 
 
 ex05.awq_scale.check(awq_scale);
-"""),
-    ("code", r"""
-print(ex05.scaled_quantization.prompt)
-
-
-def scaled_quantization(weight, s, bits, group_size):
-    return ...  # Q(W · diag(s)) · diag(s)^-1
-
-
-ex05.scaled_quantization.check(scaled_quantization);
 """),
     ("code", r"""
 print(inspect.getsource(awq.awq_scales))
 print(inspect.getsource(awq.search_scale))
 """),
     ("md", r"""
-**Exercise 05.4.** Folding `1/s` into the RMSNorm before `q/k/v`: write it before the package's
-`fold_scales` is shown.
+**Exercise 05.4.** Folding the scales into the RMSNorm before `q/k/v`: work it out before the
+package's `fold_scales` is shown.
 """),
     ("code", r"""
 print(ex05.fold_scale.prompt)
@@ -286,8 +311,8 @@ Both rules on the same layer, measured by `benchmarks/awq.py`: our search and Au
 and each relative to its own quantizer without clipping:
 """),
     ("code", r"""
-recorded = sorted(p for p in (paths.REPO_DIR / "benchmarks" / "results").glob("awq-*.json")
-                  if "quick" not in p.name)
+RESULTS = paths.REPO_DIR / "benchmarks" / "results"
+recorded = sorted(p for p in RESULTS.glob("awq-*.json") if "quick" not in p.name)
 result = json.loads(recorded[-1].read_text()) if recorded else {}
 clip = result.get("clip_search")
 if clip:
@@ -306,8 +331,10 @@ print(f"this layer's groups: short side / long side of the range, median {balanc
 """),
     ("md", r"""
 On this layer the two rules behave alike: both clip about 90 % of the groups and roughly halve the
-layer's output error. Its groups are fairly balanced around zero (last line), so "scale min and
-max by r" and "clamp to ±r·max|w|" pick similar ranges; they would part ways on lopsided groups.
+layer's output error (the live line above: 90 %, ×0.48, on this notebook's 1,024 calibration
+tokens). Its groups are fairly balanced around zero (last line), so "scale min and max by r" and
+"clamp to ±r·max|w|" pick similar ranges; by their definitions they can only part ways on
+lopsided groups, where clamping cuts the long side alone.
 """),
     ("md", r"""
 ## 6. The whole model, block by block
@@ -351,61 +378,85 @@ bits_per_weight = ...
 ex05.bits_per_weight.check(bits_per_weight);
 """),
     ("code", r"""
-def gptq_model(bits):
-    # GPTQ column: qcourse.gptq (notebook 04); rerun this cell if it was not available yet
-    try:
-        from qcourse import gptq
-    except ImportError as err:
-        print(f"GPTQ not available: {err}")
-        return None
-    return gptq.quantize_model(copy.deepcopy(model), samples, bits, 128, progress=False)
-
-
 rows = {}
 for bits in (4, 3):
     rows["RTN", bits] = ptq.quantize_rtn(copy.deepcopy(model), bits, "group", 128)
-    rows["GPTQ", bits] = gptq_model(bits)
+    rows["GPTQ", bits] = gptq.quantize_model(copy.deepcopy(model), samples, bits, 128,
+                                             progress=False)
     rows["AWQ", bits] = awq4 if bits == 4 else awq.quantize_model(
         copy.deepcopy(model), samples, bits, 128, progress=False)
+# RTN 3-bit was scored in section 2 (the same weights, fake-quantized): reused
+scores = {key: rtn3 if key == ("RTN", 3) else ppl(m) for key, m in rows.items()}
+print(f"perplexity on {fp32.label}")
 print(f"{'method':6} {'bits':>4} {'perplexity':>10} {'vs fp32':>8} {'size':>9}")
-print(f"{'fp32':6} {32:4} {fp32_ppl:10.2f} {'':8} {human_bytes(ev.model_size_bytes(model)):>9}")
+print(f"{'fp32':6} {32:4} {fp32.perplexity:10.2f} {'':8} {human_bytes(model_size_bytes(model)):>9}")
 for (method, bits), m in rows.items():
-    if m is not None:
-        p = ppl(m)
-        print(f"{method:6} {bits:4} {p:10.2f} {p - fp32_ppl:+8.2f} "
-              f"{human_bytes(ev.model_size_bytes(m)):>9}")
+    p = scores[method, bits].perplexity
+    print(f"{method:6} {bits:4} {p:10.2f} {p - fp32.perplexity:+8.2f} "
+          f"{human_bytes(model_size_bytes(m)):>9}")
+print("\npaired, same size: how much higher the second's perplexity is than the first's")
+for bits in (4, 3):
+    for a, b in (("RTN", "AWQ"), ("AWQ", "GPTQ"), ("RTN", "GPTQ")):
+        print(f"{bits}-bit {a:>4} -> {b:4} {paired_difference(scores[a, bits], scores[b, bits])}")
 """),
     ("md", r"""
-On the whole test split, with more calibration data (`python benchmarks/awq.py --extra`; the
-latest recorded run is read below, with its machine and date), together with AutoAWQ on the same
-calibration windows. AutoAWQ runs with its default `duo_scaling=True`; so does the "ours,
-duo_scaling" row, the like-for-like comparison. The file also holds each run's wall time, but
-this run shared the machine's two cores with other jobs, so those times are not a speed
-comparison and are not shown.
+On the live windows, at the same size: GPTQ is ahead of RTN at both widths and ahead of AWQ at
+4 bits (intervals that exclude 0); AWQ against RTN is inside the noise at both widths, and so is
+GPTQ against AWQ at 3 bits. Sixteen windows resolve differences of roughly half a percent at
+best; the whole split does better.
+
+On the whole test split, with more calibration data (16 windows of 512 tokens), two recorded
+runs are read below, with their machine and date. The first (`python benchmarks/awq.py --extra`)
+adds AutoAWQ on the same calibration windows; AutoAWQ runs with its default `duo_scaling=True`,
+and so does the "ours, duo_scaling" row, the like-for-like comparison. That file also holds each
+run's wall time, but the run shared the machine's two cores with other jobs, so those times are
+not a speed comparison and are not shown. The second (`python benchmarks/awq.py --paired`) keeps
+one score per window for fp32, RTN, ours and GPTQ, for paired intervals over all 228 windows.
 """),
     ("code", r"""
-recorded = sorted((paths.REPO_DIR / "benchmarks" / "results").glob("awq-*.json"))
-recorded = [p for p in recorded if "quick" not in p.name]
-if recorded:
-    result = json.loads(recorded[-1].read_text())
+if recorded:  # the full run read in section 5
     print(f"{recorded[-1].name}: recorded {result['date'][:10]} on {result['machine']}, "
-          f"{result['torch_threads']} torch thread(s); {result['calibration']} calibration, "
-          f"test windows: {result['test_windows']}")
+          f"{result['torch_threads']} torch thread(s); {result['calibration']} calibration; "
+          f"perplexity on the whole test split (all 228 windows of 512 tokens)")
     for name, row in result["rows"].items():
-        print(f"  {name:32} perplexity {row['ppl']:7.2f}")
+        size = human_bytes(row["bytes"]) if row["bytes"] else "(AutoAWQ's own layers)"
+        print(f"  {name:32} perplexity {row['ppl']:7.2f}   {size}")
+    rows3 = {name: row["ppl"] for name, row in result["rows"].items() if name.endswith("3-bit")}
+    loss = rows3["RTN 3-bit"] - result["rows"]["fp32"]["ppl"]
+    print("  3-bit, share of RTN's loss over fp32 recovered: " + ", ".join(
+        f"{name[:-6]} {(rows3['RTN 3-bit'] - p) / loss:.0%}" for name, p in rows3.items()
+        if "AWQ" in name))
 else:
-    print("no recorded run: python benchmarks/awq.py")
+    print("no recorded run: python benchmarks/awq.py --extra")
+paired = sorted(RESULTS.glob("awq_paired-*.json"))
+if paired:
+    run = json.loads(paired[-1].read_text())
+    whole = {name: Score(WHOLE, torch.tensor(row["nll"])) for name, row in run["rows"].items()}
+    print(f"\n{paired[-1].name}: recorded {run['date'][:10]}, {run['calibration']} calibration; "
+          f"paired over the whole split ({len(whole['fp32'].nll)} windows of 512 tokens)")
+    for bits in (4, 3):
+        for a, b in (("RTN", "AWQ (ours)"), ("AWQ (ours)", "GPTQ"), ("RTN", "GPTQ")):
+            d = paired_difference(whole[f"{a} {bits}-bit"], whole[f"{b} {bits}-bit"])
+            print(f"  {bits}-bit {a:>10} -> {b:10} {d}")
+else:
+    print("no paired record: python benchmarks/awq.py --paired")
 """),
     ("md", r"""
-How to read it. At 4 bits, round-to-nearest with groups of 128 already loses very little on this
-model (about 0.1 perplexity), and neither our AWQ nor AutoAWQ improves on it on the whole split:
-there are no strong activation outliers to protect, and what the search gains on the calibration
-windows is within the noise of the test set. At 3 bits, where rounding costs more, AWQ recovers
-about a third of RTN's loss (29.72 → 29.57–29.59). Like with like (`duo_scaling=True` on both
-sides), ours and AutoAWQ land within 0.02 of each other at both widths (29.30 and 29.32 at 4
-bits, 29.59 and 29.58 at 3); the paper's plain `s = mean|x|^α` (ours by default) does as well.
-GPTQ, which corrects each rounding error with the layer's second-order statistics instead of
-only rescaling channels, does better here at both widths.
+How to read it. At 4 bits, round-to-nearest with groups of 128 already loses little on this
+model (29.20 → 29.29 on the whole split), and neither our AWQ (29.31; 29.30 with `duo_scaling`)
+nor AutoAWQ (29.32) improves on it: paired over the 228 windows, ours against RTN is inside the
+noise (+0.06 %, interval [−0.03 %, +0.15 %]): qcourse-tiny has no strong activation
+outliers to protect (section 1). At 3 bits, where rounding costs more (29.72), the three AWQ
+rows recover 26–28 % of RTN's loss (29.57–29.59), a difference the whole split resolves (ours
+against RTN: −0.49 %, [−0.64 %, −0.34 %]) although the 16 live windows could not. Like with
+like (`duo_scaling=True` on both sides), ours and AutoAWQ land within 0.02 of each other at both
+widths (29.30 and 29.32 at 4 bits, 29.59 and 29.58 at 3), as does the paper's plain
+`s = mean|x|^α` (ours by default); the record keeps no per-window scores for AutoAWQ, and we do
+not rank differences that small (the smallest difference the paired run resolves among its rows
+is 0.14 %, about 0.04 perplexity). GPTQ, which corrects each rounding error with the layer's
+second-order statistics instead of only rescaling channels, does better than RTN and ours at
+both widths (paired, against ours: −0.20 % at 4
+bits, −0.55 % at 3; against RTN: −0.14 % and −1.04 %; every interval excludes 0).
 
 **Real models.** The AWQ paper's Table 4 (Lin et al., 2024; WikiText-2 perplexity, groups of 128)
 for Llama-2-7B, next to the tiny model's recorded numbers above:
@@ -415,8 +466,9 @@ for Llama-2-7B, next to the tiny model's recorded numbers above:
 | 4-bit | 5.47 | 5.73 | 5.69 | 5.63 | 5.60 |
 | 3-bit | 5.47 | 6.66 | 6.43 | 6.42 | 6.24 |
 
-On that model, with real outlier channels, AWQ beats GPTQ at both widths; on qcourse-tiny GPTQ
-wins. Which method wins depends on the model, which is why we measure.
+On that model AWQ is ahead of GPTQ at both widths (single runs: the paper gives no interval;
+at 4 bits the margin over GPTQ with act-order is 0.03); on qcourse-tiny GPTQ is ahead. Which
+method wins depends on the model, which is why we measure.
 """),
     ("md", r"""
 ## 7b. Where AWQ earns its keep: a model with outlier channels
@@ -431,28 +483,44 @@ output error of column j is its rounding error times `x_j`, and `x_j` is 100 tim
 outlier channels. Same calibration windows, same 4-bit format (groups of 128), both models:
 """),
     ("code", r"""
-from qcourse import gptq
-
 outlier = models.with_outliers(model)
 outlier_rows = {
     "RTN": ptq.quantize_rtn(copy.deepcopy(outlier), 4, "group", 128),
     "GPTQ": gptq.quantize_model(copy.deepcopy(outlier), samples, 4, 128, progress=False),
     "AWQ": awq.quantize_model(copy.deepcopy(outlier), samples, 4, 128, progress=False),
 }
-print(f"{'4-bit g128':8} {'qcourse-tiny':>12} {'outlier model':>14}   (fp32: {fp32_ppl:.2f} and "
-      f"{ppl(outlier):.2f}, the same function)")
-for method, m in outlier_rows.items():
-    print(f"{method:8} {ppl(rows[method, 4]):12.2f} {ppl(m):14.2f}")
+on_outlier = {method: ppl(m) for method, m in outlier_rows.items()}  # qcourse-tiny's: section 7
+print(f"4-bit g128, every model {human_bytes(model_size_bytes(outlier_rows['AWQ']))}; "
+      f"perplexity on {fp32.label}")
+print(f"{'':5} {'qcourse-tiny':>12} {'outlier model':>14}")
+print(f"{'fp32':5} {fp32.perplexity:12.2f} {ppl(outlier).perplexity:14.2f}   (the same function)")
+for method, s in on_outlier.items():
+    print(f"{method:5} {scores[method, 4].perplexity:12.2f} {s.perplexity:14.2f}   "
+          f"vs fp32: {paired_difference(fp32, s)}")
+print("\noutlier model, paired:")
+for a, b in (("RTN", "AWQ"), ("RTN", "GPTQ"), ("GPTQ", "AWQ")):
+    print(f"  {a:>4} -> {b:4} {paired_difference(on_outlier[a], on_outlier[b])}")
+print("the same method, qcourse-tiny -> outlier model:")
+for method, s in on_outlier.items():
+    print(f"  {method:4} {paired_difference(scores[method, 4], s)}")
 """),
     ("md", r"""
-The outliers separate the methods. Round-to-nearest loses almost twice as much on the outlier
-model as on qcourse-tiny (+0.49 instead of +0.27 perplexity over fp32, 16 windows): the
-rounding errors of the outlier columns are multiplied by activations 100 times larger. AWQ loses
-the same on both models (+0.21 and +0.22): its scales `s = mean|x|^α` are largest exactly on the
-outlier channels and undo the damage, so here AWQ beats RTN by 0.28, against 0.05 on the plain model.
-GPTQ, the best on qcourse-tiny (+0.06), loses more on the outlier model (+0.19) and ends level
-with AWQ. On a model without outliers AWQ buys little; on one with them it is what keeps 4 bits
-close to fp32.
+The outliers separate round-to-nearest from the two methods that look at the activations.
+Round-to-nearest loses almost twice as much on the outlier model as on qcourse-tiny (+0.49
+instead of +0.27 perplexity over fp32, live windows; paired, the same RTN is +0.51 % worse on the
+outlier model, an interval that just excludes 0): the rounding errors of the outlier columns are
+multiplied by activations 100 times larger. AWQ loses the same on both models (+0.22 and +0.21;
+paired, inside the noise): its scales `s = mean|x|^α` are largest exactly on the outlier
+channels and undo the damage. So on the outlier model AWQ beats RTN (−0.67 %, interval
+excluding 0), while on qcourse-tiny the same comparison is inside the noise (section 7).
+
+GPTQ does the same by another route: its objective is the layer's output error itself,
+`‖(W − Ŵ)X‖²` with `H = 2XXᵀ` (notebook 04), so the outlier channels weigh as heavily there as
+in the damage they do, and it corrects the errors instead of rescaling. It also beats RTN on the
+outlier model (−0.73 %), its own change from qcourse-tiny is inside the noise, and against AWQ
+it is level (+0.07 %, inside the noise). All three store the same 4-bit format, so this is a comparison at equal size:
+on a model without outliers AWQ buys nothing these windows can resolve; on one with them, either
+activation-aware method keeps 4 bits within about half a percent of fp32, where RTN loses 1.2 %.
 """),
     ("md", r"""
 ## 8. AWQ in production tools
@@ -483,9 +551,10 @@ tokens):
     ("code", r"""
 rows = result.get("rows", {})
 if "AutoAWQ (as released) 4-bit" in rows:
-    print(f"fp32 {rows['fp32']['ppl']:.2f}; AutoAWQ 0.2.9 on a CPU, 4-bit: as released "
+    print(f"perplexity on the whole test split ({recorded[-1].name}): fp32 "
+          f"{rows['fp32']['ppl']:.2f}; AutoAWQ 0.2.9 on a CPU, 4-bit: as released "
           f"{rows['AutoAWQ (as released) 4-bit']['ppl']:.2f}, with the CPU fix "
-          f"{rows['AutoAWQ (CPU fix) 4-bit']['ppl']:.2f}  ({recorded[-1].name})")
+          f"{rows['AutoAWQ (CPU fix) 4-bit']['ppl']:.2f}")
 else:
     print("not recorded: python benchmarks/awq.py --extra")
 """),
@@ -508,7 +577,7 @@ model.save_pretrained("model-awq", save_compressed=True)
 ```
 
 **vLLM** serves AWQ checkpoints directly; the quantization method is read from the checkpoint's
-`quantization_config` (as text: it needs a GPU):
+`quantization_config` (as text: vLLM is not part of this course's environment):
 
 ```python
 from vllm import LLM
@@ -526,7 +595,8 @@ Stuck on an exercise? Every question has progressive hints: `ex05.fold_scale.hin
 * The output error of a weight column is multiplied by its input activation: the channels with
   large activations are the salient ones. In the AWQ paper (OPT models, Table 1) keeping 1 % of
   them exact helps much more than keeping the largest weights; on qcourse-tiny, which has no
-  strong activation outliers, no criterion changes much (section 2).
+  strong activation outliers, no criterion gives back more than a twentieth of RTN's loss
+  (section 2).
 * Scaling a channel up by `s` before quantization shrinks its error by about `s`, as long as it
   does not become its group's maximum; the inverse scale is folded into the previous RMSNorm or
   linear layer, so all weights keep one hardware-friendly format.
@@ -534,8 +604,14 @@ Stuck on an exercise? Every question has progressive hints: `ex05.fold_scale.hin
   AutoAWQ's default `duo_scaling` also divides by a weight term) on the output error of the block
   part, then a clip ratio per output channel and group (ours scales the group's min and max,
   AutoAWQ clamps to ±r·max|w|).
+* Compare methods at the same size and pair them over the same windows: a difference whose
+  interval contains 0 is not ranked. On qcourse-tiny, AWQ's gain over RTN is inside the noise of
+  the 16 live windows at both widths; on the whole split it is too small to resolve at 4 bits and
+  recovers 26–28 % of RTN's loss at 3 bits, and GPTQ does better than both at both widths
+  (section 7).
 * On a model with outlier channels (qcourse-tiny through `models.with_outliers`, section 7b)
-  round-to-nearest loses about twice as much at 4 bits, and AWQ, unaffected, beats it.
+  round-to-nearest loses about twice as much at 4 bits; AWQ and GPTQ, which both weigh errors by
+  the activations, lose no more than on the plain model (within the noise) and end level.
 * Under grouped-query attention the v → o pair cannot be folded per channel and is skipped.
 * AutoAWQ is deprecated (and, on a CPU, changes the float weights during its search unless
   patched); llm-compressor's `AWQModifier` is its successor, and vLLM serves the checkpoints.
@@ -545,6 +621,9 @@ Stuck on an exercise? Every question has progressive hints: `ex05.fold_scale.hin
 * J. Lin, J. Tang, H. Tang, S. Yang, W.-M. Chen, W.-C. Wang, G. Xiao, X. Dang, C. Gan, S. Han.
   *AWQ: Activation-aware Weight Quantization for LLM Compression and Acceleration.*
   MLSys 2024, [arXiv:2306.00978](https://arxiv.org/abs/2306.00978).
+* T. Dettmers, M. Lewis, Y. Belkada, L. Zettlemoyer. *LLM.int8(): 8-bit Matrix Multiplication
+  for Transformers at Scale.* NeurIPS 2022, [arXiv:2208.07339](https://arxiv.org/abs/2208.07339)
+  (the outlier features of section 2).
 * AutoAWQ 0.2.9: [github.com/casper-hansen/AutoAWQ](https://github.com/casper-hansen/AutoAWQ)
   (`awq/quantize/quantizer.py`, `awq/models/llama.py`).
 * llm-awq issue #163 / PR #327: the CPU copy problem of the scale search

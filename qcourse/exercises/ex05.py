@@ -55,17 +55,18 @@ def _scaled_quantization_cases() -> list[tuple]:
 
 
 awq_scale = Question(
-    name="05.2 awq_scale",
-    prompt="Write awq_scale(x_mean, alpha): AWQ's per-input-channel scales s = x_mean ** alpha, "
-           "normalised so that max(s) * min(s) = 1 (divide by sqrt(max(s) * min(s))).",
+    name="05.3 awq_scale",
+    prompt="Write awq_scale(x_mean, alpha): AWQ's per-input-channel scales, proportional to "
+           "x_mean ** alpha (section 4) and normalised so that max(s) * min(s) = 1. Work out "
+           "the normalising constant: the text does not give it.",
     reference=awq_scales,
     forbid=(awq_scales, inspect.unwrap(awq.search_scale)),
     cases=_scale_cases,
     rtol=1e-4,
     hints=("Two steps: the raw scales x_mean ** alpha, then one number that divides them all. "
            "What must that number be for max(s) · min(s) to become 1?",
-           "If you divide every entry by c, the product of the largest and smallest is divided "
-           "by c². Check alpha = 0: every scale should come out as 1."),
+           "Dividing every entry by c divides max(s) · min(s) by c²: solve for the c that "
+           "leaves 1. Then check alpha = 0, where every scale should come out as 1."),
     solution_text="def awq_scale(x_mean, alpha):\n"
                   "    s = x_mean ** alpha\n"
                   "    return s / torch.sqrt(s.max() * s.min())",
@@ -73,37 +74,39 @@ awq_scale = Question(
 
 fold_scale = Question(
     name="05.4 fold_scale",
-    prompt="Write fold_scale(norm_weight, weight, s) returning the new (norm_weight, weight) "
-           "after folding AWQ's scales: the RMSNorm's weight [K] is divided by s [K] and the "
-           "linear layer's weight [N, K] is multiplied by s along its input columns, so that "
-           "linear(norm(x)) is unchanged.",
+    prompt="AWQ scales the K input columns of a linear layer that reads an RMSNorm's output "
+           "by s [K]. Write fold_scale(norm_weight, weight, s): given the norm's weight [K], "
+           "the linear layer's weight [N, K] and s, return the new (norm_weight, weight) so "
+           "that linear(norm(x)) computes the same function for every x.",
     reference=_fold_reference,
     forbid=FOLDS,
     cases=_fold_cases,
-    hints=("The product is unchanged if one side is divided by s and the other multiplied by "
-           "s. Which side is the norm's output, and which the linear layer's input columns?",
-           "weight [N, K] times s [K] broadcasts s over the last dimension, the input columns; "
-           "the RMSNorm multiplies its output element-wise by its weight [K]."),
+    hints=("The RMSNorm's output is x̂ ⊙ g (g: its weight) and the layer computes "
+           "(x̂ ⊙ g) · Wᵀ = Σ_j x̂_j g_j W_nj. If column j of W is multiplied by s_j, what must "
+           "happen to g_j for every term of the sum to stay the same?",
+           "Which dimension of weight [N, K] holds the input columns, and against which "
+           "dimension does a tensor of shape [K] broadcast?"),
     solution_text="def fold_scale(norm_weight, weight, s):\n"
                   "    return norm_weight / s, weight * s",
 )
 
 scaled_quantization = Question(
-    name="05.3 scaled_quantization",
-    prompt="Write scaled_quantization(weight, s, bits, group_size): the weight AWQ's search "
-           "evaluates, Q(W · diag(s)) · diag(s)^-1, where Q is asymmetric fake quantization "
-           "with one scale per group of group_size input columns "
-           "(qcourse.quant.fake_quantize(..., symmetric=False, granularity='group', "
-           "group_size=group_size)).",
+    name="05.2 scaled_quantization",
+    prompt="Write scaled_quantization(weight, s, bits, group_size): after AWQ the layer stores "
+           "the quantized weight with its input columns scaled by s, and it receives x / s "
+           "(the formula for y above). Return the float weight W_eff [N, K] such that "
+           "x @ W_eff.T equals what that layer computes, for every x. Quantize with "
+           "qcourse.quant.fake_quantize(..., symmetric=False, granularity='group', "
+           "group_size=group_size).",
     reference=_scaled_quantization_reference,
     forbid=(inspect.unwrap(awq.search_scale),),
     cases=_scaled_quantization_cases,
     rtol=1e-4,
     atol=1e-5,
-    hints=("Three operations in a row: one before the quantizer, the quantizer, one after. "
-           "Which input does the layer multiply after folding?",
-           "The columns are scaled up before quantizing (so a salient column uses more of the "
-           "grid) and scaled back down after, since the folded input is x / s."),
+    hints=("Write what the layer computes for one output: Σ_j (x_j / s_j) · Q(s_j · W_nj), "
+           "and read off the factor that multiplies x_j.",
+           "Three operations in a row: one before the quantizer, the quantizer, one after. "
+           "Which of them does the folded input x / s account for?"),
     solution_text="from qcourse.quant import fake_quantize\n\n"
                   "def scaled_quantization(weight, s, bits, group_size):\n"
                   "    q = fake_quantize(weight * s, bits, symmetric=False, granularity='group',\n"
@@ -117,8 +120,8 @@ bits_per_weight = Question(
            "scale and one 4-bit zero point per group of 128 weights (ignore g_idx)? A number.",
     reference=lambda: 4 + (16 + 4) / 128,
     hints=("Count the bits one group of 128 weights stores, then divide by 128.",
-           "128 codes of 4 bits, one fp16 scale (16 bits) and one zero point packed in 4 bits "
-           "like the codes."),
+           "A group stores its codes, one scale and one zero point; the zero point is packed "
+           "like a code, and the scale's format says how wide it is."),
     solution_text="bits_per_weight = 4 + (16 + 4) / 128   # 4.15625",
 )
 
@@ -132,8 +135,9 @@ salient_recovery = Question(
     reference=lambda: "c",  # measured in the notebook (tests/test_ex05.py re-measures it)
     hints=("The AWQ paper's effect comes from a few input channels whose activations are far "
            "larger than the rest. How large are the largest channels of qcourse-tiny (section 1)?",
-           "Section 1 found the largest mean |x_j| only 2 to 4 times the median: there are no "
-           "strong outlier channels to protect here."),
+           "Compare section 1's printed ratio (largest mean |x_j| over the median) with the "
+           "outlier channels of notebook 02's outlier model (section 6b), about 100 times the "
+           "median: which of the two does qcourse-tiny resemble?"),
     solution_text="salient_recovery = 'c'   # no strong outlier channels in qcourse-tiny",
 )
 
@@ -146,8 +150,8 @@ clipped_share = Question(
     reference=lambda: "d",  # measured in the notebook (tests/test_ex05.py re-measures it)
     hints=("With 8 levels (3 bits) over the range of 128 weights, how wide is a step compared "
            "with the typical weight?",
-           "A range set by the one or two largest weights of a group makes the step coarse for "
-           "the 126 others: trading a little error on the extremes for a finer step usually "
-           "pays at 3 bits."),
+           "Clipping trades a larger error on the one or two largest weights of a group for a "
+           "finer step on the other 126; the search keeps r < 1 only where the trade lowers "
+           "the output error. How often would you expect that at 3 bits?"),
     solution_text="clipped_share = 'd'   # about 90 % of the groups here",
 )
