@@ -314,13 +314,13 @@ statistics `qcourse.calib` collects for SmoothQuant and AWQ), keyed by GGUF tens
 
 llama.cpp does not minimise `Σ_j imatrix_j · (w_j − ŵ_j)²` alone, though. Its K-quant
 quantizers (`quantize_row_q2_K_impl` ... `quantize_row_q5_K_impl` in `ggml/src/ggml-quants.c`)
-weigh each weight by
+weigh each weight's squared error by one more factor:
 
 $$\min \sum_j \text{imatrix}_j \,\sqrt{\sigma^2 + w_j^2}\,(w_j - \hat w_j)^2, \qquad
 \sigma^2 = c \cdot \frac{1}{256}\sum_{\text{super-block}} w^2$$
 
-with c = 1 for Q2_K and 2 for Q3_K, Q4_K and Q5_K; Q6_K uses `imatrix_j` alone, and the legacy
-types (Q4_0 ... Q5_1) take σ² over the whole row. The factor √(σ² + w²) is a heuristic of
+with c = 1 for Q2_K and 2 for Q3_K, Q4_K and Q5_K; Q6_K uses `imatrix_j` alone, the legacy
+types Q4_0 ... Q5_1 take σ² over the whole row, and Q8_0 ignores the imatrix. The factor √(σ² + w²) is a heuristic of
 llama.cpp's (it is not derived from the output error): within channels of equal importance,
 larger weights count more, as they do without an imatrix (weights `|w|` or `√(mean w²) + |w|`).
 The package reproduces it, and its bytes equal llama.cpp's with an imatrix (the tests compare them):
