@@ -46,6 +46,27 @@ def test_reading_back_autoawq_gemm_packing():
     torch.testing.assert_close(back.float(), w.float(), rtol=0, atol=1e-3)
 
 
+
+def test_autoawq_gemm_bytes_read_through_the_kernels_layout():
+    """AutoAWQ's GEMM packs along N in the order 0 2 4 6 1 3 5 7: its own bytes, read back by
+    qcourse.kernels.layout.from_awq_gemm, give AutoAWQ's own dequantization, and packing them
+    again with to_awq_gemm gives the same bytes."""
+    from qcourse.kernels import layout
+
+    torch.manual_seed(1)
+    linear = nn.Linear(256, 64, bias=False)
+    w, scales, zeros = autoawq_fake_quantize(linear.weight.data.half(), 4, 128)
+    linear = linear.half()
+    linear.weight.data = w
+    packed = WQLinear_GEMM.from_linear(linear, 4, 128, scales=scales.t().contiguous(),
+                                       zeros=zeros.t().contiguous())
+    assert packed.qweight.shape == (256, 64 // 8)                            # [K, N/8]
+    ours = layout.from_awq_gemm(packed.qweight, packed.qzeros, packed.scales)
+    theirs = dequantize_gemm(packed.qweight, packed.qzeros, packed.scales, 4, 128).t()
+    assert torch.equal(layout.dequantize_w4a16(*ours, group_size=128).half(), theirs.half())
+    again = layout.to_awq_gemm(*ours)
+    assert torch.equal(again[0], packed.qweight) and torch.equal(again[1], packed.qzeros)
+
 def test_fixed_autoawq_scaling_keeps_the_float_function(tiny):
     """AutoAWQ's search mutates its saved weights on a CPU; with the fix, scaling alone (no
     clipping, no quantization) leaves the logits unchanged, as it must."""

@@ -328,3 +328,25 @@ def test_dequantize_checks_the_byte_count_and_dtype():
         dequantize(b, "Q4_K", (4, 128))
     with pytest.raises(TypeError, match="uint8"):
         dequantize(b.astype(np.int16), "Q4_K", (2, 256))
+
+
+def test_importance_weights_carry_llama_cpps_sqrt_factor():
+    """w = imatrix · sqrt(σ² + x²), σ² = factor · mean x² over the super-block (ggml-quants.c's
+    quantize_row_q*_K_impl); a value twice as large in a column of equal importance weighs more."""
+    from qcourse.gguf.kquants import importance_weights
+
+    x = np.zeros((1, 256), dtype=np.float32)
+    x[0, :4] = [1.0, 2.0, -2.0, 0.0]
+    imp = np.ones(256, dtype=np.float32)
+    imp[3] = 4.0
+    sigma2 = 2 * (1 + 4 + 4) / 256
+    w = importance_weights(x, imp, sigma2_factor=2)
+    np.testing.assert_allclose(w[0, :4], [np.sqrt(sigma2 + 1), np.sqrt(sigma2 + 4),
+                                          np.sqrt(sigma2 + 4), 4 * np.sqrt(sigma2)], rtol=1e-6)
+    assert w[0, 1] > w[0, 0]                                    # |x| counts, not only imatrix
+    two_rows = importance_weights(np.tile(x, (2, 1)), imp, sigma2_factor=1)
+    np.testing.assert_allclose(two_rows[1, 0], np.sqrt(sigma2 / 2 + 1), rtol=1e-6)
+    with pytest.raises(ValueError, match="sigma2_factor"):
+        importance_weights(x, imp, sigma2_factor=3)
+    with pytest.raises(ValueError, match="super-blocks"):
+        importance_weights(x.reshape(2, 128), imp, sigma2_factor=2)

@@ -271,6 +271,36 @@ def test_checkpoint_layout_round_trip():
         kernels.layout.to_checkpoint(qweight, scales, zeros + 0.5)
 
 
+
+def test_autoawq_gemm_layout_packs_along_n_in_its_interleaved_order():
+    """AutoAWQ's WQLinear_GEMM: qweight [K, N/8], nibble i of word [k, c] = output 8c + (0 2 4 6
+    1 3 5 7)[i]; GPTQ's qweight [K/8, N] packs along K in order (tests/test_awq_autoawq.py reads
+    AutoAWQ's own bytes back)."""
+    n, k = 16, 8
+    q = (torch.arange(n)[:, None] % 16).expand(n, k).contiguous()     # q[n, k] = n: visible order
+    qweight = pack_int32(q, 4, dim=1)                                   # kernels' layout [N, K/8]
+    zeros = torch.zeros(1, n)
+    awq_qweight, awq_qzeros, _ = kernels.layout.to_awq_gemm(qweight, torch.ones(1, n), zeros)
+    assert awq_qweight.shape == (k, n // 8) and awq_qzeros.shape == (1, n // 8)
+    nibbles = [(int(awq_qweight[3, 1]) >> (4 * i)) & 0xF for i in range(8)]
+    assert nibbles == [8, 10, 12, 14, 9, 11, 13, 15]                    # outputs 8 + AWQ_ORDER
+    gptq_qweight, _, _ = kernels.layout.to_checkpoint(qweight, torch.ones(1, n), zeros)
+    assert gptq_qweight.shape == (k // 8, n)
+    assert [(int(gptq_qweight[0, 5]) >> (4 * j)) & 0xF for j in range(8)] == [5] * 8  # along K
+
+
+def test_autoawq_gemm_layout_round_trip_and_bad_shapes():
+    qweight, scales, zeros = kernels.prepare_w4a16(torch.randn(24, 128), 32)
+    awq = kernels.layout.to_awq_gemm(qweight, scales, zeros)
+    assert awq[0].shape == (128, 3) and awq[1].shape == (4, 3)
+    back = kernels.layout.from_awq_gemm(*awq)
+    for a, b in zip(back, (qweight, scales, zeros)):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="multiple of 8"):
+        kernels.layout.to_awq_gemm(*kernels.prepare_w4a16(torch.randn(12, 64), 32))
+    with pytest.raises(ValueError, match="integers in \\[0, 15\\]"):
+        kernels.layout.to_awq_gemm(qweight, scales, zeros + 0.5)
+
 def test_quantlinear_gives_the_kernels_what_prepare_w4a16_gives():
     from qcourse.kernels.quantlinear import kernel_inputs
     from qcourse.layers import QuantLinear

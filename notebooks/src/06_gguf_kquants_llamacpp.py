@@ -37,8 +37,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from qcourse import data, models
-from qcourse import eval as qeval
+from qcourse import data, evaluation, models
+from qcourse.bench import record as bench_record
 from qcourse.exercises import ex06
 from qcourse.gguf import (BLOCK_SIZE, TYPE_SIZE, export, imatrix, kquants, legacy, llamacpp,
                           load_gguf, mixes, quantize, dequantize, read_gguf, reader, scale_search)
@@ -47,11 +47,11 @@ from qcourse.gguf.writer import permute_qk
 
 torch.manual_seed(0)
 torch.set_num_threads(2)
-WINDOWS = 4        # perplexities below use the first 4 windows of 512 test tokens (2,044 predicted
-                   # tokens) to keep the notebook fast; the full split gives lower numbers
-workdir = pathlib.Path(tempfile.mkdtemp(prefix="qcourse-gguf-"))
+PROTOCOL = evaluation.QUICK   # every perplexity below: the course's quick protocol, the first 8
+                              # test windows of 512 tokens (the whole split gives lower numbers)
+workdir = pathlib.Path(tempfile.mkdtemp(prefix="qcourse-gguf-"))   # files are named relative to it
 model, tok = models.load()
-print(f"llama.cpp available: {llamacpp.available()}; files go to {workdir}")
+print(f"llama.cpp available: {llamacpp.available()}; perplexities: {PROTOCOL.label()}")
 """),
     ("md", r"""
 ## 1. The file format
@@ -105,8 +105,8 @@ print(f"... {len(f32.tensors)} tensors; data starts at byte {f32.data_start} (a 
 ### One block, in hex
 
 Now the same model as **Q8_0**. Every row is cut into blocks of 32 weights; a block stores one
-fp16 scale `d` and 32 signed bytes `q`, and decodes as `x ≈ d · q` with `d = max|x| / 127`:
-34 bytes for 32 weights, **8.5 bits per weight**. Here is the first block of `blk.0.attn_q.weight`.
+fp16 scale `d` and 32 signed bytes `q`, and decodes as `x ≈ d · q`: 34 bytes for 32 weights,
+**8.5 bits per weight**. Here is the first block of `blk.0.attn_q.weight`.
 """),
     ("code", r"""
 q8_path = workdir / "tiny-Q8_0.gguf"
@@ -169,7 +169,8 @@ small *integer* scale (and min) that multiplies them. Q4_K decodes
 $$x \approx d \cdot sc_j \cdot q - d_{min} \cdot m_j, \qquad sc_j, m_j \in [0, 63] \text{ (6 bits)}, \; q \in [0, 15]$$
 
 so one super-block holds `d` and `dmin` (fp16 each), 12 bytes of packed six-bit scales and mins
-(8 sub-blocks of 32 weights), and the 4-bit codes. How many bits per weight is that?
+(8 sub-blocks of 32 weights), and the 4-bit codes. **Exercise 06.2.** How many bits per
+weight is that?
 """),
     ("code", r"""
 q4_k_bits_per_weight = ...
@@ -278,26 +279,20 @@ blocks 2 and 5 only, and block 0 gets nothing extra, as the table shows.
 ## 5. The importance matrix
 
 Rounding error in a weight only matters through the output it changes. For a linear layer
-`y = W x`, the squared output error of row i is `(Σ_j (W_ij − Ŵ_ij) x_j)²`; averaged over inputs
-(and ignoring correlations between channels) that is `Σ_j (W_ij − Ŵ_ij)² · E[x_j²]`. So
-llama.cpp's `llama-imatrix` tool runs calibration text through the model and records, for every
-weight matrix, the **mean square of each input channel**:
+`y = W x`, the output error of row i on token t is `Σ_j (W_ij − Ŵ_ij) x_tj`. llama.cpp's
+`llama-imatrix` tool runs calibration text through the model and records, for every weight
+matrix, **one number per input channel** j: the weight that channel's rounding error should get
+so that `Σ_j (W_ij − Ŵ_ij)² · imatrix_j` is the squared output error averaged over the T
+calibration tokens, once the cross terms between channels (j ≠ j') are dropped.
 
-$$\text{imatrix}_j = \frac{1}{T} \sum_{t=1}^{T} x_{t,j}^2$$
-
-The quantizers then minimise `Σ_j imatrix_j · (w_j − ŵ_j)²` when they choose scales and mins.
-`qcourse.gguf.imatrix` (in `qcourse/gguf/importance.py`) computes it with forward hooks (the same statistics `qcourse.calib`
-collects for SmoothQuant and AWQ), keyed by GGUF tensor names; `llamacpp.quantize_file(...,
-imatrix=...)` passes the very same numbers to llama.cpp, and `save_imatrix` writes the GGUF file
-`llama-quantize --imatrix` reads.
-
-**Exercise 06.5**, then a prediction, before the cell below measures the effect:
+**Exercise 06.5.** Derive that number from the inputs `x [T, K]` a layer received, and write it;
+then a prediction, before the cells below show llama.cpp's objective and measure the effect:
 """),
     ("code", r"""
 print(ex06.importance.prompt)
 
 def importance(x):
-    return ...  # your code: mean of x² over the tokens, per input channel
+    return ...  # your code: one number per input channel
 
 ex06.importance.check(importance);
 """),
@@ -305,6 +300,33 @@ ex06.importance.check(importance);
 ex06.imatrix_gain.show()
 imatrix_gain = ...  # a letter
 ex06.imatrix_gain.check(imatrix_gain);
+"""),
+    ("md", r"""
+Expanding the square and averaging over the tokens leaves, without the cross terms, the **mean
+square of each input channel**:
+
+$$\text{imatrix}_j = \frac{1}{T} \sum_{t=1}^{T} x_{t,j}^2$$
+
+`qcourse.gguf.imatrix` (in `qcourse/gguf/importance.py`) computes it with forward hooks (the same
+statistics `qcourse.calib` collects for SmoothQuant and AWQ), keyed by GGUF tensor names;
+`llamacpp.quantize_file(..., imatrix=...)` passes the very same numbers to llama.cpp, and
+`save_imatrix` writes the GGUF file `llama-quantize --imatrix` reads.
+
+llama.cpp does not minimise `Σ_j imatrix_j · (w_j − ŵ_j)²` alone, though. Its K-quant
+quantizers (`quantize_row_q2_K_impl` ... `quantize_row_q5_K_impl` in `ggml/src/ggml-quants.c`)
+weigh each weight's squared error by one more factor:
+
+$$\min \sum_j \text{imatrix}_j \,\sqrt{\sigma^2 + w_j^2}\,(w_j - \hat w_j)^2, \qquad
+\sigma^2 = c \cdot \frac{1}{256}\sum_{\text{super-block}} w^2$$
+
+with c = 1 for Q2_K and 2 for Q3_K, Q4_K and Q5_K; Q6_K uses `imatrix_j` alone, the legacy
+types Q4_0 ... Q5_1 take σ² over the whole row, and Q8_0 ignores the imatrix. The factor √(σ² + w²) is a heuristic of
+llama.cpp's (it is not derived from the output error): within channels of equal importance,
+larger weights count more, as they do without an imatrix (weights `|w|` or `√(mean w²) + |w|`).
+The package reproduces it, and its bytes equal llama.cpp's with an imatrix (the tests compare them):
+"""),
+    ("code", r"""
+print(inspect.getsource(kquants.importance_weights))
 """),
     ("code", r"""
 samples = data.calibration_samples(tok, 8, 256, seed=0)
@@ -334,8 +356,11 @@ for t in ["Q2_K", "Q3_K", "Q4_K"]:
 
 Each file below is quantized from the F32 export (the K-quant mixes by llama.cpp's quantizer,
 which is faster; our `export(model, tok, path, "Q4_K_M")` writes the same bytes, as the cell
-after checks for Q4_K_M), then scored by **llama.cpp** on the first 4 test windows.
-Bits per weight count every tensor of the file (norms in F32 included). Predict first:
+after checks for Q4_K_M), then scored by **llama.cpp** on the quick protocol's 8 test windows.
+Bits per weight count every tensor of the file (norms in F32 included). Each file is compared
+with F32 window by window: the interval is the 95 % paired interval of the perplexity ratio over
+the 8 windows (`evaluation.paired_difference`), and a difference whose interval holds 0 is not
+ranked. Predict first:
 """),
     ("code", r"""
 ex06.first_to_hurt.show()
@@ -351,12 +376,15 @@ for ftype in ftypes:
     if ftype != "F32":
         llamacpp.quantize_file(f32_path, path, ftype)
     tensor_bytes = sum(i.nbytes for i in read_gguf(path).tensors.values())
-    ppl = llamacpp.perplexity(llamacpp.load(path), tok, max_windows=WINDOWS)
-    results[ftype] = dict(bpw=8 * tensor_bytes / n_params, mb=path.stat().st_size / 1e6, ppl=ppl)
-base = results["F32"]["ppl"]
-print(f"{'type':7s} {'bits/weight':>11s} {'file MB':>8s} {'perplexity':>10s} {'vs F32':>8s}")
+    score = evaluation.score(llamacpp.logits_fn(llamacpp.load(path)), tok, PROTOCOL, batch_size=1)
+    results[ftype] = dict(bpw=8 * tensor_bytes / n_params, mb=path.stat().st_size / 1e6, score=score)
+base = results["F32"]["score"]
+print(f"perplexity in llama.cpp, {base.label}; vs F32: ratio − 1 [95 % paired interval]")
+print(f"{'type':7s} {'bits/weight':>11s} {'file MB':>8s} {'perplexity':>10s}   vs F32")
 for ftype, r in results.items():
-    print(f"{ftype:7s} {r['bpw']:11.2f} {r['mb']:8.2f} {r['ppl']:10.2f} {100 * (r['ppl'] / base - 1):+7.1f}%")
+    versus = "" if ftype == "F32" else evaluation.paired_difference(base, r["score"])
+    print(f"{ftype:7s} {r['bpw']:11.2f} {r['mb']:8.2f} {r['score'].perplexity:10.2f}   {versus}")
+print("Q3_K_M vs Q4_K_M:", evaluation.paired_difference(results["Q4_K_M"]["score"], results["Q3_K_M"]["score"]))
 """),
     ("code", r"""
 ours_path = workdir / "ours-Q4_K_M.gguf"
@@ -367,16 +395,18 @@ print(f"our Q4_K_M export and llama.cpp's quantizer: identical tensor bytes: {sa
 print(collections.Counter(i.qtype for i in ours.tensors.values()))
 """),
     ("md", r"""
-On 4 windows the differences between the 4- to 8-bit files are within the noise of so few
-tokens (a few tenths of a percent, in either direction); Q2_K is the first that clearly hurts.
-File size falls much faster than quality: Q4_K_M is about a sixth of F32.
+On the quick protocol's 8 windows, F16, Q8_0 and Q6_K cannot be told from F32 (their intervals
+hold 0). Q5_K_M, Q4_K_M and Q3_K_M are measurably worse, but by 0.16–0.35 %, and 8 windows do not
+order them: Q3_K_M's interval against Q4_K_M, on the last line, holds 0. Q2_K is the first that
+clearly hurts (+2.5 %). File size falls much faster than quality: Q4_K_M is about a sixth of F32.
 
 **On a real model.** llama.cpp published the same kind of table for Llama-2-70B (perplexity delta
-to fp16; `examples/perplexity/README.md`, "Llama 2 70B Scorechart", llama.cpp PR #3340,
-September 2023): Q6_K +0.16 %, Q5_K_M +0.40 %, Q4_K_M +1.20 %, Q3_K_M +4.72 %, Q2_K +8.82 %.
-There the loss grows steadily as the bits fall, with Q2_K clearly the worst; on qcourse-tiny's 4
-test windows only Q2_K stands out, and the 3- to 6-bit files are within the noise of so few tokens
-(Q3_K_M even scores slightly below Q4_K_M).
+to fp16; `tools/perplexity/README.md`, "Old Numbers", "Llama 2 70B Scoreboard", in the llama.cpp
+that llama-cpp-python 0.3.36 vendors): Q6_K +0.16 %, Q5_K_M +0.40 %, Q4_K_M +1.20 %, Q3_K_M
++4.72 %, Q2_K +8.82 %.
+There the loss grows steadily as the bits fall, with Q2_K clearly the worst. On qcourse-tiny only
+Q2_K costs more than a percent, and the 3- to 5-bit mixes, a few tenths of a percent above F32,
+are not ordered by 8 windows.
 
 ## 7. Sizes of real models
 
@@ -400,7 +430,10 @@ ex06.file_bytes.check(file_bytes);
     ("code", r"""
 configs = {"Llama-2-7B": dict(n_layers=32, hidden=4096, ffn=11008, n_head=32, n_head_kv=32, vocab=32000, tied=False),
            "Llama-3-8B": dict(n_layers=32, hidden=4096, ffn=14336, n_head=32, n_head_kv=8, vocab=128256, tied=False)}
-print(f"{'model':11s} {'ftype':7s} {'GB (mix)':>9s} {'GB if all base type':>20s} {'bpw':>6s}")
+# bits/weight llama.cpp's tools/quantize/README.md lists for Llama-3.1-8B (Llama-3-8B's shapes)
+readme_bpw = {"F16": 16.0005, "Q8_0": 8.5008, "Q6_K": 6.5633, "Q5_K_M": 5.7036, "Q4_K_M": 4.8944,
+              "Q3_K_M": 3.9960, "Q2_K": 3.1593}
+print(f"{'model':11s} {'ftype':7s} {'GB (mix)':>9s} {'GB if all base type':>20s} {'bpw':>6s} {'README bpw':>11s}")
 for name, c in configs.items():
     shapes = mixes.llama_shapes(**c)
     params = sum(int(np.prod(s)) for s in shapes.values())
@@ -408,51 +441,72 @@ for name, c in configs.items():
         types = mixes.tensor_types(shapes, ftype, n_layers=32, n_head=32, n_head_kv=c["n_head_kv"])
         size = mixes.file_size(shapes, types)
         naive = params * bits_per_weight(mixes.FTYPES[ftype][1]) / 8
-        print(f"{name:11s} {ftype:7s} {size / 1e9:9.2f} {naive / 1e9:20.2f} {8 * size / params:6.2f}")
+        listed = f"{readme_bpw[ftype]:11.4f}" if name == "Llama-3-8B" else ""
+        print(f"{name:11s} {ftype:7s} {size / 1e9:9.2f} {naive / 1e9:20.2f} {8 * size / params:6.2f} {listed}")
     print(f"{name}: {params / 1e9:.2f}B parameters")
 """),
     ("md", r"""
 The Q4_K_M line for Llama-2-7B, 4.08 GB, is the size of the published `llama-2-7b.Q4_K_M.gguf`
 (TheBloke/Llama-2-7B-GGUF lists 4.08 GB; the metadata adds under 1 MB). The naive "params × 4.5
-bits" estimate is 3.79 GB: 7% short. Its 4.84 bits per weight is also what llama.cpp's
-`examples/quantize/README.md` lists for Llama-2-7B Q4_K_M (September 2023). The mixes change
-between llama.cpp versions: that README lists 3.35 bits per weight for Q2_K, an older recipe;
-the Q2_K rows above (3.01 for Llama-2-7B) follow the llama.cpp vendored in llama-cpp-python
-0.3.36.
+bits" estimate is 3.79 GB: 7% short. The README of llama.cpp's quantize tool
+(`tools/quantize/README.md` in the llama.cpp llama-cpp-python 0.3.36 vendors) lists the bits per
+weight of its Llama-3.1-8B files, which has Llama-3-8B's shapes: the last column, equal to ours
+to the second decimal for every mix. An older version of that README (then in
+`examples/quantize/`) listed Llama-2-7B instead: 4.84 for Q4_K_M, as above, but 3.35 for Q2_K
+against our 3.01. The mixes change between llama.cpp versions, and Q2_K's recipe has changed
+since; the rows above follow the vendored llama.cpp.
 
 ## 8. Running the file in llama.cpp from Python
 
 `qcourse.gguf.llamacpp` wraps llama-cpp-python (the Python binding of llama.cpp) so that each
-result compares one to one with `qcourse.eval`: the same greedy decoding, the same perplexity
-windows, tokens per second measured the same way.
+result compares one to one with `qcourse.evaluation`: the same greedy decoding, the same
+perplexity windows, tokens per second measured the same way. The speeds below are measured as
+`benchmarks/gguf.py` measures them (1 thread, 64 new tokens after `"def "`, best of 3), next to
+the machine they ran on.
 """),
     ("code", r"""
 llm = llamacpp.load(f32_path)
 prompt = "def read_config(path):\n"
 print("llama.cpp :", repr(llamacpp.generate(llm, prompt, 30)))
-print("PyTorch   :", repr(qeval.generate(model, tok, prompt, 30)))
-ours_ppl = qeval.perplexity(model, tok, max_windows=WINDOWS)
-print(f"perplexity on {WINDOWS} windows: PyTorch {ours_ppl:.3f}, llama.cpp {results['F32']['ppl']:.3f}")
+print("PyTorch   :", repr(evaluation.generate(model, tok, prompt, 30)))
+ours = evaluation.score(model, tok, PROTOCOL)
+print(f"perplexity ({ours.label}): PyTorch {ours.perplexity:.3f}, "
+      f"llama.cpp {results['F32']['score'].perplexity:.3f}")
+here = bench_record.machine()
+print(f"live, on {here['cpu']} ({here['cores']} cores), load average "
+      f"{bench_record.load_average()} (1, 5, 15 min) at the start:")
 for ftype in ["F16", "Q8_0", "Q4_K_M"]:
-    speed = llamacpp.tokens_per_second(llamacpp.load(workdir / f"tiny-{ftype}.gguf"), new_tokens=32)
-    print(f"{ftype:7s} {speed:.0f} tokens/s in llama.cpp (1 thread, on this machine now)")
+    speed = llamacpp.tokens_per_second(llamacpp.load(workdir / f"tiny-{ftype}.gguf"), new_tokens=64,
+                                       repeats=3)
+    print(f"  {ftype:7s} {speed:5.0f} tokens/s in llama.cpp (1 thread)")
+print(f"load average at the end: {bench_record.load_average()}")
 """),
     ("md", r"""
-Speeds depend on the machine and on what else runs on it. `benchmarks/gguf.py` recorded one run
-(read below). Why is the quantized file faster? Not because of memory bandwidth: the whole F16
-file is 11.7 MB, which sits in the last-level cache of a server CPU (this machine's is printed
-below), so decoding does not stream it from DRAM, and the bytes saved are not what limits the
-speed. The differences come from the work per token inside llama.cpp's CPU kernels (how each
+Speeds depend on the machine and on what else runs on it: the lines above name this machine's
+CPU and its load average while the cell ran. `benchmarks/gguf.py` recorded one run with the same
+measurement (read below), before the course's benchmarks recorded their machine: its CPU model
+and load are unknown, only "a shared 2-core x86_64 CPU". The live speeds and the recorded ones
+therefore do not compare, and the live ones are no benchmark: when the load average exceeds the
+number of cores, llama.cpp's one thread waits its turn for a core, and the speeds fall (and vary
+from run to run). Read the ratios within one run: in the recorded one, Q8_0 and Q4_K_M decode
+1.8× and 2.1× as fast as F16.
+
+Why would the quantized file be faster? Not because of memory bandwidth: the whole F16 file is
+11.7 MB, which fits in the last-level cache of a server CPU (this machine's is printed below; a
+virtual machine, as this one is, reports its host's cache, shared with the other guests), so
+decoding need not stream it from DRAM, and the bytes saved are not what limits the speed. The differences come from the work per token inside llama.cpp's CPU kernels (how each
 format's weights are unpacked and multiplied; we did not profile them). The roofline argument
 of notebook 07 applies to files larger than the caches: for a 7B model, decoding reads the whole
 13.5 GB F16 file once per token, against 4.08 GB for Q4_K_M: at most 3.3× more tokens per second
 from the smaller file.
 """),
     ("code", r"""
-record_path = sorted((pathlib.Path("..") / "benchmarks" / "results").glob("gguf-*.json"))[-1]
-record = json.loads(record_path.read_text())
-print(f"{record_path.name}: recorded {record['date']} on {record['processor']}, "
-      f"{record['cpus']} CPUs ({record.get('note', '')}); the CPU model was not recorded")
+record_path = sorted(bench_record.RESULTS_DIR.glob("gguf-*.json"))[-1]
+record = bench_record.read(record_path)
+machine = record["machine"]
+print(f"{record_path.name}: recorded {record['date']} on {machine['cpu'] or 'an unrecorded CPU model'} "
+      f"({machine['arch']}, {machine['cores']} cores; {record.get('note', '')}); load average: "
+      f"{record['load_average']['start'] or 'not recorded'}")
 for row in record["decode"]:
     print(f"  {row['ftype']:7s} {row['tokens_per_s']:7.0f} tokens/s   file {row['file_bytes'] / 1e6:5.1f} MB")
 l3 = pathlib.Path("/sys/devices/system/cpu/cpu0/cache/index3/size")
@@ -461,26 +515,30 @@ print(f"last-level cache of this machine: {l3.read_text().strip() if l3.exists()
     ("md", r"""
 ## 9. How people run GGUF files
 
-With llama.cpp's command-line tools (built from github.com/ggml-org/llama.cpp):
+With llama.cpp's command-line tools (built from github.com/ggml-org/llama.cpp; the names are those
+of the `tools/` folder of the vendored version, older builds call some of them differently):
 
 ```bash
 python convert_hf_to_gguf.py ./my-model --outtype f16 --outfile my-model-F16.gguf
 llama-imatrix -m my-model-F16.gguf -f calibration.txt -o imatrix.gguf
 llama-quantize --imatrix imatrix.gguf my-model-F16.gguf my-model-Q4_K_M.gguf Q4_K_M
-llama-cli -m my-model-Q4_K_M.gguf -p "def fib(n):" -n 64 --temp 0
+llama-completion -m my-model-Q4_K_M.gguf -p "def fib(n):" -n 64 --temp 0   # llama-cli: chat
 llama-perplexity -m my-model-Q4_K_M.gguf -f test.txt -c 512
 llama-server -m my-model-Q4_K_M.gguf --port 8080      # OpenAI-compatible HTTP API
 ```
 
-With **Ollama**, a `Modelfile` points at the file (then `ollama create qcourse-tiny -f Modelfile`
-and `ollama run qcourse-tiny`):
+With **Ollama**, a `Modelfile` points at the file, here by a path relative to the Modelfile,
+written beside the GGUF files (then `ollama create qcourse-tiny -f Modelfile` and
+`ollama run qcourse-tiny`):
 """),
     ("code", r"""
-modelfile = f'''FROM {workdir / "tiny-Q4_K_M.gguf"}
+modelfile = '''FROM ./tiny-Q4_K_M.gguf
 PARAMETER temperature 0
 PARAMETER num_ctx 512
 PARAMETER stop "<|endoftext|>"
 '''
+(workdir / "Modelfile").write_text(modelfile)
+print(f"Modelfile (in the folder of tiny-Q4_K_M.gguf: {(workdir / 'tiny-Q4_K_M.gguf').exists()}):\n")
 print(modelfile)
 """),
     ("md", r"""
@@ -498,22 +556,27 @@ Stuck on an exercise? Every question has progressive hints: `ex06.q4_k_decode.hi
 * A mix like `Q4_K_M` spends extra bits on the output head, `attn_v` and `ffn_down` (in a 6-layer
   model: blocks 2 and 5 only); file sizes must be computed tensor by tensor, and the recipes change
   between llama.cpp versions.
-* An importance matrix (mean squared input per channel) makes the rounding minimise the error
-  that reaches the layer's output.
+* An importance matrix (mean squared input per channel) weighs each weight's rounding error by
+  how much of it reaches the layer's output; llama.cpp multiplies it by its own heuristic factor
+  √(σ² + w²) (not for Q6_K), which `qcourse.gguf` reproduces byte for byte.
 * `qcourse.gguf` writes the same bytes as llama.cpp for every type, mix and imatrix (checked by
-  the tests), and llama.cpp runs the files with the perplexity and greedy text of PyTorch.
+  the tests), and llama.cpp runs the files with PyTorch's perplexity (to 0.001 on the quick
+  windows) and greedy text.
 
 ## Sources
 
 * GGUF specification: github.com/ggml-org/ggml/blob/master/docs/gguf.md
-* llama.cpp: `ggml/src/ggml-quants.c` (block formats), `src/llama-quant.cpp` (mixes, imatrix use),
-  `tools/imatrix` (importance matrix), `convert_hf_to_gguf.py` (metadata, q/k permutation);
-  version vendored in llama-cpp-python 0.3.36.
+* llama.cpp: `ggml/src/ggml-quants.c` (block formats; `quantize_row_*_impl`: the imatrix
+  objective with √(σ² + w²)), `src/llama-quant.cpp` (mixes, imatrix use), `tools/imatrix`
+  (importance matrix), `convert_hf_to_gguf.py` (metadata, q/k permutation); the version vendored
+  in llama-cpp-python 0.3.36.
 * K-quants: llama.cpp pull request #1684 (I. Kawrakow, 2023); importance matrix: pull request #4861.
 * gguf-py (PyPI `gguf` 0.19.0): `GGUFWriter`, `GGUFReader`, numpy `quants`.
 * File size of `llama-2-7b.Q4_K_M.gguf`: huggingface.co/TheBloke/Llama-2-7B-GGUF (4.08 GB).
-* llama.cpp `examples/perplexity/README.md` (Llama 2 70B scorechart) and
-  `examples/quantize/README.md` (bits per weight of Llama 2 mixes), added in PR #3340, 2023-09-27.
+* llama.cpp `tools/perplexity/README.md` ("Old Numbers": Llama 2 70B scoreboard) and
+  `tools/quantize/README.md` (bits per weight of the Llama-3.1-8B files), in the llama.cpp
+  vendored in llama-cpp-python 0.3.36; the Llama-2-7B bits per weight are from an older version
+  of the quantize README, when it lived in `examples/quantize/`.
 * Parameter counts: Llama 2 (Touvron et al., 2023), Llama 3 model card (Meta, 2024), from their configs.
 """),
 ]

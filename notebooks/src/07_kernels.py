@@ -124,9 +124,11 @@ for m in (1, 16, 64, 256, 1024, 4096):
     ("md", r"""
 ## 2. What weight-only quantization buys: bytes
 
-W4A16 keeps activations in fp16 but stores weights as 4-bit codes plus one scale and one zero
-point per group of `g` inputs: `N·K/2 + 2·2·N·K/g` bytes instead of `2·N·K`. W8A8 stores weights
-*and* activations in int8 and uses the int8 tensor cores (twice the fp16 peak on these cards).
+W4A16 keeps activations in fp16 but stores weights as 4-bit codes plus one fp16 scale and one
+fp16 zero point per group of `g` inputs of each output. W8A8 stores weights
+*and* activations in int8 and uses the int8 tensor cores (twice the fp16 peak on the data-centre
+cards of the table, four times on the two GeForce cards, whose listed fp16 peak accumulates in
+fp32).
 Below the ridge the time is proportional to the bytes, so the bytes ratio is the best speed-up a
 kernel can reach; above it, W4A16 still computes in fp16 and gains nothing, while W8A8 doubles
 the arithmetic roof.
@@ -175,7 +177,8 @@ fig.tight_layout()
 plt.show()
 """),
     ("md", r"""
-The left plot is the roofline: decode (M = 1) sits at 1 FLOP/byte, deep on the sloped,
+The weight of W4A16 takes `N·K/2 + 2·2·N·K/g` bytes instead of `2·N·K`: 4.25 bits per weight
+at g = 128. The left plot is the roofline: decode (M = 1) sits at 1 FLOP/byte, deep on the sloped,
 memory-bound part. The right plot is the consequence: at small M a W4A16 kernel can be up to
 ~3.8× faster than fp16 (4× fewer weight bytes, minus the scales and zeros), and the advantage
 fades once M passes the ridge, where W8A8's int8 tensor cores take over. That bound assumes a
@@ -186,8 +189,17 @@ kernel that moves *only* these bytes. Section 4 counts what real kernels ask for
 `prepare_w4a16(W, g)` quantizes with the course's own `qcourse.quant.quantize` (asymmetric 4-bit,
 per group of `g` inputs) and packs with `qcourse.pack.pack_int32`, 8 four-bit codes per int32
 word along K, in W's own orientation: row `n` of `qweight [N, K/8]` holds output `n`'s codes in
-the order of its dot product. GPTQ/AWQ checkpoints (and `QuantLinear`) store the same words
-transposed, `[K/8, N]`; the kernels' layout converts to and from it exactly.
+the order of its dot product. The two checkpoint formats people download pack differently:
+
+* **GPTQ** (and the course's `QuantLinear`) stores the same words transposed, `qweight [K/8, N]`:
+  packed along **K**, codes in order, each word 8 consecutive inputs of one output; the zero
+  points are packed along N, `qzeros [K/g, N/8]`.
+* **AutoAWQ's GEMM format** (`WQLinear_GEMM`) packs along **N**: `qweight [K, N/8]`, each word 8
+  neighbouring *outputs* of one input, in the interleaved order 0 2 4 6 1 3 5 7 (nibble i holds
+  output `8c + order[i]`), and `qzeros [K/g, N/8]` in the same order.
+
+`layout` converts from and to both, exactly (`tests/test_awq_autoawq.py` reads AutoAWQ's own
+bytes back through it).
 
 **Exercise 07.3.** Read one word by hand before the layout module is shown.
 """),
@@ -213,8 +225,15 @@ print(f"qweight[2, 1] = 0x{word:08X} -> nibbles (j = 0..7): {nibbles}")
 print(f"dequantized: {[round((q - zeros[1, 2].item()) * scales[1, 2].item(), 3) for q in nibbles]}")
 print(f"W[2, 8:16]:  {[round(v, 3) for v in W[2, 8:16].tolist()]}")
 ckpt_qweight, qzeros, _ = layout.to_checkpoint(qweight, scales, zeros)
-print(f"checkpoint layout: qweight {tuple(ckpt_qweight.shape)}, qzeros {tuple(qzeros.shape)}; "
+print(f"GPTQ layout: qweight {tuple(ckpt_qweight.shape)}, qzeros {tuple(qzeros.shape)}; "
       f"the same word at [1, 2]: {int(ckpt_qweight[1, 2]) == int(qweight[2, 1])}")
+awq_qweight, awq_qzeros, _ = layout.to_awq_gemm(qweight, scales, zeros)
+awq_word = int(awq_qweight[8, 0]) & 0xFFFFFFFF    # input k = 8, outputs n = 0..7
+q_k8 = [int(qweight[n, 1]) & 0xF for n in range(8)]   # q[n, 8]: nibble 0 of word 1 of row n
+print(f"AutoAWQ GEMM layout: qweight {tuple(awq_qweight.shape)}, qzeros {tuple(awq_qzeros.shape)}; "
+      f"q[n = 0..7, k = 8] = {q_k8}")
+print(f"  qweight[8, 0] = 0x{awq_word:08X} -> nibbles (i = 0..7): "
+      f"{[(awq_word >> (4 * i)) & 0xF for i in range(8)]} = q[n, 8] for n = {list(layout.AWQ_ORDER)}")
 """),
     ("md", r"""
 ## 4. Count what your kernel asks memory for
@@ -378,9 +397,10 @@ for m, n, k, g, dtype in [(1, 200, 384, 128, torch.float16), (3, 96, 160, 32, to
     w4_demo(m, n, k, g, dtype)
 """),
     ("md", r"""
-The kernel agrees with the reference to the rounding of the output dtype (fp16: ~1e-3, bf16:
-~1e-2, relative to the largest output); the ~0.1 relative difference from the unquantized product
-is the 4-bit quantization error itself, which no kernel removes.
+The kernel agrees with the reference within the rounding of the output dtype (relative to the
+largest output: below 1e-3 in fp16, below 1e-2 in bf16, about 1e-6 or less in fp32); the
+0.08–0.10 relative difference from the unquantized product is the 4-bit quantization error
+itself, which no kernel removes.
 
 Wrong inputs are refused before any launch, with a message saying what is accepted:
 """),
@@ -435,15 +455,21 @@ tensor cores).
 
 ## 6. W8A8 in Triton: integer GEMM, scales in the epilogue
 
-SmoothQuant-style W8A8 ([Xiao et al. 2023](https://arxiv.org/abs/2211.10438)) quantizes
-activations per token (`s_x[m]`) and weights per output channel (`s_w[n]`). Both scales are
-constant along K, so they factor out of the sum (as the zero point and scale of one group did in
-the GEMV above):
+W8A8 quantizes weights *and* activations to int8. SmoothQuant ([Xiao et al.
+2023](https://arxiv.org/abs/2211.10438)) runs it with the coarsest scales: one scale for a whole
+weight matrix (per-tensor, in all its settings O1–O3) and, for the activations, one scale per
+token computed at run time (O1) or one per tensor (O2 dynamic, O3 static). Finer scales, one per
+token `s_x[m]` and one per output channel `s_w[n]` (LLM.int8()'s vector-wise quantization), cost
+the kernel nothing more: both are constant along K, so they factor out of the sum (as the zero
+point and scale of one group did in the GEMV above):
 
 $$ y_{mn} = \sum_k s_x[m]\,x_q[m,k]\; s_w[n]\,w_q[n,k] = s_x[m]\,s_w[n] \sum_k x_q[m,k]\,w_q[n,k] $$
 
-The loop is a pure int8 × int8 → int32 GEMM (exact), and the scales are applied once per output
-at the end (the *epilogue*). Per-group scales would not factor out like this.
+A per-tensor scale is the special case of one value for every m (or n). The loop is a pure
+int8 × int8 → int32 GEMM (exact), and the scales are applied once per output at the end (the
+*epilogue*). Per-group scales (along K) would not factor out like this. The kernel takes either
+kind; below, SmoothQuant's O1 (per-token × per-tensor) and the per-token × per-channel scheme on
+the same random x and W (no smoothing here: the error is that of the scales alone).
 """),
     ("code", r"""
 print(inspect.getsource(triton_w8a8.w8a8_kernel.fn))
@@ -451,11 +477,13 @@ from qcourse.quant import quantize
 
 x, W = torch.randn(20, 200, device=device), torch.randn(72, 200, device=device)
 xq, xs, _ = quantize(x, 8, symmetric=True, granularity="channel", axis=0)   # per token
-wq, ws, _ = quantize(W, 8, symmetric=True, granularity="channel", axis=0)   # per output channel
-y = kernels.w8a8_matmul(xq, wq, xs.reshape(-1), ws.reshape(-1), out_dtype=torch.float32)
-y_ref = kernels.w8a8_reference(xq, wq, xs.reshape(-1), ws.reshape(-1), out_dtype=torch.float32)
-print(f"kernel == reference: {torch.equal(y, y_ref)};  error vs fp32 x·Wᵀ: "
-      f"{((y - x @ W.t()).norm() / (x @ W.t()).norm()).item():.3f}")
+for label, granularity in [("O1: per-token x, per-tensor W ", dict(granularity="tensor")),
+                           ("per-token x, per-channel W   ", dict(granularity="channel", axis=0))]:
+    wq, ws, _ = quantize(W, 8, symmetric=True, **granularity)
+    y = kernels.w8a8_matmul(xq, wq, xs.reshape(-1), ws.reshape(-1), out_dtype=torch.float32)
+    y_ref = kernels.w8a8_reference(xq, wq, xs.reshape(-1), ws.reshape(-1), out_dtype=torch.float32)
+    print(f"{label}: {ws.numel():2d} weight scale(s); kernel == reference: {torch.equal(y, y_ref)}; "
+          f"error vs fp32 x·Wᵀ: {((y - x @ W.t()).norm() / (x @ W.t()).norm()).item():.4f}")
 """),
     ("md", r"""
 ## 7. The same GEMV in CUDA C
@@ -536,12 +564,14 @@ display(Image(filename=str(old_run_file.with_suffix(".png")), width=520))
 """),
     ("md", r"""
 **Reading the old run honestly.** The W8A8 kernel beats fp16 at large M, where the int8 tensor
-cores raise the compute roof (×1.15–1.58 at M ≥ 2048). The old W4A16 kernels are *slower* than
-fp16 where the roofline allows 3.76×: ×0.58–0.66 at M = 1 for Triton, ×0.42–0.56 for CUDA, and
-slower still at M ≥ 16. cuBLAS streamed its fp16 weights at 42–64 % of the peak; at M = 1 the
-old W4A16 kernels reached 6–10 % on the bytes they *needed*. Section 4 explains part of the gap: they
-asked for ×1.88 (GEMV) and ×15 (GEMM) those bytes, and the GEMV read the weight once per row of
-x (the CUDA GEMV too: ×0.08–0.11 at M = 16). The rest is how they issued work, read from the code
+cores raise the compute roof (×1.15–1.58 at M ≥ 2048); at M ≤ 256 it is faster on the
+14336×4096 layer only (×1.05–1.15) and slower on the two others (×0.55–0.72), although it moves
+half fp16's weight bytes. The old W4A16 kernels are *slower* than fp16 where the roofline allows
+3.76×: ×0.58–0.66 at M = 1 for Triton, ×0.42–0.56 for CUDA, and slower still at M ≥ 16. cuBLAS
+streamed its fp16 weights at 42–64 % of the peak at M ≤ 256; at M = 1 the old W4A16 kernels
+reached 6–10 % on the bytes they *needed*. Section 4 explains part of the gap: they asked for
+×1.88 (GEMV) and ×15 (GEMM) those bytes, and the GEMV read the weight once per row of x (the CUDA
+GEMV too: ×0.07–0.11 at M = 16). The rest is how they issued work, read from the code
 (no profiler was at hand): a word-by-word dequantization with an int-to-float conversion per
 weight, few loads in flight, and split-K's extra zeroing and cast kernels around each call.
 
@@ -644,10 +674,16 @@ Stuck on an exercise? Every question has progressive hints: `ex07.memory_bound.h
   H200, A100, L40S, L40, L4, A10, T4 (nvidia.com/en-us/data-center/…); links in `qcourse.kernels.roofline.GPUS`.
 * P. Tillet, H. T. Kung, D. Cox, *Triton: an intermediate language and compiler for tiled neural
   network computations*, MAPL 2019. doi:10.1145/3315508.3329973.
-* E. Frantar et al., *GPTQ*, 2022 (the packed int32 checkpoint layout). arXiv:2210.17323.
+* E. Frantar et al., *GPTQ*, 2022. arXiv:2210.17323. Its checkpoints (as AutoGPTQ and GPTQModel
+  write them, and transformers loads them): int32 words packed along K.
 * A. Hoque et al., *Accelerating a Triton Fused Kernel for W4A16 Quantized Inference with SplitK
   Work Decomposition*, 2024. arXiv:2402.00025.
-* G. Xiao et al., *SmoothQuant*, ICML 2023 (W8A8, per-token × per-channel scales). arXiv:2211.10438.
+* G. Xiao et al., *SmoothQuant*, ICML 2023 (W8A8 with per-tensor weight scales; per-token (O1) or
+  per-tensor (O2, O3) activation scales). arXiv:2211.10438.
+* T. Dettmers et al., *LLM.int8()*, 2022 (vector-wise quantization: a scale per row of x and per
+  output of W). arXiv:2208.07339.
+* AutoAWQ (casper-hansen/AutoAWQ, 0.2.9): `awq/modules/linear/gemm.py` (`WQLinear_GEMM`, packing
+  along N in the order 0 2 4 6 1 3 5 7).
 * E. Frantar et al., *MARLIN: Mixed-Precision Auto-Regressive Parallel Inference on Large Language
   Models*, 2024. arXiv:2408.11743; github.com/IST-DASLab/marlin README (techniques, A10 benchmarks).
 * Machete: vLLM, `csrc/quantization/machete/Readme.md` (github.com/vllm-project/vllm).

@@ -88,18 +88,20 @@ def _file_bytes_cases() -> list[tuple]:
 
 q8_0_block = Question(
     name="06.1 q8_0_block",
-    prompt="Write q8_0_block(x) for a float32 array of 32 weights, returning (d, q) as llama.cpp's "
-           "quantize_row_q8_0 does: d = max|x| / 127, stored as float16 (return it as a Python "
-           "float of that float16 value); q = round(x / d) as an int8 array (q = 0 if d = 0). "
-           "Round half away from zero, and scale by the float32 d before it is cast to float16.",
+    prompt="Write q8_0_block(x) for a float32 array of 32 weights, returning (d, q) exactly as "
+           "llama.cpp's quantize_row_q8_0 stores them: the block's scale d (as a Python float of "
+           "the float16 it is stored in) and the 32 codes as an int8 array, on the symmetric grid "
+           "-127..127 with no value clipped. Three details decide whether your bytes are "
+           "llama.cpp's: how halves are rounded (C's roundf), whether the codes are computed "
+           "before or after d is rounded to float16 (before), and an all-zero block.",
     reference=_q8_0_block_reference,
     forbid=(quantize, quants.quantize, legacy.quantize_q8_0, ggml.quantize),
     cases=_q8_0_cases,
-    hints=("d maps the block's largest |x| to 127. Compute q from the float32 d, and only "
-           "then round d itself to float16 for storage.",
-           "np.round rounds halves to even, llama.cpp rounds them away from zero: build that "
-           "from np.sign, np.floor and np.abs. An all-zero block has d = 0: avoid dividing by "
-           "it."),
+    hints=("Which |x| of the block must land exactly on ±127 for nothing to clip? That fixes d. "
+           "Compute the codes with the float32 d, and round d to float16 only for storage.",
+           "np.round rounds halves to even, roundf rounds them away from zero: build that from "
+           "the sign and the floor of |v| + 0.5. An all-zero block has d = 0: guard the "
+           "division."),
     solution_text="def q8_0_block(x):\n"
                   "    d = np.float32(np.abs(x).max() / 127)\n"
                   "    inv = np.float32(1 / d) if d else np.float32(0)\n"
@@ -124,14 +126,14 @@ q4_k_bits_per_weight = Question(
 file_bytes = Question(
     name="06.8 file_bytes",
     prompt="Write file_bytes(tensors) for a list of (number_of_weights, qtype) pairs, returning the "
-           "bytes of tensor data: each tensor takes number_of_weights / block_size blocks of "
-           "type_size bytes. Use qcourse.gguf.BLOCK_SIZE and qcourse.gguf.TYPE_SIZE.",
+           "bytes of tensor data a GGUF file holds for them. qcourse.gguf.BLOCK_SIZE[qtype] and "
+           "qcourse.gguf.TYPE_SIZE[qtype] describe each type's block layout.",
     reference=_file_bytes_reference,
     forbid=(tensor_size, file_size, quants.bits_per_weight),
     cases=_file_bytes_cases,
     hints=("Each tensor is a whole number of blocks. How many blocks, and how many bytes each?",
-           "BLOCK_SIZE[t] weights per block, TYPE_SIZE[t] bytes per block (Q4_K: 256 weights "
-           "in 144 bytes; F32: 1 weight in 4 bytes); add the tensors up."),
+           "BLOCK_SIZE is weights per block, TYPE_SIZE bytes per block (Q4_K: 256 weights in "
+           "144 bytes; F32: one weight in 4 bytes). Do it per tensor, then add up."),
     solution_text="def file_bytes(tensors):\n"
                   "    return sum(n // BLOCK_SIZE[t] * TYPE_SIZE[t] for n, t in tensors)",
 )
@@ -149,8 +151,9 @@ q4_k_scale_min = Question(
     cases=_scale_min_cases,
     hints=("Two cases: j < 4 needs one mask per value; j >= 4 assembles each value from two "
            "bytes. Work with Python ints (int(scales[i])) so nothing wraps at 8 bits.",
-           "For j >= 4: sc = (low nibble of byte j+4) | ((byte j-4 >> 6) << 4), and m takes the "
-           "high nibble of byte j+4 and the top bits of byte j the same way."),
+           "For j >= 4 a value's 6 bits come in two pieces: its low 4 bits are a nibble of byte "
+           "j + 4, its high 2 bits sit at bits 6-7 of another byte. Bring those 2 bits down to "
+           "bits 0-1, move them above the nibble (bits 4-5), and combine."),
     solution_text=(
         "def q4_k_scale_min(scales, j):\n"
         "    q = [int(b) for b in scales]\n"
@@ -194,15 +197,19 @@ q4_k_decode = Question(
 importance = Question(
     name="06.5 importance",
     prompt="Write importance(x) -> array [K]: the importance vector llama-imatrix records for a "
-           "weight matrix, from the inputs x [T, K] its layer received (T tokens): the mean over "
-           "the tokens of each input channel's square.",
+           "weight matrix, from the inputs x [T, K] its layer received (T tokens). It is the c "
+           "for which sum_j (W_ij - Ŵ_ij)² · c_j equals the squared output error of row i "
+           "averaged over the T tokens, once the cross terms between channels are dropped: "
+           "derive it, then compute it.",
     reference=_importance_reference,
     forbid=(imatrix, inspect.unwrap(calib.collect_activation_stats)),
     cases=_importance_cases,
     rtol=1e-4,
-    hints=("One number per input channel, i.e. per column of x: reduce over the tokens.",
-           "The square comes first, then the mean over axis 0; it is not the variance (the "
-           "mean of x is not subtracted)."),
+    hints=("Write the output error on token t as sum_j Δ_j x_tj, square it, and average over t. "
+           "Which terms are left once every product of two different channels is dropped?",
+           "Each remaining term is Δ_j² times an average over the tokens of something that "
+           "depends on channel j alone: one number per column of x. Nothing is subtracted "
+           "from x first."),
     solution_text="def importance(x):\n    return (x.astype(np.float64) ** 2).mean(axis=0)",
 )
 
@@ -224,12 +231,14 @@ imatrix_gain = Question(
 first_to_hurt = Question(
     name="06.7 first_to_hurt",
     prompt="Predict before section 6: going down from Q8_0, which file type is the first whose "
-           "perplexity (llama.cpp, first 4 test windows) is more than 1 % above F32?",
+           "perplexity (llama.cpp, the quick protocol's 8 test windows) is more than 1 % above "
+           "F32?",
     choices={"a": "Q6_K", "b": "Q4_K_M", "c": "Q3_K_M", "d": "Q2_K"},
     reference=lambda: "d",  # measured in the notebook (tests/test_ex06.py re-measures it)
     hints=("Section 3's plot shows how the relative error of a weight matrix grows as the bits "
-           "fall: where does it jump?",
-           "The mixes keep the sensitive tensors (embedding/head, attn_v, ffn_down) at more "
-           "bits; only the 2-bit base type pays the full price."),
+           "fall: where does it jump by the largest factor?",
+           "A mix keeps the embedding/head and some attn_v and ffn_down at more bits than its "
+           "base type, so each file's error sits a little below its base type's. Compare the "
+           "errors of the base types with that of Q8_0 and Q6_K, which cost nothing measurable."),
     solution_text="first_to_hurt = 'd'   # Q2_K",
 )

@@ -63,26 +63,28 @@ unpack_word = Question(
     cases=_unpack_word_cases,
     hints=("Nibble j sits at bits 4j..4j+3: which shift brings it down to bits 0..3, and which "
            "mask keeps only those 4 bits?",
-           "Shift right by 4·j, then & 0xF. Python's integers behave as two's complement under "
-           ">> and &, so a negative word needs no special care; then apply the zero and scale."),
+           "Bring nibble j down to the lowest bits, then keep only those 4 bits. Python's "
+           "integers behave as two's complement under >> and &, so a negative word needs no "
+           "special care; then apply the zero and scale."),
     solution_text="def unpack_word(word, scale, zero):\n"
                   "    return [(((word >> (4 * j)) & 0xF) - zero) * scale for j in range(8)]",
 )
 
 gemv_bytes = Question(
     name="07.2 gemv_bytes",
-    prompt="Write gemv_bytes(n, k, group_size) -> int: the bytes a W4A16 matrix-vector product "
-           "y[N] = W'[N, K] x[K] must move at least once: the 4-bit codes, one fp16 scale and "
-           "one fp16 zero point per group of group_size inputs and per output, x in fp16 "
-           "(read) and y in fp16 (written).",
+    prompt="Write gemv_bytes(n, k, group_size) -> int: the least number of bytes a W4A16 "
+           "matrix-vector product y[N] = W'[N, K] x[K] must move, W' stored as 4-bit codes with "
+           "an fp16 scale and an fp16 zero point per group of group_size inputs of each output, "
+           "x read and y written in fp16.",
     reference=_gemv_bytes_reference,
     forbid=(roofline.bytes_w4a16, roofline.bytes_fp16, roofline.bytes_w8a8),
     cases=lambda: [(8, 16, 8), (4096, 4096, 128), (14336, 4096, 128), (4096, 14336, 64),
                    (256, 768, 32)],
     hints=("Four things cross the memory bus once each: the codes, the per-group metadata, x "
            "and y. Count the bytes of each.",
-           "Codes: half a byte per weight. Metadata: K / group_size groups per output, each "
-           "with a 2-byte scale and a 2-byte zero. x holds K fp16 values, y holds N."),
+           "Codes: how many bytes per weight at 4 bits? Metadata: how many groups does one "
+           "output have, and how many bytes does each group carry? x and y: how many values "
+           "each, at 2 bytes?"),
     solution_text="def gemv_bytes(n, k, group_size):\n"
                   "    return n * k // 2 + 2 * 2 * (k // group_size) * n + 2 * k + 2 * n",
 )
@@ -90,9 +92,9 @@ gemv_bytes = Question(
 memory_bound = Question(
     name="07.1 memory_bound",
     prompt="Write memory_bound(m, n, k, bandwidth_gbs, tflops) -> bool: whether an fp16 linear "
-           "y[M, N] = x[M, K] W[N, K]^T is memory-bound on a GPU with that peak bandwidth "
-           "(GB/s) and fp16 peak (TFLOPS): its arithmetic intensity (FLOPs / bytes of W, x and "
-           "y, 2 bytes each) is below the ridge point peak_flops / peak_bandwidth.",
+           "y[M, N] = x[M, K] W[N, K]^T, reading W and x and writing y once (2 bytes per "
+           "value), is memory-bound on a GPU with that peak bandwidth (GB/s) and fp16 peak "
+           "(TFLOPS).",
     reference=_memory_bound_reference,
     forbid=(roofline.matmul_flops, roofline.bytes_fp16, roofline.roofline_seconds),
     cases=lambda: [(1, 4096, 4096, 3350, 989), (256, 4096, 4096, 3350, 989),
@@ -147,7 +149,8 @@ old_gemv_ratio = Question(
     rtol=0.02,
     hints=("Work per word (8 weights): the bytes the kernel asks for with it, and the bytes the "
            "ideal needs for those 8 weights, codes and their share of a group's scale and zero.",
-           "A word is 4 bytes. The kernel asks for 2 + 2 bytes of scale and zero with every "
-           "word; the ideal needs 2 + 2 bytes per group of 128 weights, i.e. per 16 words."),
+           "A word is 4 bytes, and the kernel asks for a 2-byte scale and a 2-byte zero with "
+           "each one. How many words share one group of 128 weights, and so what share of a "
+           "scale and a zero does the ideal spend per word?"),
     solution_text="old_gemv_ratio = (4 + 4) / (4 + 4 / 16)   # = 1.88: x16 on scales and zeros",
 )

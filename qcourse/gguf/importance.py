@@ -6,8 +6,10 @@ collects exactly that over calibration text,
 
     imatrix_j = (1/T) Σ_t x_{t,j}²      (per input channel j, over T calibration tokens)
 
-and its K-quant (and legacy) quantizers, when choosing block scales and mins, minimise the
-weighted error Σ_j imatrix_j · (w_j − ŵ_j)² instead of the plain one.
+and its K-quant (and legacy) quantizers, when choosing block scales and mins, minimise a
+weighted error Σ_j imatrix_j · sqrt(σ² + w_j²) · (w_j − ŵ_j)² instead of the plain one (σ² a
+mean square of the weights around w_j; Q6_K drops the square root: see
+:func:`qcourse.gguf.kquants.importance_weights`).
 
 Two ways to hand it to llama.cpp, both here:
 - in memory: ``llama_model_quantize_params.imatrix`` is a C array of ``{name, data, size}``

@@ -109,10 +109,29 @@ def unpack_q3_scales(packed: np.ndarray) -> np.ndarray:
 
 # --- shared steps -------------------------------------------------------------------------------
 
-def _importance_weights(x: np.ndarray, importance: np.ndarray, sigma2_factor: int) -> np.ndarray:
-    """``w = importance · sqrt(σ² + x²)`` with ``σ² = factor · Σx² / 256`` per super-block of
-    ``x [S, 256]``
-    (``importance`` is per column; rows are whole numbers of super-blocks)."""
+def importance_weights(x: np.ndarray, importance: np.ndarray, sigma2_factor: int) -> np.ndarray:
+    """The weight of each value in the error a K-quant minimises when it has an importance
+    vector (llama.cpp's ``quantize_row_q2_K_impl`` ... ``quantize_row_q5_K_impl``):
+
+        minimise Σ_i w_i · (x_i − x̂_i)²,   w_i = imatrix_i · sqrt(σ² + x_i²),
+        σ² = factor · Σ_super-block x² / 256   (factor 1 for Q2_K, 2 for Q3_K, Q4_K, Q5_K)
+
+    Q6_K weighs by ``imatrix_i`` alone; the legacy types take σ² over the whole row. With
+    ``w_i = imatrix_i`` the sum would be the layer's expected squared output error (inputs
+    uncorrelated); the factor ``sqrt(σ² + x_i²)`` is llama.cpp's heuristic on top (written in
+    ``ggml-quants.c``, not derived there): among channels of equal importance, values of larger
+    magnitude count more, as ``|x|`` or ``sqrt(mean x²) + |x|`` do without an imatrix.
+
+    ``x [S, 256]``: super-blocks of rows whose length is a multiple of ``importance.size``
+    (one value per column).
+    """
+    if sigma2_factor not in (1, 2):
+        raise ValueError(f"sigma2_factor is 1 (Q2_K) or 2 (Q3_K, Q4_K, Q5_K), got {sigma2_factor!r}")
+    if x.ndim != 2 or x.shape[1] != QK_K or importance.size % QK_K or \
+            (x.shape[0] * QK_K) % importance.size:
+        raise ValueError(f"x must be super-blocks [S, {QK_K}] of rows of {importance.size} "
+                         f"columns (the importance's length, a multiple of {QK_K}), got "
+                         f"x {x.shape}")
     sigma2 = F32(sigma2_factor) * running_sum(x * x) / F32(QK_K)
     qw = np.tile(importance.reshape(-1, QK_K), (x.shape[0] * QK_K // importance.size, 1))
     return qw * np.sqrt(sigma2[:, None] + x * x)
@@ -156,7 +175,7 @@ def quantize_q2_k(rows: np.ndarray, importance: np.ndarray | None = None) -> np.
         ls, d = _quantize_against_max(scales.reshape(-1, 16), 15)
         lm, dmin = _quantize_against_max(mins.reshape(-1, 16), 15)
     else:
-        weights = _importance_weights(x, importance, sigma2_factor=1)
+        weights = importance_weights(x, importance, sigma2_factor=1)
         scales, levels, mins = make_qkx_quants(sub, weights.reshape(-1, 16), 3, rmin=-0.9,
                                                rdelta=0.05, nstep=36, use_mad=False)
         sw = _sub_sums(weights, 16)
@@ -202,7 +221,7 @@ def quantize_q3_k(rows: np.ndarray, importance: np.ndarray | None = None) -> np.
         scales, levels = make_q3_quants(sub, 4)
         scale_levels, d = _q3_scales_against_max(scales.reshape(-1, 16))
     else:
-        weights = _importance_weights(x, importance, sigma2_factor=2)
+        weights = importance_weights(x, importance, sigma2_factor=2)
         scales, levels = make_qx_quants(sub, 4, weights.reshape(-1, 16))
         d, scale_levels = make_qx_quants(scales.reshape(-1, 16), 32, _sub_sums(weights, 16))
     packed_scales = pack_q3_scales(scale_levels)
@@ -243,7 +262,7 @@ def _scales_and_mins_k(x: np.ndarray, importance: np.ndarray | None, nmax: int,
         lm, dmin = _quantize_against_max(mins.reshape(-1, 8), 63)
         ls, lm = np.minimum(63, to_uint8(ls)), np.minimum(63, to_uint8(lm))
     else:
-        weights = _importance_weights(x, importance, sigma2_factor=2)
+        weights = importance_weights(x, importance, sigma2_factor=2)
         scales, levels, mins = make_qkx_quants(sub, weights.reshape(-1, 32), nmax, rmin=-0.9,
                                                rdelta=0.05, nstep=36, use_mad=False)
         sw = _sub_sums(weights, 32)

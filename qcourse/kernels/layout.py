@@ -20,9 +20,16 @@ a program (or a CUDA warp) owning some outputs reads each row as one contiguous 
 each 128-bit load brings 32 inputs of one output that share one scale and one zero, and the sum
 over k runs along the row: inside a thread, then across the threads of a warp.
 
-GPTQ/AWQ checkpoints (and :class:`qcourse.layers.QuantLinear`) store the *same words*
-transposed, ``qweight [K/8, N]``, with the zero points packed along N (``qzeros [K/g, N/8]``):
+GPTQ checkpoints (and :class:`qcourse.layers.QuantLinear`) store the *same words* transposed,
+``qweight [K/8, N]`` (packed along K), with the zero points packed along N (``qzeros [K/g, N/8]``):
 :func:`from_checkpoint` and :func:`to_checkpoint` convert, exactly, in both directions.
+AutoAWQ's GEMM checkpoints (``WQLinear_GEMM``) pack along **N** instead, in an interleaved order:
+
+    qweight int32 [K, N/8]    word [k, c] holds q[8c + AWQ_ORDER[i], k] in bits [4i, 4i + 4)
+    qzeros  int32 [K/g, N/8]  the zero points, in the same order;  AWQ_ORDER = 0 2 4 6 1 3 5 7
+
+:func:`to_awq_gemm` and :func:`from_awq_gemm` convert (``tests/test_awq_autoawq.py`` reads
+AutoAWQ's own bytes back through them).
 """
 from __future__ import annotations
 
@@ -34,6 +41,7 @@ from qcourse.quant import dequantize, quantize
 from .checks import check_group_size
 
 BITS = 4
+AWQ_ORDER = (0, 2, 4, 6, 1, 3, 5, 7)   # AutoAWQ GEMM: nibble i of a word holds output 8c + AWQ_ORDER[i]
 
 
 def prepare_w4a16(weight: torch.Tensor, group_size: int, dtype: torch.dtype = torch.float16,
@@ -76,11 +84,48 @@ def from_checkpoint(qweight: torch.Tensor, qzeros: torch.Tensor, scales: torch.T
     return qweight.t().contiguous(), scales, zeros
 
 
+def _integer_zeros(zeros: torch.Tensor) -> torch.Tensor:
+    """The zero points as integers, checked to be whole numbers in [0, 15] (packable)."""
+    zero_int = zeros.float().round()
+    if not torch.equal(zero_int, zeros.float()) or zero_int.min() < 0 or zero_int.max() > 15:
+        raise ValueError("zeros must hold integers in [0, 15] to be packed into qzeros")
+    return zero_int.long()
+
+
 def to_checkpoint(qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor,
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Inverse of :func:`from_checkpoint`: ``(qweight [K/8, N], qzeros [K/g, N/8], scales)``.
     The zero points must be integers in [0, 15]."""
-    zero_int = zeros.float().round()
-    if not torch.equal(zero_int, zeros.float()) or zero_int.min() < 0 or zero_int.max() > 15:
-        raise ValueError("zeros must hold integers in [0, 15] to be packed into qzeros")
-    return qweight.t().contiguous(), pack_int32(zero_int.long(), BITS, dim=1), scales
+    return qweight.t().contiguous(), pack_int32(_integer_zeros(zeros), BITS, dim=1), scales
+
+
+def _awq_order(n: int, device: torch.device, inverse: bool = False) -> torch.Tensor:
+    """Column permutation of N values: ``8c + AWQ_ORDER[i]`` at position ``8c + i`` (or back)."""
+    if n % 8:
+        raise ValueError(f"AutoAWQ's GEMM layout packs the N = {n} outputs by 8: N must be a "
+                         f"multiple of 8")
+    order = torch.tensor(AWQ_ORDER, device=device)
+    order = torch.argsort(order) if inverse else order
+    return (torch.arange(0, n, 8, device=device)[:, None] + order[None, :]).reshape(-1)
+
+
+def to_awq_gemm(qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor,
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The kernels' layout -> AutoAWQ's GEMM checkpoint ``(qweight [K, N/8], qzeros [K/g, N/8],
+    scales [K/g, N])``: packed along N, nibble i of word c holding output ``8c + AWQ_ORDER[i]``
+    (0 2 4 6 1 3 5 7). The zero points must be integers in [0, 15]."""
+    q = unpack_int32(qweight, BITS, dim=1).t()                               # [K, N]
+    order = _awq_order(q.shape[1], q.device)
+    return (pack_int32(q[:, order].long(), BITS, dim=1),
+            pack_int32(_integer_zeros(zeros)[:, order], BITS, dim=1), scales)
+
+
+def from_awq_gemm(qweight: torch.Tensor, qzeros: torch.Tensor, scales: torch.Tensor,
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """AutoAWQ's GEMM checkpoint -> the kernels' ``(qweight [N, K/8], scales [K/g, N],
+    zeros [K/g, N])`` (inverse of :func:`to_awq_gemm`)."""
+    q = unpack_int32(qweight, BITS, dim=1)                                   # [K, N], nibble order
+    back = _awq_order(q.shape[1], q.device, inverse=True)
+    zeros = unpack_int32(qzeros, BITS, dim=1)[:, back]
+    return (pack_int32(q[:, back].t().long(), BITS, dim=1),
+            scales, zeros.to(device=scales.device, dtype=scales.dtype))
