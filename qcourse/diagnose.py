@@ -191,15 +191,36 @@ class Diagnosis:
 # measuring
 
 
+@dataclasses.dataclass
+class WeightSummary:
+    """What :func:`diagnose` reads from a layer's weight: its shape ``[N, K]``, the outlier
+    ratio of its per-input-column maxima and how many of its values are NaN/Inf."""
+    shape: tuple[int, int]
+    ratio: float
+    nonfinite: int
+
+    @classmethod
+    def of(cls, layer: nn.Module) -> "WeightSummary":
+        weight = layer_weight(layer)
+        finite = torch.isfinite(weight)
+        columns = weight.abs().where(finite, torch.zeros_like(weight)).amax(0)     # [K]
+        return cls(tuple(weight.shape), channel_ratio(columns), int((~finite).sum()))
+
+
 class _LayerWatch:
-    """Forward hook: per-input-channel max |x|, max |y|, and non-finite counts."""
+    """Forward hook: per-input-channel max |x|, max |y|, non-finite counts, and the layer's
+    :class:`WeightSummary`, read while the layer runs (a model whose weights are given back
+    block by block, :func:`qcourse.models.mapped.streaming`, is not read a second time)."""
 
     def __init__(self) -> None:
         self.absmax: torch.Tensor | None = None
         self.out_absmax = 0.0
         self.nonfinite_in = self.nonfinite_out = 0
+        self.weight: WeightSummary | None = None
 
     def __call__(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        if self.weight is None:
+            self.weight = WeightSummary.of(module)
         x = inputs[0].detach().reshape(-1, inputs[0].shape[-1]).float()      # [tokens, K]
         y = output.detach().float()
         finite_x, finite_y = torch.isfinite(x), torch.isfinite(y)
@@ -331,20 +352,22 @@ def diagnose(model: nn.Module, tokenizer=None, *, samples=None, quantize=None,
 
     report = []
     for name, layer in layers.items():
-        weight, watch = layer_weight(layer), watches[name]
+        watch = watches[name]
+        weight = watch.weight or WeightSummary.of(layer)          # a layer the pass never ran
         absmax = watch.absmax if watch.absmax is not None else torch.zeros(weight.shape[1])
-        finite_w = torch.isfinite(weight)
-        columns = weight.abs().where(finite_w, torch.zeros_like(weight)).amax(0)   # [K]
         sens = None
         if sensitivity and isinstance(layer, nn.Linear):
             sens = _sensitivity(model, name, layer, make, batches, reference, metric) / norm
         report.append(LayerDiagnosis(
             name, weight.shape[1], absmax.max().item(), channel_ratio(absmax),
-            absmax.topk(min(3, absmax.numel())).indices.tolist(), channel_ratio(columns),
-            watch.out_absmax, int((~finite_w).sum()), watch.nonfinite_in, watch.nonfinite_out,
+            absmax.topk(min(3, absmax.numel())).indices.tolist(), weight.ratio,
+            watch.out_absmax, weight.nonfinite, watch.nonfinite_in, watch.nonfinite_out,
             absmax, sens))
+    counted = {f"{name}.weight": watches[name].weight.nonfinite for name, layer in layers.items()
+               if isinstance(layer, nn.Linear) and watches[name].weight is not None}
     tensors = dict(model.named_parameters()) | dict(model.named_buffers())
-    nonfinite = {name: nonfinite_count(t) for name, t in tensors.items() if t.is_floating_point()}
+    nonfinite = {name: counted[name] if name in counted else nonfinite_count(t)
+                 for name, t in tensors.items() if t.is_floating_point()}
     tokens = sum(ids.numel() for ids in batches)
     return Diagnosis(report, nonfinite, metric, described, tokens)
 

