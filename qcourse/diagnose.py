@@ -459,7 +459,7 @@ def compare_gguf_to_model(path, model: nn.Module, tokenizer, *, text: str | None
 
     text = text if text is not None else data.corpus("test")[:4000]
     metadata = reader.read_gguf(path).metadata
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    ids = tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]  # no length warning
     llm = llamacpp.load(path, n_ctx=max(512, prompt_tokens))
     try:
         theirs = llamacpp.tokenize(llm, text)
