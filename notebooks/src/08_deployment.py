@@ -373,7 +373,7 @@ ex08.p99_of_16.check(p99_of_16);
 From n requests, a percentile p says something about the tail only if some requests lie above it,
 n · (1 − p/100) ≥ 1: 100 requests for a p99, 10 for a p90 (`latency.percentile_supported`). Below
 that, the "p99" is an interpolation between the largest latencies, and the honest number to print
-is the maximum. The tables below print the median, the p90 and the maximum; the recorded run
+is the maximum. The tables below print the mean, the p90 and the maximum; the recorded run
 (`benchmarks/serve.py`) sends 200 requests per level and reports a p99.
 
 **Predict, then measure: Little's law.** In any system that is as empty at the end of a
@@ -469,8 +469,8 @@ the decimal. `tests/test_deploy_server.py` measures it again on every test run.)
 `X · R`, the mean number of requests in flight, is close to C at every level (a little under it,
 because each test drains at its end): that holds whatever else the machine does. Latency grows
 with the clients (the prediction adds one service time per extra client; on a busy machine a
-single row can stray far from it), and the time to the first token becomes most of it: a request waits for the lock, then streams its tokens. Throughput does not
-grow with them: eight clients get several times the latency of one, and nowhere near eight times
+single row can stray far from it), and the time to the first token becomes most of it: a request waits for the lock, then streams its tokens. Throughput barely grows with them (compare X1, the mean of the three one-client runs, not the
+single C = 1 row): eight clients get several times the latency of one, and nowhere near eight times
 the throughput (the last line above prints both ratios for this run).
 
 "C · R1" is the prediction if a request spent all of its time holding the lock. Part of it passes
@@ -508,7 +508,7 @@ for target in (0.5, 2.0):
 streaming reply is cut short (the server sends `[DONE]`) as soon as another request waits for the
 lock, so under load clients receive truncated answers that look complete. The course's server
 turns it off (`Server(interrupt_requests=True)` or `qcourse serve --interrupt-requests` restores
-it); the recorded run below counts the answers it cuts.
+it); the quiet-machine record below, when it exists, counts the answers it cuts.
 
 **Recorded on a quiet machine.** The live numbers above come from a shared 2-core machine, where
 other jobs move every timing. `python benchmarks/serve.py --timings` records the same anatomy and
@@ -671,8 +671,8 @@ than ONNX Runtime float32, though both do the same arithmetic, and why ONNX Runt
 which run the whole token step in native code, lead. bitsandbytes buys smaller weights, not speed,
 on a CPU: its int8 path (LLM.int8() splits every matmul into an int8 part and a float part for
 outlier columns) is clearly slower than float32, and NF4 (each block of weights dequantized before
-its matmul) gains nothing clear over float32 (on this machine the two trade places from run to
-run). A 7B model is different: each generated token reads
+its matmul) gains nothing over float32 (here it is slower; on a busy machine the two can trade places
+from run to run). A 7B model is different: each generated token reads
 gigabytes of weights, decoding is limited by memory bandwidth, and that is where fewer bytes per
 weight pay off in speed as well as memory.
 
@@ -735,8 +735,7 @@ if timed_runs and timed.get("runtimes"):
 """),
     ("md", r"""
 On all 228 windows the intervals shrink, and differences that 8 windows could not separate from
-zero become measurable: NF4 (+0.06 % on the first 8 windows, inside their noise) costs +0.36 %,
-ONNX Runtime's INT8 +0.10 % and llama.cpp's Q8_0 +0.01 %, while bitsandbytes' int8 stays inside
+zero become measurable: NF4 (+0.06 % on the first 8 windows, inside their noise) costs +0.36 % and ONNX Runtime's INT8 +0.10 % (llama.cpp's Q8_0, added here, +0.01 %), while bitsandbytes' int8 stays inside
 the noise. The 4-bit runtimes cost 0.27-0.36 % of perplexity, the 8-bit ones at most 0.1 %. The
 memory a runtime needs in a process of its own (with Python, PyTorch and transformers loaded
 before any runtime) is in the quiet-machine record when it exists: for a model of a few
