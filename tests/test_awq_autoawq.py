@@ -34,17 +34,22 @@ def test_same_asymmetric_group_quantizer(bits):
     torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-6)
 
 
-def test_reading_back_autoawq_gemm_packing():
-    torch.manual_seed(0)
+def autoawq_packed(seed: int):
+    """A 64x256 layer fake-quantized by AutoAWQ (4 bits, groups of 128) and packed by its own
+    WQLinear_GEMM: (the fake-quantized fp16 weight, the packed layer)."""
+    torch.manual_seed(seed)
     linear = nn.Linear(256, 64, bias=False)
     w, scales, zeros = autoawq_fake_quantize(linear.weight.data.half(), 4, 128)
     linear = linear.half()
     linear.weight.data = w
-    packed = WQLinear_GEMM.from_linear(linear, 4, 128, scales=scales.t().contiguous(),
-                                       zeros=zeros.t().contiguous())
+    return w, WQLinear_GEMM.from_linear(linear, 4, 128, scales=scales.t().contiguous(),
+                                        zeros=zeros.t().contiguous())
+
+
+def test_reading_back_autoawq_gemm_packing():
+    w, packed = autoawq_packed(seed=0)
     back = dequantize_gemm(packed.qweight, packed.qzeros, packed.scales, 4, 128).t()
     torch.testing.assert_close(back.float(), w.float(), rtol=0, atol=1e-3)
-
 
 
 def test_autoawq_gemm_bytes_read_through_the_kernels_layout():
@@ -53,19 +58,14 @@ def test_autoawq_gemm_bytes_read_through_the_kernels_layout():
     again with to_awq_gemm gives the same bytes."""
     from qcourse.kernels import layout
 
-    torch.manual_seed(1)
-    linear = nn.Linear(256, 64, bias=False)
-    w, scales, zeros = autoawq_fake_quantize(linear.weight.data.half(), 4, 128)
-    linear = linear.half()
-    linear.weight.data = w
-    packed = WQLinear_GEMM.from_linear(linear, 4, 128, scales=scales.t().contiguous(),
-                                       zeros=zeros.t().contiguous())
+    _, packed = autoawq_packed(seed=1)
     assert packed.qweight.shape == (256, 64 // 8)                            # [K, N/8]
     ours = layout.from_awq_gemm(packed.qweight, packed.qzeros, packed.scales)
     theirs = dequantize_gemm(packed.qweight, packed.qzeros, packed.scales, 4, 128).t()
     assert torch.equal(layout.dequantize_w4a16(*ours, group_size=128).half(), theirs.half())
     again = layout.to_awq_gemm(*ours)
     assert torch.equal(again[0], packed.qweight) and torch.equal(again[1], packed.qzeros)
+
 
 def test_fixed_autoawq_scaling_keeps_the_float_function(tiny):
     """AutoAWQ's search mutates its saved weights on a CPU; with the fix, scaling alone (no
