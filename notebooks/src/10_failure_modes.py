@@ -246,7 +246,7 @@ plt.tight_layout()
 plt.show()
 """),
     ("md", r"""
-The ratio jumps from under 2× to over 100× on exactly the q/k/v and gate/up inputs, in every
+The ratio jumps from under 2× to about 100× on exactly the q/k/v and gate/up inputs, in every
 block, always the same channels; `o_proj` and `down_proj` read other activations and stay as
 they were.
 
@@ -1031,7 +1031,7 @@ for letter, path in suspects.items():
     print(f"{letter}: blk.0.attn_q.weight stored as {reader.read_gguf(path).tensors['blk.0.attn_q.weight'].qtype}")
 """),
     ("md", r"""
-Rounding moves the logits by hundredths at most (float16 least, Q8_0 about twenty times more);
+Rounding moves the logits by hundredths at most (float16 least, Q8_0 about twenty-five times more);
 the broken file moves them by whole units, and its top-1 agreement drops. The recorded run
 measures, on the whole test split, llama.cpp's perplexity on our token ids, and the bits per byte of text when llama.cpp
 tokenizes the text itself (per byte, because the two tokenizations have different numbers of
@@ -1326,9 +1326,9 @@ mean diagonal), and treat the warning as a reason to look.
 | failure | how it shows | tool | recovery (measured above) |
 |---|---|---|---|
 | outlier channels | W8A8 loses quality, per-tensor much more than per-token (SmolLM2, quick windows: per-tensor nearly doubles the perplexity) | `diagnose`: r_x on the inputs; W8A8 sensitivity | per-token or per-group activation scales, LLM.int8(); SmoothQuant where measured to help (the stand-in; MiniLM per tensor: worse); AWQ for weight-only |
-| 2-bit loss / collapse | qcourse-tiny: about +13 % (quick windows); SmolLM2: perplexity above its vocabulary's 49,152; symmetric 2-bit uses 3 levels | `diagnose(quantize=QuantScheme(2, g))` | sensitive layers at 8 bits (measured live, at +28 % bytes), GPTQ, smaller groups, compared at equal size in the recorded tables; asymmetric grid; Q2_K + imatrix; QAT only as the recorded rows show |
+| 2-bit loss / collapse | qcourse-tiny: about +13 % (quick windows); SmolLM2: perplexity above its vocabulary's 49,152; symmetric 2-bit uses 3 levels | `diagnose(quantize=QuantScheme(2, g))` | sensitive layers at 8 bits (measured live, at +28 % bytes of the linear layers), GPTQ, smaller groups, compared at equal size in the recorded tables; asymmetric grid; Q2_K + imatrix; QAT only as the recorded rows show |
 | calibration mismatch | good on one kind of text, worse on another | per-domain perplexity, paired intervals | calibrate on text like the served text; more tokens than the widest layer's inputs (two windows or more here) |
-| broken GGUF | fluent but worse (RoPE), or different tokens (pre-tokenizer) | `read_gguf`, `compare_gguf_to_model` | reconvert with the right permutation and metadata |
+| broken GGUF | worse, the output degenerates (RoPE), or different tokens (pre-tokenizer) | `read_gguf`, `compare_gguf_to_model` | reconvert with the right permutation and metadata |
 | GPTQ zero convention / `g_idx` | silently worse | `quantization_config`, logits vs source | read `checkpoint_format`, keep `g_idx` (or static groups) |
 | float16 overflow | NaN | `diagnose` (`float16 overflow`), largest activations | bfloat16, float32 where it overflows, undo scales; SmolLM2: a factor of 2.7 to spare on test window 1 |
 | int8 accumulation | wrong outputs | compare with an exact matmul | int32 accumulators |
