@@ -1,5 +1,6 @@
 """qcourse.models.mapped: giving a mapped checkpoint's pages back changes memory, never values."""
 import copy
+import shutil
 import sys
 
 import pytest
@@ -25,8 +26,11 @@ def resident_bytes(path: str) -> int:
 
 
 @pytest.fixture()
-def tiny():
-    model, tokenizer = models.load()
+def tiny(tmp_path):
+    # a private copy of the checkpoint: the kernel reclaims only pages this one mapping uses, and
+    # other tests of the session keep their own qcourse-tiny (the same file) mapped
+    folder = shutil.copytree(models.resolve(models.DEFAULT_MODEL), tmp_path / "qcourse-tiny")
+    model, tokenizer = models.load(str(folder))
     ids = torch.randint(0, len(tokenizer), (1, 64), generator=torch.Generator().manual_seed(0))
     return model, ids
 
