@@ -3,6 +3,7 @@
     python benchmarks/awq.py              # timing + the quality table on the whole test split
     python benchmarks/awq.py --quick      # 4 calibration windows, 8 test windows, 4-bit only
     python benchmarks/awq.py --paired     # RTN, ours, GPTQ at 4 and 3 bits, per-window scores
+    python benchmarks/awq.py --model smollm2-135m --windows 16 --samples 4   # SmolLM2-135M
 
 1. Wall time of one whole-model quantization (4-bit, groups of 128, zero point), ours
    (``qcourse.awq.quantize_model``) and AutoAWQ's (``AutoAWQForCausalLM.quantize``, with the CPU
@@ -19,6 +20,15 @@
    windows, each scored on the whole test split with its negative log-likelihood kept per
    window (``qcourse.evaluation.score``), so that two rows can be compared pairwise
    (``qcourse.evaluation.paired_difference``); written as ``awq_paired-<machine>-<date>.json``.
+5. ``--model smollm2-135m`` (alone): SmolLM2-135M as released (its Q4_1 weights dequantized to
+   float32) against RTN and ours at 4 and 3 bits with groups of 64 (128 does not divide its
+   hidden size, 576), each method on the same calibration windows and each quantized block by
+   block in place on the memory-mapped model (AWQ through ``qcourse.models.unmapped``, so its
+   folded scales write no page of the file), then dequantized once for scoring
+   (``qcourse.bench.dequantize_weights``: the same logits). Per window: negative log-likelihood,
+   KL divergence from the released model and top-1 agreement
+   (``qcourse.evaluation.hidden``: the released model kept as its final hidden states); the α
+   AWQ chose for every group; written as ``awq_smollm2-<machine>-<date>.json``.
 Writes benchmarks/results/awq-<machine>-<date>.json with the run's record (qcourse.bench.record:
 CPU model, threads, load average at start and end: wall times from a busy machine are not speed
 figures).
@@ -126,6 +136,78 @@ def paired_run(args) -> None:
     print(f"wrote {out}")
 
 
+def real_run(args) -> None:
+    """Section 5 of the module docstring: SmolLM2-135M, RTN and ours at 4 and 3 bits, g64."""
+    import gc
+
+    from qcourse.bench import dequantize_weights
+    from qcourse.evaluation.hidden import compare, hidden_reference
+    from qcourse.layers import QuantLinear
+    from qcourse.models import mapped, smollm2
+    from qcourse.models.unmapped import copied_when_run
+
+    torch.manual_seed(0)
+    torch.set_num_threads(args.threads)
+    this_run = record.start()
+    model, tok = models.load(smollm2.NAME)
+    protocol = (evaluation.WHOLE if args.windows is None
+                else evaluation.Protocol(f"first {args.windows} test windows", args.windows))
+    samples = data.calibration_samples(tok, args.samples, 512, seed=0)
+    with mapped.streaming(model):
+        reference, seconds = record.timed(lambda: hidden_reference(model, tok, protocol))
+    label = protocol.label(len(reference.windows))
+    print(f"released model: {reference.score} ({seconds:.0f} s)", flush=True)
+    rows = {"released (float32)": {"ppl": round(reference.score.perplexity, 4),
+                                   "nll": [round(v, 6) for v in reference.score.nll.tolist()],
+                                   "seconds": round(seconds, 1)}}
+    del model
+    for bits in args.bits:
+        for method in ("RTN", "AWQ (ours)"):
+            fresh, _ = models.load(smollm2.NAME)      # the released weights, mapped afresh
+            alphas: dict = {}
+
+            def quantize():
+                if method == "RTN":               # ptq.quantize_rtn, one block at a time
+                    for block in models.decoder_layers(fresh):
+                        ptq.quantize_rtn(block, bits, "group", args.group_size)
+                        mapped.release(fresh)
+                else:
+                    with copied_when_run(fresh):
+                        awq.quantize_model(fresh, samples, bits, args.group_size,
+                                           progress=False, report=alphas)
+            _, quantize_seconds = record.timed(quantize)
+            stored = [m for m in fresh.modules() if isinstance(m, QuantLinear)]
+            weights = sum(m.in_features * m.out_features for m in stored)
+            linear_bytes = sum(evaluation.model_size_bytes(m) for m in stored)
+            size = evaluation.model_size_bytes(fresh)
+            dequantize_weights(fresh)
+            with mapped.streaming(fresh):
+                found, seconds = record.timed(lambda: compare(fresh, reference))
+            name = f"{method} {bits}-bit g{args.group_size}"
+            rows[name] = {
+                "ppl": round(found.score.perplexity, 4),
+                "nll": [round(v, 6) for v in found.score.nll.tolist()],
+                "kl": round(found.kl_divergence, 6),
+                "kl_per_window": [round(v, 7) for v in found.kl.tolist()],
+                "top1": round(found.top1_agreement, 5),
+                "bytes": size, "linear_bits_per_weight": round(8 * linear_bytes / weights, 4),
+                "quantize_seconds": round(quantize_seconds, 1), "score_seconds": round(seconds, 1)}
+            if alphas:
+                rows[name]["alphas"] = {n: round(s.alpha, 2) for n, s in alphas.items()}
+            print(f"{name}: {found} ({quantize_seconds:.0f} s + {seconds:.0f} s)", flush=True)
+            del fresh, stored
+            gc.collect()
+    result = {**record.finish(this_run), "device": "cpu", "model": smollm2.NAME,
+              "gguf": smollm2.GGUF_FILE, "test_windows": label,
+              "calibration": f"{args.samples} x 512 tokens", "group_size": args.group_size,
+              "nll_unit": "mean nats per predicted token, one value per window, in order",
+              "kl_unit": "KL(released || quantized), mean nats per predicted token",
+              "note": "quality only: the seconds are wall times on a shared machine",
+              "rows": rows}
+    out = record.write(result, record.result_path("awq_smollm2"))  # not matched by "awq-*.json"
+    print(f"wrote {out}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=16, help="calibration windows of 512")
@@ -136,7 +218,13 @@ def main() -> None:
                         help="also ours with duo_scaling, and AutoAWQ as released (4-bit)")
     parser.add_argument("--paired", action="store_true",
                         help="fp32, RTN, ours and GPTQ with per-window scores (whole split)")
+    parser.add_argument("--model", default="qcourse-tiny", choices=["qcourse-tiny", "smollm2-135m"],
+                        help="smollm2-135m: RTN and ours against the released model (section 5)")
+    parser.add_argument("--group-size", type=int, default=64, help="smollm2-135m: inputs per scale")
+    parser.add_argument("--threads", type=int, default=1, help="smollm2-135m: torch threads")
     args = parser.parse_args()
+    if args.model == "smollm2-135m":
+        return real_run(args)
     if args.paired:
         return paired_run(args)
     if args.quick:

@@ -76,7 +76,7 @@ NOTEBOOKS = (
               REAL_MODEL)),
     Notebook("03", "quantization-aware training", (Need("§7", ("torchao",), "torchao"),)),
     Notebook("04", "GPTQ"),
-    Notebook("05", "AWQ"),
+    Notebook("05", "AWQ", (REAL_MODEL,)),
     Notebook("06", "GGUF and llama.cpp", (Need("§6, §8", LLAMA_CPP, "llamacpp"),)),
     Notebook("07", "kernels", (Need("§8", device="cuda"),)),
     Notebook("08", "deployment",
