@@ -545,8 +545,8 @@ llama.cpp's Q4_1, blocks of 32 weights, each with a float16 scale `d` and minimu
 them to float32 and calls that the model **as released**: every comparison below is against it,
 not against an "fp16 original", which this course does not have. What that means for each width
 is measured first, below. Groups of 128 do not divide the hidden size 576 (the course's error
-lists the group sizes that do: 8, 16, 32, 64), so every row here uses groups of 64: one float16
-scale and one zero point per 64 weights, as in sections 6-7.
+lists the group sizes that do: 8, 16, 32, 64), so every row here uses groups of 64: sections
+6-7's format (one float16 scale and one zero point per group) with half their group size.
 
 Live perplexities use the **real-model quick** protocol (`REAL_QUICK`: test windows 1-4 of 512
 tokens), each change with its 95 % paired interval over those 4 windows; the **KL divergence**
@@ -557,11 +557,12 @@ states instead (1.1 MiB a window) and recomputes its logits 64 positions at a ti
 quantized model's, which is possible because weight-only methods leave the output head alone.
 AWQ's search over all 30 blocks does not fit this notebook's budget (two minutes of CPU for
 everything; a live version of this comparison, RTN and AWQ at 3 bits on 256 calibration tokens,
-used more than a minute of CPU without finishing), so the whole-model comparison of AWQ and RTN at both widths is read from a recorded run; live
-here are the released model, the layer where AWQ should win, and round-to-nearest on the whole
-model (which checks the record). Memory: the float32 weights (0.54 GB) are memory-mapped from the
-course cache and `mapped.streaming` gives each block's pages back once it has run (notebook 10
-explains the mechanism); the other models of this notebook are dropped first.
+used more than a minute of CPU without finishing), so the whole-model comparison of AWQ and RTN
+at both widths is read from a recorded run; live here are the released model, the layer where
+AWQ should win, and round-to-nearest on the whole model (which checks the record). Memory: the
+float32 weights (0.54 GB) are memory-mapped from the course cache and `mapped.streaming` gives
+each block's pages back once it has run (notebook 10 explains the mechanism); the other models of
+this notebook are dropped first.
 """),
     ("code", r"""
 import ctypes
@@ -666,8 +667,8 @@ channel's; at 3 bits α = 0.95, and 166 times. The layer's output error falls to
 and 1.1 % (3 bits) of round-to-nearest's: here a column's rounding error multiplied by an
 activation in the thousands is nearly all of RTN's error, and scaling that column up before
 rounding removes it (the curve: about two orders of magnitude between α = 0 and the large α's,
-unevenly; at 4 bits α = 0.55 and 0.95 are nearly level). This is
-section 3's mechanism at full strength, on a layer nobody modified; qcourse-tiny's largest
+unevenly; at 4 bits α = 0.55 and 0.95 are nearly level). This is section 3's mechanism at full
+strength, on a layer nobody modified; qcourse-tiny's largest
 channel means were only a few times their median (section 1) and gave AWQ little to do. (This
 layer was searched on the outputs of the released blocks 0-10; the whole-model runs below
 calibrate each block on the outputs of the blocks already quantized before it.)
