@@ -213,15 +213,14 @@ opened, so that the model's next tokens are the answer; `<|im_end|>` ends the an
 
 The small load test (4 requests per level, timed live on a shared machine) says the rest of this
 notebook in miniature; section 6 reads a quiet-machine record of the same load test with 32
-requests per level and up to 8 clients. Generating one token of SmolLM2 takes milliseconds
-here, over ten times as long as one of qcourse-tiny (135 M parameters, about 98 MB of weights
-read for every token, one thread), so the inter-token latency
-is mostly the model's own time, and it is about the same with 1 or 4 clients: the server runs one
-request at a time. Four requests sent at once share that one model, so their mean latency grows
-(the last of the four waits for the three before it) while the requests per second stay about
-where they were. The rest of the notebook measures
-this on qcourse-tiny, whose tokens take well under a millisecond to generate, so that a load test
-takes seconds.
+requests per level and up to 8 clients. Generating one token of SmolLM2 (135 M parameters, about 98
+MB of weights read for every token, one thread) takes tens of milliseconds here (23 ms on the quiet
+machine), over ten times as long as one of qcourse-tiny, so the inter-token latency is mostly the
+model's own time, and it is about the same with 1 or 4 clients: the server runs one request at a
+time. Four requests sent at once share that one model, so their mean latency grows (the last of the
+four waits for the three before it) while the requests per second stay about where they were. The
+rest of the notebook measures this on qcourse-tiny, whose tokens take well under a millisecond to
+generate, so that a load test takes seconds.
 
 ## 4. A production checklist, checked
 
@@ -382,11 +381,12 @@ p99_of_16 = ...  # (i, j, w)
 ex08.p99_of_16.check(p99_of_16);
 """),
     ("md", r"""
-From n requests, a percentile p says something about the tail only if some requests lie above it,
-n · (1 − p/100) ≥ 1: 100 requests for a p99, 10 for a p90 (`latency.percentile_supported`). Below
+From n requests, a percentile p says something about the tail only if some requests lie above
+it, n · (1 − p/100) ≥ 1: 100 requests for a p99, 10 for a p90 (`latency.percentile_supported`). Below
 that, the "p99" is an interpolation between the largest latencies, and the honest number to print
-is the maximum. The tables below print the mean, the p90 and the maximum; the recorded run
-(`benchmarks/serve.py`) sends 200 requests per level and reports a p99.
+is the maximum. The live table below prints the mean, the p90 (from 10 requests on) and the
+maximum; the recorded run (`benchmarks/serve.py`) sends qcourse-tiny 200 requests per level and
+reports a p99, and prints SmolLM2's maximum instead (32 requests per level).
 
 **Predict, then measure: Little's law.** In any system that is as empty at the end of a
 measurement as at its start, the mean number of requests inside equals the throughput times the
