@@ -467,8 +467,9 @@ split; each perplexity is in the first table, each comparison in the second):
   with an interval of [−0.53, +0.09] % that contains zero, so this run does not show that the
   training alone helps. But a QAT row differs from that control only by the rounding, and every
   QAT row sits above it, with intervals well clear of zero (the closest: the STE at 4 bits,
-  +0.20 % [+0.15, +0.24]). Those intervals are narrow because both models were trained on the
-  same windows, so their losses move together from one test window to the next. So the STE's
+  +0.20 % [+0.15, +0.24]). Those intervals are narrower than the ones against RTN, most likely
+  because both models were trained on the same windows, so their losses move together from one
+  test window to the next. So the STE's
   29.20 at 4 bits, fp32's figure to two decimals, is not QAT undoing the rounding and then some.
 * **At 4 bits (groups of 128) every row lies within 0.4 % of fp32**: RTN 29.29, GPTQ 29.24, the
   QAT rows 29.20 to 29.31. Against RTN, GPTQ (−0.18 % [−0.25, −0.10]) and the STE (−0.33 %
@@ -497,10 +498,10 @@ split; each perplexity is in the first table, each comparison in the second):
   run of 131,072 tokens took 63–97 s (distillation the longest: it also runs the float model
   forward for its targets), the float model's fine-tuning alike 57 s, GPTQ with 128
   calibration windows 36–42 s, RTN under a second. At each width QAT took 1.6 to 2.6 times GPTQ's
-  time, and it needs training data. "peak MB" is the growth of the
-  process's resident memory while the row ran; the allocator reuses memory freed by earlier
-  rows, so only the first training row's figure (the fine-tuned control, 559 MB) approaches what
-  training this model costs, and the later rows' 96–438 MB (GPTQ's 0–3 MB) are lower bounds.
+  time, and it needs training data. "peak MB" is the growth of the process's resident memory
+  while the row ran; the allocator reuses memory freed by earlier rows, so only the first
+  training row's figure (the fine-tuned control, 559 MB) measures what training adds to the
+  loaded model, and the later rows' 96–438 MB (GPTQ's 0–3 MB) are lower bounds.
 
 ## 7. The same with torchao, and the legacy path
 
