@@ -431,7 +431,8 @@ file when asked (`allow_requantize`): each tensor is dequantized to float32 and 
 type, and a tensor whose type does not change is copied byte for byte.
 
 Before quantizing anything, `requantize.predicted_types` (the rules of section 4, read from the
-file's own shapes) says where each weight will go:
+file's own shapes) says where each weight will go (`Q6_K×14 Q4_K×16`: 14 of the 30 blocks get
+Q6_K for that tensor, 16 get Q4_K):
 """),
     ("code", r"""
 REAL = smollm2.ready()     # SmolLM2 installed? (if not, this section's cells print why and skip)
@@ -443,7 +444,7 @@ if REAL:
     real_ftypes = ["Q8_0", "Q4_K_M", "Q2_K"]
     plan = {ftype: requantize.predicted_types(released, ftype) for ftype in real_ftypes}
     real_shapes = {name: info.shape for name, info in read_gguf(released).tensors.items()}
-    print(f"\n{'tensor (30 layers)':18s} {'shape':>12s} {'released':>9s}" + "".join(f"{f:>16s}" for f in real_ftypes))
+    print(f"\n{'tensor':18s} {'shape':>12s} {'released':>9s}" + "".join(f"{f:>16s}" for f in real_ftypes))
     for role in ["token_embd", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"]:
         names = [n for n in plan["Q2_K"] if n.split(".")[-2] == role]
         counted = {f: collections.Counter(plan[f][n] for n in names) for f in real_ftypes}
@@ -489,8 +490,8 @@ if REAL:
 """),
     ("md", r"""
 Each file holds exactly the predicted types. Q8_0's 255 levels hold the 16 released levels almost
-exactly: the weights move by 0.02 of a step (RMS, as every figure here). Q5_0 (32 symmetric levels, in `attn_q` of "Q4_K_M")
-moves them by 0.15 steps; Q4_K (`ffn_down`) by 0.07, because its 16 levels per 32 weights have the
+exactly: the weights move by 0.02 of a step (root mean square, as every figure here). Q5_0
+(32 symmetric levels, in `attn_q` of "Q4_K_M") moves them by 0.15 steps; Q4_K (`ffn_down`) by 0.07, because its 16 levels per 32 weights have the
 shape of Q4_1's and only its 6-bit scales and mins keep it from landing on them exactly. Q4_0
 (`attn_q` in "Q2_K": 16 levels, but symmetric) moves them by 0.30 steps, as much as rounding floats
 afresh (0.29), and Q3_K (`ffn_down`, 8 levels) by 0.54.
@@ -501,8 +502,8 @@ row below is "what Q4_K_M (or Q2_K) costs SmolLM2", and where the new grid nearl
 one (Q4_K: 0.07 steps against 0.29 for rounding floats) the change understates what the type
 costs on float weights. What stands: the Q8_0 row, a control that shows the floor of this set-up;
 each file's cost relative to the file you downloaded, which is what re-quantizing a released GGUF
-does in practice; the coarser grids (Q4_0, Q3_K), whose new rounding is as large as rounding
-floats or larger, so their loss is real; and the sizes.
+does in practice; the grids that do not hold the released one (Q4_0, Q3_K), whose new rounding
+is as large as rounding floats or larger, so their loss is real; and the sizes.
 
 **No importance matrix in this section, and why.** llama.cpp applies an importance matrix while
 it quantizes, and `requantize.requantize(..., imatrix=...)` hands it one (after checking that it
@@ -556,8 +557,9 @@ release:
 * **Q8_0**, 8.51 bits per weight (47 % larger than the release): perplexity −0.36 %, inside the
   noise; KL 0.0057 nats per token; the most likely next token agrees at 95.6 % of the positions.
   This is the control. Moving the weights by 0.02 of a step leaves the perplexity where it was,
-  yet 4 % of the top tokens change: near-ties between the two most likely tokens flip at the
-  smallest perturbation. Differences of this size are the floor of this set-up, not a format's cost.
+  yet 4 % of the most likely tokens change (the activations, too, are rounded to 8 bits in a
+  layout that depends on the weight type). Differences of this size are the floor of this
+  set-up, not a format's cost.
 * **"Q4_K_M"**, 6.17 bits per weight (7 % *larger* than the release): +6.7 % [+3.2 %, +10.4 %],
   KL 0.059, 86 % top-1. A bigger file that is measurably worse than the one it was made from:
   re-quantizing can only add rounding.
@@ -647,11 +649,13 @@ print(f"load average at the end: {bench_record.load_average()}")
 """),
     ("md", r"""
 Speeds depend on the machine and on what else runs on it. The live lines above name this
-machine's CPU and how loaded it was while the cell ran. When the load average
+machine's CPU and how loaded it was while the cell ran: when this notebook was executed, the load
+average was above 7 on its 2 cores, and llama.cpp decoded at about 40 % of the speeds recorded on
+the same kind of machine when it was quiet (below). When the load average
 exceeds the number of cores, llama.cpp's one thread waits its turn for a core, and the speeds fall
 and vary from run to run: live speeds on a shared machine are no benchmark. `benchmarks/gguf.py`
-recorded the same measurement on the same kind of machine (the same CPU model, 2 cores) while it
-was quiet; that record, read below with its load average, holds the figures to quote.
+recorded the same measurement on the same CPU model (2 cores) while the machine was quiet; that
+record, read below with its load average, holds the figures to quote.
 """),
     ("code", r"""
 record_path = sorted(bench_record.RESULTS_DIR.glob("gguf-*.json"))[-1]   # the newest record
@@ -748,8 +752,8 @@ Stuck on an exercise? Every question has progressive hints: `ex06.q4_k_decode.hi
   +6.7 % perplexity (KL 0.06) and "Q2_K" +37 % (KL 0.42). These numbers describe re-quantizing
   this file, not these types on the original weights.
 * Speeds: a live measurement on a shared machine is no benchmark; quote the record taken on a
-  quiet one (here llama.cpp decodes qcourse-tiny 1.18× faster from Q8_0 and 1.27× from Q4_K_M
-  than from F16, and our numpy quantizers take 1.5–13× llama.cpp's time).
+  quiet one (here llama.cpp decodes qcourse-tiny 1.18× as fast from Q8_0 and 1.27× from Q4_K_M
+  as from F16, and our numpy quantizers take 1.5–13× llama.cpp's time).
 
 ## Sources
 
