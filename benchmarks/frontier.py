@@ -383,6 +383,7 @@ def main() -> None:
     run = Run(args.model, args.max_windows, args.samples, args.prompts, args.new_tokens)
     result = {**record.start(LIBRARIES, threads=args.threads), "model": args.model}
     if args.timings:
+        result["calibration"] = [args.samples, 512]          # GPTQ's samples, part of its time
         result["timings"] = timings(run)
         out = record.write(record.finish(result), args.out or record.result_path(
             f"frontier-timings-{args.model}"))

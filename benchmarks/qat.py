@@ -3,9 +3,10 @@ training tokens, wall time and peak memory of every method, at three widths.
 
     python benchmarks/qat.py --threads 1
                                         # the full run: 131,072 training tokens per QAT run,
-                                        # the whole test split; recorded on 2026-11-30 in 47
-                                        # minutes on one thread (2 cores shared with two other
-                                        # one-thread benchmarks)
+                                        # the whole test split; recorded on 2026-12-07 in 38
+                                        # minutes on one thread of a quiet 2-core machine (load
+                                        # average 0.25 at the start, 1.10 at the end); on
+                                        # 2026-11-30 in 47 minutes with the cores shared
     python benchmarks/qat.py --steps 16 --batch-size 4 --seq-len 128 --samples 32 \
         --max-windows 8 --qlora-steps 16 --threads 1
                                         # a bounded run: 8,192 tokens per QAT run, 8 windows

@@ -77,7 +77,7 @@ NOTEBOOKS = (
     Notebook("03", "quantization-aware training", (Need("§7", ("torchao",), "torchao"),)),
     Notebook("04", "GPTQ"),
     Notebook("05", "AWQ", (REAL_MODEL,)),
-    Notebook("06", "GGUF and llama.cpp", (Need("§6, §8", LLAMA_CPP, "llamacpp"),)),
+    Notebook("06", "GGUF and llama.cpp", (Need("§6, §7, §9", LLAMA_CPP, "llamacpp"), REAL_MODEL)),
     Notebook("07", "kernels", (Need("§8", device="cuda"),)),
     Notebook("08", "deployment",
              (Need(WHOLE_NOTEBOOK, LLAMA_CPP + ("fastapi", "uvicorn", "openai"),

@@ -77,14 +77,14 @@ def test_a_missing_extra_names_the_sections_and_the_install_command(monkeypatch)
     assert report["extras"]["llamacpp"][0]["status"] == "missing"
     verdicts = {v["notebook"]: v for v in report["notebooks"]}
     assert verdicts["06"]["not_running"] == [
-        {"sections": "§6, §8", "missing": {"llama-cpp-python": "missing"},
+        {"sections": "§6, §7, §9", "missing": {"llama-cpp-python": "missing"},
          "why": "needs the llamacpp extra", "fix": 'pip install "qcourse[llamacpp]"'}]
     # notebook 08 imports llama.cpp's server first: nothing after that runs, one line says so
     assert [g["sections"] for g in verdicts["08"]["not_running"]] == ["the whole notebook"]
     assert verdicts["00"]["runs_fully"] and not verdicts["06"]["runs_fully"]
     text = doctor.format_report(report)
     assert "  llamacpp    llama-cpp-python MISSING (0 of 1 installed)" in text
-    assert "  06 GGUF and llama.cpp           §6, §8 will not run: needs the llamacpp extra" in text
+    assert "  06 GGUF and llama.cpp           §6, §7, §9 will not run: needs the llamacpp extra" in text
     assert "ready: 7 notebooks run fully; 5 without" in text   # 06, 08-10, and 07 without a GPU
 
 

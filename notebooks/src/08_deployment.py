@@ -64,6 +64,10 @@ torch.manual_seed(0)
 torch.set_num_threads(1)   # one thread for PyTorch; llama.cpp and ONNX Runtime get one too below
 KEY = "course-key"         # the server's API key (a real one comes from a secret store)
 model, tokenizer = models.load()
+
+
+def live():   # how busy this shared machine is while a live timing runs (quiet: below 1)
+    return f"live timings, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
 """),
     ("md", r"""
 ## 1. A server you can start and stop from Python
@@ -191,7 +195,8 @@ if REAL:
         smol_runs = {c: loadtest.loadtest(smol.url, requests=4, concurrency=c, max_tokens=16,
                                           api_key=KEY, chat=True, total_timeout_s=120)
                      for c in (1, 4)}
-    print(f"\nload test, chat requests (test-split paragraphs as the user's message), 16 tokens:")
+    print(f"\nload test, chat requests (test-split paragraphs as the user's message), 16 tokens "
+          f"({live()}):")
     print(f"{'clients':>7} {'done':>5} {'req/s':>6} {'tok/s':>6} {'TTFT p50':>9} {'ITL p50':>8} "
           f"{'mean latency':>13}")
     for c, r in smol_runs.items():
@@ -206,15 +211,16 @@ assistant named SmolLM...") when the conversation has none, and ends with the as
 opened, so that the model's next tokens are the answer; `<|im_end|>` ends the answer (finish:
 `stop`) before `max_tokens` runs out.
 
-The small load test says the rest of this notebook in miniature. Generating one token of
-SmolLM2 takes milliseconds here, over ten times as long as one of qcourse-tiny (135 M
-parameters, about 98 MB of weights read for every token, one thread), so the inter-token latency
-is mostly the model's own time, and it is about the same with 1 or 4 clients: the server runs one
-request at a time. Four requests sent at once share that one model, so their mean latency grows
-(the last of the four waits for the three before it) while the requests per second stay about
-where they were. The rest of the notebook measures
-this on qcourse-tiny, whose tokens take well under a millisecond to generate, so that a load test
-takes seconds.
+The small load test (4 requests per level, timed live on a shared machine) says the rest of this
+notebook in miniature; section 6 reads a quiet-machine record of the same load test with 32
+requests per level and up to 8 clients. Generating one token of SmolLM2 (135 M parameters, about 98
+MB of weights read for every token, one thread) takes tens of milliseconds here (23 ms on the quiet
+machine), over ten times as long as one of qcourse-tiny, so the inter-token latency is mostly the
+model's own time, and it is about the same with 1 or 4 clients: the server runs one request at a
+time. Four requests sent at once share that one model, so their mean latency grows (the last of the
+four waits for the three before it) while the requests per second stay about where they were. The
+rest of the notebook measures this on qcourse-tiny, whose tokens take well under a millisecond to
+generate, so that a load test takes seconds.
 
 ## 4. A production checklist, checked
 
@@ -250,9 +256,9 @@ for what, (body, headers) in bad.items():
           f"{after.status_code}   \"{error['message'][:60]}...\"")
 """),
     ("md", r"""
-**A client that hangs up does not hold the model.** Browsers close tabs and phones lose signal
-in the middle of a stream. The server notices the closed connection at its next token and
-releases the model; the next request is served at once.
+**A client that hangs up does not hold the model.** Browsers close tabs and phones lose signal in
+the middle of a stream. The server notices the closed connection at its next token and releases the
+model: the next request does not wait for the rest of an answer nobody reads.
 """),
     ("code", r"""
 body = {"prompt": "class Queue:\n", "max_tokens": 400, "temperature": 0, "stream": True}
@@ -289,7 +295,7 @@ parts = anatomy.anatomy(server.url, tiny_file, prompts, max_tokens=16, api_key=K
 mine, theirs = parts["model"], parts["server"]
 print(f"12 prompts of {min(parts['prompt_tokens'])}-{max(parts['prompt_tokens'])} tokens "
       f"(median {statistics.median(parts['prompt_tokens']):.0f}), 16 generated tokens each; "
-      f"medians, ms")
+      f"medians, ms ({live()})")
 print(f"{'':24s} {'llama.cpp alone':>16} {'through the server':>19} {'the server adds':>16}")
 for key, what in (("first", "first token"), ("per_token", "each next token"),
                   ("done", "whole answer")):
@@ -298,16 +304,21 @@ for key, what in (("first", "first token"), ("per_token", "each next token"),
 print(f"{'GET /v1/models':24s} {'':16s} {parts['no_model'] * 1e3:19.2f}")
 """),
     ("md", r"""
-Read the rows from the model outwards. The model's own time is the first column: the prompt's
-forward pass and the first token, then well under a millisecond per token (qcourse-tiny is tiny).
-The server adds its own work before the first token (HTTP, parsing, the guard's checks, counting
-the prompt's tokens, handing the request to the model's thread) and for every token: each token
-becomes one server-sent event, which hops from the model's thread to the event loop, is
-serialized to JSON and written to the socket. `GET /v1/models` shows what HTTP alone costs: a
-millisecond or a few, not tens of them. For a model this small, the server's share per token is of
-the same order as the model's own (compare the two columns), and it grows with the machine's load
-(every hop between threads waits for a free core on this shared 2-core machine); for SmolLM2,
-whose tokens take over ten times as long, the same overhead is a small share.
+Read the rows from the model outwards, and read the sizes in the quiet-machine record of section 6
+(the same table, for 32-token answers): the live table above was timed at the load average its
+header prints, and a busy machine moves it, in either direction. On the quiet machine the model's
+own time was 5.7 ms for the prompt's forward pass and the first token, then 0.62 ms per token
+(qcourse-tiny is tiny). The server adds its own work before the first token (HTTP, parsing, the
+guard's checks, counting the prompt's tokens, handing the request to the model's thread: 6.9 ms
+there) and for every token: each token becomes one server-sent event, which hops from the model's
+thread to the event loop, is serialized to JSON and written to the socket (0.52 ms per token there,
+of the same order as the model's own 0.62 ms). `GET /v1/models` shows what HTTP alone costs: 1.2 ms
+there, not tens of milliseconds. For SmolLM2, whose tokens take over ten times as long, the
+server's share is small (about 5 % of a whole answer). On a busy machine every hop between threads
+waits for a free core, and the live columns show it: the server's share per token grows, or, when
+the client itself waited for a core while tokens piled up in the socket, it reads them in a burst
+(section 2), the gaps it measures shrink toward zero and the server seems to add nothing per token,
+or less than nothing. Which of these costs hold the model's lock is the subject of section 6.
 
 **The bug this table found.** When this chapter was first written, `GET /v1/models` took about
 45 ms here, every request took at least that long, and a streamed answer arrived in one burst at
@@ -370,11 +381,12 @@ p99_of_16 = ...  # (i, j, w)
 ex08.p99_of_16.check(p99_of_16);
 """),
     ("md", r"""
-From n requests, a percentile p says something about the tail only if some requests lie above it,
-n · (1 − p/100) ≥ 1: 100 requests for a p99, 10 for a p90 (`latency.percentile_supported`). Below
+From n requests, a percentile p says something about the tail only if some requests lie above
+it, n · (1 − p/100) ≥ 1: 100 requests for a p99, 10 for a p90 (`latency.percentile_supported`). Below
 that, the "p99" is an interpolation between the largest latencies, and the honest number to print
-is the maximum. The tables below print the mean, the p90 and the maximum; the recorded run
-(`benchmarks/serve.py`) sends 200 requests per level and reports a p99.
+is the maximum. The live table below prints the mean, the p90 (from 10 requests on) and the
+maximum; the recorded run (`benchmarks/serve.py`) sends qcourse-tiny 200 requests per level and
+reports a p99, and prints SmolLM2's maximum instead (32 requests per level).
 
 **Predict, then measure: Little's law.** In any system that is as empty at the end of a
 measurement as at its start, the mean number of requests inside equals the throughput times the
@@ -391,6 +403,7 @@ to see how much this shared machine moves a number between runs), then predict f
     ("code", r"""
 ones = [loadtest.loadtest(server.url, requests=8, concurrency=1, max_tokens=16, api_key=KEY)
         for _ in range(3)]
+print(live())
 for i, r in enumerate(ones, 1):
     print(f"one client, run {i}: {r['requests_per_s']:5.1f} requests/s, mean latency "
           f"{r['latency_s']['mean'] * 1e3:5.1f} ms (TTFT p50 {r['ttft_s']['p50'] * 1e3:4.1f} ms, "
@@ -425,10 +438,11 @@ print(f"{'C':>2} {'sent':>5} {'req/s':>6} {'tok/s':>6} {'TTFT p50':>9} {'ITL p50
 for c, r in sweep.items():
     X, R, lat = r["requests_per_s"], r["latency_s"]["mean"], r["latency_s"]
     _, R_bound = latency.closed_loop(c, S, D)
+    p90 = f"{lat['p90'] * 1e3:6.0f}" if latency.percentile_supported(lat["n"], 90) else "     -"
     print(f"{c:2d} {r['requests']:5d} {X:6.1f} {r['output_tokens_per_s']:6.0f} "
           f"{r['ttft_s']['p50'] * 1e3:9.1f} {r['itl_s']['p50'] * 1e3:8.2f} {R * 1e3:7.1f} "
-          f"{lat['p90'] * 1e3:6.0f} {lat['max'] * 1e3:6.0f} {c * R1 * 1e3:6.0f} "
-          f"{R_bound * 1e3:7.0f} {X * R:5.2f}")
+          f"{p90} {lat['max'] * 1e3:6.0f} {c * R1 * 1e3:6.0f} {R_bound * 1e3:7.0f} {X * R:5.2f}")
+print(f"{live()}; p90 '-': fewer than 10 requests, no p90 to speak of")
 print(f"every request completed: {all(r['completed'] == r['requests'] for r in sweep.values())}; "
       f"greedy answers to the same prompts identical at every concurrency: "
       f"{all(r['texts'][:8] == sweep[1]['texts'] for r in sweep.values())}")
@@ -456,31 +470,45 @@ plt.tight_layout()
 """),
     ("md", r"""
 **What the lock means.** llama-cpp-python holds one `Llama` object, and every request takes a
-lock around it (two locks, in fact, so that a streaming request can see that another one waits):
+lock around it (two locks, in fact, so that a streaming request can see that another one waits).
+A streamed request takes it in its event publisher, which the response runs as a task of its own
+once the route has returned, and keeps it until `[DONE]`:
 """),
     ("code", r"""
 print(inspect.getsource(llama_cpp.server.app.get_llama_proxy))
+print(inspect.getsource(llama_cpp.server.app.get_event_publisher))
 """),
     ("md", r"""
-So requests are generated **one at a time**, and the table reads as Little's law says it should.
-(Exercise 8.3's answer is the printed ratio R(4) / R1 for this run; R1 itself moved between the
-three one-client runs above, so read the ratio against the choices' scale, 1, 2, 4 or 16, not to
-the decimal. `tests/test_deploy_server.py` measures it again on every test run.)
-`X · R`, the mean number of requests in flight, is close to C at every level (a little under it,
-because each test drains at its end): that holds whatever else the machine does. Latency grows
-with the clients (the prediction adds one service time per extra client; on a busy machine a
-single row can stray far from it), and the time to the first token becomes most of it: a request waits for the lock, then streams its tokens. Throughput barely grows with them (compare X1, the mean of the three one-client runs, not the
-single C = 1 row): eight clients get several times the latency of one, and nowhere near eight times
-the throughput (the last line above prints both ratios for this run).
+So requests are generated **one at a time**, and the lock covers more than the model's work: for
+every token, `iterate_in_threadpool` runs the generator's `next()` in a worker thread and brings
+the chunk back to the event loop, which serializes it (`json.dumps`), puts it in the channel the
+response reads from and asks whether the client is still connected, all while holding the lock.
+Outside the lock: the HTTP request, the guard (parsing the body, counting the prompt's tokens),
+validation, the route; the headers and the writes to the socket (another task of the response,
+reading the channel); and the client's turn, from the reply's last bytes to its next request.
+
+The table reads as Little's law says it should, within the noise of a busy machine. (Exercise 8.3:
+the live ratio R(4) / R1 printed above is one measurement, and R1 itself moved between the three
+one-client runs, so read it against the choices' scale, 1, 2, 4 or 16, not to the decimal; on a
+busy machine it can land between two choices. The quiet-machine record below prints the same ratio
+from 200 requests per level. `tests/test_deploy_server.py` measures it again on every test run.)
+`X · R`, the mean number of requests in flight, is close to C at every level (a little under it: the
+first requests of a test wait for fewer than C − 1 others): that holds whatever else the machine
+does. Latency grows with the clients (the prediction adds one service time per extra client), and
+the time to the first token becomes most of it: a request waits for the lock, then streams its
+tokens. Throughput does not grow the way latency does: eight clients get several times the latency
+of one, and nowhere near eight times the throughput (the last line above prints both ratios for
+this run). On a busy machine a single row can stray far from its neighbours, in throughput as in
+latency; the record below shows the shape without that noise.
 
 "C · R1" is the prediction if a request spent all of its time holding the lock. Part of it passes
-outside: the reply travels, the client parses it and sends the next request. With one client the
-lock sits idle meanwhile; with two or more, another request uses the model. S = 1 / X(8) measures
-the lock time (at 8 clients the lock is never idle), D = R1 − S is the rest, and the "bounds"
-column puts both into the closed-loop bounds of operational analysis, X(C) = min(C / (S + D),
-1 / S) and R = C / X (`latency.closed_loop`). How closely a measured latency follows either
-prediction is limited by the noise of one measurement, printed above with the three one-client
-runs: on a busy machine it can move a row by tens of percent.
+outside (the list above). With one client the lock sits idle meanwhile; with two or more, another
+request uses the model. S = 1 / X(8) measures the lock time (at 8 clients the lock is never idle),
+D = R1 − S is the rest, and the "bounds" column puts both into the closed-loop bounds of
+operational analysis, X(C) = min(C / (S + D), 1 / S) and R = C / X (`latency.closed_loop`). How
+closely a measured latency follows either prediction is limited by the noise of one measurement,
+printed above with the three one-client runs: on a busy machine it can move a row by tens of
+percent.
 
 **Users who read.** Real users do not send their next request at once: they read the answer for
 Z seconds first. Little's law applied to users and server together (the *interactive response
@@ -508,46 +536,144 @@ for target in (0.5, 2.0):
 streaming reply is cut short (the server sends `[DONE]`) as soon as another request waits for the
 lock, so under load clients receive truncated answers that look complete. The course's server
 turns it off (`Server(interrupt_requests=True)` or `qcourse serve --interrupt-requests` restores
-it); the quiet-machine record below, when it exists, counts the answers it cuts.
+it); the quiet-machine record below counts the answers it cuts.
 
 **Recorded on a quiet machine.** The live numbers above come from a shared 2-core machine, where
 other jobs move every timing. `python benchmarks/serve.py --timings` records the same anatomy and
-closed loops (200 requests per level, so that a p99 is a p99, up to 16 clients, and SmolLM2's
-chat closed loops), the `interrupt_requests` runs, batching and the runtimes' speeds, only on a
-quiet machine (it refuses when the load average is above 1):
+closed loops (200 requests of 32 tokens per level, so that a p99 is a p99, up to 16 clients; and
+SmolLM2's chat requests, 32 per level, up to 8 clients), the `interrupt_requests` runs, batching
+and the runtimes' speeds, only on a quiet machine (it refuses when the load average is above 1).
+The cell prints, per served model, the anatomy of a lone request, the lock time S and the rest D
+(as above, from this record's rows), then the closed loops with Little's law's predictions beside
+the measurement and, for runs of 200 requests, the throughput of each block of 50 requests (in
+the order sent; C / their mean latency) to show how much one level's throughput moves within
+a run:
 """),
     ("code", r"""
 results = pathlib.Path("../benchmarks/results")
 timed_runs = sorted(results.glob("serve-timings-*.json"))
+
+
+def blocks_x(run, size=50):   # throughput of each block of `size` requests, in the order sent
+    raw = run["raw"]["latency_s"]
+    return [run["concurrency"] / statistics.mean(raw[i:i + size])
+            for i in range(0, len(raw) - size + 1, size)]
+
+
 if not timed_runs:
     print("no quiet-machine record yet: python benchmarks/serve.py --timings")
 else:
     timed = record.read(timed_runs[-1])
     print(f"recorded {timed['date']} on {timed['machine']['cpu']} ({timed['machine']['cores']} "
           f"cores), load average {timed['load_average']['start'][0]:.1f} at the start, "
-          f"{timed['load_average']['end'][0]:.1f} at the end")
+          f"{timed['load_average']['end'][0]:.1f} at the end; llama-cpp-python "
+          f"{timed['versions']['llama_cpp']}, one thread")
     for name, served in timed["serving"].items():
-        parts_rec = served["anatomy"]
-        print(f"\n{name} ({served['gguf']}, {served['max_tokens']} tokens per request): first "
-              f"token {parts_rec['model']['first'] * 1e3:.1f} ms alone, "
-              f"{parts_rec['server']['first'] * 1e3:.1f} ms through the server; per token "
-              f"{parts_rec['model']['per_token'] * 1e3:.2f} / {parts_rec['server']['per_token'] * 1e3:.2f}"
-              f" ms; GET /v1/models {parts_rec['no_model'] * 1e3:.2f} ms")
+        rec = {r["concurrency"]: r for r in served["sweep"] if "skipped" not in r}
+        a = served["anatomy"]
+        print(f"\n{name} ({served['gguf']}), {served['max_tokens']} tokens per request, "
+              f"{'chat' if served['chat'] else 'completion'} requests in the closed loops")
+        print(f"  a lone request, medians of {len(a['prompt_tokens'])} (ms):   llama.cpp alone  "
+              f"through the server  the server adds")
+        for key, what in (("first", "first token"), ("per_token", "each next token"),
+                          ("done", f"whole answer ({a['max_tokens']})")):
+            print(f"    {what:34s} {a['model'][key] * 1e3:9.2f} {a['server'][key] * 1e3:19.2f} "
+                  f"{(a['server'][key] - a['model'][key]) * 1e3:18.2f}")
+        print(f"    {'GET /v1/models':34s} {'':9s} {a['no_model'] * 1e3:19.2f}")
+        if 1 not in rec or 8 not in rec:
+            print("  the record lacks the 1- or 8-client row: no S, D or predictions")
+            continue
+        R1_rec = rec[1]["latency_s"]["mean"]
+        S_rec = 1 / rec[8]["requests_per_s"]
+        D_rec = max(R1_rec - S_rec, 0.0)
+        print(f"  R1 = {R1_rec * 1e3:.1f} ms (mean, one client); lock time S = 1/X(8) = "
+              f"{S_rec * 1e3:.1f} ms; outside the lock D = R1 - S = {D_rec * 1e3:.1f} ms "
+              f"({D_rec / R1_rec:.0%} of R1)")
+        print(f"   C   n  req/s  tok/s  TTFT p50  R mean    p50  p99|max    C·R1  bounds   X·R"
+              f"   X in blocks of 50")
+        for c, r in rec.items():
+            lat, X, R = r["latency_s"], r["requests_per_s"], r["latency_s"]["mean"]
+            tail = (f"{lat['p99'] * 1e3:7.0f}" if latency.percentile_supported(lat["n"], 99)
+                    else f"{lat['max'] * 1e3:6.0f}*")
+            blocks = blocks_x(r) if lat["n"] >= 100 else []
+            spread = f"{min(blocks):5.1f}-{max(blocks):4.1f}" if blocks else "     -"
+            bound = latency.closed_loop(c, S_rec, D_rec)[1]
+            print(f"  {c:2d} {lat['n']:3d} {X:6.2f} {r['output_tokens_per_s']:6.1f} "
+                  f"{r['ttft_s']['p50'] * 1e3:9.0f} {R * 1e3:7.0f} {lat['p50'] * 1e3:6.0f} {tail} "
+                  f"{c * R1_rec * 1e3:7.0f} {bound * 1e3:7.0f} {X * R:5.2f}   {spread}")
+        if 4 in rec:
+            print(f"  R(4) / R1 = {rec[4]['latency_s']['mean'] / R1_rec:.1f} (exercise 8.3)")
         for r in served["sweep"]:
             if "skipped" in r:
                 print(f"  C={r['concurrency']:2d}: skipped ({r['skipped']})")
-                continue
-            lat = r["latency_s"]
-            tail = (f"p99 {lat['p99'] * 1e3:7.0f}" if latency.percentile_supported(lat["n"], 99)
-                    else f"max {lat['max'] * 1e3:7.0f}")
-            print(f"  C={r['concurrency']:2d} ({lat['n']} requests): {r['requests_per_s']:6.1f} req/s "
-                  f"{r['output_tokens_per_s']:6.0f} tok/s  TTFT p50 {r['ttft_s']['p50'] * 1e3:6.1f} ms"
-                  f"  latency mean {lat['mean'] * 1e3:7.1f} p50 {lat['p50'] * 1e3:7.1f} {tail} ms"
-                  f"  X·R {r['requests_per_s'] * lat['mean']:5.2f}")
         for r in served.get("interrupt_requests", []):
             if "skipped" not in r:
+                n = r["requests"]
                 print(f"  interrupt_requests on, C={r['concurrency']:2d}: {r['answers_cut_short']} "
-                      f"of {r['requests']} answers cut short, e.g. {r['example'][:50]!r}")
+                      f"of {n} answers cut short, the {n} requests over in {r['wall_s']:.2f} s "
+                      f"({n} · S = {n * S_rec:.2f} s); e.g. {r['example'][:40]!r}")
+    print("(ms; *: the maximum, printed where n < 100 requests cannot give a p99; bounds: "
+          "latency.closed_loop(C, S, D))")
+"""),
+    ("md", r"""
+**Reading the record.** *Where a lone request's time goes.* On the quiet machine a 32-token
+request to qcourse-tiny takes 53 ms (R1, the mean at one client; the anatomy's median is 50 ms).
+The model's own share is 26 ms: 5.7 ms for the prompt and the first token, 0.62 ms for each of the
+31 next ones. The server adds 24 ms: 6.9 ms before the first token and 0.52 ms for each next
+token, almost as much as the model's own 0.62 ms, so for a model this small the server doubles
+the time of a whole answer. HTTP alone (`GET /v1/models`) costs 1.2 ms. SmolLM2's tokens take
+21.4 ms each alone and 23.0 ms through the server: the server adds 9 ms before the first token and
+1.5 ms per token (more than for qcourse-tiny; this record does not say why), about 5 % of a whole
+answer (0.85 s to 0.90 s).
+
+*In and outside the lock.* The per-token work is done holding the lock (`get_event_publisher`
+above), so the lock time per request is more than the model's 26 ms. The saturated throughput
+measures it, S = 1/X(8) = 48.8 ms, made of the model's 26 ms, the 31 tokens' hops (16 ms) and 7 ms
+that this record does not break down (candidates: starting the request in the model's thread; with
+several clients, the waiting requests' HTTP and guard work on the same event loop and cores). The
+rest of a lone request, D = R1 − S = 4.5 ms (8 %), passes outside the lock.
+
+*Little's law, predicted and checked.* Had every millisecond been inside the lock, the latency
+would be C · R1. The closed-loop bounds, with S and D, predict 98, 195 and 780 ms at 2, 4 and 16
+clients; the record measured 96, 187 and 803 ms, within the spread of the throughput between blocks
+(last column; the bounds take S from the 8-client row, which is therefore not a prediction).
+Exercise 8.3's ratio, R(4) / R1, is 3.5: about 4 · R1, less mainly because 8 % of R1 passes outside
+the lock. X · R, the mean number of requests in flight, is 1.00, 1.99, 3.97, 7.86 and 15.45: C, a
+little under it, by as much as the start of a run predicts. The first C requests are sent together,
+and the k-th of them waits for k − 1 requests, not C − 1; over a run of n requests that takes
+C(C−1)/(2n) off the mean number in flight: 0.6 at 16 clients and n = 200 (15.4), 0.9 for SmolLM2's
+8 clients and n = 32 (7.1; measured 7.05).
+
+*Throughput against concurrency.* From one client to two, throughput rises by a tenth (18.7 to 20.7
+requests/s; every block of 50 requests at two clients is faster than every block at one): the
+second client's request uses the lock while the first's 4.5 ms pass outside it, as D predicts. From
+2 to 16 clients it stays between 19.2 and 21.2 requests/s (615.5-677.9 tokens/s), and the blocks of
+50 requests within one level spread as widely as the levels differ (19.2-21.7 at 16 clients,
+20.5-22.4 at 4): one run per level does not rank 2, 4, 8 and 16 clients. More clients add waiting,
+not capacity: from 1 to 16 clients the time to the first token (p50) grows from 11 to 789 ms, the
+mean latency from 53 to 803 ms and the p99 from 75 to 864 ms.
+
+*`interrupt_requests`*, llama-cpp-python's default: with 4 or with 16 clients, 31 of 32 answers
+were cut short. The publisher checks after every token it sends whether another request waits
+for the lock, and in a closed loop one always does, so an answer is cut right after its first
+token (the example printed above); only one answer ran to its 32 tokens. The runs look fast (32
+requests over in about half a second, where 32 full answers take 32 · S = 1.6 s) because they
+generated almost nothing, and each cut answer ends with `[DONE]` like a complete one: only the
+missing `finish_reason` gives it away.
+
+*A real chat model.* SmolLM2-135M-Instruct (its released Q4_1 file) served 31.7-32.1 tokens/s,
+1.03-1.04 requests/s, at 1, 2, 4 and 8 clients: flat, to within 1.3 % (32 requests per level, so
+the table prints the maximum, not a p99). One chat request takes 0.96 s, and only D = 6 ms of it
+passes outside the lock: a single client already keeps the model busy more than 99 % of the time,
+so a second client finds nothing to fill. On one thread the model is the capacity: about 0.25 s
+for the prompt (the chat template adds a system message) and 23 ms per generated token, about
+32 tokens/s whatever the number of clients. Every extra client only queues: the time to the first
+token grows from 0.25 s at one client to 1.2, 3.1 and 6.8 s at 2, 4 and 8, about (C − 1) · 0.96 s
+behind the requests ahead of it. At 8 clients the mean latency (6.75 s) is below the bound's
+7.66 s because a run of 32 requests is short: its first 8 requests, sent together, waited for 0
+to 7 others instead of 7 (X · R = 7.05). More users for this model need more compute per step
+(more threads, more cores), a server that batches (one pass through the weights for several
+sequences: section 7) or more replicas.
 """),
     ("md", r"""
 ## 7. What batching changes, and for whom
@@ -570,6 +696,7 @@ prompt_ids = tokenizer("def read_file(path):\n", add_special_tokens=False)["inpu
 burst = [prompt_ids] * 16
 torch_rt.generate_batch(burst, 2)                  # warm-up: the first call pays one-time costs
 batching = {}
+print(live())
 for batch_size in (1, 4, 16):
     loop = runtimes.service_loop(torch_rt, burst, 8, batch_size=batch_size)
     batching[batch_size] = loop
@@ -580,20 +707,41 @@ for batch_size in (1, 4, 16):
           f"{lat['min']:.2f} s, median {lat['p50']:.2f} s, last {lat['max']:.2f} s")
 """),
     ("md", r"""
+The same loop in the quiet-machine record (a burst of 16 requests, 32 new tokens each):
+"""),
+    ("code", r"""
+if timed_runs and timed.get("batching"):
+    burst_rec = timed["batching"]
+    print(f"recorded {timed['date']}, load average {timed['load_average']['start'][0]:.1f} at "
+          f"the start: {burst_rec['requests']} requests, {burst_rec['new_tokens']} new tokens each")
+    for run in burst_rec["runs"]:
+        b, lat = run["batch_size"], run["latency_s"]
+        step = run["wall_s"] / (burst_rec["requests"] // b * burst_rec["new_tokens"])
+        print(f"batch {b:2d}: {run['tokens_per_s']:5.0f} tokens/s; one step for {b:2d} sequences "
+              f"{step * 1e3:5.1f} ms; latency of the first request {lat['min']:.2f} s, median "
+              f"{lat['p50']:.2f} s, last {lat['max']:.2f} s")
+else:
+    print("no quiet-machine record yet: python benchmarks/serve.py --timings")
+"""),
+    ("md", r"""
 One step for 16 sequences costs far less than 16 steps for one: batching multiplies throughput on
-the same core. *Why* it does depends on the model. qcourse-tiny's float32 weights are 23 MB, which
-this CPU's caches largely hold, so a step is not limited by reading weights from memory: it is
-mostly fixed cost (transformers' `generate` loop in Python, dispatching each operation, small
-matrix products that use the core poorly), and a batch shares that fixed cost among its
-sequences. For a model of billions of parameters the weights are read from memory at every step,
-decoding one sequence is limited by memory bandwidth (notebook 07's roofline), and a batch
-shares that traffic too: this is why GPU servers batch.
+the same core. On the quiet machine one step for 16 sequences took 8.8 ms against 5.0 ms for one
+sequence, and throughput went from 198 to 1,828 tokens/s. *Why* it does depends on the model.
+qcourse-tiny's float32 weights are 23 MB, which this CPU's caches largely hold, so a step is not
+limited by reading weights from memory: it is mostly fixed cost (transformers' `generate` loop in
+Python, dispatching each operation, small matrix products that use the core poorly), and a batch
+shares that fixed cost among its sequences. For a model of billions of parameters the weights are
+read from memory at every step, decoding one sequence is limited by memory bandwidth (notebook 07's
+roofline), and a batch shares that traffic too: this is why GPU servers batch.
 
-Batching is not a win for every request. The median request finishes sooner, but look at the
-first one: served alone, it was done after one request's worth of steps; in a batch it finishes
-with the whole batch. Batching trades the best case for the typical one. *Static* batching (this
-loop) also makes a request that arrives during a batch wait for the whole batch; continuous
-batching lets it join at the next step.
+Batching is not a win for every request. The median request finishes sooner, but look at the first
+one: served alone, it was done after one request's worth of steps; in a batch it finishes with the
+whole batch (recorded: 0.17 s alone, 0.20 s in a batch of 4, 0.28 s in a batch of 16). Served one at
+a time, the k-th request of the recorded burst is done after about k · 0.16 s (2.58 s for 16), so in
+the batch of 16 only the first request finishes later than it would have alone; the median falls
+from 1.41 s to 0.28 s. Batching trades the best case for the typical one. *Static* batching (this
+loop) also makes a request that arrives during a batch wait for the whole batch; continuous batching
+lets it join at the next step.
 
 ## 8. The same model in other runtimes
 
@@ -635,7 +783,8 @@ rows = [runtimes.measure(build(name), tokenizer, [prompt_ids] * 4, new_tokens=16
 base = rows[0]["score"]
 for r in rows:
     r["vs_fp32"] = evaluation.paired_difference(base, r["score"]) if r is not rows[0] else None
-print(f"perplexity on the {base.label}; Δ: against PyTorch fp32, 95 % paired interval")
+print(f"perplexity on the {base.label}; Δ: against PyTorch fp32, 95 % paired interval; "
+      f"tok/s: {live()}")
 print(f"{'runtime':24s} {'weights':>8} {'tok/s':>6} {'ppl':>6} {'Δ ppl (interval)':>27} "
       f"{'max|Δlogit|':>11} {'top-1':>6}")
 for r in rows:
@@ -666,15 +815,15 @@ plt.tight_layout()
     ("md", r"""
 Read the speed column with the model's size in mind: qcourse-tiny has 5.8 M parameters, so a
 forward pass is tiny and each runtime's fixed cost per token (Python, the `generate` loop, kernel
-dispatch) dominates. That is why PyTorch float32 through transformers' `generate` is slower
-than ONNX Runtime float32, though both do the same arithmetic, and why ONNX Runtime and llama.cpp,
-which run the whole token step in native code, lead. bitsandbytes buys smaller weights, not speed,
-on a CPU: its int8 path (LLM.int8() splits every matmul into an int8 part and a float part for
-outlier columns) is clearly slower than float32, and NF4 (each block of weights dequantized before
-its matmul) gains nothing over float32 (here it is slower; on a busy machine the two can trade places
-from run to run). A 7B model is different: each generated token reads
-gigabytes of weights, decoding is limited by memory bandwidth, and that is where fewer bytes per
-weight pay off in speed as well as memory.
+dispatch) dominates. That is why PyTorch float32 through transformers' `generate` is slower than
+ONNX Runtime float32, though both do the same arithmetic, and why ONNX Runtime and llama.cpp, which
+run the whole token step in native code, lead. bitsandbytes buys smaller weights, not speed, on a
+CPU: its int8 path (LLM.int8() splits every matmul into an int8 part and a float part for outlier
+columns) is clearly slower than float32, and NF4 (each block of weights dequantized before its
+matmul) gains nothing over float32 (slower in the quiet-machine record below, 159 against 235
+tokens/s; in a live table on a busy machine the two can trade places from run to run). A 7B model
+is different: each generated token reads gigabytes of weights, decoding is limited by memory
+bandwidth, and that is where fewer bytes per weight pay off in speed as well as memory.
 
 Quality: every quantized runtime's perplexity is within half a percent of float32 on these 8
 windows. The paired interval says which of those differences these windows can tell apart from
@@ -735,12 +884,20 @@ if timed_runs and timed.get("runtimes"):
 """),
     ("md", r"""
 On all 228 windows the intervals shrink, and differences that 8 windows could not separate from
-zero become measurable: NF4 (+0.06 % on the first 8 windows, inside their noise) costs +0.36 % and ONNX Runtime's INT8 +0.10 % (llama.cpp's Q8_0, added here, +0.01 %), while bitsandbytes' int8 stays inside
-the noise. The 4-bit runtimes cost 0.27-0.36 % of perplexity, the 8-bit ones at most 0.1 %. The
-memory a runtime needs in a process of its own (with Python, PyTorch and transformers loaded
-before any runtime) is in the quiet-machine record when it exists: for a model of a few
-megabytes the weights are a rounding error in it; for a 7B model in 4 bits (about 4 GB of
-weights) it is the weights that decide which machine you need.
+zero become measurable: NF4 (+0.06 % on the first 8 windows, inside their noise) costs +0.36 % and
+ONNX Runtime's INT8 +0.10 % (llama.cpp's Q8_0, added here, +0.01 %), while bitsandbytes' int8 stays
+inside the noise. The 4-bit runtimes cost 0.27-0.36 % of perplexity, the 8-bit ones at most 0.1 %.
+
+The quiet-machine record (each runtime in a process of its own, 8 requests of 32 tokens, one
+thread) reads like the live table: ONNX Runtime (710-944 tokens/s) and llama.cpp (1,356-1,422)
+lead PyTorch float32 (235), and bitsandbytes is slower than float32 (int8 82, NF4 159 tokens/s).
+Within a family (ONNX Runtime's three files, llama.cpp's two) each speed comes from one run of 8
+requests: those differences are not ranked. Memory: every process peaked at 667-707 MB, of which
+646 MB were there before any runtime was built (Python, PyTorch, transformers and the float32
+model); a runtime added 21-61 MB, in every case more than its weights (3.8-24 MB): the rest is
+its library and working memory. For a model of a few megabytes the weights are a small part of
+a process; for a 7B model in 4 bits (about 4 GB of weights) it is the weights that decide which
+machine you need.
 
 ## 9. A quantized checkpoint in the format vLLM serves
 
@@ -851,12 +1008,18 @@ print(f"the server process is gone: {not alive}; its port is free again: {free}"
 * Load tests measure TTFT, inter-token and end-to-end latency and throughput, with every loop
   bounded, against loopback servers only by default. A p99 needs at least 100 requests; from 16,
   it is the maximum in disguise.
-* llama-cpp-python generates one request at a time: more clients add no generation capacity
-  (throughput stays at one request per service time once the lock is busy), and latency grows with
-  the number in flight, R = C / X, as Little's law predicted before the measurement.
+* llama-cpp-python generates one request at a time, and holds its lock through every token's
+  trip to the event loop: more clients add no generation capacity (throughput stays at one
+  request per lock time once the lock is busy), and latency grows with the number in flight,
+  R = C / X, as Little's law predicts. On the quiet machine qcourse-tiny served 19-21 requests/s
+  from 2 to 16 clients while the mean latency grew from 53 ms (one client) to 803 ms;
+  SmolLM2-135M-Instruct, on one thread, about 32 tokens/s whatever the number of clients.
+* llama-cpp-python's default `interrupt_requests` cut 31 of 32 answers short under load; the
+  course's server turns it off.
 * Batching shares each step's cost among many sequences: on qcourse-tiny that cost is mostly fixed
-  overhead, on large models it is reading the weights. It raises throughput and lowers the median
-  latency, but the first requests of a burst wait for the whole batch.
+  overhead, on large models it is reading the weights. It raises throughput (recorded: 198 to
+  1,828 tokens/s from batch 1 to 16) and lowers the median latency, but the first request of a
+  burst waits for the whole batch (0.17 s alone, 0.28 s in a batch of 16).
 * On a model this small, runtime overhead decides speed (ONNX Runtime and llama.cpp lead);
   bitsandbytes makes the weights smaller, not the model faster, on a CPU; every quantized
   runtime stays within about a percent of float32's perplexity, with intervals that say which

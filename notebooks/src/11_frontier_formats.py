@@ -31,14 +31,15 @@ casts, torchao, hqq, transformers, llama.cpp), and measures what it does to `qco
    an outlier channel and to 4-bit activations;
 8. say which hardware runs which format natively.
 
-The three exercises sit next to the material they check, each before the cell that answers it.
+The four exercises sit next to the material they check, each before the cell that answers it
+(11.4 is a prediction: answer it before the measurement below it).
 """),
     ("code", r"""
 %matplotlib inline
 import copy
+import datetime
 import functools
 import inspect
-import json
 import logging
 import math
 import pathlib
@@ -47,12 +48,13 @@ import matplotlib.pyplot as plt
 import torch
 
 from qcourse import calib, data, evaluation, formats, hqq, kvcache, models, mx, nf4, rotate
+from qcourse.bench import record as bench_record
 from qcourse.exercises import ex11
 from qcourse.layers import fake_quantize_weights, quantize_inputs
 from qcourse.quant import fake_quantize
 
 torch.manual_seed(0)
-torch.set_num_threads(2)
+torch.set_num_threads(1)   # a 5.8M-parameter model gains little from more threads; two spin on a busy machine (CPU budget)
 logging.getLogger("transformers").setLevel(logging.ERROR)
 model, tok = models.load()
 WINDOWS = 4   # live perplexities: the first 4 windows of 512 test tokens (harder than average:
@@ -62,21 +64,40 @@ fp32_ppl = ppl(model)
 block0 = {name: m.weight.detach() for name, m in model.model.layers[0].named_modules()
           if isinstance(m, torch.nn.Linear)}
 
-def latest_record(model_name):
-    # the newest benchmarks/frontier.py run on model_name (older records name no model: qcourse-tiny)
-    found = [json.loads(path.read_text())
-             for path in sorted(pathlib.Path("../benchmarks/results").glob("frontier-*.json"))]
-    found = [r for r in found if r.get("model", "qcourse-tiny") == model_name and "timings" not in r]
-    return found[-1] if found else None
+def latest_record(model_name, timings=False):
+    # the newest benchmarks/frontier.py record on model_name, by the date it holds (not by file
+    # name); timings=True: the newest `--timings` record (speeds only) instead of a quality run
+    found = [bench_record.read(path) for path in pathlib.Path("../benchmarks/results").glob("frontier-*.json")]
+    found = [r for r in found if r.get("model") == model_name and ("timings" in r) == timings]
+    return max(found, key=lambda r: datetime.datetime.fromisoformat(r["date"]), default=None)
+
+
+def describe(run):
+    return (f"{run['date'][:10]} on {run['machine']['cpu']}, {run['threads']} thread(s), load average "
+            f"{run['load_average']['start'][0]:.2f} at its start, {run['load_average']['end'][0]:.2f} at its end")
 
 
 record = latest_record("qcourse-tiny")
-SPLIT = (f"first {record['max_windows']} test windows" if record and record["max_windows"]
-         else "whole test split")
+if record:
+    RECORDED = evaluation.protocol.Protocol("recorded", record["protocol"]["windows"])
+    SPLIT = RECORDED.label().split(": ")[1]   # e.g. "test windows 1-16 of 512 tokens"
+
+
+def scored(row):
+    # a recorded row's per-window negative log-likelihoods, as a Score on the recorded windows
+    return evaluation.protocol.Score(RECORDED, torch.tensor(row["nll"]))
+
+
+def delta(a, b):
+    # b's perplexity against a's (two recorded rows): % with its 95 % paired interval; ~ inside the noise
+    d = evaluation.protocol.paired_difference(scored(a), scored(b))
+    pct = lambda r: f"{100 * (r - 1):+.2f}"
+    return f"{pct(d.ratio):>6s} % [{pct(d.low):>6s}, {pct(d.high):>6s}]{'' if d.significant else ' ~'}"
+
+
 print(f"fp32 perplexity on {WINDOWS} test windows: {fp32_ppl:.2f}")
-print("recorded run:", f"{record['date'][:10]} on {record['processor']}, {record['torch_threads']} "
-      f"thread(s), {SPLIT}, load average {record['load_average_start'][0]:.1f} at its start"
-      if record else "none found (run benchmarks/frontier.py)")
+print("recorded run:", f"{describe(record)}; perplexities on {SPLIT}" if record
+      else "none found (run benchmarks/frontier.py)")
 """),
     ("md", r"""
 ## 1. Minifloats, bit by bit
@@ -256,8 +277,9 @@ per_channel = functools.partial(mx.fake_quantize_fp8, fmt="fp8_e4m3", granularit
 w8a8 = quantize_inputs(fake_quantize_weights(copy.deepcopy(model), per_channel), per_channel)
 print(f"fp32 {fp32_ppl:.3f}   W8A8-FP8 (E4M3, weights per channel, activations per token) {ppl(w8a8):.3f}")
 if record:
-    print(f"recorded, {SPLIT}: fp32 {record['float_perplexity']:.3f}   W8A8-FP8 "
-          f"{record['activations']['W8A8 FP8 E4M3 (channel / token)']:.3f}")
+    w8a8_row = record["activations"]["W8A8 FP8 E4M3 (channel / token)"]
+    print(f"recorded, {SPLIT}: fp32 {record['float']['perplexity']:.3f}   W8A8-FP8 "
+          f"{w8a8_row['perplexity']:.3f}, {delta(record['float'], w8a8_row)} (paired 95 % interval)")
 del w8a8
 """),
     ("md", r"""
@@ -393,30 +415,59 @@ tokens it names):
 """),
     ("code", r"""
 if record:
-    print(f"recorded {record['date'][:10]} on {record['processor']}, {SPLIT}, GPTQ calibrated on "
-          f"{record['calibration'][0]} windows; fp32 perplexity {record['float_perplexity']:.3f}")
-    print(f"{'format':26s} {'bits/weight':>11s} {'rel. error':>11s} {'perplexity':>11s}")
-    for name, row in sorted(record["weights"].items(), key=lambda kv: -kv[1]["bits_per_weight"]):
-        print(f"{name:26s} {row['bits_per_weight']:11.3f} {row['relative_error']:11.2e} {row['perplexity']:11.3f}")
+    fp32_row = record["float"]
+    print(f"recorded {describe(record)}; perplexity on {SPLIT}; GPTQ calibrated on "
+          f"{record['calibration'][0]} windows of {record['calibration'][1]} tokens; fp32 {fp32_row['perplexity']:.3f}")
+    print("vs fp32: the perplexity's change, [95 % paired interval over the windows], ~ inside the noise")
+    print(f"{'format':26s} {'bits/weight':>11s} {'rel. error':>11s} {'perplexity':>11s}   {'vs fp32':>26s}")
+    weight_rows = sorted(record["weights"].items(), key=lambda kv: -kv[1]["bits_per_weight"])
+    for name, row in weight_rows:
+        print(f"{name:26s} {row['bits_per_weight']:11.3f} {row['relative_error']:11.2e} "
+              f"{row['perplexity']:11.3f}   {delta(fp32_row, row)}")
+    four_bit = sorted(((name, row) for name, row in weight_rows if 4 <= row["bits_per_weight"] <= 4.5),
+                      key=lambda kv: kv[1]["perplexity"])
+    best_name, best = four_bit[0]
+    print(f"\n4-bit rows against the best of them, {best_name} (paired 95 % interval):")
+    for name, row in four_bit[1:]:
+        print(f"  {name:26s} {row['bits_per_weight']:5.3f} bits  {row['perplexity']:8.3f}   {delta(best, row)}")
+    w = record["weights"]
+    print("pairs the text below names:")
+    for a, b in (("INT4 g128 (RTN)", "Q4_K"), ("INT4 g128 (RTN)", "MXFP4"), ("NVFP4", "MXFP4"),
+                 ("INT4 g128 (RTN)", "GPTQ 4-bit g128")):
+        print(f"  {b:16s} against {a:16s} {delta(w[a], w[b])}")
     print()
-    for name, value in record["activations"].items():
-        print(f"{name:34s} perplexity {value:.3f}")
+    for name, row in record["activations"].items():
+        print(f"{name:34s} perplexity {row['perplexity']:.3f}   vs fp32 {delta(fp32_row, row)}")
+    acts = record["activations"]
+    print(f"W4A4: MXFP4 against NVFP4 {delta(acts['W4A4 NVFP4'], acts['W4A4 MXFP4'])}")
+    print(f"W4A4 MXFP4 against W4A16 MXFP4 (the 4-bit activations alone) "
+          f"{delta(acts['W4A16 MXFP4'], acts['W4A4 MXFP4'])}")
 """),
     ("md", r"""
-What the recorded table shows. At 8 bits every format, float or integer, stays within a few
-hundredths of the float perplexity: errors below 3·10⁻³ are too small for this model to notice
-(E5M2 has about four times E4M3's error: one mantissa bit fewer). Around 4 bits, among the
-data-free formats, the weight error sorts them: MXFP4 is the worst (1.3·10⁻², its power-of-two
-scale leaves part of E2M1's range unused and saturates the rest), then INT4 g128 by RTN, HQQ g128,
-NVFP4 (its E4M3 scale fits each block of 16 closely), NF4, Q4_0 and Q4_K (5.1·10⁻³: llama.cpp
-searches its scales, notebook 06). They are not at equal bits: NVFP4, NF4, Q4_0, Q4_K and HQQ g64
-carry 0.25–0.35 more bits per weight than MXFP4 and INT4 g128 (the table's first column). Now look
-at GPTQ: the largest weight error of all the 4-bit rows (and, at 3 bits, twice RTN's) with one of
-the best perplexities. Weight error is a proxy; GPTQ minimises the error of each layer's *output*
-on calibration data (notebook 04) and moves weights further from their values to do it.
-Perplexity follows the weight error only loosely: on a 5.8M-parameter model the 4-bit differences are a few tenths, close to
-what a different sample of test windows would move. With 4-bit *activations* too, NVFP4's finer
-scale matters more: W4A4 in NVFP4 stays much closer to the float model than W4A4 in MXFP4.
+What the recorded table shows (16 test windows; the intervals say which differences the choice
+of windows could explain). At 8 and 6 bits every format stays within 0.11 % (0.05 points) of the
+float perplexity; a few of these tiny differences are outside the noise (the plain E4M3 cast
++0.09 %, MXFP8 +0.10 %, MXFP6 E2M3 +0.11 %, and Q6_K 0.05 % *below* float), but errors below
+3·10⁻³ cost this model next to nothing (E5M2 has about four times E4M3's error: one mantissa
+bit fewer). Around 4 bits, among the data-free formats, the weight error sorts them: MXFP4 is the
+worst (1.3·10⁻², its power-of-two scale leaves part of E2M1's range unused and saturates the
+rest), then INT4 g128 by RTN, HQQ g128, NVFP4 (its E4M3 scale fits each block of 16 closely),
+NF4, HQQ g64, Q4_0 and Q4_K (5.1·10⁻³: llama.cpp searches its scales, notebook 06). They are not
+at equal bits: NVFP4, NF4, Q4_0, Q4_K and HQQ g64 carry 0.25–0.35 more bits per weight than
+MXFP4 and INT4 g128 (the table's first column).
+
+Perplexity follows the weight error only loosely, and the paired intervals keep us from reading
+more into it. NF4 has the best 4-bit perplexity, but GPTQ, NVFP4, Q4_K and HQQ g64 are inside the
+noise of it; Q4_0, HQQ g128, INT4 g128 and MXFP4 are measurably worse. Q4_K, the smallest weight
+error of the data-free formats (half of INT4 g128's), is not measurably different from NF4, the
+best, nor even from INT4 g128 (−0.23 %, inside the noise). MXFP4, the largest, is not measurably
+worse than INT4 g128 (+0.14 %, inside the noise); it is worse than NVFP4 (+0.57 %). Now look at
+GPTQ: the largest weight error of all the 4-bit rows (and, at 3 bits, twice RTN's) with one of
+the best perplexities, 0.49 % below RTN's at the same 4.16 bits.
+Weight error is a proxy; GPTQ minimises the error of each layer's *output* on calibration data
+(notebook 04) and moves weights further from their values to do it. With 4-bit *activations*
+too, NVFP4's finer scale matters more: W4A4 in NVFP4 costs +1.0 % over float, in MXFP4 +3.1 %
+(MXFP4 2.0 % above NVFP4, against 0.57 % with float activations).
 
 ## 5. HQQ: half-quadratic quantization, no calibration data
 
@@ -426,12 +477,32 @@ error with an l_p norm, p < 1 (it forgives a few large errors to make most error
 
     min_z ‖W − Q_z⁻¹(Q_z(W))‖_p^p,     Q_z(W) = clamp(round(W·s + z), 0, 2^b − 1),   Q_z⁻¹(q) = (q − z)/s
 
-(`s` is the *inverse* scale, as in the `hqq` package.) Rounding makes this non-smooth, so HQQ adds
-the error as a variable `W_e` and alternates two problems that each have a closed form
-(half-quadratic splitting):
+(`s` is the *inverse* scale, as in the `hqq` package.) Rounding makes this non-smooth in `z`.
+**Half-quadratic splitting** gives the error its own variable `W_e` and ties it to the rounding
+error by a quadratic penalty of weight β (the l_p term written `‖W_e‖_p^p / p`, which has the
+same minimiser):
 
-    W_e ← shrink_p(W − Q_z⁻¹(Q_z(W)), β),    shrink_p(x, β) = sign(x)·relu(|x| − |x|^(p−1)/β)
-    z   ← mean over the group of (Q_z(W) − (W − W_e)·s)
+    min_{z, W_e}  ‖W_e‖_p^p / p  +  β/2 · ‖W_e − (W − Q_z⁻¹(Q_z(W)))‖²
+
+and alternates between the two variables, each sub-problem having a closed form.
+
+*`z` fixed, solve for `W_e`.* With `r = W − Q_z⁻¹(Q_z(W))` the problem splits into one per weight,
+`min_e |e|^p / p + β/2 · (e − r)²`. Its minimiser has the sign of `r` (or is 0); setting the
+derivative to zero, `|e|^(p−1) + β(|e| − |r|) = 0`, that is `|e| = |r| − |e|^(p−1)/β`. One
+fixed-point step from `e = r` gives `|r| − |r|^(p−1)/β`; where that is negative, `e` is set to
+0 (small errors are not worth a nonzero `W_e`). That is generalized soft-thresholding, the
+approximate proximal step HQQ uses:
+
+    W_e ← shrink_p(r, β),    shrink_p(x, β) = sign(x)·relu(|x| − |x|^(p−1)/β)   (p = 1: soft-thresholding by 1/β)
+
+*`W_e` fixed, solve for `z`.* Holding the codes `q = Q_z(W)` fixed (HQQ's approximation: the
+rounding is redone at the next step), the penalty `‖W_e − W + (q − z)/s‖²` is a quadratic in each
+group's `z`; its derivative `−(2/s) Σ ((q − z)/s − (W − W_e))` vanishes at
+
+    z ← mean over the group of (q − (W − W_e)·s)
+
+Then re-round with the new `z`, and repeat (β fixed in `hqq` 0.2.8's default solver, at most 20
+steps, stopping when the mean absolute error stops falling):
 """),
     ("code", r"""
 print(inspect.getsource(hqq.shrink_lp))
@@ -485,20 +556,58 @@ of 128:
     ("code", r"""
 if record:
     w = record["weights"]
+    print(f"recorded, perplexity on {SPLIT} (bits per weight); [95 % paired interval], ~ inside the noise")
     for bits in (4, 3):
-        print(f"{bits}-bit g128:  RTN {w[f'INT{bits} g128 (RTN)']['perplexity']:.3f}   "
-              f"HQQ {w[f'HQQ {bits}-bit g128']['perplexity']:.3f}   GPTQ {w[f'GPTQ {bits}-bit g128']['perplexity']:.3f}")
+        rtn, hqq_row, gptq_row = (w[f"INT{bits} g128 (RTN)"], w[f"HQQ {bits}-bit g128"], w[f"GPTQ {bits}-bit g128"])
+        print(f"{bits}-bit g128:  RTN {rtn['perplexity']:.3f} ({rtn['bits_per_weight']:.2f})   "
+              f"HQQ {hqq_row['perplexity']:.3f} ({hqq_row['bits_per_weight']:.2f})   "
+              f"GPTQ {gptq_row['perplexity']:.3f} ({gptq_row['bits_per_weight']:.2f})")
+        print(f"    HQQ vs RTN {delta(rtn, hqq_row)}   GPTQ vs RTN {delta(rtn, gptq_row)}   "
+              f"GPTQ vs HQQ {delta(hqq_row, gptq_row)}")
+    same = w["hqq package 4-bit g64"]["nll"] == w["HQQ 4-bit g64"]["nll"]
     print(f"hqq package 4-bit g64 {w['hqq package 4-bit g64']['perplexity']:.3f}, ours "
-          f"{w['HQQ 4-bit g64']['perplexity']:.3f}")
+          f"{w['HQQ 4-bit g64']['perplexity']:.3f} (per-window NLL {'identical' if same else 'different'})")
 """),
     ("md", r"""
 HQQ lowers RTN's weight error at 4 and 3 bits, with no data, and is bit-exact with the `hqq`
-package. In perplexity it is not a clear win on this model: at 4 bits it sits a little below RTN,
-at 3 bits level with it (within the noise of the recorded windows), while GPTQ, which *uses*
-calibration data and minimises the error of each layer's output rather than of its weights, is
-the best at both widths. HQQ's selling point is speed and no calibration set ("less than 5
-minutes" for Llama-2-70B, "over 50x faster" than GPTQ, in its authors' blog; not measured here),
-not beating GPTQ.
+package (whose model has the same per-window NLLs as ours). In perplexity it is not a clear win
+on this model, and it stores more: its fp16 zero costs 4.25 bits per weight at g128 against
+RTN's 4.16. At 4 bits it sits 0.23 % below RTN (an interval that just excludes zero), at 3 bits
+level with it (inside the noise). GPTQ, which *uses* calibration data and minimises the error of
+each layer's output rather than of its weights, is measurably below RTN at both widths, and at 3
+bits below HQQ too; at 4 bits its lead over HQQ is inside the noise. HQQ's selling point is
+speed and no calibration set, not beating GPTQ.
+Its authors' blog (Badri & Shaji, Mobius Labs, 2023, introduction) says: "HQQ takes less than 5
+minutes to process the colossal Llama-2-70B, that's over 50x faster compared to the widely
+adopted GPTQ". Measured here, on a quiet machine (`benchmarks/frontier.py --timings`), the seconds
+each method takes to quantize every linear layer of `qcourse-tiny` at 4 bits in groups of 64:
+"""),
+    ("code", r"""
+timing_run = latest_record("qcourse-tiny", timings=True)
+if timing_run is None:
+    print("no timings recorded here: python benchmarks/frontier.py --timings (on a quiet machine)")
+else:
+    seconds = {m: timing_run["timings"][f"quantize model: {m} 4-bit g64 (s)"] for m in ("RTN", "HQQ", "GPTQ")}
+    print(f"qcourse-tiny, recorded {describe(timing_run)}")
+    print("   ".join(f"{m} {v:.2f} s" for m, v in seconds.items()))
+    print(f"GPTQ / HQQ: {seconds['GPTQ'] / seconds['HQQ']:.0f}x measured here;  HQQ / RTN: "
+          f"{seconds['HQQ'] / seconds['RTN']:.1f}x")
+    print("quoted:     'over 50x' (HQQ against GPTQ, Llama-2-70B; Badri & Shaji's blog, 2023)")
+"""),
+    ("md", r"""
+What each time holds (the model is loaded before the clock starts). RTN: a min and a max per
+group, rounding, packing. HQQ (`qcourse.hqq`, float32 on the CPU): the same, plus up to 20
+half-quadratic steps per layer (with early stopping), no data. GPTQ: 128 calibration windows of
+512 tokens (65,536 tokens, the script's default `--samples`) run through the model block by
+block: for each of the 6 blocks one partial forward pass per layer group (q/k/v, o, gate/up,
+down) to collect that group's Hessian, the solve of each layer (a Cholesky factorisation, then
+the columns one by one with error feedback, notebook 04), and one full pass to feed the next
+block. GPTQ's time grows with the calibration tokens times the square of each layer's input
+width (the Hessian), plus its cube (the factorisation) and the output width times its square
+(the solve); HQQ's grows with the number of weights alone. So the ratio measured on a
+5.8M-parameter model on a CPU (31×) is not the blog's on Llama-2-70B on a GPU, and neither is a
+property of the methods alone. What both say: HQQ costs a few RTNs (4.2× here) and no data, GPTQ
+more than an order of magnitude more.
 
 ## 6. The KV cache
 
@@ -592,35 +701,69 @@ all of them together when that buffer fills) and llama.cpp's `type_k`/`type_v` r
 """),
     ("code", r"""
 if record:
-    g = record["greedy"]
-    print(f"recorded ({SPLIT}): {g['prompts']} prompts of {g['prompt_tokens']} tokens, {g['new_tokens']} greedy tokens each")
-    print(f"{'cache':52s} {'bits/value':>10s} {'perplexity':>10s} {'same tokens':>11s} {'1st diff':>8s}")
-    for name, row in record["kv_cache"].items():
-        print(f"{name:52s} {row.get('bits_per_value', float('nan')):10.2f} {row.get('perplexity', float('nan')):10.3f} "
-              f"{row.get('same_tokens', 1.0):11.1%} {row.get('first_difference', g['new_tokens']):8.0f}")
+    g, fp32_row = record["greedy"], record["float"]
+    print(f"recorded, perplexity on {SPLIT}; greedy: {g['prompts']} prompts of {g['prompt_tokens']} "
+          f"tokens, {g['new_tokens']} new tokens each; vs float: [95 % paired interval], ~ inside the noise")
+    print(f"{'cache':40s} {'bits/value':>10s} {'kB @512':>7s} {'perplexity':>10s} {'  vs float':28s} "
+          f"{'same tokens':>11s} {'1st diff':>8s}")
+    print(f"{'float (fp16 storage)':40s} {16:10.2f} {kvcache.cache_bytes(model.config, 512) / 1e3:7.1f} "
+          f"{fp32_row['perplexity']:10.3f}")
+    kv_rows = record["kv_cache"]
+    for name, row in sorted(kv_rows.items(), key=lambda kv: -kv[1].get("bits_per_value", 0)):
+        if "perplexity" not in row:
+            continue
+        print(f"{name:40s} {row['bits_per_value']:10.2f} {row['cache_bytes_512'] / 1e3:7.1f} "
+              f"{row['perplexity']:10.3f} {delta(fp32_row, row):28s} {row['same_tokens']:11.1%} "
+              f"{row['first_difference']:8.0f}")
+    for name, row in kv_rows.items():
+        if "perplexity" not in row:   # transformers' QuantizedCache: generation only
+            print(f"{name}: same tokens {row['same_tokens']:.1%}, 1st diff {row['first_difference']:.0f}")
     for name, row in record["llamacpp_kv_cache"].items():
-        print(f"{'llama.cpp ' + name:52s} {row['bits_per_value']:10.2f} {row['perplexity']:10.3f}")
+        print(f"{'llama.cpp ' + name:40s} {row['bits_per_value']:10.2f} {'':7s} {row['perplexity']:10.3f}")
+    print("\none change at a time (paired, the second against the first):")
+    for a, b, what in (("int2 asym g32", "int2 asym g32 +128 float", "a float residual of 128, 2 bits"),
+                       ("int2 asym g32 +128 float", "int2 asym g32 keys/channel +128 float", "keys per channel (KIVI-2)"),
+                       ("int4 asym g32 +128 float", "int4 asym g32 keys/channel +128 float", "keys per channel (KIVI-4)")):
+        if a in kv_rows and b in kv_rows:
+            print(f"  {what:34s} {delta(kv_rows[a], kv_rows[b])}   1st diff "
+                  f"{kv_rows[a]['first_difference']:.0f} -> {kv_rows[b]['first_difference']:.0f}")
 """),
     ("md", r"""
 The live table is one prompt: there even the int8 cache can part from the float model early
 (greedy agreement on one prompt is a coin toss once two candidates are close). In the recorded
-run (4 prompts × 192 tokens) only the int8 caches (a scale per token and head, or per 32 values)
-keep every greedy token of the float model over the whole generation, at a perplexity within
-0.01. FP8 E4M3, a plain cast without a scale, costs as little perplexity, but its generations
-part from the float model's after about 60 tokens on average. int4 costs 0.02 to 0.14 of
-perplexity and parts after 25 to 89 tokens, and the order of the parting points is not the order
-of the perplexities (int4 asym parts last, later than FP8). Once one token differs, the
-continuation differs from there on, so the share of same tokens falls much further than
-perplexity suggests. 2 bits costs clearly (about +2 perplexity, +1.4 in groups of
-32). llama.cpp's `q8_0`/`q4_0` cache types, run for real, move perplexity in the same direction
-and order as our int8/int4 caches in groups of 32, q4_0 by more (+0.08 against our +0.02; we did
-not isolate why: one candidate is that its CPU flash-attention path also rounds the queries to
-q8_0 to take dot products with quantized keys). transformers' `QuantizedCache` keeps up to 128
-newest tokens in float, so much of what its attention reads while generating is not quantized,
-and its first generated token comes from float keys: its 4-bit generations stay with the float
-model's far longer than ours, which quantizes every token (a candidate explanation, not isolated
-in this recorded run: the benchmark's `asym(4, 32, residual=128)` row measures it on the next
-recording).
+run (4 prompts × 192 tokens, 16 windows for perplexity) only the int8 caches (a scale per token
+and head, or per 32 values) keep every greedy token of the float model over the whole
+generation, at a perplexity within 0.01 (int8 per head +0.01 %, an interval that just excludes
+zero). FP8 E4M3, a plain cast without a scale, costs no measurable perplexity, but its
+generations part from the float model's after about 60 tokens on average; E5M2 costs +0.15 %.
+The int4 caches that quantize every token (no float residual) cost 0.02 to 0.14 of perplexity:
+per head and asymmetric (+0.22 %) or symmetric (+0.35 %) measurably, in groups of 32 (+0.05 %)
+and HQQ-optimized (+0.14 %) inside the noise. They part from the float model after 25 to 89
+tokens, and the order of the parting points is not the order of the perplexities (int4 asym
+parts last, later than FP8). Once one token differs, the continuation differs from there on, so
+the share of same tokens falls much further than perplexity suggests. 2 bits on every token costs
+clearly (+5.2 %, +3.4 % in groups of 32).
+
+**KIVI, one change at a time.** A float residual of the 128 newest tokens is what rescues 2 bits:
+in groups of 32 it takes the cost from +3.4 % to +0.26 % and the first difference from 10 to 31
+tokens. It is not free: the float tokens take fp16 space (at 512 tokens 455 kB against 295 kB,
+the table's kB column), so those two rows are not at equal size. At equal size (the same
+residual and groups), KIVI's keys per channel beat keys per token at 2 bits by 0.16 % (an
+interval that just excludes zero; first difference 31 → 32) and are level at 4 bits (inside the
+noise; the same greedy agreement). On this model, then, most of KIVI's gain comes from its float
+residual, and the per-channel keys add a little at 2 bits; the paper's case for them is outlier
+*channels* in the keys of large models (how `qcourse-tiny`'s keys compare is not measured here).
+
+The same residual explains transformers' `QuantizedCache`: its 4-bit generations stay with the
+float model's far longer than our every-token caches (84 % of the tokens, first difference after
+159 on average), and our `int4 asym g32 +128 float`, which like it reads the prompt in float at
+prefill and keeps the newest tokens in float, gives the same first difference (159) and nearly
+the same share (85 %). llama.cpp's `q8_0`/`q4_0` cache types, run for real (perplexity only: this
+path keeps no per-window NLL, so no interval), move perplexity in the same direction and order as
+our int8/int4 caches in groups of 32, `q4_0` by more (+0.08 against our +0.02). Quantizing its
+keys alone costs +0.05 and its values alone +0.02: most of `q4_0`'s loss is in the keys. We did
+not isolate why llama.cpp's keys lose more than ours; one candidate is that its CPU
+flash-attention path also rounds the queries to `q8_0` to take dot products with quantized keys.
 
 ## 7. Rotations: making 4-bit activations possible
 
@@ -648,8 +791,17 @@ ex11.outlier_after_rotation.check(outlier_after_rotation);
 """),
     ("md", r"""
 Now a real activation of `qcourse-tiny` (the input of layer 3's `gate_proj`), into which we inject
-one outlier channel 20 or 100 times the layer's typical |x| (SmoothQuant reports outliers ~100×
-larger than most activation values in real LLMs):
+one outlier channel 20 or 100 times the layer's typical |x| (its mean |x|; SmoothQuant reports
+outliers ~100× larger than most activation values in real LLMs). Each token is then quantized to
+symmetric 4 bits with one scale per token, without and with the rotation.
+
+**Exercise 11.4.** Predict first what the outlier does to the *other* channels (your first answer
+counts in graded mode):
+"""),
+    ("code", r"""
+ex11.outlier_share.show()
+outlier_share = ...  # a letter
+ex11.outlier_share.check(outlier_share);
 """),
     ("code", r"""
 stats_input = {}
@@ -707,11 +859,21 @@ live = rotate.rotation_experiment(model, tok, settings=((4, 4),), max_windows=2)
 print("live, 2 windows:", {kind: {k: round(v, 2) for k, v in row.items()} for kind, row in live.items()})
 if record:
     rot = record["rotation"]
-    print(f"recorded, {SPLIT}:{'':13s}" + "".join(f"{k:>12s}" for k in rot["plain"]))
-    for label, rows in (("qcourse-tiny", rot), ("outlier model", rot.get("outlier model", {}))):
-        for kind, row in rows.items():
-            if kind in ("plain", "rotated"):
-                print(f"  {label:14s} {kind:8s}" + "".join(f"{v:12.3f}" if v < 1e6 else f"{v:12.3e}" for v in row.values()))
+    settings = ("W4A16", "W4A8", "W16A4", "W4A4")
+    print(f"recorded, perplexity on {SPLIT}; float {record['float']['perplexity']:.3f}")
+    print(f"  {'':36s}" + "".join(f"{k:>12s}" for k in settings))
+    for kind, row in rot.items():
+        if kind != "channel_peak_to_rms":
+            print(f"  {kind:36s}" + "".join(f"{row[k]['perplexity']:12.3f}" if row[k]["perplexity"] < 1e5
+                                           else f"{row[k]['perplexity']:12.3e}" for k in settings))
+    print("paired, the second against the first:")
+    for a, b, setting in (("plain", "rotated", "W16A4"), ("plain", "rotated", "W4A4"),
+                          ("plain", "rotated", "W4A8"), ("plain", "norms folded", "W4A4"),
+                          ("rotated", "rotated, orthogonal", "W4A4"), ("rotated", "rotated, blocks of 64", "W16A4"),
+                          ("rotated", "rotated, blocks of 64", "W4A4"),
+                          ("outlier model norms folded", "outlier model rotated", "W4A4")):
+        print(f"  {setting:5s} {a:26s} -> {b:22s} {delta(rot[a][setting], rot[b][setting])}")
+    print(f"  W4A8 against W4A16, plain: {delta(rot['plain']['W4A16'], rot['plain']['W4A8'])}")
 outlier_model = models.with_outliers(model)   # notebook 10: 4 residual channels 100x larger
 outliers = rotate.rotation_experiment(outlier_model, tok, settings=((4, 4),), max_windows=2,
                                       kinds=("plain", "norms folded", "rotated"))
@@ -719,16 +881,22 @@ print("outlier model, 2 windows:", {kind: {k: round(v, 2) for k, v in row.items(
 """),
     ("md", r"""
 On plain `qcourse-tiny` the activations have no strong outlier channels (peak-to-RMS per channel
-of a few, except `down_proj`'s inputs), so W4A8 costs little and W4A4 costs more; the rotation
-still helps W4A4 but there is not much to fix. On notebook 10's outlier model, the same function
-with four residual channels 100× larger at the inputs of q/k/v and gate/up, per-token 4-bit
-activations collapse (perplexity in the millions): the outlier channels take the whole grid and
-the other channels round to zero; W4A8 suffers too. Here folding the norms alone already undoes
+of a few, except `down_proj`'s inputs). 8-bit activations add almost nothing to 4-bit weights
+(W4A8 0.05 % above W4A16); 4-bit activations cost more (W16A4 +3.5 %, W4A4 +4.9 % over float).
+The full-width rotation cuts that measurably (W16A4 −2.0 %, W4A4 −2.4 %) and leaves W4A8 inside
+the noise; folding the norms alone changes nothing measurable. On a model without outliers the
+kind of rotation matters little: the random orthogonal matrix is level with the Hadamard at W4A4
+(inside the noise), and blocks of 64 cost +0.34 % at W16A4 and nothing measurable at W4A4. On
+notebook 10's outlier model, the same function with four residual channels 100× larger at the
+inputs of q/k/v and gate/up, per-token 4-bit activations collapse (perplexity 2.2 million at
+W16A4, 37 million at W4A4): the outlier channels take the whole grid and the other channels round
+to zero (exercise 11.4); W4A8 suffers too (44.95). Here folding the norms alone already undoes
 the damage, by construction: `with_outliers` put the factor into the norm weights, and folding
-moves it into the weights of the next layers, where per-channel weight scales absorb it. The
-Hadamard rotation fixes it as well, and would wherever the outliers came from: it spreads them
-over all 256 channels (the rotated outlier model *is* the rotated `qcourse-tiny`, with the same
-perplexities). QuaRot folds the norms too and then rotates, because in real LLMs the outliers live
+moves it into the weights of the next layers, where per-channel weight scales absorb it (the
+folded outlier model scores as the folded `qcourse-tiny`). The Hadamard rotation fixes it as
+well, and would wherever the outliers came from: it spreads them over all 256 channels, and
+measurably better than folding alone (W4A4 −2.5 %; the rotated outlier model computes the same
+function as the rotated `qcourse-tiny`, and their rows agree to within 0.02). QuaRot folds the norms too and then rotates, because in real LLMs the outliers live
 in the residual stream itself, which folding does not touch: measured on a real model next.
 
 ### A real model that needs the rotation: SmolLM2-135M
@@ -799,6 +967,23 @@ to 45.1 % relative to QuaRot on LLaMA-3-8B.
 | FP8 "FNUZ" variants (bias one higher, no −0, no inf) | AMD MI300 (CDNA 3) | proposed by Graphcore, AMD and Qualcomm (StableHLO RFC); `torch.float8_e4m3fnuz`; OCP E4M3 checkpoints are converted for AMD GPUs (Modular's `convert_e4m3fn_to_e4m3fnuz`) |
 | all of them | this CPU: none | here everything runs as fake quantization, so the course measures quality, not speed |
 
+Fake quantization has a price of its own here. From the same quiet timings record: rounding a
+[4096, 1536] activation (8 sequences of 512 tokens, SmolLM2's MLP width) onto a grid and back,
+next to the matmul with a [576, 1536] weight that it would feed:
+"""),
+    ("code", r"""
+if timing_run:
+    t = timing_run["timings"]
+    matmul = next(v for k, v in t.items() if k.startswith("matmul"))
+    for name, ms in t.items():
+        if name.endswith("(ms, best of 5)"):
+            print(f"{name.removesuffix(' (ms, best of 5)'):45s} {ms:6.1f} ms   {ms / matmul:4.2f}x the matmul")
+"""),
+    ("md", r"""
+Each fake-quantized input costs more than the matmul it feeds (1.5 to 1.8 times here): a
+fake-quantized W4A4 model runs slower than the float one on this CPU, and its speed says nothing
+about the format's. What these formats buy in speed needs hardware that reads them natively.
+
 The formats earn their keep in memory and bandwidth: gpt-oss-120b's MXFP4 expert weights (4.25
 bits per parameter, 90 %+ of its parameters) are what let it fit on one 80 GB GPU (OpenAI's model
 card).
@@ -816,12 +1001,16 @@ card).
 * MX formats share a power-of-two E8M0 scale per 32 values (4.25 / 6.25 / 8.25 bits); NVFP4 an E4M3
   scale per 16 plus a float32 tensor scale (4.5 bits). Ours and torchao's produce the same bytes.
 * HQQ optimizes the zero point with no data; with its default β, on weights, that reduces to a
-  least-squares zero alternated with re-rounding. Bit-exact with the `hqq` package.
+  least-squares zero alternated with re-rounding. Bit-exact with the `hqq` package. On
+  `qcourse-tiny` it quantizes 31× faster than GPTQ (0.64 s against 20 s, quiet machine; its
+  authors quote "over 50x" on Llama-2-70B), and is not better than GPTQ in perplexity.
 * By weight error MXFP4 is the worst data-free 4-bit format, but weight error is a proxy: GPTQ has
-  the largest weight error and one of the best perplexities.
+  the largest weight error and one of the best perplexities, and the paired intervals separate
+  fewer of the 4-bit formats than their weight errors do.
 * The KV cache grows with context × batch; per-token, per-head int8 and FP8 are nearly free in
   perplexity, int4 costs a little, int2 a lot; long greedy generations part from the float model's
-  with every cache but int8.
+  with every cache but int8. KIVI's float residual of the newest tokens is what rescues 2 bits here
+  (+3.4 % → +0.26 %, at more bytes); its per-channel keys add a little at 2 bits, nothing at 4.
 * A Hadamard rotation folded into the weights leaves the model's function unchanged and spreads
   outlier channels evenly over its width (a block-diagonal one over its block only). On SmolLM2,
   whose outliers live in the residual stream, folding the norms alone makes 4-bit activations
