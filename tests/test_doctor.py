@@ -98,7 +98,7 @@ def test_with_no_extra_installed_the_report_still_fits_one_screen(monkeypatch):
     assert len(lines) <= 45 and max(map(len, lines)) <= 100, "\n".join(lines)
     partial = [v["notebook"] for v in report["notebooks"] if not v["runs_fully"]]
     without_gpu = [] if report["torch"]["cuda"] else ["07"]
-    assert partial == sorted(["02", "03", "05", "06", "08", "09", "10", "11"] + without_gpu)
+    assert partial == sorted(["02", "03", "04", "05", "06", "08", "09", "10", "11"] + without_gpu)
 
 
 def test_without_the_real_model_its_sections_are_skipped_with_the_install_command(monkeypatch, capsys):

@@ -1,6 +1,7 @@
 """qcourse.evaluation.hidden: KL and perplexity against a float model kept as its final hidden
 states give the numbers of evaluation.score and evaluation.divergence, a few positions at a time."""
 import copy
+import math
 
 import pytest
 import torch
@@ -9,7 +10,7 @@ from torch import nn
 from qcourse import ptq
 from qcourse.evaluation import Protocol, divergence, score
 from qcourse.evaluation.hidden import (Compared, HiddenReference, body_and_head, compare,
-                                       hidden_reference)
+                                       hidden_reference, paired_mean_difference)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 TWO = Protocol("two short windows", 2, seq_len=128)
@@ -89,3 +90,35 @@ def test_on_the_real_model_cut_to_two_blocks(smollm2_2layers):
     assert found.kl_divergence == pytest.approx(full["kl_divergence"], rel=1e-4)
     assert found.top1_agreement == pytest.approx(full["top1_agreement"])
     assert found.score.perplexity == pytest.approx(full["perplexity"], rel=1e-5)
+
+
+def test_a_changed_reference_head_is_refused(tiny):
+    model, tokenizer = copy.deepcopy(tiny[0]), tiny[1]
+    kept = hidden_reference(model, tokenizer, Protocol("one window", 1, seq_len=128))
+    with torch.no_grad():
+        model.lm_head.weight[0, 0] += 1.0        # the head the reference keeps, changed in place
+    with pytest.raises(ValueError, match="head changed"):
+        compare(model, kept)
+
+
+def test_paired_mean_difference_by_hand():
+    a, b = torch.tensor([1.0, 2.0, 3.0]), torch.tensor([1.5, 2.1, 3.9])
+    d = paired_mean_difference(a, b)
+    diffs = [0.5, 0.1, 0.9]
+    mean = sum(diffs) / 3
+    sd = math.sqrt(sum((x - mean) ** 2 for x in diffs) / 2)
+    half = 4.302653 * sd / math.sqrt(3)                        # t_{2, 0.975}, from a t table
+    assert math.isclose(d.mean, mean, rel_tol=1e-9)
+    assert math.isclose(d.high - d.mean, half, rel_tol=1e-5)
+    assert d.windows == 3 and d.significant == (mean - half > 0)
+    assert "paired interval over 3 windows" in str(d)
+    same = paired_mean_difference(a, a + 0.25)             # no spread: a zero-width interval
+    assert same.low == same.high == pytest.approx(0.25) and same.significant
+    noisy = paired_mean_difference(a, torch.tensor([2.0, 1.0, 3.0]))
+    assert not noisy.significant and "inside the noise" in str(noisy)
+    with pytest.raises(ValueError, match="same windows"):
+        paired_mean_difference(a, a[:2])
+    with pytest.raises(ValueError, match="at least 2"):
+        paired_mean_difference(a[:1], a[:1])
+    with pytest.raises(ValueError, match="confidence"):
+        paired_mean_difference(a, b, confidence=1.5)

@@ -12,6 +12,7 @@ positions at a time next to the quantized model's:
     reference = hidden_reference(float_model, tokenizer, REAL_QUICK)   # one pass: Score and h
     ... quantize the model (in place or a copy: the reference keeps h and the head module)
     found = compare(quantized, reference)      # its Score, KL and top-1 agreement per window
+    paired_mean_difference(rtn.kl, found.kl)   # two models' per-window KL, paired over windows
 
 Both passes apply the head to :data:`SLICE` positions at a time, so no window's logits are ever
 whole in memory. The perplexities equal :func:`~qcourse.evaluation.score`'s, and KL and top-1
@@ -20,6 +21,7 @@ whole in memory. The perplexities equal :func:`~qcourse.evaluation.score`'s, and
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterator
 
 import torch
@@ -27,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .divergence import kl_per_token
-from .protocol import Protocol, Score
+from .protocol import Protocol, Score, student_t_quantile
 from .scoring import evaluation_windows
 
 SLICE = 64    # positions per head call: two float64 log-softmaxes of 64 x 49,152 are 50 MB
@@ -66,16 +68,25 @@ def _logits(head: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
     return head(hidden.to(device)).float().cpu()
 
 
+def head_fingerprint(head: nn.Module) -> tuple[float, float]:
+    """Sum and sum of squares of the head's weights (float64): a change in place shows."""
+    with torch.no_grad():
+        values = [p.detach().double() for p in head.parameters()]
+        return (sum(v.sum().item() for v in values), sum(v.square().sum().item() for v in values))
+
+
 @dataclasses.dataclass(frozen=True)
 class HiddenReference:
     """The float model's side of every comparison on one protocol's windows: its
     :class:`~qcourse.evaluation.Score`, the windows' token ids ``[n, T]``, its final hidden states
-    ``[n, T, d]`` (float32) and its output head (the module itself, not a copy)."""
+    ``[n, T, d]`` (float32), its output head (the module itself, not a copy) and that head's
+    :func:`head_fingerprint` when it was read (:func:`compare` refuses a head changed since)."""
 
     score: Score
     windows: torch.Tensor
     hidden: torch.Tensor
     head: nn.Module
+    fingerprint: tuple[float, float]
 
     @property
     def protocol(self) -> Protocol:
@@ -106,7 +117,8 @@ def hidden_reference(model: nn.Module, tokenizer, protocol: Protocol, *,
                                      reduction="sum").item()
         hidden.append(h)
         nll.append(total / predicted)
-    return HiddenReference(Score(protocol, torch.tensor(nll)), windows, torch.cat(hidden), head)
+    return HiddenReference(Score(protocol, torch.tensor(nll)), windows, torch.cat(hidden), head,
+                           head_fingerprint(head))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,6 +156,9 @@ def compare(model: nn.Module, reference: HiddenReference, *, step: int = SLICE) 
         raise TypeError(f"reference must be a HiddenReference (from hidden_reference), got "
                         f"{type(reference).__name__}")
     _check_step(step)
+    if head_fingerprint(reference.head) != reference.fingerprint:
+        raise ValueError("the reference's output head changed since hidden_reference read it (was "
+                         "it quantized in place?): its logits would no longer be the float model's")
     body, head = body_and_head(model)
     predicted = reference.windows.size(1) - 1
     nll, kl, top1 = [], [], []
@@ -170,3 +185,41 @@ def compare(model: nn.Module, reference: HiddenReference, *, step: int = SLICE) 
         top1.append(agree / predicted)
     return Compared(Score(reference.protocol, torch.tensor(nll)),
                     torch.tensor(kl, dtype=torch.float64), torch.tensor(top1, dtype=torch.float64))
+
+
+@dataclasses.dataclass(frozen=True)
+class MeanDifference:
+    """``mean`` of b − a over windows, with its Student's t interval ``[low, high]``."""
+
+    mean: float
+    low: float
+    high: float
+    windows: int
+    confidence: float
+
+    @property
+    def significant(self) -> bool:
+        """Whether the interval excludes 0."""
+        return self.low > 0 or self.high < 0
+
+    def __str__(self) -> str:
+        verdict = "" if self.significant else ", inside the noise"
+        return (f"{self.mean:+.4f} [{self.low:+.4f}, {self.high:+.4f}] ({self.confidence:.0%} "
+                f"paired interval over {self.windows} windows{verdict})")
+
+
+def paired_mean_difference(a: torch.Tensor, b: torch.Tensor, confidence: float = 0.95
+                           ) -> MeanDifference:
+    """The mean of ``b − a`` over windows (e.g. two models' per-window KL) with Student's t
+    interval: ``d̄ ± t_{n−1} · s_d / √n``."""
+    a, b = torch.as_tensor(a).double().flatten(), torch.as_tensor(b).double().flatten()
+    if a.shape != b.shape:
+        raise ValueError(f"a pairwise comparison needs the same windows: got {len(a)} and {len(b)}")
+    if len(a) < 2:
+        raise ValueError("a paired interval needs at least 2 windows")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be between 0 and 1, got {confidence!r}")
+    d = b - a
+    mean, spread = d.mean().item(), d.std(unbiased=True).item()
+    half = student_t_quantile(0.5 + confidence / 2, len(d) - 1) * spread / math.sqrt(len(d))
+    return MeanDifference(mean, mean - half, mean + half, len(d), confidence)
