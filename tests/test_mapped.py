@@ -1,36 +1,24 @@
 """qcourse.models.mapped: giving a mapped checkpoint's pages back changes memory, never values."""
 import copy
-import shutil
 import sys
 
 import pytest
 import torch
 
-from qcourse import models
 from qcourse.models import mapped
+
+from mapped_files import mapping_bytes, private_tiny
 
 linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="madvise and /proc are Linux")
 
 
 def resident_bytes(path: str) -> int:
-    """Rss of every mapping of ``path``, from /proc/self/smaps."""
-    total, inside = 0, False
-    with open("/proc/self/smaps") as smaps:
-        for line in smaps:
-            fields = line.split()
-            if "-" in fields[0] and len(fields) >= 5 and ":" not in fields[0]:
-                inside = len(fields) == 6 and fields[5] == path
-            elif inside and fields[0] == "Rss:":
-                total += int(fields[1]) * 1024
-    return total
+    return mapping_bytes(path, "Rss")
 
 
 @pytest.fixture()
 def tiny(tmp_path):
-    # a private copy of the checkpoint: the kernel reclaims only pages this one mapping uses, and
-    # other tests of the session keep their own qcourse-tiny (the same file) mapped
-    folder = shutil.copytree(models.resolve(models.DEFAULT_MODEL), tmp_path / "qcourse-tiny")
-    model, tokenizer = models.load(str(folder))
+    model, tokenizer = private_tiny(tmp_path)
     ids = torch.randint(0, len(tokenizer), (1, 64), generator=torch.Generator().manual_seed(0))
     return model, ids
 

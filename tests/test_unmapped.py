@@ -1,6 +1,5 @@
 """qcourse.models.unmapped: a block copied out of its memory map when it first runs, so that
 writing into it in place leaves no private copy of the file's pages behind."""
-import shutil
 import sys
 
 import pytest
@@ -10,31 +9,21 @@ from qcourse import awq, data, models
 from qcourse.models import mapped
 from qcourse.models.unmapped import copied_when_run
 
+from mapped_files import mapping_bytes, private_tiny
+
 linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="madvise and /proc are Linux")
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def private_copy_bytes(path: str) -> int:
-    """Anonymous bytes of every mapping of ``path``: its pages written in place, each now a
-    private copy (/proc/self/smaps; Private_Dirty would also count the pages of a file copied a
-    moment ago and not yet written back, which are only read here)."""
-    total, inside = 0, False
-    with open("/proc/self/smaps") as smaps:
-        for line in smaps:
-            fields = line.split()
-            if "-" in fields[0] and len(fields) >= 5 and ":" not in fields[0]:
-                inside = len(fields) == 6 and fields[5] == path
-            elif inside and fields[0] == "Anonymous:":
-                total += int(fields[1]) * 1024
-    return total
+    """Pages of ``path``'s mappings written in place, each now a private copy (Anonymous;
+    Private_Dirty would also count pages of a file copied a moment ago, only read here)."""
+    return mapping_bytes(path, "Anonymous")
 
 
 @pytest.fixture()
 def tiny(tmp_path):
-    # a private copy of the checkpoint, as in test_mapped.py: this test's mapping alone
-    folder = shutil.copytree(models.resolve(models.DEFAULT_MODEL), tmp_path / "qcourse-tiny")
-    model, tokenizer = models.load(str(folder))
-    return model, tokenizer
+    return private_tiny(tmp_path)
 
 
 @linux
