@@ -11,6 +11,9 @@ training tokens, wall time and peak memory of every method, at three widths.
         --max-windows 8 --qlora-steps 16 --threads 1
                                         # a bounded run: 8,192 tokens per QAT run, 8 windows
     python benchmarks/qat.py --quick    # a few steps and 4 test windows: checks that it all runs
+    python benchmarks/qat.py --qlora-only --threads 1
+                                        # item 4 alone (about 3 minutes), to its own record
+                                        # benchmarks/results/qat-qlora-<machine>-<date>.json
 
 0. The float model, and the float model fine-tuned with the same loop, data and tokens as the QAT
    runs (a control: how much of QAT's gain is only more training).
@@ -24,11 +27,12 @@ training tokens, wall time and peak memory of every method, at three widths.
    constant learning rate after the warm-up makes those checkpoints stand in for shorter runs),
    which says how many training tokens QAT needs to beat GPTQ at each width.
 3. Like for like with torchao: our QAT on torchao's symmetric grid (STE) next to it.
-4. QLoRA: ours (``qcourse.qlora``, NF4Linear + LoRA) and peft on a bitsandbytes NF4 base with
-   double quantization, the same A matrices and windows of the *prose* half of the train split;
-   prose and code test perplexity before and after, trainable parameters, the bytes of training
-   state (parameters, gradients, AdamW moments; full fine-tuning measured by one step of it) and
-   the merge.
+4. QLoRA: ours (``qcourse.qlora``, NF4Linear + LoRA), peft on a bitsandbytes NF4 base with
+   double quantization, and the control, LoRA on the float model (``qlora.prepare(...,
+   base="float")``: what the 4-bit base costs), with the same A matrices and windows of the
+   *prose* half of the train split; prose and code test perplexity before and after (each
+   window's mean NLL kept), trainable parameters, the bytes of training state (parameters,
+   gradients, AdamW moments; full fine-tuning measured by one step of it) and the merge.
 
 Every row keeps each test window's mean negative log-likelihood (``window_nll``), so that two
 rows can be compared with a paired interval (``qcourse.evaluation.paired_difference``; the run
@@ -42,6 +46,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import math
 import os
 import pathlib
 import sys
@@ -197,24 +202,41 @@ def tokens_to_beat_gptq(rows: list[dict]) -> dict:
     return found
 
 
+def halves(run: Run, model) -> dict:
+    """Perplexity on the prose and the code half of the test split, and each window's mean NLL
+    (``window_nll``, for paired intervals)."""
+    scores, nlls = {}, {}
+    for domain in ("prose", "code"):
+        batches = evaluation.windows(data.token_ids(run.tok, "test", domain), 512)[:run.windows]
+        nll = evaluation.nll_per_window(model, batches,
+                                        evaluation.batch_size_for(run.tok, 512)) / 511
+        scores[domain] = round(math.exp(nll.double().mean().item()), 3)
+        nlls[domain] = [round(v, 6) for v in nll.tolist()]
+    return {**scores, "window_nll": nlls}
+
+
 def qlora_comparison(run: Run) -> dict:
-    """Ours and peft's QLoRA on the prose half of the train split (same A, same windows)."""
+    """Ours and peft's QLoRA, and LoRA on the float model (the control), on the prose half of
+    the train split (same A, same windows)."""
     args, tok = run.args, run.tok
     options = dict(lr=args.qlora_lr, batch_size=args.batch_size, seq_len=args.seq_len, seed=0,
                    domain="prose", progress=False)
-    before = {d: run.ppl(run.base, d) for d in ("prose", "code")}
+    before = halves(run, run.base)
     theirs = peft_qlora.load_qlora(rank=args.rank)
     ours = qlora.prepare(copy.deepcopy(run.base), rank=args.rank)
+    control = qlora.prepare(copy.deepcopy(run.base), rank=args.rank, base="float")
     for name, (a, b) in peft_qlora.lora_weights(theirs).items():   # the same starting point
-        layer = ours.get_submodule(name)
-        layer.lora_A.data.copy_(a)
-        layer.lora_B.data.copy_(b)
-    start = {"ours": {d: run.ppl(ours, d) for d in ("prose", "code")},
-             "peft": {d: run.ppl(theirs, d) for d in ("prose", "code")}}
+        for model in (ours, control):
+            layer = model.get_submodule(name)
+            layer.lora_A.data.copy_(a)
+            layer.lora_B.data.copy_(b)
+    trained = {"ours": (ours, qlora.train), "peft": (theirs, peft_qlora.train),
+               "float_lora": (control, qlora.train)}
+    start = {name: halves(run, model) for name, (model, _) in trained.items()}
     result = {"float": before, "start": start, "steps": args.qlora_steps}
-    for name, model, train in (("ours", ours, qlora.train), ("peft", theirs, peft_qlora.train)):
+    for name, (model, train) in trained.items():
         log, seconds, peak = measured(lambda: train(model, tok, args.qlora_steps, **options))
-        result[name] = {"prose": run.ppl(model, "prose"), "code": run.ppl(model, "code"),
+        result[name] = {**halves(run, model),
                         "training_tokens": log["tokens"], "seconds": round(log["seconds"], 1),
                         "peak_memory_mb": round(peak / 2**20, 1),
                         "trainable_parameters": log["trainable_parameters"],
@@ -232,8 +254,15 @@ def qlora_comparison(run: Run) -> dict:
         peft_merged = peft_qlora.merge(theirs)(x).logits
     result["merge_max_logit_change"] = {"ours": (merged - adapters).abs().max().item(),
                                         "peft": (peft_merged - peft_before).abs().max().item()}
-    print(json.dumps(result, indent=1), flush=True)
+    print(json.dumps(without_window_nll(result), indent=1), flush=True)
     return result
+
+
+def without_window_nll(value):
+    """``value`` with every ``window_nll`` entry of its dicts left out (to print)."""
+    if not isinstance(value, dict):
+        return value
+    return {k: without_window_nll(v) for k, v in value.items() if k != "window_nll"}
 
 
 def main() -> None:
@@ -250,6 +279,8 @@ def main() -> None:
     parser.add_argument("--rank", type=int, default=8)
     parser.add_argument("--max-windows", type=int, default=None)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--qlora-only", action="store_true",
+                        help="only the QLoRA comparison, to benchmarks/results/qat-qlora-*.json")
     parser.add_argument("--out", type=pathlib.Path, default=None)
     args = parser.parse_args()
     if args.quick:
@@ -262,15 +293,23 @@ def main() -> None:
     result = record.start(("torchao", "peft", "bitsandbytes"))
     run = Run(args)
     result.update({"test_windows": args.max_windows or "all",
-              "qat": {"steps": args.steps, "batch_size": args.batch_size,
-                      "seq_len": args.seq_len, "lr": args.lr, "scale_lr": args.scale_lr,
-                      "schedule": "warm-up 10 %, then constant", "optimizer": "AdamW"},
-              "gptq_calibration_windows": args.samples,
               "qlora_settings": {"steps": args.qlora_steps, "lr": args.qlora_lr,
-                                 "rank": args.rank},
+                                 "rank": args.rank, "batch_size": args.batch_size,
+                                 "seq_len": args.seq_len},
               "command": " ".join(["python", "benchmarks/qat.py", *sys.argv[1:]]),
-              "quick": args.quick})
-    out = args.out or record.result_path("qat", suffix="-quick" if args.quick else "")
+              "quick": args.quick, "qlora_only": args.qlora_only})
+    out = args.out or record.result_path("qat-qlora" if args.qlora_only else "qat",
+                                         suffix="-quick" if args.quick else "")
+    if args.qlora_only:
+        result["qlora"] = qlora_comparison(run)
+        result["complete"] = True
+        record.write(record.finish(result), out)
+        print(f"wrote {out}")
+        return
+    result.update({"qat": {"steps": args.steps, "batch_size": args.batch_size,
+                           "seq_len": args.seq_len, "lr": args.lr, "scale_lr": args.scale_lr,
+                           "schedule": "warm-up 10 %, then constant", "optimizer": "AdamW"},
+                   "gptq_calibration_windows": args.samples})
     result["rows"] = run.rows
     result["complete"] = False          # saved after every width: a stopped run keeps its rows
     run.add("float", "float (fp32)", run.base, tokens=0, seconds=0.0, peak=0)
