@@ -10,7 +10,8 @@ from torch import nn
 from qcourse import ptq
 from qcourse.evaluation import Protocol, divergence, score
 from qcourse.evaluation.hidden import (Compared, HiddenReference, body_and_head, compare,
-                                       hidden_reference, paired_mean_difference)
+                                       head_fingerprint, hidden_reference,
+                                       paired_mean_difference)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 TWO = Protocol("two short windows", 2, seq_len=128)
@@ -122,3 +123,14 @@ def test_paired_mean_difference_by_hand():
         paired_mean_difference(a[:1], a[:1])
     with pytest.raises(ValueError, match="confidence"):
         paired_mean_difference(a, b, confidence=1.5)
+
+
+def test_the_head_fingerprint_is_the_float64_sum_and_sum_of_squares_in_any_chunks():
+    head = nn.Linear(5, 7, bias=True)
+    values = torch.cat([p.detach().double().reshape(-1) for p in head.parameters()])
+    expected = (values.sum().item(), values.square().sum().item())
+    for chunk in (1, 3, 1 << 20):
+        assert head_fingerprint(head, chunk) == pytest.approx(expected, rel=1e-12)
+    with torch.no_grad():
+        head.weight[2, 3] += 0.5
+    assert head_fingerprint(head) != pytest.approx(expected, rel=1e-12)
